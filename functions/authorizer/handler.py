@@ -1,0 +1,33 @@
+"""The `$connect` REQUEST authorizer: the token from the query string, verified, becomes the
+identity (userId, deviceId) that API Gateway passes to every route of the connection."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponseWebSocket,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat_backend.errors import Unauthorized
+from chat_backend.observability import logger
+from chat_backend.services import services
+
+
+@logger.inject_lambda_context
+@event_source(data_class=APIGatewayAuthorizerRequestEvent)
+def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
+    token = (event.query_string_parameters or {}).get("token")
+    try:
+        identity = services().verifier.verify(token)
+    except Unauthorized as exc:
+        logger.info("connection refused", extra={"reason": exc.message})
+        raise Exception("Unauthorized") from None  # API Gateway's convention for a 401
+    policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
+        event.method_arn,
+        principal_id=identity.user_id,
+        context={"userId": identity.user_id, "deviceId": identity.device_id},
+    )
+    policy.allow_all_routes()
+    return policy.asdict()

@@ -1,0 +1,27 @@
+"""Routes `$connect` and `$disconnect`: keep the registry of each device's live connection."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat_backend.logic.connections import connect, disconnect
+from chat_backend.models import Caller, ConnectEvent, DisconnectEvent
+from chat_backend.observability import logger
+from chat_backend.services import services
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    s = services()
+    if event["requestContext"]["routeKey"] == "$connect":
+        ctx = parse(event=event, model=ConnectEvent).request_context
+        connect(s.registry, _caller(ctx.authorizer, ctx.connection_id), s.settings.connection_ttl_s)
+    else:
+        dctx = parse(event=event, model=DisconnectEvent).request_context
+        disconnect(s.registry, _caller(dctx.authorizer, dctx.connection_id))
+    return {"statusCode": 200}
+
+
+def _caller(authorizer: Any, connection_id: str) -> Caller:
+    return Caller(user_id=authorizer.user_id, device_id=authorizer.device_id, connection_id=connection_id)

@@ -1,0 +1,13 @@
+"""Route `$default`: any frame whose action no route serves gets BAD_REQUEST."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat_backend.observability import logger
+from chat_backend.routes import unknown_route
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return unknown_route(event)

@@ -1,0 +1,43 @@
+"""Configuration, read once from the environment into a settings model.
+
+Variable names come from the wiring table, so what the CDK stack and the local stack set is
+exactly what is read here. Only handlers and the service container read settings; logic is
+given plain values.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chat_backend import wiring
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    chats_table: str = Field("chats", validation_alias=wiring.table("chats").env_var)
+    messages_table: str = Field("messages", validation_alias=wiring.table("messages").env_var)
+    connections_table: str = Field("connections", validation_alias=wiring.table("connections").env_var)
+    delivery_queue_url: str = Field("", validation_alias=wiring.queue("delivery").env_var)
+    callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
+
+    # Tokens: HS256 with a shared secret on the local stack; a JWKS URL (Cognito) on AWS.
+    jwt_secret: str | None = Field(None, validation_alias=wiring.JWT_SECRET_ENV)
+    jwks_url: str | None = Field(None, validation_alias=wiring.JWKS_URL_ENV)
+    jwt_issuer: str | None = Field(None, validation_alias=wiring.JWT_ISSUER_ENV)
+    jwt_audience: str | None = Field(None, validation_alias=wiring.JWT_AUDIENCE_ENV)
+
+    # How long a device's connection record lives without a reconnect (API Gateway's 2 h maximum).
+    connection_ttl_s: int = Field(2 * 3600, validation_alias="CHAT_CONNECTION_TTL_S")
+    # How long a send idempotency record is kept: far beyond any client retry window.
+    dedup_ttl_s: int = Field(7 * 24 * 3600, validation_alias="CHAT_DEDUP_TTL_S")
+    # Concurrent PostToConnection calls per delivery batch.
+    push_concurrency: int = Field(16, validation_alias="CHAT_PUSH_CONCURRENCY")
+
+
+@cache
+def settings() -> Settings:
+    return Settings()

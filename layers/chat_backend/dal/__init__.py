@@ -1,0 +1,1 @@
+"""Data access: every boto3 call of the backend lives in this package."""

@@ -1,0 +1,38 @@
+"""boto3 clients, built once per process with timeouts and retries fit for Lambda."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=2,
+    read_timeout=5,
+    max_pool_connections=64,
+)
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@cache
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    # boto3 honours AWS_ENDPOINT_URL_<SERVICE>, which is how the local stack points us at itself.
+    return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=_CONFIG)
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def av(value: Any) -> dict[str, Any]:
+    return _serializer.serialize(value)

@@ -1,0 +1,343 @@
+"""The chats and messages tables: membership, per-chat sequencing, idempotent appends, replay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chat_backend.dal.aws import av, client, from_item, to_item
+from chat_backend.models import ChatMeta, SendRecord, StoredMessage
+
+META = "META"
+TRANSACT_MAX_ITEMS = 100
+BATCH_GET_MAX_KEYS = 100
+BATCH_WRITE_MAX_ITEMS = 25
+
+
+def member_sk(user_id: str) -> str:
+    return f"MEMBER#{user_id}"
+
+
+def dedup_sk(user_id: str, client_msg_id: str) -> str:
+    return f"DEDUP#{user_id}#{client_msg_id}"
+
+
+class HeadMoved(Exception):
+    """Another send took the seq we tried to assign: re-read the head and try again."""
+
+
+class DuplicateSend(Exception):
+    """This (user, clientMsgId) was already accepted."""
+
+
+class ChatExists(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SendContext:
+    chat: ChatMeta | None
+    role: str | None
+    previous: SendRecord | None
+
+
+def _meta(item: dict[str, Any]) -> ChatMeta:
+    v = from_item(item)
+    return ChatMeta(
+        chat_id=v["chatId"],
+        kind=v["kind"],
+        name=v.get("name"),
+        head_seq=int(v["headSeq"]),
+        member_count=int(v["memberCount"]),
+        created_at=v["createdAt"],
+    )
+
+
+def _message(item: dict[str, Any]) -> StoredMessage:
+    v = from_item(item)
+    return StoredMessage(
+        chat_id=v["chatId"],
+        seq=int(v["seq"]),
+        server_msg_id=v["serverMsgId"],
+        sender=v["sender"],
+        sender_device=v.get("senderDevice"),
+        ciphertext=bytes(v["ciphertext"]),
+        media_ids=list(v.get("mediaIds", [])),
+        created_at=v["createdAt"],
+    )
+
+
+def message_from_image(image: dict[str, Any]) -> StoredMessage:
+    """A message from a stream record's NewImage (same attribute-value shape as an item)."""
+    return _message(image)
+
+
+def _send_record(item: dict[str, Any]) -> SendRecord:
+    v = from_item(item)
+    return SendRecord(server_msg_id=v["serverMsgId"], seq=int(v["seq"]), created_at=v["createdAt"])
+
+
+def _cancellation_codes(exc: ClientError) -> list[str]:
+    return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+
+
+class ChatStore:
+    def __init__(self, chats_table: str, messages_table: str, ddb: Any | None = None) -> None:
+        self.chats_table = chats_table
+        self.messages_table = messages_table
+        self.ddb = ddb or client("dynamodb")
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def send_context(self, chat_id: str, user_id: str, client_msg_id: str) -> SendContext:
+        """Chat head, the sender's role and any earlier answer to this clientMsgId: one round trip."""
+        keys = [
+            {"chatId": av(chat_id), "sk": av(META)},
+            {"chatId": av(chat_id), "sk": av(member_sk(user_id))},
+            {"chatId": av(chat_id), "sk": av(dedup_sk(user_id, client_msg_id))},
+        ]
+        items = self._batch_get(self.chats_table, keys, consistent=True)
+        by_sk = {i["sk"]["S"]: i for i in items}
+        meta = by_sk.get(META)
+        member = by_sk.get(member_sk(user_id))
+        dedup = by_sk.get(dedup_sk(user_id, client_msg_id))
+        return SendContext(
+            chat=_meta(meta) if meta else None,
+            role=member["role"]["S"] if member else None,
+            previous=_send_record(dedup) if dedup else None,
+        )
+
+    def append_message(self, message: StoredMessage, client_msg_id: str, dedup_expires_at: int) -> None:
+        """Advance the head n-1 -> n, store the message at n and the dedup record, all or nothing."""
+        dedup = {
+            "chatId": message.chat_id,
+            "sk": dedup_sk(message.sender, client_msg_id),
+            "serverMsgId": message.server_msg_id,
+            "seq": message.seq,
+            "createdAt": message.created_at,
+            "expiresAt": dedup_expires_at,
+        }
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.chats_table,
+                            "Key": {"chatId": av(message.chat_id), "sk": av(META)},
+                            "UpdateExpression": "SET headSeq = :n",
+                            "ConditionExpression": "headSeq = :prev",
+                            "ExpressionAttributeValues": {
+                                ":n": av(message.seq),
+                                ":prev": av(message.seq - 1),
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.messages_table,
+                            "Item": to_item(self._message_values(message)),
+                            "ConditionExpression": "attribute_not_exists(seq)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.chats_table,
+                            "Item": to_item(dedup),
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            codes = _cancellation_codes(exc)
+            if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
+                raise DuplicateSend() from exc
+            # The head moved, or another transaction held one of the items: both mean "retry".
+            raise HeadMoved() from exc
+
+    def previous_send(self, chat_id: str, user_id: str, client_msg_id: str) -> SendRecord | None:
+        resp = self.ddb.get_item(
+            TableName=self.chats_table,
+            Key={"chatId": av(chat_id), "sk": av(dedup_sk(user_id, client_msg_id))},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        return _send_record(item) if item else None
+
+    @staticmethod
+    def _message_values(message: StoredMessage) -> dict[str, Any]:
+        return {
+            "chatId": message.chat_id,
+            "seq": message.seq,
+            "serverMsgId": message.server_msg_id,
+            "sender": message.sender,
+            "senderDevice": message.sender_device,
+            "ciphertext": message.ciphertext,
+            "mediaIds": message.media_ids,
+            "createdAt": message.created_at,
+        }
+
+    # --- chats and members -----------------------------------------------------------------------
+
+    def create_chat(self, meta: ChatMeta, created_by: str, members: dict[str, str]) -> None:
+        """Members first, the META item last: a chat exists only once META does, so a crash
+        half-way leaves nothing visible. Small chats go in one transaction."""
+        member_items = [
+            to_item(
+                {
+                    "chatId": meta.chat_id,
+                    "sk": member_sk(user_id),
+                    "memberUserId": user_id,
+                    "role": role,
+                    "joinedAt": meta.created_at,
+                }
+            )
+            for user_id, role in members.items()
+        ]
+        meta_item = to_item(
+            {
+                "chatId": meta.chat_id,
+                "sk": META,
+                "kind": meta.kind,
+                "name": meta.name,
+                "headSeq": meta.head_seq,
+                "memberCount": meta.member_count,
+                "createdAt": meta.created_at,
+                "createdBy": created_by,
+            }
+        )
+        meta_put = {
+            "Put": {
+                "TableName": self.chats_table,
+                "Item": meta_item,
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        }
+        if len(member_items) < TRANSACT_MAX_ITEMS:
+            items = [meta_put] + [
+                {"Put": {"TableName": self.chats_table, "Item": i}} for i in member_items
+            ]
+            try:
+                self.ddb.transact_write_items(TransactItems=items)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                    if _cancellation_codes(exc)[0] == "ConditionalCheckFailed":
+                        raise ChatExists() from exc
+                raise
+            return
+        self._batch_write(self.chats_table, member_items)
+        try:
+            self.ddb.put_item(
+                TableName=self.chats_table, Item=meta_item, ConditionExpression="attribute_not_exists(sk)"
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ChatExists() from exc
+            raise
+
+    def get_chat(self, chat_id: str) -> ChatMeta | None:
+        resp = self.ddb.get_item(
+            TableName=self.chats_table,
+            Key={"chatId": av(chat_id), "sk": av(META)},
+            ConsistentRead=True,
+        )
+        return _meta(resp["Item"]) if "Item" in resp else None
+
+    def role_of(self, chat_id: str, user_id: str) -> str | None:
+        resp = self.ddb.get_item(
+            TableName=self.chats_table,
+            Key={"chatId": av(chat_id), "sk": av(member_sk(user_id))},
+            ConsistentRead=True,
+        )
+        return resp["Item"]["role"]["S"] if "Item" in resp else None
+
+    def chat_ids_of(self, user_id: str) -> list[str]:
+        """Every chat the user is a member of (the sparse byMember index)."""
+        chat_ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.chats_table,
+            "IndexName": "byMember",
+            "KeyConditionExpression": "memberUserId = :u",
+            "ExpressionAttributeValues": {":u": av(user_id)},
+            "ProjectionExpression": "chatId",
+        }
+        while True:
+            resp = self.ddb.query(**kwargs)
+            chat_ids.extend(i["chatId"]["S"] for i in resp["Items"])
+            if "LastEvaluatedKey" not in resp:
+                return chat_ids
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def heads(self, chat_ids: list[str]) -> dict[str, int]:
+        """chatId -> headSeq for the chats that exist (a chat without META is not there yet)."""
+        heads: dict[str, int] = {}
+        for start in range(0, len(chat_ids), BATCH_GET_MAX_KEYS):
+            keys = [{"chatId": av(c), "sk": av(META)} for c in chat_ids[start : start + BATCH_GET_MAX_KEYS]]
+            for item in self._batch_get(
+                self.chats_table, keys, consistent=True, projection="chatId, headSeq"
+            ):
+                heads[item["chatId"]["S"]] = int(item["headSeq"]["N"])
+        return heads
+
+    def member_pages(self, chat_id: str, page_size: int = 1000) -> Iterator[list[str]]:
+        """The chat's member user ids, a page at a time."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.chats_table,
+            "KeyConditionExpression": "chatId = :c AND begins_with(sk, :m)",
+            "ExpressionAttributeValues": {":c": av(chat_id), ":m": av("MEMBER#")},
+            "ProjectionExpression": "memberUserId",
+            "Limit": page_size,
+        }
+        while True:
+            resp = self.ddb.query(**kwargs)
+            page = [i["memberUserId"]["S"] for i in resp["Items"]]
+            if page:
+                yield page
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    # --- replay ----------------------------------------------------------------------------------
+
+    def messages_after(self, chat_id: str, cursor: int, limit: int) -> list[StoredMessage]:
+        resp = self.ddb.query(
+            TableName=self.messages_table,
+            KeyConditionExpression="chatId = :c AND seq > :s",
+            ExpressionAttributeValues={":c": av(chat_id), ":s": av(cursor)},
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [_message(i) for i in resp["Items"]]
+
+    # --- batching helpers ------------------------------------------------------------------------
+
+    def _batch_get(
+        self, table: str, keys: list[dict[str, Any]], consistent: bool, projection: str | None = None
+    ) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {"Keys": keys, "ConsistentRead": consistent}
+        if projection:
+            request["ProjectionExpression"] = projection
+        return batch_get(self.ddb, table, request)
+
+    def _batch_write(self, table: str, items: list[dict[str, Any]]) -> None:
+        for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
+            pending = {table: [{"PutRequest": {"Item": i}} for i in items[start : start + BATCH_WRITE_MAX_ITEMS]]}
+            while pending:
+                resp = self.ddb.batch_write_item(RequestItems=pending)
+                pending = resp.get("UnprocessedItems") or {}
+
+
+def batch_get(ddb: Any, table: str, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """BatchGetItem for up to 100 keys, following UnprocessedKeys until all are read."""
+    items: list[dict[str, Any]] = []
+    pending: dict[str, Any] = {table: request}
+    while pending:
+        resp = ddb.batch_get_item(RequestItems=pending)
+        items.extend(resp["Responses"].get(table, []))
+        pending = resp.get("UnprocessedKeys") or {}
+    return items

@@ -1,0 +1,68 @@
+"""The connections table: one item per user, one attribute per device holding its connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chat_backend.dal.aws import av, client
+from chat_backend.dal.chat_store import BATCH_GET_MAX_KEYS, batch_get
+
+DEVICE_PREFIX = "dev_"
+
+
+def _device_attr(device_id: str) -> str:
+    return f"{DEVICE_PREFIX}{device_id}"
+
+
+class ConnectionRegistry:
+    def __init__(self, table: str, ddb: Any | None = None) -> None:
+        self.table = table
+        self.ddb = ddb or client("dynamodb")
+
+    def register(self, user_id: str, device_id: str, connection_id: str, connected_at: str, expires_at: int) -> None:
+        """The device's newest connection replaces any older one of the same device."""
+        self.ddb.update_item(
+            TableName=self.table,
+            Key={"userId": av(user_id)},
+            UpdateExpression="SET #d = :c, expiresAt = :ttl",
+            ExpressionAttributeNames={"#d": _device_attr(device_id)},
+            ExpressionAttributeValues={
+                ":c": av({"connectionId": connection_id, "connectedAt": connected_at}),
+                ":ttl": av(expires_at),
+            },
+        )
+
+    def unregister(self, user_id: str, device_id: str, connection_id: str) -> bool:
+        """Remove the device's connection only if it is still this one (a reconnect may have
+        replaced it). Returns whether anything was removed."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"userId": av(user_id)},
+                UpdateExpression="REMOVE #d",
+                ConditionExpression="#d.connectionId = :cid",
+                ExpressionAttributeNames={"#d": _device_attr(device_id)},
+                ExpressionAttributeValues={":cid": av(connection_id)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def devices_of(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
+        """userId -> {deviceId: connectionId} for the users with a live connection."""
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(user_ids), BATCH_GET_MAX_KEYS):
+            keys = [{"userId": av(u)} for u in user_ids[start : start + BATCH_GET_MAX_KEYS]]
+            for item in batch_get(self.ddb, self.table, {"Keys": keys}):
+                devices = {
+                    name[len(DEVICE_PREFIX) :]: value["M"]["connectionId"]["S"]
+                    for name, value in item.items()
+                    if name.startswith(DEVICE_PREFIX)
+                }
+                if devices:
+                    found[item["userId"]["S"]] = devices
+        return found

@@ -1,0 +1,49 @@
+"""Typed domain errors. Each carries the protocol's ERROR code; handlers map them in one place."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ChatError(Exception):
+    code: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ChatError):
+    code = "BAD_REQUEST"
+
+
+class Unauthorized(ChatError):
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(ChatError):
+    code = "FORBIDDEN"
+
+
+class NotFound(ChatError):
+    code = "NOT_FOUND"
+
+
+class TooLarge(ChatError):
+    code = "TOO_LARGE"
+
+
+class GroupFull(ChatError):
+    code = "GROUP_FULL"
+
+
+class RateLimited(ChatError):
+    code = "RATE_LIMITED"
+
+
+class ConnectionGone(Exception):
+    """The recipient's WebSocket connection no longer exists (API Gateway answered 410)."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(connection_id)
+        self.connection_id = connection_id

@@ -1,0 +1,62 @@
+"""Token verification for the $connect authorizer: HS256 locally, the issuer's JWKS on AWS."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from chat_backend.errors import Unauthorized
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    device_id: str
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        secret: str | None = None,
+        jwks_url: str | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
+        if not secret and not jwks_url:
+            raise ValueError("a token verifier needs a secret (local) or a JWKS URL (AWS)")
+        self.secret = secret
+        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        self.issuer = issuer
+        self.audience = audience
+
+    def verify(self, token: str | None) -> Identity:
+        if not token:
+            raise Unauthorized("missing token")
+        options = {"require": ["sub", "exp"], "verify_aud": self.audience is not None}
+        try:
+            if self.jwks is not None:
+                key = self.jwks.get_signing_key_from_jwt(token).key
+                claims = jwt.decode(
+                    token, key, algorithms=["RS256"], issuer=self.issuer, audience=self.audience, options=options
+                )
+            else:
+                claims = jwt.decode(token, self.secret, algorithms=["HS256"], options=options)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        user_id, device_id = claims.get("sub"), claims.get("device", "default")
+        if not isinstance(user_id, str) or not ID_PATTERN.match(user_id):
+            raise Unauthorized("token sub is not a valid user id")
+        if not isinstance(device_id, str) or not ID_PATTERN.match(device_id):
+            raise Unauthorized("token device is not a valid device id")
+        return Identity(user_id=user_id, device_id=device_id)
+
+
+def mint_local_token(secret: str, user_id: str, device_id: str, ttl_s: int = 24 * 3600) -> str:
+    """A local-stack token (HS256), as tests and the `chat` CLI make them."""
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "device": device_id, "iat": now, "exp": now + ttl_s}, secret, "HS256")

@@ -1,0 +1,57 @@
+"""createChat: direct chats are unique per pair; groups hold at most MAX_GROUP_MEMBERS."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from chat_backend.dal.chat_store import ChatExists, ChatStore
+from chat_backend.errors import BadRequest, GroupFull, NotFound
+from chat_backend.models import MAX_GROUP_MEMBERS, Caller, ChatFrame, ChatMeta, CreateChatFrame, now_iso
+
+
+def direct_chat_id(user_a: str, user_b: str) -> str:
+    """The same id from either side, so creating a direct chat twice finds the first one."""
+    pair = "\n".join(sorted((user_a, user_b)))
+    return "d_" + hashlib.sha256(pair.encode()).hexdigest()[:40]
+
+
+def create_chat(store: ChatStore, caller: Caller, frame: CreateChatFrame) -> ChatFrame:
+    if caller.user_id in frame.members:
+        raise BadRequest("members lists the others; the creator is added by the server")
+    if len(frame.members) + 1 > MAX_GROUP_MEMBERS:
+        raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
+    if frame.kind == "direct":
+        chat_id = direct_chat_id(caller.user_id, frame.members[0])
+        name = None
+    else:
+        chat_id = f"g_{uuid.uuid4().hex}"
+        name = frame.name
+    meta = ChatMeta(
+        chat_id=chat_id,
+        kind=frame.kind,
+        name=name,
+        head_seq=0,
+        member_count=len(frame.members) + 1,
+        created_at=now_iso(),
+    )
+    members = {caller.user_id: "admin"} | {m: "member" for m in frame.members}
+    try:
+        store.create_chat(meta, caller.user_id, members)
+        role = "admin"
+    except ChatExists:
+        # Only a direct chat's id can collide: answer with the chat both sides already have.
+        existing = store.get_chat(chat_id)
+        existing_role = store.role_of(chat_id, caller.user_id)
+        if existing is None or existing_role is None:
+            raise NotFound("chat could not be read back") from None
+        meta, role = existing, existing_role
+    return ChatFrame(
+        request_id=frame.request_id,
+        chat_id=meta.chat_id,
+        kind=meta.kind,
+        name=meta.name,
+        created_at=meta.created_at,
+        member_count=meta.member_count,
+        role="admin" if role == "admin" else "member",
+    )

@@ -1,0 +1,67 @@
+"""send: assign the next seq in the chat and store the message, exactly once per clientMsgId."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+from chat_backend.dal.chat_store import ChatStore, DuplicateSend, HeadMoved
+from chat_backend.errors import Forbidden, RateLimited
+from chat_backend.models import AckFrame, Caller, SendFrame, SendRecord, StoredMessage, now_iso
+
+MAX_ATTEMPTS = 12
+
+
+def new_server_msg_id() -> str:
+    return f"m_{uuid.uuid4().hex}"
+
+
+def send_message(
+    store: ChatStore,
+    caller: Caller,
+    frame: SendFrame,
+    dedup_ttl_s: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AckFrame:
+    """Retries on a moved head with jittered backoff; a duplicate answers the stored ACK."""
+    for attempt in range(MAX_ATTEMPTS):
+        context = store.send_context(frame.chat_id, caller.user_id, frame.client_msg_id)
+        if context.chat is None or context.role is None:
+            raise Forbidden(f"not a member of {frame.chat_id}")
+        if context.previous is not None:
+            return _ack(frame, context.previous)
+        created_at = now_iso()
+        message = StoredMessage(
+            chat_id=frame.chat_id,
+            seq=context.chat.head_seq + 1,
+            server_msg_id=new_server_msg_id(),
+            sender=caller.user_id,
+            sender_device=caller.device_id,
+            ciphertext=frame.ciphertext_bytes,
+            media_ids=list(frame.media_ids),
+            created_at=created_at,
+        )
+        try:
+            store.append_message(message, frame.client_msg_id, int(time.time()) + dedup_ttl_s)
+        except DuplicateSend:
+            previous = store.previous_send(frame.chat_id, caller.user_id, frame.client_msg_id)
+            if previous is not None:
+                return _ack(frame, previous)
+        except HeadMoved:
+            sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+            continue
+        else:
+            return _ack(frame, SendRecord(server_msg_id=message.server_msg_id, seq=message.seq, created_at=created_at))
+    raise RateLimited(f"chat {frame.chat_id} is busy; retry with the same clientMsgId")
+
+
+def _ack(frame: SendFrame, record: SendRecord) -> AckFrame:
+    return AckFrame(
+        client_msg_id=frame.client_msg_id,
+        chat_id=frame.chat_id,
+        server_msg_id=record.server_msg_id,
+        seq=record.seq,
+        created_at=record.created_at,
+    )

@@ -1,0 +1,324 @@
+"""Pydantic models of every frame in PROTOCOL.md (v1), and of the events our functions receive.
+
+Client frames are strict: a wrong type is an error, not a coercion ("5" is not a seq).
+Unknown fields are ignored, as the protocol says.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from aws_lambda_powertools.utilities.parser.models import (
+    APIGatewayWebSocketConnectEventModel,
+    APIGatewayWebSocketConnectEventRequestContext,
+    APIGatewayWebSocketDisconnectEventModel,
+    APIGatewayWebSocketDisconnectEventRequestContext,
+    APIGatewayWebSocketMessageEventModel,
+    APIGatewayWebSocketMessageEventRequestContext,
+)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from chat_backend.errors import BadRequest, TooLarge
+
+MAX_FRAME_BYTES = 128 * 1024
+MAX_CIPHERTEXT_BYTES = 64 * 1024
+MAX_SYNC_LIMIT = 1000
+DEFAULT_SYNC_LIMIT = 500
+MAX_GROUP_MEMBERS = 10_000
+MAX_MEDIA_IDS = 32
+
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def now_iso() -> str:
+    """ISO 8601 UTC with milliseconds, as the protocol writes times."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _decode_ciphertext(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("ciphertext is not valid base64") from exc
+    if len(raw) > MAX_CIPHERTEXT_BYTES:
+        raise CiphertextTooLarge(len(raw))
+    return value
+
+
+class CiphertextTooLarge(ValueError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"ciphertext is {size} bytes decoded; at most {MAX_CIPHERTEXT_BYTES}")
+
+
+Ciphertext = Annotated[str, StringConstraints(min_length=1), AfterValidator(_decode_ciphertext)]
+
+
+class ClientFrame(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class SendFrame(ClientFrame):
+    action: Literal["send"]
+    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        alias="clientMsgId"
+    )
+    chat_id: Id = Field(alias="chatId")
+    ciphertext: Ciphertext
+    media_ids: list[Id] = Field(default_factory=list, alias="mediaIds", max_length=MAX_MEDIA_IDS)
+
+    @property
+    def ciphertext_bytes(self) -> bytes:
+        return base64.b64decode(self.ciphertext)
+
+
+class SyncFrame(ClientFrame):
+    action: Literal["sync"]
+    request_id: RequestId = Field(alias="requestId")
+    cursors: dict[Id, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    limit: Annotated[int, Field(ge=1, le=MAX_SYNC_LIMIT)] = DEFAULT_SYNC_LIMIT
+
+
+class CreateChatFrame(ClientFrame):
+    action: Literal["createChat"]
+    request_id: RequestId = Field(alias="requestId")
+    kind: Literal["direct", "group"]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    members: list[Id] = Field(min_length=1, max_length=MAX_GROUP_MEMBERS)
+
+    @model_validator(mode="after")
+    def _check_members(self) -> CreateChatFrame:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members has duplicates")
+        if self.kind == "direct" and len(self.members) != 1:
+            raise ValueError("a direct chat has exactly one other member")
+        return self
+
+
+class HeartbeatFrame(ClientFrame):
+    action: Literal["heartbeat"]
+
+
+F = TypeVar("F", bound=ClientFrame)
+
+
+# --- server frames -------------------------------------------------------------------------------
+
+
+class ServerFrame(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class AckFrame(ServerFrame):
+    type: Literal["ACK"] = "ACK"
+    client_msg_id: str = Field(alias="clientMsgId")
+    chat_id: str = Field(alias="chatId")
+    server_msg_id: str = Field(alias="serverMsgId")
+    seq: int
+    created_at: str = Field(alias="createdAt")
+
+
+class MessageFrame(ServerFrame):
+    type: Literal["MESSAGE"] = "MESSAGE"
+    chat_id: str = Field(alias="chatId")
+    server_msg_id: str = Field(alias="serverMsgId")
+    seq: int
+    sender: str = Field(alias="from")
+    sender_device: str | None = Field(alias="fromDevice")
+    ciphertext: str
+    media_ids: list[str] = Field(alias="mediaIds")
+    created_at: str = Field(alias="createdAt")
+
+
+class SyncDoneFrame(ServerFrame):
+    type: Literal["SYNC_DONE"] = "SYNC_DONE"
+    request_id: str = Field(alias="requestId")
+    heads: dict[str, int]
+    more: bool
+
+
+class ChatFrame(ServerFrame):
+    type: Literal["CHAT"] = "CHAT"
+    request_id: str = Field(alias="requestId")
+    chat_id: str = Field(alias="chatId")
+    kind: Literal["direct", "group"]
+    name: str | None
+    created_at: str = Field(alias="createdAt")
+    member_count: int = Field(alias="memberCount")
+    role: Literal["admin", "member"]
+
+
+class PongFrame(ServerFrame):
+    type: Literal["PONG"] = "PONG"
+
+
+class ErrorFrame(ServerFrame):
+    type: Literal["ERROR"] = "ERROR"
+    code: str
+    message: str
+    request_id: str | None = Field(None, alias="requestId")
+    client_msg_id: str | None = Field(None, alias="clientMsgId")
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+class AuthorizerContext(BaseModel):
+    """What the $connect authorizer put in its context; API Gateway passes it on every route."""
+
+    user_id: Id = Field(alias="userId")
+    device_id: Id = Field(alias="deviceId")
+
+
+class RouteRequestContext(APIGatewayWebSocketMessageEventRequestContext):
+    authorizer: AuthorizerContext
+
+
+class RouteEvent(APIGatewayWebSocketMessageEventModel):
+    """A WebSocket route invocation (MESSAGE events) carrying the authorizer's identity."""
+
+    request_context: RouteRequestContext = Field(alias="requestContext")  # type: ignore[assignment]
+
+
+class ConnectRequestContext(APIGatewayWebSocketConnectEventRequestContext):
+    authorizer: AuthorizerContext
+
+
+class ConnectEvent(APIGatewayWebSocketConnectEventModel):
+    request_context: ConnectRequestContext = Field(alias="requestContext")  # type: ignore[assignment]
+
+
+class DisconnectRequestContext(APIGatewayWebSocketDisconnectEventRequestContext):
+    authorizer: AuthorizerContext
+
+
+class DisconnectEvent(APIGatewayWebSocketDisconnectEventModel):
+    request_context: DisconnectRequestContext = Field(alias="requestContext")  # type: ignore[assignment]
+
+
+class Caller(BaseModel):
+    """Who sent a frame, from the token (never from the frame)."""
+
+    model_config = ConfigDict(frozen=True)
+    user_id: str
+    device_id: str
+    connection_id: str
+
+
+def decode_body(body: str | None) -> dict[str, Any]:
+    """The frame as a JSON object, or BadRequest / TooLarge."""
+    if body is None:
+        raise BadRequest("empty frame")
+    if len(body.encode()) > MAX_FRAME_BYTES:
+        raise TooLarge(f"frame is over {MAX_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest("frame is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("frame is not a JSON object")
+    return data
+
+
+def parse_frame(model: type[F], data: dict[str, Any]) -> F:
+    """Validate a decoded frame; map the first problem to the protocol's error."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, CiphertextTooLarge):
+                raise TooLarge(str(ctx_error)) from exc
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "frame"
+        raise BadRequest(f"{where}: {first['msg']}") from exc
+
+
+def echo_ids(data: dict[str, Any] | None) -> dict[str, str | None]:
+    """requestId / clientMsgId of a frame, when it had them, for the ERROR it gets."""
+    data = data or {}
+    return {
+        key: value if isinstance(value, str) and len(value) <= 128 else None
+        for key, value in (("requestId", data.get("requestId")), ("clientMsgId", data.get("clientMsgId")))
+    }
+
+
+# --- stored records ------------------------------------------------------------------------------
+
+
+class StoredMessage(BaseModel):
+    """A message as the store holds it: the source of truth for ACK, sync and push."""
+
+    model_config = ConfigDict(frozen=True)
+    chat_id: str
+    seq: int
+    server_msg_id: str
+    sender: str
+    sender_device: str | None
+    ciphertext: bytes
+    media_ids: list[str]
+    created_at: str
+
+    def to_frame(self) -> MessageFrame:
+        return MessageFrame(
+            chat_id=self.chat_id,
+            server_msg_id=self.server_msg_id,
+            seq=self.seq,
+            sender=self.sender,
+            sender_device=self.sender_device,
+            ciphertext=base64.b64encode(self.ciphertext).decode(),
+            media_ids=self.media_ids,
+            created_at=self.created_at,
+        )
+
+
+class ChatMeta(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    chat_id: str
+    kind: Literal["direct", "group"]
+    name: str | None
+    head_seq: int
+    member_count: int
+    created_at: str
+
+
+class SendRecord(BaseModel):
+    """What an accepted send was answered with; kept to answer retries identically."""
+
+    model_config = ConfigDict(frozen=True)
+    server_msg_id: str
+    seq: int
+    created_at: str
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    user_id: str = Field(alias="u")
+    device_id: str = Field(alias="d")
+    connection_id: str = Field(alias="c")
+
+
+class DeliveryEnvelope(BaseModel):
+    """One SQS message: a frame to push and the connections to push it to."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    frame: str
+    recipients: list[Recipient]
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().model_dump_json(by_alias=True, **kwargs)

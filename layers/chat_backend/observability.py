@@ -1,0 +1,5 @@
+"""Powertools logger shared by every function (structured JSON logs, Lambda context injected)."""
+
+from aws_lambda_powertools import Logger
+
+logger = Logger(service="chat")

@@ -1,0 +1,64 @@
+"""The one place where a WebSocket route invocation becomes a use-case call and errors become
+ERROR frames. Every route handler is `handle_route(event, FrameModel, use_case)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.utilities.parser import parse
+
+from chat_backend.errors import BadRequest, ChatError
+from chat_backend.models import (
+    Caller,
+    ClientFrame,
+    ErrorFrame,
+    RouteEvent,
+    ServerFrame,
+    decode_body,
+    echo_ids,
+    parse_frame,
+)
+from chat_backend.observability import logger
+
+F = TypeVar("F", bound=ClientFrame)
+
+
+def route_response(frame: ServerFrame) -> dict[str, Any]:
+    """A two-way route's answer: API Gateway sends `body` back on the caller's connection."""
+    return {"statusCode": 200, "body": frame.to_json()}
+
+
+def caller_of(event: dict[str, Any]) -> Caller:
+    ctx = parse(event=event, model=RouteEvent).request_context
+    return Caller(user_id=ctx.authorizer.user_id, device_id=ctx.authorizer.device_id, connection_id=ctx.connection_id)
+
+
+def handle_route(
+    event: dict[str, Any], frame_model: type[F], use_case: Callable[[Caller, F], ServerFrame]
+) -> dict[str, Any]:
+    data: dict[str, Any] | None = None
+    try:
+        caller = caller_of(event)
+        data = decode_body(event.get("body"))
+        frame = parse_frame(frame_model, data)
+        return route_response(use_case(caller, frame))
+    except ChatError as exc:
+        logger.info("frame refused", extra={"code": exc.code, "reason": exc.message})
+        return route_response(ErrorFrame(code=exc.code, message=exc.message, **echo_ids(data)))
+    except Exception:
+        logger.exception("route failed")
+        return route_response(ErrorFrame(code="INTERNAL", message="internal error", **echo_ids(data)))
+
+
+def unknown_route(event: dict[str, Any]) -> dict[str, Any]:
+    """$default: the frame had no known action (or was not JSON at all)."""
+    data: dict[str, Any] | None = None
+    try:
+        data = decode_body(event.get("body"))
+        action = data.get("action")
+        if action is None:
+            raise BadRequest("frame has no action")
+        raise BadRequest(f"unknown action {action!r}"[:200])
+    except ChatError as exc:
+        return route_response(ErrorFrame(code=exc.code, message=exc.message, **echo_ids(data)))

@@ -1,0 +1,53 @@
+"""The service container: repositories and clients built once per process from the settings.
+
+Handlers call `services()` at invocation time (not at import), so the local stack can set the
+environment before the first call and Lambda reuses everything across warm invocations.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache, cached_property
+
+from chat_backend.config import Settings, settings
+from chat_backend.dal.chat_store import ChatStore
+from chat_backend.dal.connection_poster import ConnectionPoster
+from chat_backend.dal.connections import ConnectionRegistry
+from chat_backend.dal.delivery_queue import DeliveryQueue
+from chat_backend.logic.auth import TokenVerifier
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def store(self) -> ChatStore:
+        return ChatStore(self.settings.chats_table, self.settings.messages_table)
+
+    @cached_property
+    def registry(self) -> ConnectionRegistry:
+        return ConnectionRegistry(self.settings.connections_table)
+
+    @cached_property
+    def queue(self) -> DeliveryQueue:
+        return DeliveryQueue(self.settings.delivery_queue_url)
+
+    @cached_property
+    def poster(self) -> ConnectionPoster:
+        return ConnectionPoster(self.settings.callback_url)
+
+    @cached_property
+    def verifier(self) -> TokenVerifier:
+        s = self.settings
+        return TokenVerifier(secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience)
+
+    @cached_property
+    def push_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.settings.push_concurrency, thread_name_prefix="push")
+
+
+@cache
+def services() -> Services:
+    return Services(settings())

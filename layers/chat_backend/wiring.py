@@ -1,0 +1,185 @@
+"""The one wiring table: tables, queues, functions and what triggers them.
+
+Both the CDK stack (`cdk/`) and the local stack (`local/local_stack`) are built from these
+declarations, so a route, table or trigger is described exactly once. Each function receives,
+as environment variables, the names of the resources it declares in `uses`; `chat_backend.config`
+reads them back under the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AttrType = Literal["S", "N", "B"]
+Access = Literal["read", "write", "read_write", "send", "consume", "post"]
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: tuple[str, AttrType]
+    sort_key: tuple[str, AttrType] | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # logical name; the env var is f"{name.upper()}_TABLE"
+    partition_key: tuple[str, AttrType]
+    sort_key: tuple[str, AttrType] | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+    stream: Literal["NEW_IMAGE", "NEW_AND_OLD_IMAGES"] | None = None
+
+    @property
+    def env_var(self) -> str:
+        return f"{self.name.upper()}_TABLE"
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str  # logical name; the env var is f"{name.upper()}_QUEUE_URL"
+    fifo: bool = True
+    visibility_timeout_s: int = 30
+    max_receive_count: int = 5  # then redriven to the DLQ
+
+    @property
+    def env_var(self) -> str:
+        return f"{self.name.upper()}_QUEUE_URL"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}-dlq"
+
+
+@dataclass(frozen=True)
+class StreamTrigger:
+    table: str
+    batch_size: int = 100
+    max_retries: int = 10
+    bisect_on_error: bool = True
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    queue: str
+    batch_size: int = 10
+
+
+Trigger = StreamTrigger | QueueTrigger
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # folder under functions/
+    routes: tuple[str, ...] = ()  # WebSocket route keys this function serves
+    two_way: bool = True  # the handler's return body is sent back to the caller (route response)
+    trigger: Trigger | None = None
+    authorizer: bool = False  # the $connect REQUEST authorizer
+    uses: dict[str, Access] = field(default_factory=dict)  # resource logical name -> access
+    posts_to_connections: bool = False
+    timeout_s: int = 10
+    memory_mb: int = 512
+
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        name="chats",
+        partition_key=("chatId", "S"),
+        sort_key=("sk", "S"),
+        # Sparse: only MEMBER# items carry memberUserId, so the index lists a user's chats.
+        indexes=(Index("byMember", ("memberUserId", "S"), ("chatId", "S")),),
+        ttl_attribute="expiresAt",
+    ),
+    Table(
+        name="messages",
+        partition_key=("chatId", "S"),
+        sort_key=("seq", "N"),
+        stream="NEW_IMAGE",
+    ),
+    Table(
+        name="connections",
+        partition_key=("userId", "S"),
+        ttl_attribute="expiresAt",
+    ),
+)
+
+QUEUES: tuple[Queue, ...] = (Queue(name="delivery"),)
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(name="authorizer", authorizer=True, two_way=False),
+    Function(
+        name="connect",
+        routes=("$connect", "$disconnect"),
+        two_way=False,
+        uses={"connections": "read_write"},
+    ),
+    Function(
+        name="send",
+        routes=("send",),
+        uses={"chats": "read_write", "messages": "write"},
+    ),
+    Function(
+        name="chats",
+        routes=("createChat",),
+        uses={"chats": "read_write"},
+    ),
+    Function(
+        name="sync",
+        routes=("sync",),
+        uses={"chats": "read", "messages": "read"},
+        posts_to_connections=True,
+        timeout_s=30,
+    ),
+    Function(name="presence", routes=("heartbeat",)),
+    Function(name="default", routes=("$default",)),
+    Function(
+        name="fanout",
+        two_way=False,
+        trigger=StreamTrigger(table="messages"),
+        uses={"chats": "read", "connections": "read", "delivery": "send"},
+        timeout_s=60,
+    ),
+    Function(
+        name="deliver",
+        two_way=False,
+        trigger=QueueTrigger(queue="delivery"),
+        uses={"connections": "read_write", "delivery": "consume"},
+        posts_to_connections=True,
+        timeout_s=30,
+    ),
+)
+
+# Environment every function gets besides its resources.
+CALLBACK_URL_ENV = "WS_CALLBACK_URL"  # the @connections management endpoint
+JWT_SECRET_ENV = "CHAT_JWT_SECRET"  # local HS256 secret (the local stack only)
+JWKS_URL_ENV = "CHAT_JWKS_URL"  # Cognito JWKS (AWS)
+JWT_ISSUER_ENV = "CHAT_JWT_ISSUER"
+JWT_AUDIENCE_ENV = "CHAT_JWT_AUDIENCE"
+
+
+def table(name: str) -> Table:
+    return next(t for t in TABLES if t.name == name)
+
+
+def queue(name: str) -> Queue:
+    return next(q for q in QUEUES if q.name == name)
+
+
+def function(name: str) -> Function:
+    return next(f for f in FUNCTIONS if f.name == name)
+
+
+def resource_env_var(resource: str) -> str:
+    """The env var through which a function learns a table's or queue's physical name/URL."""
+    names = {t.name: t.env_var for t in TABLES} | {q.name: q.env_var for q in QUEUES}
+    return names[resource]
+
+
+def routes() -> dict[str, Function]:
+    """Route key -> the function that serves it."""
+    return {route: fn for fn in FUNCTIONS for route in fn.routes}
+
+
+def authorizer_function() -> Function:
+    return next(f for f in FUNCTIONS if f.authorizer)
