@@ -6,7 +6,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from chat_backend.logic.deliver import deliver
 from chat_backend.models import DeliveryEnvelope
 from chat_backend.observability import logger
@@ -22,4 +21,6 @@ def deliver_record(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=deliver_record, processor=processor, context=context
+    )

@@ -6,7 +6,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from chat_backend.dal.chat_store import message_from_image
 from chat_backend.logic.fanout import fan_out
 from chat_backend.observability import logger
@@ -24,4 +23,6 @@ def fan_out_record(record: DynamoDBRecord) -> None:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=fan_out_record, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=fan_out_record, processor=processor, context=context
+    )

@@ -3,12 +3,11 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from chat_backend.logic.send import send_message
+from chat_backend.models import SendFrame
 from chat_backend.observability import logger
 from chat_backend.routes import handle_route
 from chat_backend.services import services
-from chat_backend.models import SendFrame
 
 
 @logger.inject_lambda_context

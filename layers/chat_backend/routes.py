@@ -31,7 +31,9 @@ def route_response(frame: ServerFrame) -> dict[str, Any]:
 
 def caller_of(event: dict[str, Any]) -> Caller:
     ctx = parse(event=event, model=RouteEvent).request_context
-    return Caller(user_id=ctx.authorizer.user_id, device_id=ctx.authorizer.device_id, connection_id=ctx.connection_id)
+    return Caller(
+        user_id=ctx.authorizer.user_id, device_id=ctx.authorizer.device_id, connection_id=ctx.connection_id
+    )
 
 
 def handle_route(

@@ -41,7 +41,9 @@ class Services:
     @cached_property
     def verifier(self) -> TokenVerifier:
         s = self.settings
-        return TokenVerifier(secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience)
+        return TokenVerifier(
+            secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
+        )
 
     @cached_property
     def push_pool(self) -> ThreadPoolExecutor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -20,10 +21,20 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+_client_lock = threading.Lock()  # creating clients from one session is not thread-safe
+
+
+@cache
+def session() -> boto3.session.Session:
+    """The one boto3 session of the functions (the local stack hooks its call counter here)."""
+    return boto3.session.Session()
+
+
 @cache
 def client(service: str, endpoint_url: str | None = None) -> Any:
     # boto3 honours AWS_ENDPOINT_URL_<SERVICE>, which is how the local stack points us at itself.
-    return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=_CONFIG)
+    with _client_lock:
+        return session().client(service, endpoint_url=endpoint_url, config=_CONFIG)
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

@@ -219,15 +219,13 @@ class ChatStore:
             }
         }
         if len(member_items) < TRANSACT_MAX_ITEMS:
-            items = [meta_put] + [
-                {"Put": {"TableName": self.chats_table, "Item": i}} for i in member_items
-            ]
+            items = [meta_put] + [{"Put": {"TableName": self.chats_table, "Item": i}} for i in member_items]
             try:
                 self.ddb.transact_write_items(TransactItems=items)
             except ClientError as exc:
-                if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                    if _cancellation_codes(exc)[0] == "ConditionalCheckFailed":
-                        raise ChatExists() from exc
+                cancelled = exc.response["Error"]["Code"] == "TransactionCanceledException"
+                if cancelled and _cancellation_codes(exc)[0] == "ConditionalCheckFailed":
+                    raise ChatExists() from exc
                 raise
             return
         self._batch_write(self.chats_table, member_items)
@@ -326,7 +324,9 @@ class ChatStore:
 
     def _batch_write(self, table: str, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
-            pending = {table: [{"PutRequest": {"Item": i}} for i in items[start : start + BATCH_WRITE_MAX_ITEMS]]}
+            pending = {
+                table: [{"PutRequest": {"Item": i}} for i in items[start : start + BATCH_WRITE_MAX_ITEMS]]
+            }
             while pending:
                 resp = self.ddb.batch_write_item(RequestItems=pending)
                 pending = resp.get("UnprocessedItems") or {}

@@ -21,7 +21,9 @@ class ConnectionRegistry:
         self.table = table
         self.ddb = ddb or client("dynamodb")
 
-    def register(self, user_id: str, device_id: str, connection_id: str, connected_at: str, expires_at: int) -> None:
+    def register(
+        self, user_id: str, device_id: str, connection_id: str, connected_at: str, expires_at: int
+    ) -> None:
         """The device's newest connection replaces any older one of the same device."""
         self.ddb.update_item(
             TableName=self.table,

@@ -42,7 +42,12 @@ class TokenVerifier:
             if self.jwks is not None:
                 key = self.jwks.get_signing_key_from_jwt(token).key
                 claims = jwt.decode(
-                    token, key, algorithms=["RS256"], issuer=self.issuer, audience=self.audience, options=options
+                    token,
+                    key,
+                    algorithms=["RS256"],
+                    issuer=self.issuer,
+                    audience=self.audience,
+                    options=options,
                 )
             else:
                 claims = jwt.decode(token, self.secret, algorithms=["HS256"], options=options)

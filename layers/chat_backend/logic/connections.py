@@ -9,7 +9,9 @@ from chat_backend.models import Caller, now_iso
 
 
 def connect(registry: ConnectionRegistry, caller: Caller, ttl_s: int) -> None:
-    registry.register(caller.user_id, caller.device_id, caller.connection_id, now_iso(), int(time.time()) + ttl_s)
+    registry.register(
+        caller.user_id, caller.device_id, caller.connection_id, now_iso(), int(time.time()) + ttl_s
+    )
 
 
 def disconnect(registry: ConnectionRegistry, caller: Caller) -> None:

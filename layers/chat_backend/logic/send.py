@@ -53,7 +53,9 @@ def send_message(
             sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
             continue
         else:
-            return _ack(frame, SendRecord(server_msg_id=message.server_msg_id, seq=message.seq, created_at=created_at))
+            return _ack(
+                frame, SendRecord(server_msg_id=message.server_msg_id, seq=message.seq, created_at=created_at)
+            )
     raise RateLimited(f"chat {frame.chat_id} is busy; retry with the same clientMsgId")
 
 

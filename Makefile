@@ -1,0 +1,60 @@
+# Two commands matter: `make run` (the local stack) and `make test` (every test).
+# Both install what they need into .venv/ and node_modules/ first.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: run test lint unit integration infra e2e bench synth deploy lock clean
+
+$(VENV_STAMP): requirements.lock pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check uv==0.13.9
+	.venv/bin/uv pip sync -q --python $(PY) requirements.lock
+	.venv/bin/uv pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+deps: $(VENV_STAMP) $(NODE_STAMP)
+
+run: deps
+	$(PY) -m local_stack
+
+test: deps lint
+	$(PY) -m pytest -q tests/unit tests/infra tests/integration tests/e2e
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+unit: $(VENV_STAMP)
+	$(PY) -m pytest -q tests/unit
+
+integration: deps
+	$(PY) -m pytest -q tests/integration
+
+infra: deps
+	$(PY) -m pytest -q tests/infra
+
+e2e: deps
+	$(PY) -m pytest -q tests/e2e
+
+bench: deps
+	$(PY) -m bench
+
+synth: deps
+	cd cdk && ../$(PY) app.py
+
+deploy: deps
+	npx --yes aws-cdk@2 deploy --app "$(PY) cdk/app.py" $(CDK_ARGS)
+
+# Re-pin every Python dependency after editing pyproject.toml.
+lock: $(VENV_STAMP)
+	.venv/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf .venv node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache

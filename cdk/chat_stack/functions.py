@@ -1,0 +1,129 @@
+"""Lambda functions, one per `wiring.FUNCTIONS` entry, with their permissions and triggers.
+
+A function's environment names exactly the resources it `uses`, under `wiring.resource_env_var`,
+which is what `chat_backend.config` reads back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from chat_backend import wiring
+from constructs import Construct
+
+from chat_stack.runtime import ARCHITECTURE, FUNCTIONS_DIR, RUNTIME
+
+SERVICE_NAME = "chat"  # the powertools service every function logs and measures under
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+FAILED_RECORD_RETENTION = Duration.days(14)
+
+_TABLE_GRANTS: dict[str, Callable[[dynamodb.Table, iam.IGrantable], iam.Grant]] = {
+    "read": lambda table, fn: table.grant_read_data(fn),
+    "write": lambda table, fn: table.grant_write_data(fn),
+    "read_write": lambda table, fn: table.grant_read_write_data(fn),
+}
+_QUEUE_GRANTS: dict[str, Callable[[sqs.Queue, iam.IGrantable], iam.Grant]] = {
+    "send": lambda queue, fn: queue.grant_send_messages(fn),
+    "consume": lambda queue, fn: queue.grant_consume_messages(fn),
+}
+
+
+class Functions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tables: Mapping[str, dynamodb.Table],
+        queues: Mapping[str, sqs.Queue],
+        layer: lambda_.ILayerVersion,
+        authorizer_env: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._tables, self._queues, self._layer = tables, queues, layer
+        self._authorizer_env = authorizer_env
+        self.by_name: dict[str, lambda_.Function] = {}
+        for spec in wiring.FUNCTIONS:
+            fn = self._function(spec)
+            self._grant(spec, fn)
+            if spec.trigger is not None:
+                fn.add_event_source(self._event_source(spec, spec.trigger))
+            self.by_name[spec.name] = fn
+
+    def _function(self, spec: wiring.Function) -> lambda_.Function:
+        """The one place a Lambda is built: everything that differs comes from `spec`."""
+        return lambda_.Function(
+            self,
+            spec.name,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / spec.name), exclude=["__pycache__", "*.pyc"]),
+            layers=[self._layer],
+            timeout=Duration.seconds(spec.timeout_s),
+            memory_size=spec.memory_mb,
+            environment=self._environment(spec),
+            log_group=logs.LogGroup(
+                self, f"{spec.name}Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+            ),
+        )
+
+    def _environment(self, spec: wiring.Function) -> dict[str, str]:
+        env = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME}
+        for resource in spec.uses:
+            env[wiring.resource_env_var(resource)] = self._physical_name(resource)
+        if spec.authorizer:
+            env.update(self._authorizer_env)
+        # CALLBACK_URL_ENV is added by the API construct: it needs the stage.
+        return env
+
+    def _physical_name(self, resource: str) -> str:
+        if resource in self._tables:
+            return self._tables[resource].table_name
+        return self._queues[resource].queue_url
+
+    def _grant(self, spec: wiring.Function, fn: lambda_.Function) -> None:
+        for resource, access in spec.uses.items():
+            if resource in self._tables and access in _TABLE_GRANTS:
+                _TABLE_GRANTS[access](self._tables[resource], fn)
+            elif resource in self._queues and access in _QUEUE_GRANTS:
+                if access == "consume" and _consumes_by_trigger(spec, resource):
+                    continue  # the SQS event source grants exactly what its poller needs
+                _QUEUE_GRANTS[access](self._queues[resource], fn)
+            else:
+                raise ValueError(f"wiring: function {spec.name!r} cannot {access!r} {resource!r}")
+
+    def _event_source(self, spec: wiring.Function, trigger: wiring.Trigger) -> lambda_.IEventSource:
+        if isinstance(trigger, wiring.QueueTrigger):
+            return event_sources.SqsEventSource(
+                self._queues[trigger.queue], batch_size=trigger.batch_size, report_batch_item_failures=True
+            )
+        if wiring.table(trigger.table).stream is None:
+            raise ValueError(f"wiring: {spec.name!r} is triggered by table {trigger.table!r}, which has no stream")
+        return event_sources.DynamoEventSource(
+            self._tables[trigger.table],
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=trigger.batch_size,
+            bisect_batch_on_error=trigger.bisect_on_error,
+            retry_attempts=trigger.max_retries,
+            report_batch_item_failures=True,
+            on_failure=event_sources.SqsDlq(self._failed_records_queue(spec)),
+        )
+
+    def _failed_records_queue(self, spec: wiring.Function) -> sqs.Queue:
+        """Where a stream record goes after its last retry, so it is kept instead of skipped.
+        A standard queue: stream on-failure destinations do not accept FIFO queues."""
+        return sqs.Queue(
+            self, f"{spec.name}FailedRecords", retention_period=FAILED_RECORD_RETENTION, enforce_ssl=True
+        )
+
+
+def _consumes_by_trigger(spec: wiring.Function, queue: str) -> bool:
+    return isinstance(spec.trigger, wiring.QueueTrigger) and spec.trigger.queue == queue

@@ -1,0 +1,48 @@
+"""SQS queues, one per `wiring.QUEUES` entry, each with its dead-letter queue."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_sqs as sqs
+from chat_backend import wiring
+from constructs import Construct
+
+# AWS advice for SQS event sources: visibility timeout >= 6 x the consumer's function timeout, so
+# messages of a batch still being retried by the poller are not handed out a second time.
+VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT = 6
+DLQ_RETENTION = Duration.days(14)  # the maximum: time to look at what failed and redrive it
+
+
+def consumers(queue: wiring.Queue) -> list[wiring.Function]:
+    return [
+        fn
+        for fn in wiring.FUNCTIONS
+        if isinstance(fn.trigger, wiring.QueueTrigger) and fn.trigger.queue == queue.name
+    ]
+
+
+def visibility_timeout_s(queue: wiring.Queue) -> int:
+    """The wiring's visibility timeout, raised where a consumer's timeout needs more."""
+    needed = (VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT * fn.timeout_s for fn in consumers(queue))
+    return max([queue.visibility_timeout_s, *needed])
+
+
+class Queues(Construct):
+    """FIFO queues (we send our own deduplication ids), TLS only, redriven to a DLQ after
+    `max_receive_count` receives."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.by_name: dict[str, sqs.Queue] = {spec.name: self._queue(spec) for spec in wiring.QUEUES}
+
+    def _queue(self, spec: wiring.Queue) -> sqs.Queue:
+        fifo = dict(fifo=True, content_based_deduplication=False) if spec.fifo else {}
+        dlq = sqs.Queue(self, spec.dlq_name, retention_period=DLQ_RETENTION, enforce_ssl=True, **fifo)
+        return sqs.Queue(
+            self,
+            spec.name,
+            visibility_timeout=Duration.seconds(visibility_timeout_s(spec)),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count, queue=dlq),
+            enforce_ssl=True,
+            **fifo,
+        )

@@ -1,0 +1,26 @@
+"""Small pure helpers: connection URL, reconnect backoff."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from urllib.parse import quote
+
+
+def build_url(url: str, token: str) -> str:
+    """``url`` with ``token=<token>`` appended as a query parameter (``&`` if it already has a query)."""
+    base, _, fragment = url.partition("#")
+    sep = "&" if "?" in base else "?"
+    if base.endswith(("?", "&")):
+        sep = ""
+    out = f"{base}{sep}token={quote(token, safe='')}"
+    return f"{out}#{fragment}" if fragment else out
+
+
+def backoff_delay(
+    attempt: int, low: float, high: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with full jitter: uniform in [low, min(high, low * 2**attempt)]."""
+    cap = min(high, low * (2 ** min(attempt, 32)))
+    cap = max(cap, low)
+    return low + (cap - low) * rand()

@@ -1,0 +1,47 @@
+"""`make run`: start the local stack, say where it listens, stop cleanly on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import warnings
+
+from jwt.warnings import InsecureKeyLengthWarning
+
+from local_stack.stack import LocalStack, LocalStackConfig
+
+
+async def serve(config: LocalStackConfig) -> None:
+    stack = LocalStack(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stack.start()
+        print(f"chat local stack listening on {stack.url} (emulators: {stack.status()})", flush=True)
+        await stop.wait()
+    finally:
+        await stack.stop()
+        print("chat local stack stopped", flush=True)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("CHAT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    # The protocol's default local secret is short; that is a local-only, documented choice.
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    # The functions' own structured logs: quieter than the one line per invocation.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", os.environ.get("CHAT_FUNCTION_LOG_LEVEL", "WARNING"))
+    asyncio.run(serve(LocalStackConfig.from_env()))
+
+
+if __name__ == "__main__":
+    main()

