@@ -7,7 +7,6 @@ CDK_SKIP_BUNDLING=1 skips building the layer (no pip), for fast synth in tests a
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,14 +23,13 @@ def _prefer_supported_node() -> None:
     except ImportError:
         return
     node = Path(executable.__file__).parent / "bin" / "node"
-    if node.exists() or shutil.which("node") is None:
+    if node.exists():
         os.environ["JSII_NODE"] = str(node)
 
 
 _prefer_supported_node()
 
 from aws_cdk import App  # noqa: E402  (after sys.path and JSII_NODE are set)
-
 from chat_stack import build  # noqa: E402
 
 

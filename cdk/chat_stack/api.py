@@ -11,12 +11,6 @@ from aws_cdk import aws_lambda as lambda_
 from chat_backend import wiring
 from constructs import Construct
 
-# The routes API Gateway defines itself take their options in WebSocketApi's constructor.
-_PREDEFINED_ROUTES = {
-    "$connect": "connect_route_options",
-    "$disconnect": "disconnect_route_options",
-    "$default": "default_route_options",
-}
 TOKEN_SOURCE = "route.request.querystring.token"  # PROTOCOL.md: wss://...?token=<JWT>
 # Per-stage default for every route, well under the 10,000 RPS the account shares with @connections.
 THROTTLE = apigw.ThrottleSettings(rate_limit=2000, burst_limit=1000)
@@ -36,7 +30,9 @@ class ChatApi(Construct):
             "TokenAuthorizer", functions[wiring.authorizer_function().name], identity_source=[TOKEN_SOURCE]
         )
         targets = {
-            spec.name: integrations.WebSocketLambdaIntegration(f"{spec.name}Integration", functions[spec.name])
+            spec.name: integrations.WebSocketLambdaIntegration(
+                f"{spec.name}Integration", functions[spec.name]
+            )
             for spec in wiring.FUNCTIONS
             if spec.routes
         }
@@ -48,15 +44,17 @@ class ChatApi(Construct):
             )
             for route, spec in wiring.routes().items()
         }
+        # The routes API Gateway predefines take their options in the constructor; the others are added.
         self.api = apigw.WebSocketApi(
             self,
             "Api",
             route_selection_expression="$request.body.action",
-            **{_PREDEFINED_ROUTES[route]: o for route, o in options.items() if route in _PREDEFINED_ROUTES},
+            connect_route_options=options.pop("$connect", None),
+            disconnect_route_options=options.pop("$disconnect", None),
+            default_route_options=options.pop("$default", None),
         )
         for route, o in options.items():
-            if route not in _PREDEFINED_ROUTES:
-                self.api.add_route(route, integration=o.integration, return_response=o.return_response)
+            self.api.add_route(route, integration=o.integration, return_response=o.return_response)
         self.stage = apigw.WebSocketStage(
             self, "Stage", web_socket_api=self.api, stage_name=stage_name, auto_deploy=True, throttle=THROTTLE
         )

@@ -106,7 +106,9 @@ class Functions(Construct):
                 self._queues[trigger.queue], batch_size=trigger.batch_size, report_batch_item_failures=True
             )
         if wiring.table(trigger.table).stream is None:
-            raise ValueError(f"wiring: {spec.name!r} is triggered by table {trigger.table!r}, which has no stream")
+            raise ValueError(
+                f"wiring: {spec.name!r} is triggered by table {trigger.table!r}, which has no stream"
+            )
         return event_sources.DynamoEventSource(
             self._tables[trigger.table],
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,

@@ -36,13 +36,22 @@ class Queues(Construct):
         self.by_name: dict[str, sqs.Queue] = {spec.name: self._queue(spec) for spec in wiring.QUEUES}
 
     def _queue(self, spec: wiring.Queue) -> sqs.Queue:
-        fifo = dict(fifo=True, content_based_deduplication=False) if spec.fifo else {}
-        dlq = sqs.Queue(self, spec.dlq_name, retention_period=DLQ_RETENTION, enforce_ssl=True, **fifo)
+        fifo = spec.fifo or None
+        dedup_by_content = False if spec.fifo else None  # senders give MessageDeduplicationId
+        dlq = sqs.Queue(
+            self,
+            spec.dlq_name,
+            fifo=fifo,
+            content_based_deduplication=dedup_by_content,
+            retention_period=DLQ_RETENTION,
+            enforce_ssl=True,
+        )
         return sqs.Queue(
             self,
             spec.name,
             visibility_timeout=Duration.seconds(visibility_timeout_s(spec)),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count, queue=dlq),
+            fifo=fifo,
+            content_based_deduplication=dedup_by_content,
             enforce_ssl=True,
-            **fifo,
         )

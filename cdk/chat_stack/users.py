@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_cognito as cognito
 from chat_backend import wiring
 from constructs import Construct
@@ -27,8 +27,9 @@ class Users(Construct):
 
     @property
     def issuer(self) -> str:
-        # https://cognito-idp.{region}.{urlSuffix}/{poolId}: the `iss` claim of the pool's tokens.
-        return self.pool.user_pool_provider_url
+        # The `iss` claim of the pool's tokens; the JWKS sits under it.
+        stack = Stack.of(self)
+        return f"https://cognito-idp.{stack.region}.{stack.url_suffix}/{self.pool.user_pool_id}"
 
     @property
     def jwks_url(self) -> str:

@@ -17,9 +17,7 @@ def build_url(url: str, token: str) -> str:
     return f"{out}#{fragment}" if fragment else out
 
 
-def backoff_delay(
-    attempt: int, low: float, high: float, rand: Callable[[], float] = random.random
-) -> float:
+def backoff_delay(attempt: int, low: float, high: float, rand: Callable[[], float] = random.random) -> float:
     """Exponential backoff with full jitter: uniform in [low, min(high, low * 2**attempt)]."""
     cap = min(high, low * (2 ** min(attempt, 32)))
     cap = max(cap, low)

@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import time
 import uuid
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ class Invoker:
         self.modules = {fn.name: load_handler(fn.name) for fn in wiring.FUNCTIONS}
         self.invocations = 0
         self.errors = 0
+        self.durations_ms: dict[str, list[float]] = defaultdict(list)  # function -> per invocation
 
     async def invoke(self, function: str, event: dict[str, Any], source: str) -> Any:
         """Raises what the handler raised (as Lambda reports a function error)."""
@@ -90,8 +92,23 @@ class Invoker:
             self.errors += 1
             log.warning("%s %s %.1f ms error: %r", function, source, _ms(context), exc)
             raise
+        finally:
+            self.durations_ms[function].append(_ms(context))
         log.info("%s %s %.1f ms %s", function, source, _ms(context), _outcome(result))
         return result
+
+    def duration_summary(self) -> dict[str, dict[str, float]]:
+        """Per function: invocations and duration percentiles (ms), the local stack's profile."""
+        summary = {}
+        for function, durations in list(self.durations_ms.items()):
+            ordered = sorted(durations)
+            summary[function] = {
+                "count": len(ordered),
+                "total_ms": round(sum(ordered), 1),
+                "p50_ms": round(ordered[len(ordered) // 2], 2),
+                "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+            }
+        return summary
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

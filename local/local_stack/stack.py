@@ -124,6 +124,7 @@ class LocalStack:
             {
                 **self.counter.snapshot(),
                 "invocations": invoker.invocations if invoker else 0,
+                "functions": invoker.duration_summary() if invoker else {},
                 "errors": invoker.errors if invoker else 0,
                 "connections": len(self.gateway.connections) if self.gateway else 0,
             }
@@ -131,6 +132,8 @@ class LocalStack:
 
     async def _reset_stats(self, request: web.Request) -> web.Response:
         self.counter.reset()
+        if self.invoker:
+            self.invoker.durations_ms.clear()
         return web.json_response({})
 
     async def stop(self) -> None:

@@ -21,14 +21,13 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from chat_backend import config, services, wiring
 from chat_backend.dal import aws
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.models import Caller, ChatMeta, now_iso
+from moto import mock_aws
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO / "functions"
@@ -145,12 +144,21 @@ class AwsEnv:
             )
 
 
+@cache
+def _test_clients() -> tuple[Any, Any]:
+    """The tests' own clients, built once: moto intercepts them whenever a mock is active, and
+    building clients is most of a fixture's cost."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    return session.client("dynamodb"), session.client("sqs")
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     """In-process moto with every table and queue of the wiring, and the env vars the functions read."""
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
+        ddb, sqs = _test_clients()
         tables: dict[str, str] = {}
         for table in wiring.TABLES:
             tables[table.name] = physical_name(table.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,11 @@ def _message(item: dict[str, Any]) -> StoredMessage:
 
 
 def message_from_image(image: dict[str, Any]) -> StoredMessage:
-    """A message from a stream record's NewImage (same attribute-value shape as an item)."""
-    return _message(image)
+    """A message from a stream record's NewImage (same attribute-value shape as an item).
+    Lambda delivers stream records as JSON, so binary values arrive there base64-encoded."""
+    return _message(
+        {k: {"B": base64.b64decode(v["B"])} if isinstance(v.get("B"), str) else v for k, v in image.items()}
+    )
 
 
 def _send_record(item: dict[str, Any]) -> SendRecord:

@@ -1,50 +1,64 @@
-"""Fan-out of a stored message: members x live connections -> chunked delivery envelopes.
+"""Fan-out of stored messages: members x live connections -> chunked delivery envelopes.
 
-Runs off the messages stream, so the send path stays O(1) whatever the group size. Members are
-read a page at a time and their connections looked up 100 users per call; offline members cost
-one key lookup and nothing more (they catch up with sync).
+Runs off the messages stream, so the send path stays O(1) whatever the group size. A whole
+stream batch is fanned out together: each chat's members are read once, the connections of all
+their members are looked up 100 users per call, and envelopes go to SQS 10 per call, so the
+calls per message fall as load rises. Offline members cost one key lookup and nothing more
+(they catch up with sync).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
+from chat_backend.dal.delivery_queue import DeliveryQueue, Envelope
 from chat_backend.models import DeliveryEnvelope, Recipient, StoredMessage
 
 RECIPIENTS_PER_ENVELOPE = 100
+Devices = dict[str, dict[str, str]]  # userId -> {deviceId: connectionId}
 
 
-def recipients_of(store: ChatStore, registry: ConnectionRegistry, message: StoredMessage) -> list[Recipient]:
+def recipients_of(message: StoredMessage, members: Sequence[str], devices: Devices) -> list[Recipient]:
     """Every connected device of every member, except the device that sent the message."""
-    recipients: list[Recipient] = []
-    for page in store.member_pages(message.chat_id):
-        for user_id, devices in registry.devices_of(page).items():
-            recipients.extend(
-                Recipient(user_id=user_id, device_id=device_id, connection_id=connection_id)
-                for device_id, connection_id in sorted(devices.items())
-                if not (user_id == message.sender and device_id == message.sender_device)
-            )
-    return recipients
+    return [
+        Recipient(user_id=user_id, device_id=device_id, connection_id=connection_id)
+        for user_id in members
+        for device_id, connection_id in sorted(devices.get(user_id, {}).items())
+        if not (user_id == message.sender and device_id == message.sender_device)
+    ]
+
+
+def envelopes_for(message: StoredMessage, recipients: list[Recipient]) -> list[Envelope]:
+    """One FIFO group per chat keeps every recipient's order; the dedup id makes a retried
+    stream record enqueue nothing twice."""
+    frame = message.to_frame().to_json()
+    return [
+        Envelope(
+            group_id=message.chat_id,
+            dedup_id=f"{message.chat_id}:{message.seq}:{n}",
+            body=DeliveryEnvelope(frame=frame, recipients=recipients[start : start + RECIPIENTS_PER_ENVELOPE]),
+        )
+        for n, start in enumerate(range(0, len(recipients), RECIPIENTS_PER_ENVELOPE))
+    ]
 
 
 def fan_out(
-    store: ChatStore, registry: ConnectionRegistry, queue: DeliveryQueue, message: StoredMessage
+    store: ChatStore, registry: ConnectionRegistry, queue: DeliveryQueue, messages: Sequence[StoredMessage]
 ) -> int:
-    """Enqueue the message for its online recipients; returns how many envelopes it took.
-
-    One FIFO group per chat keeps every recipient's order; the dedup id makes a retried stream
-    record enqueue nothing twice.
-    """
-    recipients = recipients_of(store, registry, message)
-    frame = message.to_frame().to_json()
+    """Enqueue the messages for their online recipients, each chat in seq order (stream records
+    are ordered per item, not per chat). Returns how many envelopes it took."""
+    ordered = sorted(messages, key=lambda m: (m.chat_id, m.seq))
+    members = {
+        chat_id: [user for page in store.member_pages(chat_id) for user in page]
+        for chat_id in dict.fromkeys(m.chat_id for m in ordered)
+    }
+    devices = registry.devices_of(sorted({user for users in members.values() for user in users}))
     envelopes = [
-        (
-            message.chat_id,
-            f"{message.chat_id}:{message.seq}:{n}",
-            DeliveryEnvelope(frame=frame, recipients=recipients[start : start + RECIPIENTS_PER_ENVELOPE]),
-        )
-        for n, start in enumerate(range(0, len(recipients), RECIPIENTS_PER_ENVELOPE))
+        envelope
+        for message in ordered
+        for envelope in envelopes_for(message, recipients_of(message, members[message.chat_id], devices))
     ]
     queue.enqueue(envelopes)
     return len(envelopes)

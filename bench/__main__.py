@@ -1,0 +1,194 @@
+"""`make bench`: the core message path on the local stack, measured.
+
+Starts the local stack as `make run` does, connects N simulated users in 1:1 pairs through the
+SDK, and offers messages at fixed rates (open loop: a send is not held back by the previous
+ACK). For each rate it reports delivered messages/s, send->deliver and send->ACK latency
+percentiles, the AWS API calls the functions made per delivered message (counted at the boto3
+layer) and DynamoDB write units per send (ConsumedCapacity), and the per-function duration
+profile of the stack.
+
+    python -m bench [--users 20] [--rates 100,250] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chat_client import ChatClient, mint_token
+from local_stack.child import RunningStack, start_local_stack
+
+STAMP = struct.Struct("!dI")  # send time (perf_counter), message number
+
+
+@dataclass
+class Pair:
+    sender: ChatClient
+    receiver: ChatClient
+    chat_id: str
+
+
+@dataclass
+class RunResult:
+    offered_rate: float
+    seconds: float
+    sent: int = 0
+    acked: int = 0
+    delivered: int = 0
+    deliver_latency_ms: list[float] = field(default_factory=list)
+    ack_latency_ms: list[float] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    delivered_per_s: float = 0.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+async def make_pairs(stack: RunningStack, users: int) -> list[Pair]:
+    pairs = []
+    run = int(time.time())
+    for i in range(users // 2):
+        a, b = f"bench_{run}_{i}_a", f"bench_{run}_{i}_b"
+        sender = ChatClient(stack.url, mint_token(a, "d1", secret=stack.secret))
+        receiver = ChatClient(stack.url, mint_token(b, "d1", secret=stack.secret))
+        await asyncio.gather(sender.connect(), receiver.connect())
+        chat = await sender.create_chat("direct", [b])
+        pairs.append(Pair(sender, receiver, chat["chatId"]))
+    return pairs
+
+
+async def drain(pair: Pair, result: RunResult, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            message = await asyncio.wait_for(pair.receiver.messages.get(), 0.2)
+        except TimeoutError:
+            continue
+        sent_at, _ = STAMP.unpack(message.ciphertext[: STAMP.size])
+        result.deliver_latency_ms.append((time.perf_counter() - sent_at) * 1000)
+        result.delivered += 1
+
+
+async def send_one(pair: Pair, n: int, padding: bytes, result: RunResult) -> None:
+    started = time.perf_counter()
+    await pair.sender.send(pair.chat_id, STAMP.pack(started, n) + padding)
+    result.ack_latency_ms.append((time.perf_counter() - started) * 1000)
+    result.acked += 1
+
+
+async def run_rate(stack: RunningStack, pairs: list[Pair], rate: float, seconds: float, size: int) -> RunResult:
+    result = RunResult(offered_rate=rate, seconds=seconds)
+    padding = b"\x00" * max(0, size - STAMP.size)
+    stack.reset_stats()
+    stop = asyncio.Event()
+    drains = [asyncio.create_task(drain(p, result, stop)) for p in pairs]
+    sends: list[asyncio.Task[None]] = []
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    n = 0
+    while (now := time.perf_counter()) - start < seconds:
+        due = start + n * interval
+        if due > now:
+            await asyncio.sleep(due - now)
+        sends.append(asyncio.create_task(send_one(pairs[n % len(pairs)], n, padding, result)))
+        n += 1
+    result.sent = n
+    await asyncio.wait_for(asyncio.gather(*sends), 60)
+    deadline = time.perf_counter() + 30
+    while result.delivered < result.sent and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    await asyncio.gather(*drains)
+    result.delivered_per_s = result.delivered / elapsed
+    result.stats = stack.stats()
+    return result
+
+
+def report(result: RunResult, size: int) -> dict[str, Any]:
+    calls = result.stats.get("calls", {})
+    units = result.stats.get("write_units", {})
+    delivered = max(1, result.delivered)
+    sends = max(1, result.acked)
+    row = {
+        "offered_msgs_per_s": result.offered_rate,
+        "seconds": result.seconds,
+        "ciphertext_bytes": size,
+        "sent": result.sent,
+        "acked": result.acked,
+        "delivered": result.delivered,
+        "delivered_msgs_per_s": round(result.delivered_per_s, 1),
+        "deliver_ms": {p: round(percentile(result.deliver_latency_ms, p), 1) for p in (50, 95, 99)},
+        "ack_ms": {p: round(percentile(result.ack_latency_ms, p), 1) for p in (50, 95, 99)},
+        "aws_calls_per_delivered_msg": round(sum(calls.values()) / delivered, 2),
+        "aws_calls_by_operation_per_msg": {k: round(v / delivered, 2) for k, v in sorted(calls.items())},
+        "dynamodb_write_units_per_send": round(sum(units.values()) / sends, 2),
+        "function_profile": result.stats.get("functions", {}),
+    }
+    return row
+
+
+def print_row(row: dict[str, Any]) -> None:
+    d, a = row["deliver_ms"], row["ack_ms"]
+    print(
+        f"offered {row['offered_msgs_per_s']:>6.0f} msg/s | delivered {row['delivered_msgs_per_s']:>6.1f} msg/s "
+        f"({row['delivered']}/{row['sent']}) | send->deliver p50 {d[50]} p95 {d[95]} p99 {d[99]} ms | "
+        f"ACK p50 {a[50]} p99 {a[99]} ms | AWS calls/msg {row['aws_calls_per_delivered_msg']} | "
+        f"WCU/send {row['dynamodb_write_units_per_send']}"
+    )
+    print("    calls per delivered message:", json.dumps(row["aws_calls_by_operation_per_msg"]))
+    for fn, prof in sorted(row["function_profile"].items()):
+        print(
+            f"    {fn:<10} {prof['count']:>6} invocations, p50 {prof['p50_ms']:>7.2f} ms, "
+            f"p99 {prof['p99_ms']:>7.2f} ms, total {prof['total_ms'] / 1000:>6.1f} s"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    log = Path(tempfile.mkdtemp(prefix="chat-bench-")) / "local-stack.log"
+    stack = start_local_stack(log, {"CHAT_LOG_LEVEL": "WARNING"})
+    rows = []
+    try:
+        pairs = await make_pairs(stack, args.users)
+        print(f"local stack at {stack.url}; {len(pairs)} 1:1 chats, {args.users} users; log {log}")
+        # Warm-up: first calls build clients and connections, as a cold Lambda would.
+        await run_rate(stack, pairs, rate=20, seconds=2, size=args.size)
+        for rate in args.rates:
+            row = report(await run_rate(stack, pairs, rate, args.seconds, args.size), args.size)
+            print_row(row)
+            rows.append(row)
+        await asyncio.gather(*(c.close() for p in pairs for c in (p.sender, p.receiver)))
+    finally:
+        stack.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100.0, 250.0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--size", type=int, default=256, help="ciphertext bytes per message")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows = asyncio.run(main_async(args))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    sys.exit(0 if rows else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""``chat``: mint local tokens and chat interactively from a terminal (or a pipe).
+
+chat token --user alice [--device laptop] [--secret S]
+chat connect --user alice [--device laptop] [--url ws://127.0.0.1:8080/] [--token JWT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TextIO
+
+from websockets.exceptions import WebSocketException
+
+from chat_client.client import ChatClient
+from chat_client.models import ChatAuthError, ChatServerError, Message
+from chat_client.tokens import DEFAULT_SECRET, mint_token, token_identity
+
+logger = logging.getLogger("chat_client.cli")
+
+HELP = """\
+commands:
+  /new direct USER               start (or reopen) a 1:1 chat with USER and make it current
+  /new group NAME USER [USER...] create a group and make it current
+  /open CHAT_ID                  make CHAT_ID the current chat
+  /chats                         list known chats with their latest seq
+  /help                          this text
+  /quit                          leave (end of input does the same)
+any other line is sent to the current chat.
+note: this demo sends your text as plain UTF-8 in the "ciphertext" field; real apps encrypt it
+end-to-end before sending (the server never interprets it either way)."""
+
+
+def _default_url() -> str:
+    return os.environ.get("CHAT_URL") or f"ws://127.0.0.1:{os.environ.get('CHAT_PORT') or '8080'}/"
+
+
+def _default_secret() -> str:
+    return os.environ.get("CHAT_JWT_SECRET") or DEFAULT_SECRET
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chat", description="Chat client for the serverless chat backend.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tok = sub.add_parser("token", help="print a locally signed token (local stack only)")
+    tok.add_argument("--user", required=True, help="user id (the token's sub)")
+    tok.add_argument("--device", default="cli", help="device id (default: cli)")
+    tok.add_argument(
+        "--secret", default=None, help="HS256 secret (default: $CHAT_JWT_SECRET or local-dev-secret)"
+    )
+    tok.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds (default: 86400)")
+    tok.set_defaults(func=_cmd_token)
+
+    con = sub.add_parser("connect", help="connect and chat interactively")
+    con.add_argument("--user", default=None, help="user id (required unless --token is given)")
+    con.add_argument("--device", default="cli", help="device id (default: cli)")
+    con.add_argument(
+        "--url", default=None, help="WebSocket URL (default: $CHAT_URL or ws://127.0.0.1:$CHAT_PORT/)"
+    )
+    con.add_argument("--token", default=None, help="use this token instead of minting one locally")
+    con.add_argument("--secret", default=None, help="HS256 secret for the locally minted token")
+    con.set_defaults(func=_cmd_connect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    result: int = args.func(args)
+    return result
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    print(mint_token(args.user, args.device, secret=args.secret or _default_secret(), ttl_s=args.ttl))
+    return 0
+
+
+def _cmd_connect(args: argparse.Namespace) -> int:
+    if args.token is None and not args.user:
+        print("chat connect: --user is required unless --token is given", file=sys.stderr)
+        return 2
+    token = args.token or mint_token(args.user, args.device, secret=args.secret or _default_secret())
+    user = args.user or token_identity(token)[0] or "?"
+    url = args.url or _default_url()
+    try:
+        return asyncio.run(_run_interactive(url, token, user))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run_interactive(url: str, token: str, user: str) -> int:
+    client = ChatClient(url, token)
+    try:
+        await client.connect()
+    except ChatAuthError as exc:
+        print(f"chat: authentication refused ({exc})", file=sys.stderr)
+        return 1
+    except (OSError, TimeoutError, ChatServerError, WebSocketException) as exc:
+        print(f"chat: cannot connect to {url}: {exc}", file=sys.stderr)
+        return 1
+    session = InteractiveSession(
+        client, user, sys.stdout, interactive=sys.stdin.isatty() and sys.stdout.isatty()
+    )
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    _start_stdin_reader(asyncio.get_running_loop(), lines)
+    try:
+        await session.run(lines)
+    finally:
+        await client.close()
+    return 0
+
+
+def _start_stdin_reader(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    """Feed stdin lines to ``lines`` from a daemon thread (None = EOF).
+
+    A thread works for a terminal, a pipe and a regular file alike, and being a daemon it never
+    holds up exit while blocked in readline (an executor thread would).
+    """
+
+    def pump() -> None:
+        # RuntimeError: the loop is already closed (we are exiting); nothing left to feed.
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    threading.Thread(target=pump, name="chat-stdin", daemon=True).start()
+
+
+class InteractiveSession:
+    """The line-oriented UI: commands, sends to the current chat, incoming messages printed as they come."""
+
+    PROMPT = "> "
+
+    def __init__(self, client: ChatClient, user: str, out: TextIO, *, interactive: bool = False) -> None:
+        self.client = client
+        self.user = user
+        self.out = out
+        self.interactive = interactive
+        self.current: str | None = None
+
+    async def run(self, lines: asyncio.Queue[str | None]) -> None:
+        self.emit(f"* connected as {self.user}; /help for commands")
+        self.emit(HELP)
+        printer = asyncio.create_task(self._print_incoming(), name="chat-cli-printer")
+        try:
+            while True:
+                self._prompt()
+                line = await lines.get()
+                if line is None:
+                    break
+                if not await self.handle(line.rstrip("\r\n")):
+                    break
+        finally:
+            printer.cancel()
+            await asyncio.gather(printer, return_exceptions=True)
+
+    def emit(self, text: str) -> None:
+        """Print a line of output on its own line, even while the user is typing."""
+        if self.interactive:
+            self.out.write("\r\x1b[2K")  # clear the prompt line; the prompt is redrawn below
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _prompt(self) -> None:
+        if self.interactive:
+            where = self.current or "no chat"
+            self.out.write(f"[{where}] {self.PROMPT}")
+            self.out.flush()
+
+    def format_message(self, message: Message) -> str:
+        return f"[{message.chat_id} #{message.seq}] {message.sender}: {message.text}"
+
+    async def _print_incoming(self) -> None:
+        while True:
+            message = await self.client.messages.get()
+            self.emit(self.format_message(message))
+            if self.current is None:
+                self.current = message.chat_id
+                self.emit(f"* current chat: {message.chat_id}")
+            self._prompt()
+
+    async def handle(self, line: str) -> bool:
+        """Handle one input line; False means quit."""
+        text = line.strip()
+        if not text:
+            return True
+        if text.startswith("/"):
+            return await self._command(text.split())
+        if self.current is None:
+            self.emit("! no chat open: use /new or /open first")
+            return True
+        try:
+            ack = await self.client.send(self.current, line.encode("utf-8"))
+        except ChatServerError as exc:
+            self.emit(f"! error: {exc.code}: {exc.message}")
+            return True
+        self.emit(f"* sent [{ack.chat_id} #{ack.seq}]")
+        return True
+
+    async def _command(self, words: list[str]) -> bool:
+        cmd, rest = words[0].lower(), words[1:]
+        if cmd in ("/quit", "/exit"):
+            return False
+        if cmd == "/help":
+            self.emit(HELP)
+        elif cmd == "/open" and len(rest) == 1:
+            self.current = rest[0]
+            self.emit(f"* current chat: {self.current}")
+        elif cmd == "/chats":
+            await self._list_chats()
+        elif cmd == "/new" and len(rest) == 2 and rest[0] == "direct":
+            await self._create("direct", rest[1:], None)
+        elif cmd == "/new" and len(rest) >= 3 and rest[0] == "group":
+            await self._create("group", rest[2:], rest[1])
+        else:
+            self.emit(f"! unknown or incomplete command: {' '.join(words)} (try /help)")
+        return True
+
+    async def _create(self, kind: str, members: list[str], name: str | None) -> None:
+        try:
+            chat = await self.client.create_chat(kind, members, name=name)
+        except (ChatServerError, TimeoutError, ConnectionError) as exc:
+            self.emit(f"! could not create the chat: {exc}")
+            return
+        self.current = str(chat.get("chatId"))
+        self.emit(f"* chat {self.current} ({kind}, {chat.get('memberCount')} members) is now current")
+
+    async def _list_chats(self) -> None:
+        try:
+            heads = await self.client.sync()
+        except (ChatServerError, TimeoutError, ConnectionError) as exc:
+            self.emit(f"! could not refresh: {exc}")
+            heads = dict(self.client.heads)
+        if not heads:
+            self.emit("* no chats yet")
+        for chat_id, head in sorted(heads.items()):
+            mark = " (current)" if chat_id == self.current else ""
+            self.emit(f"* {chat_id} latest #{head}, seen #{self.client.cursors.get(chat_id, 0)}{mark}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,716 @@
+"""ChatClient: one device's WebSocket session with reconnect, idempotent sends and in-order delivery.
+
+Guarantees to the application (PROTOCOL.md): every message of every chat is put on ``messages``
+exactly once, in seq order per chat, with no gaps (holes are filled with ``sync``, never skipped);
+every ``send`` is retried with the same clientMsgId until the server ACKs it, across reconnects.
+
+Messages sent by this very device (same user and device as the token) only advance the cursor and
+are not put on ``messages`` (the server does not push them back to the sending device either; the
+application has them already). Pass ``own_messages=True`` to receive them as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from chat_client.models import (
+    Ack,
+    ChatAuthError,
+    ChatClosedError,
+    ChatConnectionError,
+    ChatServerError,
+    Message,
+)
+from chat_client.ordering import ReorderBuffer
+from chat_client.tokens import token_identity
+from chat_client.util import backoff_delay, build_url
+
+logger = logging.getLogger("chat_client")
+
+# The server sends frames up to ~90 KB (64 KiB ciphertext as base64 plus fields); allow headroom.
+MAX_FRAME_BYTES = 256 * 1024
+RETRYABLE_SEND_CODES = frozenset({"RATE_LIMITED", "INTERNAL"})
+# After a sync, re-sync at most this many times at once while a gap it should have filled remains.
+MAX_SYNC_FOLLOWUPS = 3
+_RECENT_ACKS = 4096
+MAX_ACK_TIMEOUT_FACTOR = 8
+
+
+@dataclass
+class _PendingSend:
+    client_msg_id: str
+    chat_id: str
+    ciphertext: bytes
+    media_ids: list[str]
+    text: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Ack, an ERROR frame (dict), an exception to raise, or None (woken by a disconnect: re-send).
+    outcome: Ack | dict[str, Any] | BaseException | None = None
+
+
+class ChatClient:
+    def __init__(
+        self,
+        url: str,
+        token: str | Callable[[], str],
+        *,
+        heartbeat_interval: float = 240.0,
+        ack_timeout: float = 5.0,
+        reconnect_min: float = 0.2,
+        reconnect_max: float = 10.0,
+        sync_limit: int = 500,
+        cursors: dict[str, int] | None = None,
+        sync_timeout: float = 30.0,
+        gap_sync_delay: float = 0.05,
+        own_messages: bool = False,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._token = token
+        self.heartbeat_interval = heartbeat_interval
+        self.ack_timeout = ack_timeout
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = max(reconnect_max, reconnect_min)
+        self.sync_limit = sync_limit
+        self.sync_timeout = sync_timeout
+        # A gap often fills by itself within milliseconds (pushes race); wait this long before syncing.
+        self.gap_sync_delay = gap_sync_delay
+        self.own_messages = own_messages
+        self.open_timeout = open_timeout
+
+        self._buffer: ReorderBuffer[Message] = ReorderBuffer(cursors)
+        self.cursors: dict[str, int] = self._buffer.cursors
+        self.heads: dict[str, int] = {}
+        self.messages: asyncio.Queue[Message] = asyncio.Queue()
+        self.errors: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.unmatched: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.user_id: str | None = None
+        self.device_id: str | None = None
+
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._gap_worker: asyncio.Task[None] | None = None
+        self._gap_wanted = asyncio.Event()
+        self._started = False
+        self._closed = False
+        self._terminal: BaseException | None = None
+        self._state_waiters: set[asyncio.Future[None]] = set()
+        self._pending_sends: dict[str, _PendingSend] = {}
+        self._pending_requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._recent_acks: OrderedDict[str, None] = OrderedDict()
+        self._sync_lock = asyncio.Lock()
+        self._sync_requested = 0
+        self._sync_completed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> ChatClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the connection and run a full sync; returns once that sync is done.
+
+        Raises ChatAuthError if the handshake is refused, or the connect/sync error otherwise.
+        """
+        if self._started:
+            raise RuntimeError("ChatClient.connect() may be called once")
+        await self._open_and_sync()
+        self._started = True
+        self._supervisor = asyncio.create_task(self._supervise(), name="chat-supervisor")
+        self._gap_worker = asyncio.create_task(self._gap_sync_loop(), name="chat-gap-sync")
+
+    async def close(self) -> None:
+        """Stop everything: no reconnect; pending sends and requests raise ChatClosedError."""
+        already = self._closed and self._ws is None and self._supervisor is None
+        self._closed = True
+        if already:
+            return
+        current = asyncio.current_task()
+        tasks = [
+            t
+            for t in (self._supervisor, self._gap_worker, self._heartbeat)
+            if t is not None and t is not current
+        ]
+        for task in tasks:
+            task.cancel()
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(WebSocketException, OSError):
+                await ws.close()
+        if self._reader is not None and self._reader is not current:
+            tasks.append(self._reader)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._supervisor = self._gap_worker = self._heartbeat = self._reader = None
+        self.connected.clear()
+        self._fail_all(self._terminal or ChatClosedError("client closed"))
+        self._notify_state()
+
+    async def drop_connection(self) -> None:
+        """Test hook: abort the transport (no close handshake), as a network failure would.
+
+        Returns once the client has noticed; the reconnect then runs in the background.
+        """
+        ws, reader = self._ws, self._reader
+        if ws is None:
+            return
+        ws.transport.abort()
+        if reader is not None:
+            await asyncio.wait([reader])
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(
+        self,
+        chat_id: str,
+        ciphertext: bytes,
+        media_ids: Iterable[str] = (),
+        client_msg_id: str | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Ack:
+        """Send until ACKed: the same frame (same clientMsgId) is re-sent after ``ack_timeout`` and after
+        every reconnect. RATE_LIMITED / INTERNAL errors are retried after a backoff; any other ERROR
+        raises ChatServerError. ``deadline``: give up (TimeoutError) after this many seconds.
+        """
+        self._check_usable()
+        cmid = client_msg_id or str(uuid.uuid4())
+        if cmid in self._pending_sends:
+            raise ValueError(f"a send with clientMsgId {cmid} is already in flight")
+        media = list(media_ids)
+        frame = {
+            "action": "send",
+            "clientMsgId": cmid,
+            "chatId": chat_id,
+            "ciphertext": base64.b64encode(ciphertext).decode("ascii"),
+            "mediaIds": media,
+        }
+        pending = _PendingSend(cmid, chat_id, ciphertext, media, json.dumps(frame, separators=(",", ":")))
+        loop = asyncio.get_running_loop()
+        end = None if deadline is None else loop.time() + deadline
+        self._pending_sends[cmid] = pending
+        error_attempts = 0
+        attempt = 0
+        last_ws: ClientConnection | None = None
+        timeouts_here = 0  # ACK timeouts on the current connection
+        try:
+            while True:
+                ws = await self._wait_connected(end)
+                if ws is not last_ws:
+                    last_ws, timeouts_here = ws, 0
+                if pending.outcome is None:
+                    pending.wake.clear()
+                    attempt += 1
+                    if attempt > 1:
+                        logger.info("re-sending %s to %s (attempt %d)", cmid, chat_id, attempt)
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send(pending.text)
+                    # On a live connection a missing ACK usually means an overloaded server, not a lost
+                    # frame: wait longer after each timeout (x2, up to x8) so re-sends do not pile on.
+                    wait_s = self.ack_timeout * min(2**timeouts_here, MAX_ACK_TIMEOUT_FACTOR)
+                    if end is not None:
+                        wait_s = min(wait_s, end - loop.time())
+                    try:
+                        await asyncio.wait_for(pending.wake.wait(), max(wait_s, 0.0))
+                    except TimeoutError:
+                        if end is not None and loop.time() >= end:
+                            raise TimeoutError(f"send {cmid} not acknowledged before the deadline") from None
+                        timeouts_here += 1
+                        continue
+                outcome, pending.outcome = pending.outcome, None
+                if outcome is None:
+                    continue  # the connection dropped: wait for the reconnect, then re-send
+                if isinstance(outcome, Ack):
+                    return outcome
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                code = str(outcome.get("code"))
+                if code not in RETRYABLE_SEND_CODES:
+                    raise ChatServerError.from_frame(outcome)
+                delay = backoff_delay(error_attempts, self.reconnect_min, self.reconnect_max)
+                error_attempts += 1
+                if end is not None and loop.time() + delay >= end:
+                    raise ChatServerError.from_frame(outcome)
+                logger.info("send %s got %s; retrying in %.2fs", cmid, code, delay)
+                await asyncio.sleep(delay)
+        finally:
+            self._pending_sends.pop(cmid, None)
+
+    async def send_raw(self, text: str, timeout: float = 10.0) -> None:
+        """Send a text frame as-is (for tests of bad input). Replies land in errors / unmatched."""
+        self._check_usable()
+        ws = await self._wait_connected(asyncio.get_running_loop().time() + timeout)
+        await ws.send(text)
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(self, frame: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send a frame with a requestId (one is set if missing) and return the reply frame carrying it.
+
+        Raises ChatServerError for an ERROR reply, TimeoutError after ``timeout``, ChatConnectionError
+        if the connection drops first (the reply cannot arrive on another connection).
+        """
+        self._check_usable()
+        end = asyncio.get_running_loop().time() + timeout
+        ws = await self._wait_connected(end)
+        return await self._request_on(ws, frame, end)
+
+    async def create_chat(self, kind: str, members: Sequence[str], name: str | None = None) -> dict[str, Any]:
+        """createChat; returns the CHAT frame (chatId, kind, name, createdAt, memberCount, role)."""
+        frame: dict[str, Any] = {"action": "createChat", "kind": kind, "members": list(members)}
+        if name is not None:
+            frame["name"] = name
+        return await self.request(frame)
+
+    async def add_members(self, chat_id: str, members: Sequence[str]) -> dict[str, Any]:
+        return await self.request({"action": "addMembers", "chatId": chat_id, "members": list(members)})
+
+    async def remove_members(self, chat_id: str, members: Sequence[str]) -> dict[str, Any]:
+        return await self.request({"action": "removeMembers", "chatId": chat_id, "members": list(members)})
+
+    async def get_members(self, chat_id: str, cursor: str | None = None) -> dict[str, Any]:
+        return await self.request({"action": "getMembers", "chatId": chat_id, "cursor": cursor})
+
+    async def send_frame(self, frame: dict[str, Any], timeout: float = 10.0) -> None:
+        """Fire-and-forget a client frame (receipt, presence, typing, publishKeys...)."""
+        await self.send_raw(json.dumps(frame, separators=(",", ":")), timeout)
+
+    async def receipt(
+        self,
+        chat_id: str,
+        receipt_type: str = "READ",
+        *,
+        server_msg_id: str | None = None,
+        up_to_seq: int | None = None,
+    ) -> None:
+        if (server_msg_id is None) == (up_to_seq is None):
+            raise ValueError("give exactly one of server_msg_id and up_to_seq")
+        frame: dict[str, Any] = {"action": "receipt", "chatId": chat_id, "type": receipt_type}
+        if server_msg_id is not None:
+            frame["serverMsgId"] = server_msg_id
+        else:
+            frame["upToSeq"] = up_to_seq
+        await self.send_frame(frame)
+
+    async def next_message(self, timeout: float = 5.0) -> Message:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_frame(self, frame_type: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """The next frame on ``unmatched`` (of ``frame_type`` if given; others are put back)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        skipped: list[dict[str, Any]] = []
+        try:
+            while True:
+                frame = await asyncio.wait_for(self.unmatched.get(), max(end - loop.time(), 0.0))
+                if frame_type is None or frame.get("type") == frame_type:
+                    return frame
+                skipped.append(frame)
+        finally:
+            for frame in skipped:
+                self.unmatched.put_nowait(frame)
+
+    # ------------------------------------------------------------------ sync
+
+    async def sync(self) -> dict[str, int]:
+        """Catch up every chat from the released cursors; returns the heads from SYNC_DONE.
+
+        One sync runs at a time; calls made while one runs are served by a single sync after it.
+        """
+        self._check_usable()
+        await self._wait_connected(asyncio.get_running_loop().time() + self.sync_timeout)
+        return await self._sync(None)
+
+    async def _sync(self, ws: ClientConnection | None) -> dict[str, int]:
+        self._sync_requested += 1
+        ticket = self._sync_requested
+        async with self._sync_lock:
+            if self._sync_completed >= ticket:
+                return dict(self.heads)
+            covers = self._sync_requested
+            # Never wait for a connection while holding the lock: the reconnect's own sync needs it.
+            conn = ws if ws is not None else self._ws
+            if conn is None:
+                raise ChatConnectionError("not connected")
+            await self._sync_rounds(conn)
+            self._sync_completed = max(self._sync_completed, covers)
+            return dict(self.heads)
+
+    async def _sync_rounds(self, ws: ClientConnection) -> None:
+        followups = 0
+        while True:
+            before = dict(self.cursors)
+            more = await self._sync_once(ws)
+            if more:
+                if self.cursors == before:
+                    logger.warning("sync said more=true but nothing new arrived; stopping this round")
+                    break
+                continue
+            if followups < MAX_SYNC_FOLLOWUPS and self._unfilled_gaps():
+                followups += 1
+                logger.info("gaps remain after sync (%s); syncing again", self._unfilled_gaps())
+                continue
+            break
+        if self._buffer.has_gaps():
+            self._gap_wanted.set()
+
+    def _unfilled_gaps(self) -> list[str]:
+        return [
+            g.chat_id
+            for g in self._buffer.gaps()
+            if self.heads.get(g.chat_id, 0) > self._buffer.cursor(g.chat_id)
+        ]
+
+    async def _sync_once(self, ws: ClientConnection) -> bool:
+        frame = {
+            "action": "sync",
+            "requestId": str(uuid.uuid4()),
+            "cursors": dict(self.cursors),
+            "limit": self.sync_limit,
+        }
+        end = asyncio.get_running_loop().time() + self.sync_timeout
+        reply = await self._request_on(ws, frame, end)
+        if reply.get("type") != "SYNC_DONE":
+            raise ChatServerError("BAD_REPLY", f"expected SYNC_DONE, got {reply.get('type')!r}", reply)
+        heads = reply.get("heads") or {}
+        if isinstance(heads, dict):
+            for chat_id, head in heads.items():
+                if isinstance(chat_id, str) and isinstance(head, int) and not isinstance(head, bool):
+                    self.heads[chat_id] = max(self.heads.get(chat_id, 0), head)
+        return bool(reply.get("more"))
+
+    async def _gap_sync_loop(self) -> None:
+        delay = self.gap_sync_delay
+        while not self._closed:
+            await self._gap_wanted.wait()
+            await asyncio.sleep(delay)
+            self._gap_wanted.clear()
+            if not self._buffer.has_gaps():
+                delay = self.gap_sync_delay
+                continue
+            if not self.connected.is_set():
+                continue  # the reconnect runs a sync, which re-arms this if gaps remain
+            try:
+                await self._sync(None)
+            except (ChatConnectionError, ChatServerError, TimeoutError) as exc:
+                logger.warning("gap sync failed: %s", exc)
+            if self._buffer.has_gaps():
+                delay = min(max(delay * 2, self.reconnect_min), self.reconnect_max)
+                self._gap_wanted.set()
+            else:
+                delay = self.gap_sync_delay
+
+    # ------------------------------------------------------------------ connection
+
+    def _current_token(self) -> str:
+        return self._token() if callable(self._token) else self._token
+
+    async def _open(self) -> ClientConnection:
+        token = self._current_token()
+        self.user_id, self.device_id = token_identity(token)
+        try:
+            return await ws_connect(
+                build_url(self.url, token),
+                max_size=MAX_FRAME_BYTES,
+                open_timeout=self.open_timeout,
+                close_timeout=2.0,
+                compression=None,  # API Gateway does not negotiate permessage-deflate
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                body = (
+                    exc.response.body.decode("utf-8", errors="replace").strip() if exc.response.body else ""
+                )
+                raise ChatAuthError(status, body) from exc
+            raise
+
+    async def _open_and_sync(self) -> None:
+        ws = await self._open()
+        self._ws = ws
+        self._reader = asyncio.create_task(self._read_loop(ws), name="chat-reader")
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(ws), name="chat-heartbeat")
+        try:
+            await self._sync(ws)
+            if self._closed or self._ws is not ws:
+                raise ChatConnectionError("connection lost during the initial sync")
+        except BaseException:
+            ws.transport.abort()
+            await self._teardown_connection()
+            raise
+        self.connected.set()
+        self._notify_state()
+        logger.info("connected to %s as %s/%s", self.url, self.user_id, self.device_id)
+
+    async def _teardown_connection(self) -> None:
+        reader, heartbeat = self._reader, self._heartbeat
+        if heartbeat is not None:
+            heartbeat.cancel()
+        await asyncio.gather(*(t for t in (reader, heartbeat) if t is not None), return_exceptions=True)
+        self._heartbeat = None
+
+    async def _supervise(self) -> None:
+        while not self._closed:
+            reader = self._reader
+            if reader is not None:
+                await asyncio.wait([reader])
+            if self._closed:
+                return
+            await self._teardown_connection()
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closed:
+            delay = backoff_delay(attempt, self.reconnect_min, self.reconnect_max)
+            attempt += 1
+            logger.info("reconnecting in %.2fs (attempt %d)", delay, attempt)
+            await asyncio.sleep(delay)
+            if self._closed:
+                return
+            try:
+                await self._open_and_sync()
+            except ChatAuthError as exc:
+                logger.error("reconnect refused, giving up: %s", exc)
+                self._closed = True
+                self._terminal = exc
+                self._fail_all(exc)
+                self._notify_state()
+                return
+            except (OSError, TimeoutError, WebSocketException, ChatConnectionError, ChatServerError) as exc:
+                logger.warning("reconnect attempt %d failed: %r", attempt, exc)
+                continue
+            self.reconnects += 1
+            return
+
+    async def _heartbeat_loop(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.heartbeat_interval)
+                await ws.send('{"action":"heartbeat"}')
+
+    async def _read_loop(self, ws: ClientConnection) -> None:
+        try:
+            async for data in ws:
+                text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+                self._dispatch(text)
+        except ConnectionClosed as exc:
+            logger.info("connection closed: %s", exc)
+        except Exception:
+            # A bug while handling a frame must not leave a half-dead connection: drop it and let the
+            # reconnect + sync path restore a consistent state.
+            logger.exception("reader failed; dropping the connection")
+            ws.transport.abort()
+        finally:
+            self._on_disconnect(ws)
+
+    def _on_disconnect(self, ws: ClientConnection) -> None:
+        if self._ws is ws:
+            self._ws = None
+        self.connected.clear()
+        lost = ChatConnectionError("connection lost before the reply")
+        for fut in self._pending_requests.values():
+            if not fut.done():
+                fut.set_exception(lost)
+        for pending in self._pending_sends.values():
+            pending.wake.set()  # outcome None: re-send after the reconnect
+        self._notify_state()
+
+    # ------------------------------------------------------------------ inbound frames
+
+    def _dispatch(self, text: str) -> None:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            logger.warning("dropping a non-JSON frame: %.200s", text)
+            return
+        if not isinstance(frame, dict):
+            logger.warning("dropping a non-object frame: %.200s", text)
+            return
+        kind = frame.get("type")
+        if kind == "MESSAGE":
+            self._on_message_frame(frame)
+        elif kind == "ACK":
+            self._on_ack(frame)
+        elif kind == "PONG":
+            pass
+        elif kind == "ERROR":
+            self._on_error(frame)
+        elif isinstance(frame.get("requestId"), str) and frame["requestId"] in self._pending_requests:
+            fut = self._pending_requests[frame["requestId"]]
+            if not fut.done():
+                fut.set_result(frame)
+        else:
+            self.unmatched.put_nowait(frame)
+
+    def _on_message_frame(self, frame: dict[str, Any]) -> None:
+        try:
+            message = Message.from_frame(frame)
+        except ValueError as exc:
+            logger.warning("malformed MESSAGE frame (%s): %.200s", exc, frame)
+            self.unmatched.put_nowait(frame)
+            return
+        self._offer(message)
+
+    def _offer(self, message: Message) -> None:
+        head = self.heads.get(message.chat_id, 0)
+        if message.seq > head:
+            self.heads[message.chat_id] = message.seq
+        result = self._buffer.offer(message.chat_id, message.seq, message)
+        for released in result.released:
+            if self.own_messages or not self._is_own(released):
+                self.messages.put_nowait(released)
+        if result.gap:
+            logger.debug(
+                "gap in %s before #%d (cursor %d)",
+                message.chat_id,
+                message.seq,
+                self._buffer.cursor(message.chat_id),
+            )
+            self._gap_wanted.set()
+
+    def _is_own(self, message: Message) -> bool:
+        return (
+            self.user_id is not None
+            and message.sender == self.user_id
+            and message.sender_device == (self.device_id or "")
+        )
+
+    def _on_ack(self, frame: dict[str, Any]) -> None:
+        try:
+            ack = Ack.from_frame(frame)
+        except ValueError as exc:
+            logger.warning("malformed ACK frame (%s): %.200s", exc, frame)
+            self.unmatched.put_nowait(frame)
+            return
+        pending = self._pending_sends.get(ack.client_msg_id)
+        if pending is None or isinstance(pending.outcome, Ack):
+            if ack.client_msg_id not in self._recent_acks:
+                self.unmatched.put_nowait(frame)
+            return  # a duplicate ACK for a re-sent frame
+        pending.outcome = ack
+        pending.wake.set()
+        self._recent_acks[ack.client_msg_id] = None
+        if len(self._recent_acks) > _RECENT_ACKS:
+            self._recent_acks.popitem(last=False)
+        if self.user_id is not None:
+            # Our own message is stored at ack.seq: release it into the ordering so it is not a gap.
+            self._offer(
+                Message(
+                    chat_id=ack.chat_id,
+                    seq=ack.seq,
+                    server_msg_id=ack.server_msg_id,
+                    sender=self.user_id,
+                    sender_device=self.device_id or "",
+                    ciphertext=pending.ciphertext,
+                    media_ids=list(pending.media_ids),
+                    created_at=ack.created_at,
+                )
+            )
+
+    def _on_error(self, frame: dict[str, Any]) -> None:
+        cmid, rid = frame.get("clientMsgId"), frame.get("requestId")
+        if isinstance(cmid, str):
+            pending = self._pending_sends.get(cmid)
+            if pending is not None and not isinstance(pending.outcome, Ack):
+                pending.outcome = frame
+                pending.wake.set()
+                return
+            if cmid in self._recent_acks:
+                logger.debug("ignoring an ERROR for already acknowledged %s: %s", cmid, frame)
+                return
+        if isinstance(rid, str):
+            fut = self._pending_requests.get(rid)
+            if fut is not None and not fut.done():
+                fut.set_result(frame)
+                return
+        self.errors.put_nowait(frame)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _request_on(self, ws: ClientConnection, frame: dict[str, Any], end: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        frame = dict(frame)
+        rid = frame.get("requestId")
+        if not isinstance(rid, str) or not rid:
+            rid = frame["requestId"] = str(uuid.uuid4())
+        if rid in self._pending_requests:
+            raise ValueError(f"requestId {rid} is already in flight")
+        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._pending_requests[rid] = fut
+        try:
+            try:
+                await ws.send(json.dumps(frame, separators=(",", ":")))
+            except ConnectionClosed as exc:
+                raise ChatConnectionError(f"connection closed: {exc}") from exc
+            reply = await asyncio.wait_for(fut, max(end - loop.time(), 0.0))
+        finally:
+            self._pending_requests.pop(rid, None)
+        if reply.get("type") == "ERROR":
+            raise ChatServerError.from_frame(reply)
+        return reply
+
+    async def _wait_connected(self, end: float | None) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise self._terminal or ChatClosedError("client closed")
+            if self.connected.is_set() and self._ws is not None:
+                return self._ws
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._state_waiters.add(waiter)
+            try:
+                timeout = None if end is None else max(end - loop.time(), 0.0)
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise TimeoutError("not connected") from None
+            finally:
+                self._state_waiters.discard(waiter)
+
+    def _notify_state(self) -> None:
+        for waiter in self._state_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _check_usable(self) -> None:
+        if self._terminal is not None:
+            raise self._terminal
+        if self._closed:
+            raise ChatClosedError("client closed")
+        if not self._started and self._ws is None:
+            raise ChatClosedError("not connected: call connect() first")
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for fut in self._pending_requests.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        for pending in self._pending_sends.values():
+            if not isinstance(pending.outcome, Ack):
+                pending.outcome = exc
+            pending.wake.set()

@@ -1,0 +1,80 @@
+"""Start the local stack (`python -m local_stack`) as a child process, as `make run` does, and
+wait for its "listening" line. Shared by the integration tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local_stack.processes import free_port
+
+LISTENING = re.compile(r"listening on (ws://\S+) \(emulators: (.*)\)")
+
+
+@dataclass
+class RunningStack:
+    proc: subprocess.Popen[str]
+    url: str
+    port: int
+    secret: str
+    emulator_urls: dict[str, str]
+    log_path: Path
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_local/stats", timeout=5) as resp:
+            return dict(json.load(resp))
+
+    def reset_stats(self) -> None:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/_local/stats/reset", method="POST")
+        urllib.request.urlopen(req, timeout=5).close()
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_local_stack(log_path: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 90.0) -> RunningStack:
+    port = free_port()
+    secret = "integration-secret-0123456789abcdef"
+    env = {
+        **os.environ,
+        "CHAT_PORT": str(port),
+        "CHAT_JWT_SECRET": secret,
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local_stack"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if match := LISTENING.search(line):
+            emulators = json.loads(match.group(2).replace("'", '"'))
+            return RunningStack(proc, match.group(1), port, secret, emulators, log_path)
+    proc.kill()
+    raise RuntimeError(f"local stack did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")

@@ -1,0 +1,48 @@
+"""One local stack for the whole integration session, driven through the SDK over real WebSockets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from chat_client import ChatClient, mint_token
+from local_stack.child import RunningStack, start_local_stack
+
+IDLE_TIMEOUT_S = 20
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    log = tmp_path_factory.mktemp("stack") / "local-stack.log"
+    running = start_local_stack(log, {"CHAT_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S)})
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def new_user() -> Callable[[str], str]:
+    """Unique user ids, so tests never see each other's chats."""
+    return lambda name: f"{name}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def connect(stack: RunningStack) -> AsyncIterator[Callable[..., object]]:
+    clients: list[ChatClient] = []
+
+    async def _connect(user: str, device: str = "d1", **kwargs: object) -> ChatClient:
+        client = ChatClient(stack.url, mint_token(user, device, secret=stack.secret), **kwargs)  # type: ignore[arg-type]
+        await client.connect()
+        clients.append(client)
+        return client
+
+    yield _connect
+    for client in clients:
+        await client.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "integration":
+            item.add_marker(pytest.mark.timeout(120))

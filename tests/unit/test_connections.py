@@ -1,0 +1,143 @@
+"""connections (dal/connections.py + logic/connections.py + functions/connect): which device is
+reachable on which connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chat_backend.dal.connections import ConnectionRegistry
+from chat_backend.logic.connections import connect, disconnect
+from chat_backend.models import Caller
+
+TTL_S = 7200
+
+
+def test_register_makes_each_device_reachable(
+    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice connects on two devices and bob on one
+    connect(registry, make_caller("u_alice", "d_phone", "conn-a1"), TTL_S)
+    connect(registry, make_caller("u_alice", "d_laptop", "conn-a2"), TTL_S)
+    connect(registry, make_caller("u_bob", "d_phone", "conn-b1"), TTL_S)
+    # When their devices are looked up, with a user who never connected
+    devices = registry.devices_of(["u_alice", "u_bob", "u_carol"])
+    # Then each device maps to its connection, and carol is absent
+    assert devices == {
+        "u_alice": {"d_phone": "conn-a1", "d_laptop": "conn-a2"},
+        "u_bob": {"d_phone": "conn-b1"},
+    }
+
+
+def test_connection_record_expires_after_the_ttl(
+    aws_env: Any, registry: ConnectionRegistry, make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice connects now
+    before = int(time.time())
+    connect(registry, make_caller("u_alice", "d_phone", "conn-a1"), TTL_S)
+    # When her record is read
+    [item] = aws_env.scan("connections")
+    # Then it carries a TTL about two hours out, so a lost $disconnect does not leave it forever
+    assert before + TTL_S <= int(item["expiresAt"]) <= int(time.time()) + TTL_S
+    assert item["dev_d_phone"]["connectionId"] == "conn-a1"
+    assert item["dev_d_phone"]["connectedAt"].endswith("Z")
+
+
+def test_reconnect_replaces_the_devices_connection(
+    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice's phone connected, then reconnected on a new connection
+    connect(registry, make_caller("u_alice", "d_phone", "conn-old"), TTL_S)
+    connect(registry, make_caller("u_alice", "d_phone", "conn-new"), TTL_S)
+    # When her devices are looked up
+    # Then only the newer connection is listed
+    assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-new"}}
+
+
+def test_disconnect_removes_the_device_when_its_connection_matches(
+    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice connected on phone and laptop
+    connect(registry, make_caller("u_alice", "d_phone", "conn-a1"), TTL_S)
+    connect(registry, make_caller("u_alice", "d_laptop", "conn-a2"), TTL_S)
+    # When the phone's connection closes
+    disconnect(registry, make_caller("u_alice", "d_phone", "conn-a1"))
+    # Then the phone is no longer reachable and the laptop still is
+    assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_laptop": "conn-a2"}}
+
+
+def test_late_disconnect_of_a_replaced_connection_keeps_the_newer_one(
+    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice's phone reconnected (conn-new) before the old connection's $disconnect arrived
+    connect(registry, make_caller("u_alice", "d_phone", "conn-old"), TTL_S)
+    connect(registry, make_caller("u_alice", "d_phone", "conn-new"), TTL_S)
+    # When the old connection's disconnect is processed
+    removed = registry.unregister("u_alice", "d_phone", "conn-old")
+    # Then nothing is removed: the newer connection stays
+    assert removed is False
+    assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-new"}}
+
+
+def test_unregister_reports_whether_it_removed_something(registry: ConnectionRegistry) -> None:
+    # Given bob's phone on conn-b1
+    registry.register("u_bob", "d_phone", "conn-b1", "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    # When it is unregistered twice, and a never-connected user once
+    first = registry.unregister("u_bob", "d_phone", "conn-b1")
+    second = registry.unregister("u_bob", "d_phone", "conn-b1")
+    stranger = registry.unregister("u_nobody", "d_phone", "conn-x")
+    # Then only the first removed anything, and bob has no reachable device left
+    assert (first, second, stranger) == (True, False, False)
+    assert registry.devices_of(["u_bob", "u_nobody"]) == {}
+
+
+def test_devices_of_looks_up_more_than_100_users(registry: ConnectionRegistry) -> None:
+    # Given 101 users online (one more than a BatchGetItem holds)
+    users = [f"u_{n:03d}" for n in range(101)]
+    for user in users:
+        registry.register(user, "d_phone", f"conn-{user}", "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    # When they are looked up at once, with offline ones mixed in
+    devices = registry.devices_of([*users, "u_offline_1", "u_offline_2"])
+    # Then all 101 are found, each with its connection
+    assert devices == {user: {"d_phone": f"conn-{user}"} for user in users}
+
+
+# --- the connect function ------------------------------------------------------------------------
+
+
+def test_connect_function_registers_on_connect_and_unregisters_on_disconnect(
+    registry: ConnectionRegistry,
+    handler_of: Callable[[str], Any],
+    make_connect_event: Callable[..., dict[str, Any]],
+    make_disconnect_event: Callable[..., dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    # Given the connect function, and alice's phone connecting on conn-a1 with the authorizer's identity
+    handler = handler_of("connect")
+    # When $connect is handled
+    connected = handler(make_connect_event("u_alice", "d_phone", "conn-a1"), lambda_context)
+    # Then the connection is accepted and her phone is reachable on it
+    assert connected == {"statusCode": 200}
+    assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-a1"}}
+    # And when $disconnect is handled for it, the phone is no longer reachable
+    disconnected = handler(make_disconnect_event("u_alice", "d_phone", "conn-a1"), lambda_context)
+    assert disconnected == {"statusCode": 200}
+    assert registry.devices_of(["u_alice"]) == {}
+
+
+def test_connect_function_ignores_disconnect_of_a_replaced_connection(
+    registry: ConnectionRegistry,
+    handler_of: Callable[[str], Any],
+    make_connect_event: Callable[..., dict[str, Any]],
+    make_disconnect_event: Callable[..., dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    # Given alice's phone connected on conn-old, then again on conn-new
+    handler = handler_of("connect")
+    handler(make_connect_event("u_alice", "d_phone", "conn-old"), lambda_context)
+    handler(make_connect_event("u_alice", "d_phone", "conn-new"), lambda_context)
+    # When conn-old's $disconnect arrives late
+    handler(make_disconnect_event("u_alice", "d_phone", "conn-old"), lambda_context)
+    # Then the phone stays reachable on conn-new
+    assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-new"}}

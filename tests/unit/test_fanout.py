@@ -1,0 +1,301 @@
+"""fanout (logic/fanout.py + functions/fanout): members x live connections -> chunked FIFO envelopes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from chat_backend.dal.chat_store import ChatStore
+from chat_backend.dal.connections import ConnectionRegistry
+from chat_backend.dal.delivery_queue import DeliveryQueue
+from chat_backend.logic.fanout import RECIPIENTS_PER_ENVELOPE, fan_out, recipients_of
+from chat_backend.logic.send import send_message
+from chat_backend.models import Caller, DeliveryEnvelope, Recipient, SendFrame, StoredMessage
+
+
+def stored_message(
+    chat_id: str = "c_9", seq: int = 7, sender: str = "u_alice", device: str = "d_phone"
+) -> StoredMessage:
+    return StoredMessage(
+        chat_id=chat_id,
+        seq=seq,
+        server_msg_id=f"m_{seq}",
+        sender=sender,
+        sender_device=device,
+        ciphertext=b"\x01\x02secret",
+        media_ids=["md_1"],
+        created_at="2026-11-28T03:21:07.123Z",
+    )
+
+
+def connect(registry: ConnectionRegistry, user_id: str, device_id: str) -> str:
+    connection_id = f"conn-{user_id}-{device_id}"
+    registry.register(user_id, device_id, connection_id, "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    return connection_id
+
+
+def who(recipients: list[Recipient]) -> set[tuple[str, str, str]]:
+    return {(r.user_id, r.device_id, r.connection_id) for r in recipients}
+
+
+# --- recipients ----------------------------------------------------------------------------------
+
+
+def test_recipients_are_every_connected_device_of_every_member_but_the_sending_one(
+    store: ChatStore, registry: ConnectionRegistry, make_chat: Callable[..., str]
+) -> None:
+    # Given a chat of alice (phone + laptop online), bob (phone + tablet online) and carol (offline),
+    # and dave online but not a member
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    alice_laptop = connect(registry, "u_alice", "d_laptop")
+    connect(registry, "u_alice", "d_phone")
+    bob_phone, bob_tablet = connect(registry, "u_bob", "d_phone"), connect(registry, "u_bob", "d_tablet")
+    connect(registry, "u_dave", "d_phone")
+    # When alice's phone sends a message
+    recipients = recipients_of(store, registry, stored_message(chat_id, sender="u_alice", device="d_phone"))
+    # Then it goes to her laptop and both of bob's devices; not to her phone, carol or dave
+    assert who(recipients) == {
+        ("u_alice", "d_laptop", alice_laptop),
+        ("u_bob", "d_phone", bob_phone),
+        ("u_bob", "d_tablet", bob_tablet),
+    }
+    assert len(recipients) == 3
+
+
+def test_no_online_recipient_enqueues_nothing(
+    aws_env: Any,
+    store: ChatStore,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    make_chat: Callable[..., str],
+) -> None:
+    # Given a chat whose only other member is offline, and the sender on one device
+    chat_id = make_chat("u_alice", "u_carol")
+    connect(registry, "u_alice", "d_phone")
+    # When alice's phone's message is fanned out
+    envelopes = fan_out(store, registry, queue, stored_message(chat_id))
+    # Then nothing is queued: carol will get it from sync
+    assert envelopes == 0
+    assert aws_env.receive_all() == []
+
+
+# --- envelopes (plain fakes, so 250 recipients cost nothing) -------------------------------------
+
+
+class FakeMembers:
+    def __init__(self, members: list[str], page_size: int = 100) -> None:
+        self.members, self.page_size = members, page_size
+
+    def member_pages(self, chat_id: str) -> Iterator[list[str]]:
+        for start in range(0, len(self.members), self.page_size):
+            yield self.members[start : start + self.page_size]
+
+
+class FakeRegistry:
+    def __init__(self, devices: dict[str, dict[str, str]]) -> None:
+        self.devices = devices
+        self.lookups: list[int] = []
+
+    def devices_of(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
+        self.lookups.append(len(user_ids))
+        return {u: self.devices[u] for u in user_ids if u in self.devices}
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, str, DeliveryEnvelope]]] = []
+
+    def enqueue(self, envelopes: list[tuple[str, str, DeliveryEnvelope]]) -> None:
+        self.batches.append(list(envelopes))
+
+
+@pytest.fixture
+def big_group() -> tuple[FakeMembers, FakeRegistry]:
+    # 300 members, 250 of them online on one device each, plus the sender (u_000) on its phone
+    members = [f"u_{n:03d}" for n in range(300)]
+    devices = {u: {"d_phone": f"conn-{u}"} for u in members[:250]}
+    return FakeMembers(members), FakeRegistry(devices)
+
+
+def test_envelopes_are_chunked_at_100_recipients_in_the_chats_fifo_group(
+    big_group: tuple[FakeMembers, FakeRegistry],
+) -> None:
+    # Given a group with 250 online devices, one of them the sender's
+    members, registry = big_group
+    queue = RecordingQueue()
+    message = stored_message("c_big", seq=42, sender="u_000", device="d_phone")
+    # When the message is fanned out
+    count = fan_out(members, registry, queue, message)  # type: ignore[arg-type]
+    # Then 249 recipients go out in envelopes of 100, 100 and 49, all in FIFO group c_big
+    [batch] = queue.batches
+    assert count == 3 == len(batch)
+    assert [len(env.recipients) for _, _, env in batch] == [100, 100, 49]
+    assert all(len(env.recipients) <= RECIPIENTS_PER_ENVELOPE for _, _, env in batch)
+    assert {group for group, _, _ in batch} == {"c_big"}
+    # And every online member but the sender is in exactly one envelope
+    everyone = [r.user_id for _, _, env in batch for r in env.recipients]
+    assert sorted(everyone) == [f"u_{n:03d}" for n in range(1, 250)]
+    # And each envelope carries the MESSAGE frame of the stored message
+    frame = json.loads(batch[0][2].frame)
+    assert (frame["type"], frame["chatId"], frame["seq"], frame["from"]) == ("MESSAGE", "c_big", 42, "u_000")
+    assert base64.b64decode(frame["ciphertext"]) == b"\x01\x02secret"
+    # And connections were looked up at most 100 users per call
+    assert max(registry.lookups) <= 100
+
+
+def test_dedup_ids_are_stable_for_a_retried_record_and_distinct_per_envelope(
+    big_group: tuple[FakeMembers, FakeRegistry],
+) -> None:
+    # Given the same stream record processed twice (a retried batch)
+    members, registry = big_group
+    queue = RecordingQueue()
+    message = stored_message("c_big", seq=42, sender="u_000")
+    # When it is fanned out both times
+    fan_out(members, registry, queue, message)  # type: ignore[arg-type]
+    fan_out(members, registry, queue, message)  # type: ignore[arg-type]
+    # Then both runs use the same dedup ids, one per envelope, and another seq uses others
+    first, second = ([dedup for _, dedup, _ in batch] for batch in queue.batches)
+    assert first == second
+    assert len(set(first)) == len(first) == 3
+    fan_out(members, registry, queue, stored_message("c_big", seq=43, sender="u_000"))  # type: ignore[arg-type]
+    assert not set(first) & {dedup for _, dedup, _ in queue.batches[2]}
+
+
+# --- the real queue (moto SQS FIFO) --------------------------------------------------------------
+
+
+def test_enqueueing_a_record_twice_leaves_one_copy_in_the_fifo_queue(
+    aws_env: Any, queue: DeliveryQueue, big_group: tuple[FakeMembers, FakeRegistry]
+) -> None:
+    # Given 249 recipients of one message
+    members, registry = big_group
+    message = stored_message("c_big", seq=42, sender="u_000")
+    # When a retried stream record fans it out twice into the real FIFO queue
+    fan_out(members, registry, queue, message)  # type: ignore[arg-type]
+    fan_out(members, registry, queue, message)  # type: ignore[arg-type]
+    # Then the queue holds each of the 3 envelopes once, in the chat's message group, in order
+    received = aws_env.receive_all()
+    assert len(received) == 3
+    assert {m["Attributes"]["MessageGroupId"] for m in received} == {"c_big"}
+    envelopes = [DeliveryEnvelope.model_validate_json(m["Body"]) for m in received]
+    assert [len(e.recipients) for e in envelopes] == [100, 100, 49]
+    recipients = [r.user_id for e in envelopes for r in e.recipients]
+    assert len(recipients) == len(set(recipients)) == 249
+
+
+# --- the fanout function, end to end -------------------------------------------------------------
+
+
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/unit-messages/stream/2026-11-28T00:00:00.000"
+
+
+def lambda_image(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as Lambda's JSON event carries it: binary values base64-encoded."""
+    return json.loads(
+        json.dumps(item, default=lambda v: base64.b64encode(v).decode() if isinstance(v, bytes) else str(v))
+    )
+
+
+def stream_record(image: dict[str, Any], sequence_number: str, event_name: str = "INSERT") -> dict[str, Any]:
+    # Shaped like powertools' sample dynamoStreamEvent.json.
+    return {
+        "eventID": f"ev-{sequence_number}",
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1795836067,
+            "Keys": {"chatId": image["chatId"], "seq": image["seq"]},
+            "NewImage": image,
+            "SequenceNumber": sequence_number,
+            "SizeBytes": 256,
+            "StreamViewType": "NEW_IMAGE",
+        },
+        "eventSourceARN": STREAM_ARN,
+    }
+
+
+def send(store: ChatStore, caller: Caller, chat_id: str, data: bytes) -> int:
+    frame = SendFrame.model_validate(
+        {
+            "action": "send",
+            "clientMsgId": f"cm-{data.hex()}",
+            "chatId": chat_id,
+            "ciphertext": base64.b64encode(data).decode(),
+        }
+    )
+    return send_message(store, caller, frame, 3600).seq
+
+
+def stored_image(aws_env: Any, chat_id: str, seq: int) -> dict[str, Any]:
+    item = aws_env.ddb.get_item(
+        TableName=aws_env.tables["messages"], Key={"chatId": {"S": chat_id}, "seq": {"N": str(seq)}}
+    )["Item"]
+    return lambda_image(item)
+
+
+def test_fanout_function_turns_an_insert_record_into_a_queued_envelope(
+    aws_env: Any,
+    store: ChatStore,
+    registry: ConnectionRegistry,
+    make_chat: Callable[..., str],
+    make_caller: Callable[..., Caller],
+    handler_of: Callable[[str], Any],
+    lambda_context: Any,
+) -> None:
+    # Given bob online on his phone, and alice's stored message as the stream delivers it
+    chat_id = make_chat("u_alice", "u_bob")
+    bob_phone = connect(registry, "u_bob", "d_phone")
+    seq = send(store, make_caller("u_alice", "d_phone"), chat_id, b"\xffhello\x00")
+    event = {"Records": [stream_record(stored_image(aws_env, chat_id, seq), "100")]}
+    # When the fanout function handles the batch
+    result = handler_of("fanout")(event, lambda_context)
+    # Then no record failed and one envelope for bob's phone waits in the chat's FIFO group
+    assert result == {"batchItemFailures": []}
+    [queued] = aws_env.receive_all()
+    assert queued["Attributes"]["MessageGroupId"] == chat_id
+    envelope = DeliveryEnvelope.model_validate_json(queued["Body"])
+    assert who(envelope.recipients) == {("u_bob", "d_phone", bob_phone)}
+    # And the frame is alice's message with her exact bytes
+    frame = json.loads(envelope.frame)
+    assert (frame["chatId"], frame["seq"], frame["from"], frame["fromDevice"]) == (
+        chat_id,
+        1,
+        "u_alice",
+        "d_phone",
+    )
+    assert base64.b64decode(frame["ciphertext"]) == b"\xffhello\x00"
+
+
+def test_fanout_function_reports_only_the_failing_record(
+    aws_env: Any,
+    store: ChatStore,
+    registry: ConnectionRegistry,
+    make_chat: Callable[..., str],
+    make_caller: Callable[..., Caller],
+    handler_of: Callable[[str], Any],
+    lambda_context: Any,
+) -> None:
+    # Given a batch of a good INSERT, a broken INSERT (no serverMsgId) and a MODIFY
+    chat_id = make_chat("u_alice", "u_bob")
+    connect(registry, "u_bob", "d_phone")
+    seq = send(store, make_caller("u_alice"), chat_id, b"one")
+    good = stored_image(aws_env, chat_id, seq)
+    broken = {k: v for k, v in good.items() if k != "serverMsgId"} | {"seq": {"N": "2"}}
+    event = {
+        "Records": [
+            stream_record(good, "100"),
+            stream_record(broken, "200"),
+            stream_record(good, "300", event_name="MODIFY"),
+        ]
+    }
+    # When the fanout function handles it
+    result = handler_of("fanout")(event, lambda_context)
+    # Then only the broken record is reported, by its sequence number, and the good one was queued once
+    assert result == {"batchItemFailures": [{"itemIdentifier": "200"}]}
+    queued = aws_env.receive_all()
+    assert [json.loads(DeliveryEnvelope.model_validate_json(m["Body"]).frame)["seq"] for m in queued] == [1]

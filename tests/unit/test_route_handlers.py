@@ -1,0 +1,307 @@
+"""Route handling through the real functions/<name>/handler.py files, with API Gateway WebSocket
+MESSAGE events and moto behind them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+from chat_backend.models import MAX_CIPHERTEXT_BYTES
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def answer(response: dict[str, Any]) -> dict[str, Any]:
+    """The frame a two-way route sends back on the caller's connection."""
+    assert response["statusCode"] == 200
+    return json.loads(response["body"])
+
+
+def send_body(chat_id: str, client_msg_id: str = "cm-1", data: bytes = b"hello", **extra: Any) -> dict:
+    return {
+        "action": "send",
+        "clientMsgId": client_msg_id,
+        "chatId": chat_id,
+        "ciphertext": b64(data),
+    } | extra
+
+
+# --- $default ------------------------------------------------------------------------------------
+
+
+def test_default_answers_bad_request_for_unknown_action(
+    handler_of: Callable[[str], Handler], make_message_event: Callable[..., dict], lambda_context: Any
+) -> None:
+    # Given a frame whose action no route serves
+    event = make_message_event({"action": "launchRockets", "requestId": "r9"}, route_key="$default")
+    # When $default handles it
+    frame = answer(handler_of("default")(event, lambda_context))
+    # Then the caller gets BAD_REQUEST naming the action, echoing its requestId
+    assert frame["type"] == "ERROR"
+    assert frame["code"] == "BAD_REQUEST"
+    assert "launchRockets" in frame["message"]
+    assert frame["requestId"] == "r9"
+    assert frame["clientMsgId"] is None
+
+
+@pytest.mark.parametrize("body", ["hello there", '{"action": ', "[1, 2]", "", None])
+def test_default_answers_bad_request_for_non_json(
+    body: str | None,
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given a frame that is not a JSON object
+    event = make_message_event(body, route_key="$default")
+    # When $default handles it
+    frame = answer(handler_of("default")(event, lambda_context))
+    # Then the caller gets BAD_REQUEST with nothing to echo
+    assert (frame["type"], frame["code"]) == ("ERROR", "BAD_REQUEST")
+    assert frame["requestId"] is None
+
+
+def test_default_answers_bad_request_for_frame_without_action(
+    handler_of: Callable[[str], Handler], make_message_event: Callable[..., dict], lambda_context: Any
+) -> None:
+    # Given a JSON object without an action
+    event = make_message_event({"clientMsgId": "cm-7"}, route_key="$default")
+    # When $default handles it
+    frame = answer(handler_of("default")(event, lambda_context))
+    # Then BAD_REQUEST, echoing the clientMsgId
+    assert (frame["code"], frame["clientMsgId"]) == ("BAD_REQUEST", "cm-7")
+
+
+# --- send ----------------------------------------------------------------------------------------
+
+
+def test_send_is_acked_with_seq_1_and_stored(
+    aws_env: Any,
+    make_chat: Callable[..., str],
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given a chat of alice and bob
+    chat_id = make_chat("u_alice", "u_bob")
+    # When alice sends through the send function
+    frame = answer(handler_of("send")(make_message_event(send_body(chat_id)), lambda_context))
+    # Then she gets an ACK with seq 1 and the message is in the messages table
+    assert frame["type"] == "ACK"
+    assert (frame["chatId"], frame["clientMsgId"], frame["seq"]) == (chat_id, "cm-1", 1)
+    stored = aws_env.messages(chat_id)
+    assert [(m["seq"], m["serverMsgId"]) for m in stored] == [(1, frame["serverMsgId"])]
+
+
+def test_send_to_chat_user_is_not_in_is_forbidden_and_stores_nothing(
+    aws_env: Any,
+    make_chat: Callable[..., str],
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given a chat of bob and carol, and mallory who is not in it
+    chat_id = make_chat("u_bob", "u_carol")
+    chats_before = aws_env.scan("chats")
+    # When mallory sends to it
+    event = make_message_event(send_body(chat_id, "cm-evil"), user_id="u_mallory")
+    frame = answer(handler_of("send")(event, lambda_context))
+    # Then she gets FORBIDDEN echoing her clientMsgId, and no message, head or dedup record changed
+    assert (frame["type"], frame["code"], frame["clientMsgId"]) == ("ERROR", "FORBIDDEN", "cm-evil")
+    assert aws_env.messages() == []
+    assert aws_env.scan("chats") == chats_before
+
+
+def test_send_to_chat_that_does_not_exist_is_forbidden(
+    aws_env: Any,
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given no chat c_nowhere
+    # When alice sends to it
+    frame = answer(handler_of("send")(make_message_event(send_body("c_nowhere")), lambda_context))
+    # Then FORBIDDEN (no hint whether the chat exists) and nothing is stored
+    assert frame["code"] == "FORBIDDEN"
+    assert aws_env.messages() == [] and aws_env.scan("chats") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"action": "send", "clientMsgId": "cm-bad", "ciphertext": "aGk="}, "BAD_REQUEST"),
+        ({"action": "send", "clientMsgId": "cm-bad", "chatId": 5, "ciphertext": "aGk="}, "BAD_REQUEST"),
+        ({"action": "send", "clientMsgId": "cm-bad", "chatId": "CHAT", "ciphertext": "%%%"}, "BAD_REQUEST"),
+        (
+            {"action": "send", "clientMsgId": "cm-bad", "chatId": "CHAT", "ciphertext": "A" * 87384},
+            "TOO_LARGE",
+        ),
+        ('{"action": "send", "clientMsgId": "cm-bad", "chatId": "CHAT"', "BAD_REQUEST"),
+    ],
+    ids=["missing-chatId", "int-chatId", "bad-base64", "ciphertext-over-64KiB", "truncated-json"],
+)
+def test_bad_send_frame_answers_error_stores_nothing_and_next_good_frame_works(
+    body: Any,
+    code: str,
+    aws_env: Any,
+    make_chat: Callable[..., str],
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given a chat of alice and bob
+    chat_id = make_chat("u_alice", "u_bob")
+    chats_before = aws_env.scan("chats")
+    if isinstance(body, dict) and body.get("chatId") == "CHAT":
+        body["chatId"] = chat_id
+    elif isinstance(body, str):
+        body = body.replace("CHAT", chat_id)
+    send = handler_of("send")
+    # When alice sends a bad frame on her connection
+    frame = answer(send(make_message_event(body, route_key="send"), lambda_context))
+    # Then she gets the ERROR (echoing her clientMsgId when the frame was JSON) and nothing changed
+    assert (frame["type"], frame["code"]) == ("ERROR", code)
+    if isinstance(body, dict):
+        assert frame["clientMsgId"] == "cm-bad"
+    assert aws_env.messages() == []
+    assert aws_env.scan("chats") == chats_before
+    # And when she then sends a good frame on the same connection, it is stored as seq 1
+    good = answer(send(make_message_event(send_body(chat_id, "cm-good")), lambda_context))
+    assert (good["type"], good["seq"]) == ("ACK", 1)
+    assert [m["seq"] for m in aws_env.messages(chat_id)] == [1]
+
+
+def test_ciphertext_just_over_64_kib_fixture_is_really_over() -> None:
+    # Given the base64 used for "ciphertext-over-64KiB" above
+    # When decoded
+    # Then it is over the limit (keeps that case honest)
+    assert len(base64.b64decode("A" * 87384)) > MAX_CIPHERTEXT_BYTES
+
+
+def test_sender_comes_from_the_token_not_the_frame(
+    aws_env: Any,
+    make_chat: Callable[..., str],
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given a chat of alice and bob
+    chat_id = make_chat("u_alice", "u_bob")
+    # When alice (token: u_alice / d_laptop) sends a frame claiming to be from bob's phone
+    body = send_body(chat_id, **{"from": "u_bob", "fromDevice": "d_bobphone", "sender": "u_bob"})
+    event = make_message_event(body, user_id="u_alice", device_id="d_laptop")
+    frame = answer(handler_of("send")(event, lambda_context))
+    # Then the stored message names alice and her laptop, as her token says
+    assert frame["type"] == "ACK"
+    [stored] = aws_env.messages(chat_id)
+    assert (stored["sender"], stored["senderDevice"]) == ("u_alice", "d_laptop")
+
+
+def test_send_stores_the_ciphertext_bytes_exactly(
+    aws_env: Any,
+    make_chat: Callable[..., str],
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given opaque bytes, including ones that are not UTF-8
+    data = bytes(range(256)) * 3
+    chat_id = make_chat("u_alice", "u_bob")
+    # When alice sends them base64-encoded
+    answer(handler_of("send")(make_message_event(send_body(chat_id, data=data)), lambda_context))
+    # Then the table holds exactly those bytes, as binary
+    [stored] = aws_env.messages(chat_id)
+    assert bytes(stored["ciphertext"]) == data
+
+
+# --- other routes --------------------------------------------------------------------------------
+
+
+def test_heartbeat_answers_pong(
+    aws_env: Any,
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given a connected device
+    # When it sends heartbeat
+    frame = answer(handler_of("presence")(make_message_event({"action": "heartbeat"}), lambda_context))
+    # Then it gets PONG
+    assert frame == {"type": "PONG"}
+
+
+def test_create_chat_route_answers_chat_frame(
+    aws_env: Any,
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given alice
+    body = {"action": "createChat", "requestId": "r3", "kind": "group", "name": "team", "members": ["u_5"]}
+    # When she creates a group with u_5 through the chats function
+    frame = answer(handler_of("chats")(make_message_event(body), lambda_context))
+    # Then she gets CHAT for a group of two in which she is admin
+    assert frame["type"] == "CHAT"
+    assert (frame["requestId"], frame["kind"], frame["name"]) == ("r3", "group", "team")
+    assert (frame["memberCount"], frame["role"]) == (2, "admin")
+
+
+def test_create_chat_route_with_self_is_bad_request_echoing_request_id(
+    aws_env: Any,
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given alice
+    body = {"action": "createChat", "requestId": "r4", "kind": "direct", "members": ["u_alice"]}
+    # When she creates a direct chat with herself
+    frame = answer(handler_of("chats")(make_message_event(body, user_id="u_alice"), lambda_context))
+    # Then BAD_REQUEST echoing r4, and no chat exists
+    assert (frame["code"], frame["requestId"]) == ("BAD_REQUEST", "r4")
+    assert aws_env.scan("chats") == []
+
+
+def test_sync_route_pushes_messages_to_the_caller_then_answers_sync_done(
+    aws_env: Any,
+    make_chat: Callable[..., str],
+    management_api: Any,
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict],
+    lambda_context: Any,
+) -> None:
+    # Given a chat in which bob sent one message
+    chat_id = make_chat("u_alice", "u_bob")
+    sent = answer(
+        handler_of("send")(
+            make_message_event(send_body(chat_id, data=b"hi"), user_id="u_bob"), lambda_context
+        )
+    )
+    # When alice's laptop (connection conn-a) syncs from nothing
+    event = make_message_event(
+        {"action": "sync", "requestId": "r1"}, user_id="u_alice", device_id="d_laptop", connection_id="conn-a"
+    )
+    posted: list[dict[str, Any]] = []
+    management_api.meta.events.register(
+        "before-parameter-build.apigatewaymanagementapi.PostToConnection",
+        lambda params, **_: posted.append(dict(params)),
+    )
+    with Stubber(management_api) as stub:
+        stub.add_response("post_to_connection", {}, {"ConnectionId": "conn-a", "Data": ANY})
+        frame = answer(handler_of("sync")(event, lambda_context))
+        stub.assert_no_pending_responses()
+    # Then bob's message was pushed on her connection as a MESSAGE frame
+    [push] = posted
+    message = json.loads(push["Data"])
+    assert push["ConnectionId"] == "conn-a"
+    assert message["type"] == "MESSAGE"
+    assert (message["chatId"], message["seq"], message["serverMsgId"]) == (chat_id, 1, sent["serverMsgId"])
+    assert (message["from"], base64.b64decode(message["ciphertext"])) == ("u_bob", b"hi")
+    # And the route answers SYNC_DONE with the chat's head
+    assert frame == {"type": "SYNC_DONE", "requestId": "r1", "heads": {chat_id: 1}, "more": False}
