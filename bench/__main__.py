@@ -88,7 +88,9 @@ async def send_one(pair: Pair, n: int, padding: bytes, result: RunResult) -> Non
     result.acked += 1
 
 
-async def run_rate(stack: RunningStack, pairs: list[Pair], rate: float, seconds: float, size: int) -> RunResult:
+async def run_rate(
+    stack: RunningStack, pairs: list[Pair], rate: float, seconds: float, size: int
+) -> RunResult:
     result = RunResult(offered_rate=rate, seconds=seconds)
     padding = b"\x00" * max(0, size - STAMP.size)
     stack.reset_stats()
@@ -143,7 +145,8 @@ def report(result: RunResult, size: int) -> dict[str, Any]:
 def print_row(row: dict[str, Any]) -> None:
     d, a = row["deliver_ms"], row["ack_ms"]
     print(
-        f"offered {row['offered_msgs_per_s']:>6.0f} msg/s | delivered {row['delivered_msgs_per_s']:>6.1f} msg/s "
+        f"offered {row['offered_msgs_per_s']:>6.0f} msg/s | "
+        f"delivered {row['delivered_msgs_per_s']:>6.1f} msg/s "
         f"({row['delivered']}/{row['sent']}) | send->deliver p50 {d[50]} p95 {d[95]} p99 {d[99]} ms | "
         f"ACK p50 {a[50]} p99 {a[99]} ms | AWS calls/msg {row['aws_calls_per_delivered_msg']} | "
         f"WCU/send {row['dynamodb_write_units_per_send']}"

@@ -59,11 +59,12 @@ def layer_requirements(pyproject: Path = PYPROJECT, lock: Path = LOCK_FILE) -> l
 
 
 def _source_hash(requirements: list[str]) -> str:
-    """Changes when the package's code, the pins or the target platform change; nothing else."""
+    """Changes when the package's files, the lock or the target platform change; nothing else."""
     digest = hashlib.sha256()
     for part in (*requirements, PYTHON_VERSION, *PIP_PLATFORMS, LOCK_FILE.read_text()):
         digest.update(part.encode() + b"\0")
-    for path in sorted(LAYER_PACKAGE_DIR.rglob("*.py")):
+    files = (p for p in LAYER_PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in sorted(files):
         digest.update(path.relative_to(LAYER_PACKAGE_DIR).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -123,7 +124,7 @@ class SharedLayer(Construct):
                 asset_hash=_source_hash(requirements),
                 bundling=BundlingOptions(
                     image=DockerImage.from_registry("dummy"),  # never pulled: local bundling always succeeds
-                    local=PipLayerBundling(requirements),
+                    local=PipLayerBundling(requirements),  # type: ignore[arg-type]  # jsii passes options positionally
                 ),
             ),
             compatible_runtimes=[RUNTIME],

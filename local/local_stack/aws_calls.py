@@ -5,7 +5,7 @@ plumbing (pollers, bootstrap) is counted apart."""
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
@@ -14,7 +14,7 @@ WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems",
 class AwsCallCounter:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
-        self.write_units: Counter[str] = Counter()
+        self.write_units: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
 
     def install(self, events: Any) -> None:

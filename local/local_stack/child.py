@@ -48,7 +48,9 @@ class RunningStack:
         return self.proc.returncode
 
 
-def start_local_stack(log_path: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 90.0) -> RunningStack:
+def start_local_stack(
+    log_path: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 90.0
+) -> RunningStack:
     port = free_port()
     secret = "integration-secret-0123456789abcdef"
     env = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -34,7 +34,7 @@ def session() -> boto3.session.Session:
 def client(service: str, endpoint_url: str | None = None) -> Any:
     # boto3 honours AWS_ENDPOINT_URL_<SERVICE>, which is how the local stack points us at itself.
     with _client_lock:
-        return session().client(service, endpoint_url=endpoint_url, config=_CONFIG)
+        return cast(Any, session()).client(service, endpoint_url=endpoint_url, config=_CONFIG)
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
@@ -46,4 +46,4 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def av(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(value)
+    return cast(dict[str, Any], _serializer.serialize(value))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import jwt
+from jwt.types import Options
 
 from chat_backend.errors import Unauthorized
 
@@ -37,7 +39,7 @@ class TokenVerifier:
     def verify(self, token: str | None) -> Identity:
         if not token:
             raise Unauthorized("missing token")
-        options = {"require": ["sub", "exp"], "verify_aud": self.audience is not None}
+        options = cast(Options, {"require": ["sub", "exp"], "verify_aud": self.audience is not None})
         try:
             if self.jwks is not None:
                 key = self.jwks.get_signing_key_from_jwt(token).key
@@ -50,7 +52,7 @@ class TokenVerifier:
                     options=options,
                 )
             else:
-                claims = jwt.decode(token, self.secret, algorithms=["HS256"], options=options)
+                claims = jwt.decode(token, self.secret or "", algorithms=["HS256"], options=options)
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
         user_id, device_id = claims.get("sub"), claims.get("device", "default")

@@ -38,7 +38,9 @@ def envelopes_for(message: StoredMessage, recipients: list[Recipient]) -> list[E
         Envelope(
             group_id=message.chat_id,
             dedup_id=f"{message.chat_id}:{message.seq}:{n}",
-            body=DeliveryEnvelope(frame=frame, recipients=recipients[start : start + RECIPIENTS_PER_ENVELOPE]),
+            body=DeliveryEnvelope(
+                frame=frame, recipients=recipients[start : start + RECIPIENTS_PER_ENVELOPE]
+            ),
         )
         for n, start in enumerate(range(0, len(recipients), RECIPIENTS_PER_ENVELOPE))
     ]
