@@ -7,7 +7,10 @@ percentiles, the AWS API calls the functions made per delivered message (counted
 layer) and DynamoDB write units per send (ConsumedCapacity), and the per-function duration
 profile of the stack.
 
-    python -m bench [--users 20] [--rates 100,250] [--seconds 15]
+    python -m bench [--users 100] [--rates 100] [--seconds 15]
+
+Each offered rate runs open loop; a last run is closed loop (each sender sends again once ACKed),
+which gives the most messages/s the stack sustains.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import struct
 import sys
 import tempfile
@@ -48,6 +52,16 @@ class RunResult:
     ack_latency_ms: list[float] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     delivered_per_s: float = 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -88,14 +102,10 @@ async def send_one(pair: Pair, n: int, padding: bytes, result: RunResult) -> Non
     result.acked += 1
 
 
-async def run_rate(
-    stack: RunningStack, pairs: list[Pair], rate: float, seconds: float, size: int
-) -> RunResult:
-    result = RunResult(offered_rate=rate, seconds=seconds)
-    padding = b"\x00" * max(0, size - STAMP.size)
-    stack.reset_stats()
-    stop = asyncio.Event()
-    drains = [asyncio.create_task(drain(p, result, stop)) for p in pairs]
+async def offer_open_loop(
+    pairs: list[Pair], rate: float, seconds: float, padding: bytes, result: RunResult
+) -> None:
+    """Sends at a fixed rate whatever the answers (the offered load of the latency target)."""
     sends: list[asyncio.Task[None]] = []
     interval = 1.0 / rate
     start = time.perf_counter()
@@ -107,7 +117,37 @@ async def run_rate(
         sends.append(asyncio.create_task(send_one(pairs[n % len(pairs)], n, padding, result)))
         n += 1
     result.sent = n
-    await asyncio.wait_for(asyncio.gather(*sends), 60)
+    await asyncio.wait_for(asyncio.gather(*sends), 120)
+
+
+async def offer_closed_loop(pairs: list[Pair], seconds: float, padding: bytes, result: RunResult) -> None:
+    """Each sender sends again as soon as its last message is ACKed: the most the stack sustains."""
+    end = time.perf_counter() + seconds
+
+    async def sender(pair: Pair) -> None:
+        while time.perf_counter() < end:
+            result.sent += 1
+            await send_one(pair, result.sent, padding, result)
+
+    await asyncio.gather(*(sender(p) for p in pairs))
+
+
+async def run_rate(
+    stack: RunningStack, pairs: list[Pair], rate: float | None, seconds: float, size: int
+) -> RunResult:
+    """One measured run; rate None runs closed loop."""
+    result = RunResult(offered_rate=rate or 0.0, seconds=seconds)
+    padding = b"\x00" * max(0, size - STAMP.size)
+    stack.reset_stats()
+    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
+    cpu_before = cpu_snapshot(pids)
+    stop = asyncio.Event()
+    drains = [asyncio.create_task(drain(p, result, stop)) for p in pairs]
+    start = time.perf_counter()
+    if rate is None:
+        await offer_closed_loop(pairs, seconds, padding, result)
+    else:
+        await offer_open_loop(pairs, rate, seconds, padding, result)
     deadline = time.perf_counter() + 30
     while result.delivered < result.sent and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
@@ -116,6 +156,8 @@ async def run_rate(
     await asyncio.gather(*drains)
     result.delivered_per_s = result.delivered / elapsed
     result.stats = stack.stats()
+    cpu_after = cpu_snapshot(pids)
+    result.stats["cpu_share"] = {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids}
     return result
 
 
@@ -138,6 +180,7 @@ def report(result: RunResult, size: int) -> dict[str, Any]:
         "aws_calls_by_operation_per_msg": {k: round(v / delivered, 2) for k, v in sorted(calls.items())},
         "dynamodb_write_units_per_send": round(sum(units.values()) / sends, 2),
         "function_profile": result.stats.get("functions", {}),
+        "cpu_cores_used": result.stats.get("cpu_share", {}),
     }
     return row
 
@@ -145,13 +188,14 @@ def report(result: RunResult, size: int) -> dict[str, Any]:
 def print_row(row: dict[str, Any]) -> None:
     d, a = row["deliver_ms"], row["ack_ms"]
     print(
-        f"offered {row['offered_msgs_per_s']:>6.0f} msg/s | "
+        f"offered {row['offered_msgs_per_s'] or 'max (closed loop)':>6} msg/s | "
         f"delivered {row['delivered_msgs_per_s']:>6.1f} msg/s "
         f"({row['delivered']}/{row['sent']}) | send->deliver p50 {d[50]} p95 {d[95]} p99 {d[99]} ms | "
         f"ACK p50 {a[50]} p99 {a[99]} ms | AWS calls/msg {row['aws_calls_per_delivered_msg']} | "
         f"WCU/send {row['dynamodb_write_units_per_send']}"
     )
     print("    calls per delivered message:", json.dumps(row["aws_calls_by_operation_per_msg"]))
+    print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
     for fn, prof in sorted(row["function_profile"].items()):
         print(
             f"    {fn:<10} {prof['count']:>6} invocations, p50 {prof['p50_ms']:>7.2f} ms, "
@@ -168,7 +212,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"local stack at {stack.url}; {len(pairs)} 1:1 chats, {args.users} users; log {log}")
         # Warm-up: first calls build clients and connections, as a cold Lambda would.
         await run_rate(stack, pairs, rate=20, seconds=2, size=args.size)
-        for rate in args.rates:
+        for rate in [*args.rates, None]:
             row = report(await run_rate(stack, pairs, rate, args.seconds, args.size), args.size)
             print_row(row)
             rows.append(row)
@@ -180,8 +224,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100.0, 250.0])
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100.0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--size", type=int, default=256, help="ciphertext bytes per message")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")

@@ -16,7 +16,7 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 def deliver_record(record: SQSRecord) -> None:
     s = services()
-    deliver(DeliveryEnvelope.model_validate_json(record.body), s.poster, s.registry, s.push_pool)
+    deliver(DeliveryEnvelope.model_validate_json(record.body), s.poster, s.registry, s.io_pool)
 
 
 @logger.inject_lambda_context

@@ -26,6 +26,6 @@ def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any
         if r.event_name == DynamoDBRecordEventName.INSERT
     ]
     s = services()
-    envelopes = fan_out(s.store, s.registry, s.queue, messages)
+    envelopes = fan_out(s.store, s.registry, s.queue, messages, s.io_pool)
     logger.debug("fanned out", extra={"messages": len(messages), "envelopes": envelopes})
     return {"batchItemFailures": []}

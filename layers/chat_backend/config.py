@@ -34,8 +34,8 @@ class Settings(BaseSettings):
     connection_ttl_s: int = Field(2 * 3600, validation_alias="CHAT_CONNECTION_TTL_S")
     # How long a send idempotency record is kept: far beyond any client retry window.
     dedup_ttl_s: int = Field(7 * 24 * 3600, validation_alias="CHAT_DEDUP_TTL_S")
-    # Concurrent PostToConnection calls per delivery batch.
-    push_concurrency: int = Field(16, validation_alias="CHAT_PUSH_CONCURRENCY")
+    # Concurrent AWS calls within one invocation (pushes to connections, member reads).
+    io_concurrency: int = Field(16, validation_alias="CHAT_IO_CONCURRENCY")
 
 
 @cache

@@ -2,4 +2,4 @@
 
 from aws_lambda_powertools import Logger
 
-logger = Logger(service="chat")
+logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME, set by the wiring

@@ -46,8 +46,9 @@ class Services:
         )
 
     @cached_property
-    def push_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=self.settings.push_concurrency, thread_name_prefix="push")
+    def io_pool(self) -> ThreadPoolExecutor:
+        """Bounded concurrency for a function's independent AWS calls (pushes, member reads)."""
+        return ThreadPoolExecutor(max_workers=self.settings.io_concurrency, thread_name_prefix="io")
 
 
 @cache

@@ -101,12 +101,21 @@ def dynamodb_local() -> ChildProcess:
         raise RuntimeError("DynamoDB Local needs a Java 17+ runtime on PATH")
     jar = dynamodb_local_jar()
     port = free_port()
-    argv = [java, "-Xms256m", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar)]
+    # The serial collector: DynamoDB Local is CPU-bound here, and on 2 cores GC threads compete.
+    argv = [
+        java,
+        "-XX:+UseSerialGC",
+        "-Xms256m",
+        "-Xmx2g",
+        f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+        "-jar",
+        str(jar),
+    ]
     return ChildProcess("dynamodb-local", [*argv, "-inMemory", "-port", str(port)], port, cwd=jar.parent)
 
 
 def moto_server() -> ChildProcess:
     port = free_port()
     return ChildProcess(
-        "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port
+        "moto", [sys.executable, "-m", "local_stack.moto_server", "-H", "127.0.0.1", "-p", str(port)], port
     )

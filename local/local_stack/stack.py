@@ -31,7 +31,7 @@ class LocalStackConfig:
     jwt_secret: str = "local-dev-secret"
     idle_timeout_s: float = 600.0
     max_duration_s: float = 7200.0
-    stream_idle_sleep_s: float = 0.01
+    stream_idle_sleep_s: float = 0.02
     queue_receivers: int = 4
     lambda_concurrency: int = 32
 
@@ -127,6 +127,10 @@ class LocalStack:
                 "functions": invoker.duration_summary() if invoker else {},
                 "errors": invoker.errors if invoker else 0,
                 "connections": len(self.gateway.connections) if self.gateway else 0,
+                "pids": {
+                    "gateway+functions": os.getpid(),
+                    **{c.name: c.proc.pid for c in self.children if c.proc},
+                },
             }
         )
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -56,8 +58,6 @@ def clear_caches() -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import os
-
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
             monkeypatch.delenv(name)
@@ -192,6 +192,13 @@ def registry(aws_env: AwsEnv) -> ConnectionRegistry:
 @pytest.fixture
 def queue(aws_env: AwsEnv) -> DeliveryQueue:
     return services.services().queue
+
+
+@pytest.fixture
+def io_pool() -> Iterator[ThreadPoolExecutor]:
+    """What the functions get as `services().io_pool`: bounded concurrency for AWS calls."""
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="unit-io") as pool:
+        yield pool
 
 
 @pytest.fixture

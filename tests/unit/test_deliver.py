@@ -249,7 +249,7 @@ def test_deliver_function_drops_a_gone_connection_and_succeeds(
     lambda_context: Any,
 ) -> None:
     # Given an envelope to bob's gone phone and carol's live one, posted one at a time
-    monkeypatch.setenv("CHAT_PUSH_CONCURRENCY", "1")
+    monkeypatch.setenv("CHAT_IO_CONCURRENCY", "1")
     connect(registry, "u_bob", "d_phone", "conn-bob")
     connect(registry, "u_carol", "d_phone", "conn-carol")
     env = envelope(("u_bob", "d_phone", "conn-bob"), ("u_carol", "d_phone", "conn-carol"))

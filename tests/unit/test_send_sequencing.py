@@ -38,10 +38,6 @@ def head_of(store: ChatStore, chat_id: str) -> int:
     return chat.head_seq
 
 
-def no_sleep(_: float) -> None:
-    pass
-
-
 class StoreProxy:
     """Delegates to a real ChatStore; subclasses hook one method to stage a race."""
 
@@ -232,9 +228,9 @@ def test_head_moved_between_read_and_write_retries_with_next_seq(
         DEDUP_TTL_S,
         sleep=sleeps.append,
     )
-    # Then it tried seq 1, backed off once, and was stored as seq 2 after bob's seq 1: no gap
+    # Then it tried seq 1, then seq 2, and was stored as seq 2 after bob's seq 1: no gap
     assert attempts == [1, 2]
-    assert len(sleeps) == 1 and 0 <= sleeps[0] <= 0.2
+    assert all(0 <= s <= 0.2 for s in sleeps)
     assert (bob_acks[0].seq, ack.seq) == (1, 2)
     stored = aws_env.messages(chat_id)
     assert [(m["seq"], m["sender"], bytes(m["ciphertext"])) for m in stored] == [
@@ -261,8 +257,9 @@ def test_append_at_a_taken_seq_raises_head_moved_and_writes_nothing(
     )
     # When a send computed from the old head (seq 1) is appended
     # Then the store refuses it as HeadMoved and keeps no trace of it (no message, no dedup record)
-    with pytest.raises(HeadMoved):
+    with pytest.raises(HeadMoved) as err:
         store.append_message(stale, "stale-cm", 2_000_000_000)
+    assert err.value.head_seq == 1  # the head that won, so the sender can retry above it
     assert [m["serverMsgId"] for m in aws_env.messages(chat_id)] == [first.server_msg_id]
     assert store.previous_send(chat_id, "u_bob", "stale-cm") is None
     assert head_of(store, chat_id) == 1
@@ -271,10 +268,13 @@ def test_append_at_a_taken_seq_raises_head_moved_and_writes_nothing(
 class BusyStore:
     """A chat whose head moves under every attempt."""
 
-    def __init__(self) -> None:
+    def __init__(self, report_head: bool) -> None:
+        self.report_head = report_head
         self.appends = 0
+        self.reads = 0
 
     def send_context(self, chat_id: str, user_id: str, client_msg_id: str) -> SendContext:
+        self.reads += 1
         meta = ChatMeta(
             chat_id=chat_id, kind="group", name=None, head_seq=self.appends, member_count=2, created_at="t"
         )
@@ -282,18 +282,27 @@ class BusyStore:
 
     def append_message(self, message: StoredMessage, client_msg_id: str, dedup_expires_at: int) -> None:
         self.appends += 1
-        raise HeadMoved()
+        raise HeadMoved(self.appends if self.report_head else None)
 
 
-def test_send_gives_up_as_rate_limited_when_the_head_keeps_moving(make_caller: Callable[..., Caller]) -> None:
-    # Given a chat whose head moves under every attempt
-    busy = BusyStore()
+@pytest.mark.parametrize("report_head", [True, False], ids=["lost-race", "contention"])
+def test_send_gives_up_as_rate_limited_when_the_head_keeps_moving(
+    report_head: bool, make_caller: Callable[..., Caller]
+) -> None:
+    # Given a chat whose head moves under every attempt (the store reports the winner's head,
+    # or only that a conflicting transaction got in the way)
+    busy = BusyStore(report_head)
+    sleeps: list[float] = []
     # When alice sends
     # Then after a bounded number of attempts she is told RATE_LIMITED (retry with the same id)
     with pytest.raises(RateLimited) as err:
-        send_message(busy, make_caller("u_alice"), frame("c_busy", "cm"), DEDUP_TTL_S, sleep=no_sleep)  # type: ignore[arg-type]
+        send_message(busy, make_caller("u_alice"), frame("c_busy", "cm"), DEDUP_TTL_S, sleep=sleeps.append)  # type: ignore[arg-type]
     assert err.value.code == "RATE_LIMITED"
     assert busy.appends == send_logic.MAX_ATTEMPTS
+    # And contention backs off (at most 0.2 s a time) instead of hammering the chat head
+    assert all(0 <= s <= 0.2 for s in sleeps)
+    if not report_head:
+        assert len(sleeps) >= send_logic.MAX_ATTEMPTS - 1
 
 
 def test_non_member_is_forbidden_and_nothing_is_written(

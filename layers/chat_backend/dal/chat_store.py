@@ -27,7 +27,12 @@ def dedup_sk(user_id: str, client_msg_id: str) -> str:
 
 
 class HeadMoved(Exception):
-    """Another send took the seq we tried to assign: re-read the head and try again."""
+    """Another send took the seq we tried to assign: try again above `head_seq` (the head the
+    failed condition saw, when DynamoDB returned it)."""
+
+    def __init__(self, head_seq: int | None) -> None:
+        super().__init__(head_seq)
+        self.head_seq = head_seq
 
 
 class DuplicateSend(Exception):
@@ -133,6 +138,8 @@ class ChatStore:
                             "Key": {"chatId": av(message.chat_id), "sk": av(META)},
                             "UpdateExpression": "SET headSeq = :n",
                             "ConditionExpression": "headSeq = :prev",
+                            # A lost race returns the current head: the retry needs no re-read.
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                             "ExpressionAttributeValues": {
                                 ":n": av(message.seq),
                                 ":prev": av(message.seq - 1),
@@ -158,11 +165,15 @@ class ChatStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            codes = _cancellation_codes(exc)
+            reasons = exc.response.get("CancellationReasons", [])
+            codes = [r.get("Code", "None") for r in reasons]
             if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
                 raise DuplicateSend() from exc
             # The head moved, or another transaction held one of the items: both mean "retry".
-            raise HeadMoved() from exc
+            head = reasons[0].get("Item", {}).get("headSeq", {}).get("N") if reasons else None
+            raise HeadMoved(
+                int(head) if head is not None and codes[0] == "ConditionalCheckFailed" else None
+            ) from exc
 
     def previous_send(self, chat_id: str, user_id: str, client_msg_id: str) -> SendRecord | None:
         resp = self.ddb.get_item(

@@ -10,6 +10,7 @@ calls per message fall as load rises. Offline members cost one key lookup and no
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
@@ -47,15 +48,24 @@ def envelopes_for(message: StoredMessage, recipients: list[Recipient]) -> list[E
 
 
 def fan_out(
-    store: ChatStore, registry: ConnectionRegistry, queue: DeliveryQueue, messages: Sequence[StoredMessage]
+    store: ChatStore,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    messages: Sequence[StoredMessage],
+    pool: Executor,
 ) -> int:
     """Enqueue the messages for their online recipients, each chat in seq order (stream records
-    are ordered per item, not per chat). Returns how many envelopes it took."""
+    are ordered per item, not per chat). Returns how many envelopes it took.
+
+    The chats' member lists are read concurrently on `pool`: a busy stream batch spans many chats.
+    """
     ordered = sorted(messages, key=lambda m: (m.chat_id, m.seq))
-    members = {
-        chat_id: [user for page in store.member_pages(chat_id) for user in page]
-        for chat_id in dict.fromkeys(m.chat_id for m in ordered)
-    }
+    chat_ids = list(dict.fromkeys(m.chat_id for m in ordered))
+
+    def members_of(chat_id: str) -> list[str]:
+        return [user for page in store.member_pages(chat_id) for user in page]
+
+    members = dict(zip(chat_ids, pool.map(members_of, chat_ids), strict=True))
     devices = registry.devices_of(sorted({user for users in members.values() for user in users}))
     envelopes = [
         envelope

@@ -25,17 +25,19 @@ def send_message(
     dedup_ttl_s: int,
     sleep: Callable[[float], None] = time.sleep,
 ) -> AckFrame:
-    """Retries on a moved head with jittered backoff; a duplicate answers the stored ACK."""
+    """One read (head, membership, earlier answer), then one transaction per attempt. A lost race
+    returns the winner's head, so the retry needs no re-read; a duplicate answers the stored ACK."""
+    context = store.send_context(frame.chat_id, caller.user_id, frame.client_msg_id)
+    if context.chat is None or context.role is None:
+        raise Forbidden(f"not a member of {frame.chat_id}")
+    if context.previous is not None:
+        return _ack(frame, context.previous)
+    head = context.chat.head_seq
     for attempt in range(MAX_ATTEMPTS):
-        context = store.send_context(frame.chat_id, caller.user_id, frame.client_msg_id)
-        if context.chat is None or context.role is None:
-            raise Forbidden(f"not a member of {frame.chat_id}")
-        if context.previous is not None:
-            return _ack(frame, context.previous)
         created_at = now_iso()
         message = StoredMessage(
             chat_id=frame.chat_id,
-            seq=context.chat.head_seq + 1,
+            seq=head + 1,
             server_msg_id=new_server_msg_id(),
             sender=caller.user_id,
             sender_device=caller.device_id,
@@ -49,13 +51,19 @@ def send_message(
             previous = store.previous_send(frame.chat_id, caller.user_id, frame.client_msg_id)
             if previous is not None:
                 return _ack(frame, previous)
-        except HeadMoved:
+        except HeadMoved as moved:
+            if moved.head_seq is not None:
+                head = moved.head_seq  # retry at once above the winner
+                continue
+            # Contention without a head (a conflicting transaction): back off, then re-read.
             sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
-            continue
+            context = store.send_context(frame.chat_id, caller.user_id, frame.client_msg_id)
+            if context.previous is not None:
+                return _ack(frame, context.previous)
+            head = context.chat.head_seq if context.chat else head
         else:
-            return _ack(
-                frame, SendRecord(server_msg_id=message.server_msg_id, seq=message.seq, created_at=created_at)
-            )
+            record = SendRecord(server_msg_id=message.server_msg_id, seq=message.seq, created_at=created_at)
+            return _ack(frame, record)
     raise RateLimited(f"chat {frame.chat_id} is busy; retry with the same clientMsgId")
 
 
