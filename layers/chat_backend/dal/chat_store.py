@@ -165,7 +165,7 @@ class ChatStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            reasons = exc.response.get("CancellationReasons", [])
+            reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
             codes = [r.get("Code", "None") for r in reasons]
             if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
                 raise DuplicateSend() from exc
