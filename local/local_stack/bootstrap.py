@@ -8,7 +8,10 @@ from typing import Any
 from chat_backend import wiring
 
 
-def create_table(ddb: Any, table: wiring.Table) -> None:
+def create_table(ddb: Any, table: wiring.Table, name: str | None = None) -> None:
+    """The table exactly as the wiring declares it (keys, GSIs, stream, TTL), named `name` or
+    its logical name."""
+    name = name or table.name
     attrs = {table.partition_key}
     keys = [{"AttributeName": table.partition_key[0], "KeyType": "HASH"}]
     if table.sort_key:
@@ -25,7 +28,7 @@ def create_table(ddb: Any, table: wiring.Table) -> None:
             {"IndexName": index.name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
         )
     request: dict[str, Any] = {
-        "TableName": table.name,
+        "TableName": name,
         "KeySchema": keys,
         "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in sorted(attrs)],
         "BillingMode": "PAY_PER_REQUEST",
@@ -37,7 +40,7 @@ def create_table(ddb: Any, table: wiring.Table) -> None:
     ddb.create_table(**request)
     if table.ttl_attribute:
         ddb.update_time_to_live(
-            TableName=table.name,
+            TableName=name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
         )
 

@@ -29,6 +29,7 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.models import Caller, ChatMeta, now_iso
+from local_stack.bootstrap import create_table
 from moto import mock_aws
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,34 +74,6 @@ def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # --- moto ----------------------------------------------------------------------------------------
-
-
-def create_table(ddb: Any, table: wiring.Table, name: str) -> None:
-    """A table exactly as the wiring declares it: keys, GSIs, stream, TTL."""
-    attrs = {table.partition_key}
-    key_schema = [{"AttributeName": table.partition_key[0], "KeyType": "HASH"}]
-    if table.sort_key:
-        attrs.add(table.sort_key)
-        key_schema.append({"AttributeName": table.sort_key[0], "KeyType": "RANGE"})
-    request: dict[str, Any] = {"TableName": name, "KeySchema": key_schema, "BillingMode": "PAY_PER_REQUEST"}
-    gsis = []
-    for index in table.indexes:
-        attrs.add(index.partition_key)
-        schema = [{"AttributeName": index.partition_key[0], "KeyType": "HASH"}]
-        if index.sort_key:
-            attrs.add(index.sort_key)
-            schema.append({"AttributeName": index.sort_key[0], "KeyType": "RANGE"})
-        gsis.append({"IndexName": index.name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
-    if gsis:
-        request["GlobalSecondaryIndexes"] = gsis
-    if table.stream:
-        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": table.stream}
-    request["AttributeDefinitions"] = [{"AttributeName": n, "AttributeType": t} for n, t in sorted(attrs)]
-    ddb.create_table(**request)
-    if table.ttl_attribute:
-        ddb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute}
-        )
 
 
 @dataclass
