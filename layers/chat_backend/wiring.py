@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 AttrType = Literal["S", "N", "B"]
-Access = Literal["read", "write", "read_write", "send", "consume", "post"]
+Access = Literal["read", "write", "read_write", "send", "consume"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Table:
 class Queue:
     name: str  # logical name; the env var is f"{name.upper()}_QUEUE_URL"
     fifo: bool = True
-    visibility_timeout_s: int = 30
+    visibility_timeout_s: int = 180  # AWS advice: 6 x the consumer's timeout
     max_receive_count: int = 5  # then redriven to the DLQ
 
     @property

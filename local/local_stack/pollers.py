@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,20 @@ from chat_backend import wiring
 from local_stack.invoker import Invoker
 
 log = logging.getLogger("local_stack.poller")
+
+
+IMAGE_KEYS = ("Keys", "NewImage", "OldImage")
+
+
+def _json_attribute_values(value: Any) -> Any:
+    """Attribute values as Lambda's JSON event carries them: bytes (B, BS) as base64 strings."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: _json_attribute_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_attribute_values(v) for v in value]
+    return value
 
 
 @dataclass
@@ -138,7 +153,10 @@ class StreamPoller:
         )
 
     def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        dynamodb = dict(record["dynamodb"])
+        # Lambda hands the function JSON: binary attribute values arrive base64-encoded.
+        dynamodb = {
+            k: _json_attribute_values(v) if k in IMAGE_KEYS else v for k, v in record["dynamodb"].items()
+        }
         created = dynamodb.get("ApproximateCreationDateTime")
         if created is not None and not isinstance(created, int | float):
             dynamodb["ApproximateCreationDateTime"] = created.timestamp()
