@@ -12,7 +12,6 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -64,7 +63,7 @@ def load_handler(name: str) -> ModuleType:
 
 
 class Invoker:
-    def __init__(self, max_concurrency: int = 32, functions_dir: Path | None = None) -> None:
+    def __init__(self, max_concurrency: int = 32) -> None:
         self.pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lambda")
         self.modules = {fn.name: load_handler(fn.name) for fn in wiring.FUNCTIONS}
         self.invocations = 0

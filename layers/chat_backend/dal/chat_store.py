@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ META = "META"
 TRANSACT_MAX_ITEMS = 100
 BATCH_GET_MAX_KEYS = 100
 BATCH_WRITE_MAX_ITEMS = 25
+UNPROCESSED_MAX_ROUNDS = 8
 
 
 def member_sk(user_id: str) -> str:
@@ -342,17 +345,30 @@ class ChatStore:
             pending = {
                 table: [{"PutRequest": {"Item": i}} for i in items[start : start + BATCH_WRITE_MAX_ITEMS]]
             }
-            while pending:
+            for attempt in range(UNPROCESSED_MAX_ROUNDS):
                 resp = self.ddb.batch_write_item(RequestItems=pending)
                 pending = resp.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                backoff(attempt)
+            else:
+                raise RuntimeError(f"{table}: items still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
 
 
 def batch_get(ddb: Any, table: str, request: dict[str, Any]) -> list[dict[str, Any]]:
     """BatchGetItem for up to 100 keys, following UnprocessedKeys until all are read."""
     items: list[dict[str, Any]] = []
     pending: dict[str, Any] = {table: request}
-    while pending:
+    for attempt in range(UNPROCESSED_MAX_ROUNDS):
         resp = ddb.batch_get_item(RequestItems=pending)
         items.extend(resp["Responses"].get(table, []))
         pending = resp.get("UnprocessedKeys") or {}
-    return items
+        if not pending:
+            return items
+        backoff(attempt)
+    raise RuntimeError(f"{table}: keys still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
+
+
+def backoff(attempt: int) -> None:
+    """Unprocessed keys or items mean throttling: wait (jittered, growing) before asking again."""
+    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
