@@ -111,6 +111,11 @@ class HeartbeatFrame(ClientFrame):
     action: Literal["heartbeat"]
 
 
+class TypingFrame(ClientFrame):
+    action: Literal["typing"]
+    chat_id: Id = Field(alias="chatId")
+
+
 F = TypeVar("F", bound=ClientFrame)
 
 
@@ -161,6 +166,12 @@ class ChatFrame(ServerFrame):
     created_at: str = Field(alias="createdAt")
     member_count: int = Field(alias="memberCount")
     role: Literal["admin", "member"]
+
+
+class TypingNoticeFrame(ServerFrame):
+    type: Literal["TYPING"] = "TYPING"
+    chat_id: str = Field(alias="chatId")
+    user_id: str = Field(alias="userId")
 
 
 class PongFrame(ServerFrame):

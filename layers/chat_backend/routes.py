@@ -37,14 +37,16 @@ def caller_of(event: dict[str, Any]) -> Caller:
 
 
 def handle_route(
-    event: dict[str, Any], frame_model: type[F], use_case: Callable[[Caller, F], ServerFrame]
+    event: dict[str, Any], frame_model: type[F], use_case: Callable[[Caller, F], ServerFrame | None]
 ) -> dict[str, Any]:
+    """A use case returning None answers nothing (the frame needs no reply unless it fails)."""
     data: dict[str, Any] | None = None
     try:
         caller = caller_of(event)
         data = decode_body(event.get("body"))
         frame = parse_frame(frame_model, data)
-        return route_response(use_case(caller, frame))
+        answer = use_case(caller, frame)
+        return route_response(answer) if answer is not None else {"statusCode": 200}
     except ChatError as exc:
         logger.info("frame refused", extra={"code": exc.code, "reason": exc.message})
         return route_response(ErrorFrame(code=exc.code, message=exc.message, **echo_ids(data)))

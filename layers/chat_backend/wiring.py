@@ -131,7 +131,11 @@ FUNCTIONS: tuple[Function, ...] = (
         posts_to_connections=True,
         timeout_s=30,
     ),
-    Function(name="presence", routes=("heartbeat",)),
+    Function(
+        name="presence",
+        routes=("heartbeat", "typing"),
+        uses={"chats": "read", "connections": "read", "delivery": "send"},
+    ),
     Function(name="default", routes=("$default",)),
     Function(
         name="fanout",

@@ -55,7 +55,7 @@ def test_recipients_are_every_connected_device_of_every_member_but_the_sending_o
         "u_dave": {"d_phone": "c-d-phone"},
     }
     # When alice's phone sends a message
-    recipients = recipients_of(stored_message(sender="u_alice", device="d_phone"), members, devices)
+    recipients = recipients_of(members, devices, "u_alice", "d_phone")
     # Then it goes to her laptop and both of bob's devices; not to her phone, carol or dave
     assert who(recipients) == {
         ("u_alice", "d_laptop", "c-a-laptop"),

@@ -21,24 +21,26 @@ RECIPIENTS_PER_ENVELOPE = 100
 Devices = dict[str, dict[str, str]]  # userId -> {deviceId: connectionId}
 
 
-def recipients_of(message: StoredMessage, members: Sequence[str], devices: Devices) -> list[Recipient]:
-    """Every connected device of every member, except the device that sent the message."""
+def recipients_of(
+    members: Sequence[str], devices: Devices, sender: str, sender_device: str | None
+) -> list[Recipient]:
+    """Every connected device of every member except the sender's `sender_device` (every device
+    of the sender when it is None)."""
     return [
         Recipient(user_id=user_id, device_id=device_id, connection_id=connection_id)
         for user_id in members
         for device_id, connection_id in sorted(devices.get(user_id, {}).items())
-        if not (user_id == message.sender and device_id == message.sender_device)
+        if not (user_id == sender and (sender_device is None or device_id == sender_device))
     ]
 
 
-def envelopes_for(message: StoredMessage, recipients: list[Recipient]) -> list[Envelope]:
-    """One FIFO group per chat keeps every recipient's order; the dedup id makes a retried
-    stream record enqueue nothing twice."""
-    frame = message.to_frame().to_json()
+def envelopes_for(chat_id: str, dedup_prefix: str, frame: str, recipients: list[Recipient]) -> list[Envelope]:
+    """One FIFO group per chat keeps every recipient's order; the dedup id (prefix + chunk) makes
+    a retry enqueue nothing twice."""
     return [
         Envelope(
-            group_id=message.chat_id,
-            dedup_id=f"{message.chat_id}:{message.seq}:{n}",
+            group_id=chat_id,
+            dedup_id=f"{dedup_prefix}:{n}",
             body=DeliveryEnvelope(
                 frame=frame, recipients=recipients[start : start + RECIPIENTS_PER_ENVELOPE]
             ),
@@ -70,7 +72,12 @@ def fan_out(
     envelopes = [
         envelope
         for message in ordered
-        for envelope in envelopes_for(message, recipients_of(message, members[message.chat_id], devices))
+        for envelope in envelopes_for(
+            message.chat_id,
+            f"{message.chat_id}:{message.seq}",
+            message.to_frame().to_json(),
+            recipients_of(members[message.chat_id], devices, message.sender, message.sender_device),
+        )
     ]
     queue.enqueue(envelopes)
     return len(envelopes)
