@@ -8,8 +8,9 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
-from chat_backend import wiring
 from constructs import Construct
+
+from chat_backend import wiring
 
 TOKEN_SOURCE = "route.request.querystring.token"  # PROTOCOL.md: wss://...?token=<JWT>
 # Per-stage default for every route, well under the 10,000 RPS the account shares with @connections.

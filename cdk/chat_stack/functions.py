@@ -15,9 +15,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
-from chat_backend import wiring
 from constructs import Construct
 
+from chat_backend import wiring
 from chat_stack.runtime import ARCHITECTURE, FUNCTIONS_DIR, RUNTIME
 
 SERVICE_NAME = "chat"  # the powertools service every function logs and measures under

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
-from chat_backend import wiring
 from constructs import Construct
+
+from chat_backend import wiring
 
 # AWS advice for SQS event sources: visibility timeout >= 6 x the consumer's function timeout, so
 # messages of a batch still being retried by the poller are not handed out a second time.

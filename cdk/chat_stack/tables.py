@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
-from chat_backend import wiring
 from constructs import Construct
+
+from chat_backend import wiring
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,

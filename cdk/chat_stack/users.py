@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_cognito as cognito
-from chat_backend import wiring
 from constructs import Construct
+
+from chat_backend import wiring
 
 
 class Users(Construct):

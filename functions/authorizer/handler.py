@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     APIGatewayAuthorizerResponseWebSocket,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.errors import Unauthorized
 from chat_backend.observability import logger
 from chat_backend.services import services

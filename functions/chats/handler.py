@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.logic.chats import create_chat
 from chat_backend.models import CreateChatFrame
 from chat_backend.observability import logger

@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.logic.connections import connect, disconnect
 from chat_backend.models import Caller, ConnectEvent, DisconnectEvent
 from chat_backend.observability import logger

@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.observability import logger
 from chat_backend.routes import unknown_route
 

@@ -6,6 +6,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.logic.deliver import deliver
 from chat_backend.models import DeliveryEnvelope
 from chat_backend.observability import logger

@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, event_source
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.dal.chat_store import message_from_image
 from chat_backend.logic.fanout import fan_out
 from chat_backend.observability import logger

@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.logic.typing import relay_typing
 from chat_backend.models import HeartbeatFrame, PongFrame, TypingFrame
 from chat_backend.observability import logger

@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from chat_backend.logic.send import send_message
 from chat_backend.models import SendFrame
 from chat_backend.observability import logger

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
 from chat_backend import wiring
 from chat_backend.models import MAX_FRAME_BYTES, ErrorFrame, echo_ids
-
 from local_stack.invoker import Invoker
 
 log = logging.getLogger("local_stack.gateway")

@@ -16,7 +16,6 @@ from types import ModuleType
 from typing import Any
 
 from chat_backend import wiring
-
 from local_stack.processes import REPO
 
 log = logging.getLogger("local_stack.invoke")

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
-from chat_backend import wiring
 
+from chat_backend import wiring
 from local_stack.invoker import Invoker
 
 log = logging.getLogger("local_stack.poller")

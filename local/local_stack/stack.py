@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 from aiohttp import web
+
 from chat_backend import wiring
 from chat_backend.dal import aws as functions_aws
-
 from local_stack.aws_calls import AwsCallCounter
 from local_stack.bootstrap import bootstrap
 from local_stack.gateway import Gateway

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
-from chat_backend import wiring
 from chat_stack import ChatStack, build
 from chat_stack.layer import layer_requirements
 from constructs import Construct
+
+from chat_backend import wiring
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGE = "test"

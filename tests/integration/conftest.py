@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack, start_local_stack
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import websockets
+
 from chat_client import ChatAuthError, ChatClient, ChatServerError, mint_token
 from local_stack.child import RunningStack
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import websockets
+
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from chat_backend import config, services, wiring
 from chat_backend.dal import aws
 from chat_backend.dal.chat_store import ChatStore
@@ -30,7 +32,6 @@ from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.models import Caller, ChatMeta, now_iso
 from local_stack.bootstrap import create_table
-from moto import mock_aws
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO / "functions"

@@ -8,6 +8,7 @@ from typing import Any
 
 import jwt
 import pytest
+
 from chat_backend import wiring
 from chat_backend.errors import Unauthorized
 from chat_backend.logic.auth import TokenVerifier, mint_local_token

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from chat_backend.dal import chat_store
 from chat_backend.dal.chat_store import UNPROCESSED_MAX_ROUNDS, batch_get
 

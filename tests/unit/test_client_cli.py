@@ -5,6 +5,7 @@ import io
 
 import jwt
 import pytest
+
 from chat_client import Message
 from chat_client.cli import InteractiveSession, build_parser, main
 

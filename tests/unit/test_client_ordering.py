@@ -1,6 +1,7 @@
 """The SDK's reorder buffer: exactly once, in seq order, gaps held (never skipped) and reported."""
 
 import pytest
+
 from chat_client.ordering import Gap, ReorderBuffer
 
 

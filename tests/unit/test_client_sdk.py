@@ -19,10 +19,11 @@ from urllib.parse import parse_qs, urlparse
 
 import jwt
 import pytest
-from chat_client import Ack, ChatAuthError, ChatClient, ChatServerError, Message, mint_token
-from chat_client.models import ChatClosedError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from chat_client import Ack, ChatAuthError, ChatClient, ChatServerError, Message, mint_token
+from chat_client.models import ChatClosedError
 
 # The local stack's default HS256 secret is short by design (a dev secret).
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")

@@ -4,6 +4,7 @@ import time
 
 import jwt
 import pytest
+
 from chat_client import mint_token
 from chat_client.tokens import token_identity
 from chat_client.util import backoff_delay, build_url

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.errors import BadRequest, GroupFull
 from chat_backend.logic.chats import create_chat

@@ -9,6 +9,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 import pytest
+
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, Envelope

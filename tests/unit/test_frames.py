@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from chat_backend.errors import BadRequest, TooLarge
 from chat_backend.models import (
     MAX_CIPHERTEXT_BYTES,

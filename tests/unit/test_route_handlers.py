@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY, Stubber
+
 from chat_backend.models import MAX_CIPHERTEXT_BYTES
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]

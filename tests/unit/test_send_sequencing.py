@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from chat_backend.dal.chat_store import ChatStore, HeadMoved, SendContext
 from chat_backend.errors import Forbidden, RateLimited
 from chat_backend.logic import send as send_logic

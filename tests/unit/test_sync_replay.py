@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.logic.send import send_message
 from chat_backend.logic.sync import sync

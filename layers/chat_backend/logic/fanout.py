@@ -21,6 +21,11 @@ RECIPIENTS_PER_ENVELOPE = 100
 Devices = dict[str, dict[str, str]]  # userId -> {deviceId: connectionId}
 
 
+def members_of(store: ChatStore, chat_id: str) -> list[str]:
+    """Every member of the chat (all pages)."""
+    return [user for page in store.member_pages(chat_id) for user in page]
+
+
 def recipients_of(
     members: Sequence[str], devices: Devices, sender: str, sender_device: str | None
 ) -> list[Recipient]:
@@ -64,10 +69,7 @@ def fan_out(
     ordered = sorted(messages, key=lambda m: (m.chat_id, m.seq))
     chat_ids = list(dict.fromkeys(m.chat_id for m in ordered))
 
-    def members_of(chat_id: str) -> list[str]:
-        return [user for page in store.member_pages(chat_id) for user in page]
-
-    members = dict(zip(chat_ids, pool.map(members_of, chat_ids), strict=True))
+    members = dict(zip(chat_ids, pool.map(lambda chat_id: members_of(store, chat_id), chat_ids), strict=True))
     devices = registry.devices_of(sorted({user for users in members.values() for user in users}))
     envelopes = [
         envelope

@@ -12,16 +12,16 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import Forbidden
-from chat_backend.logic.fanout import envelopes_for, recipients_of
+from chat_backend.logic.fanout import envelopes_for, members_of, recipients_of
 from chat_backend.models import Caller, TypingFrame, TypingNoticeFrame
 
 
 def relay_typing(
     store: ChatStore, registry: ConnectionRegistry, queue: DeliveryQueue, caller: Caller, frame: TypingFrame
 ) -> None:
-    if store.role_of(frame.chat_id, caller.user_id) is None:
+    members = members_of(store, frame.chat_id)  # also answers whether the caller is in the chat
+    if caller.user_id not in members:
         raise Forbidden(f"not a member of {frame.chat_id}")
-    members = [user for page in store.member_pages(frame.chat_id) for user in page if user != caller.user_id]
     recipients = recipients_of(members, registry.devices_of(members), caller.user_id, None)
     notice = TypingNoticeFrame(chat_id=frame.chat_id, user_id=caller.user_id).to_json()
     queue.enqueue(envelopes_for(frame.chat_id, f"typing:{uuid.uuid4().hex}", notice, recipients))
