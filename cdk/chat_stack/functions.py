@@ -103,7 +103,10 @@ class Functions(Construct):
     def _event_source(self, spec: wiring.Function, trigger: wiring.Trigger) -> lambda_.IEventSource:
         if isinstance(trigger, wiring.QueueTrigger):
             return event_sources.SqsEventSource(
-                self._queues[trigger.queue], batch_size=trigger.batch_size, report_batch_item_failures=True
+                self._queues[trigger.queue],
+                batch_size=trigger.batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=trigger.max_concurrency,
             )
         if wiring.table(trigger.table).stream is None:
             raise ValueError(

@@ -54,5 +54,6 @@ class Queues(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count, queue=dlq),
             fifo=fifo,
             content_based_deduplication=dedup_by_content,
+            delivery_delay=Duration.seconds(spec.delay_s) if spec.delay_s else None,
             enforce_ssl=True,
         )

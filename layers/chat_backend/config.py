@@ -21,7 +21,11 @@ class Settings(BaseSettings):
     chats_table: str = Field("chats", validation_alias=wiring.table("chats").env_var)
     messages_table: str = Field("messages", validation_alias=wiring.table("messages").env_var)
     connections_table: str = Field("connections", validation_alias=wiring.table("connections").env_var)
+    receipts_table: str = Field("receipts", validation_alias=wiring.table("receipts").env_var)
+    presence_table: str = Field("presence", validation_alias=wiring.table("presence").env_var)
     delivery_queue_url: str = Field("", validation_alias=wiring.queue("delivery").env_var)
+    summaries_queue_url: str = Field("", validation_alias=wiring.queue("summaries").env_var)
+    presence_settle_queue_url: str = Field("", validation_alias=wiring.queue("presence_settle").env_var)
     callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
 
     # Tokens: HS256 with a shared secret on the local stack; a JWKS URL (Cognito) on AWS.

@@ -100,11 +100,76 @@ class CreateChatFrame(ClientFrame):
 
     @model_validator(mode="after")
     def _check_members(self) -> CreateChatFrame:
-        if len(set(self.members)) != len(self.members):
-            raise ValueError("members has duplicates")
+        _unique(self.members)
         if self.kind == "direct" and len(self.members) != 1:
             raise ValueError("a direct chat has exactly one other member")
         return self
+
+
+def _unique(members: list[str]) -> list[str]:
+    if len(set(members)) != len(members):
+        raise ValueError("members has duplicates")
+    return members
+
+
+Members = Annotated[list[Id], Field(min_length=1, max_length=MAX_GROUP_MEMBERS), AfterValidator(_unique)]
+
+
+class AddMembersFrame(ClientFrame):
+    action: Literal["addMembers"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    members: Members
+
+
+class RemoveMembersFrame(ClientFrame):
+    action: Literal["removeMembers"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    members: Members
+
+
+class GetMembersFrame(ClientFrame):
+    action: Literal["getMembers"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    cursor: Id | None = None  # the last userId of the previous page
+
+
+ReceiptType = Literal["DELIVERED", "READ"]
+
+
+class ReceiptFrame(ClientFrame):
+    """Per message (serverMsgId) or as a watermark (upToSeq): exactly one of the two."""
+
+    action: Literal["receipt"]
+    chat_id: Id = Field(alias="chatId")
+    type: ReceiptType
+    server_msg_id: Id | None = Field(None, alias="serverMsgId")
+    up_to_seq: Annotated[int, Field(ge=1)] | None = Field(None, alias="upToSeq")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ReceiptFrame:
+        if (self.server_msg_id is None) == (self.up_to_seq is None):
+            raise ValueError("give exactly one of serverMsgId and upToSeq")
+        return self
+
+
+class ReceiptsQueryFrame(ClientFrame):
+    action: Literal["receipts"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    server_msg_id: Id = Field(alias="serverMsgId")
+    cursor: Id | None = None  # the last userId of the previous page
+
+
+MAX_PRESENCE_USERS = 100
+
+
+class PresenceFrame(ClientFrame):
+    action: Literal["presence"]
+    subscribe: list[Id] = Field(default_factory=list, max_length=MAX_PRESENCE_USERS)
+    unsubscribe: list[Id] = Field(default_factory=list, max_length=MAX_PRESENCE_USERS)
 
 
 class HeartbeatFrame(ClientFrame):
@@ -172,6 +237,64 @@ class TypingNoticeFrame(ServerFrame):
     type: Literal["TYPING"] = "TYPING"
     chat_id: str = Field(alias="chatId")
     user_id: str = Field(alias="userId")
+
+
+class MemberEntry(ServerFrame):
+    user_id: str = Field(alias="userId")
+    role: Literal["admin", "member"]
+
+
+class MembersFrame(ServerFrame):
+    type: Literal["MEMBERS"] = "MEMBERS"
+    request_id: str = Field(alias="requestId")
+    chat_id: str = Field(alias="chatId")
+    members: list[MemberEntry]
+    next: str | None
+
+
+class ReceiptNoticeFrame(ServerFrame):
+    """RECEIPT: per message (serverMsgId + seq) or as a watermark (upToSeq); the other form's
+    fields are left out of the JSON."""
+
+    type: Literal["RECEIPT"] = "RECEIPT"
+    chat_id: str = Field(alias="chatId")
+    user_id: str = Field(alias="userId")
+    receipt_type: ReceiptType = Field(alias="receiptType")
+    server_msg_id: str | None = Field(None, alias="serverMsgId")
+    seq: int | None = None
+    up_to_seq: int | None = Field(None, alias="upToSeq")
+    at: str
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class ReceiptSummaryFrame(ServerFrame):
+    type: Literal["RECEIPT_SUMMARY"] = "RECEIPT_SUMMARY"
+    chat_id: str = Field(alias="chatId")
+    server_msg_id: str = Field(alias="serverMsgId")
+    delivered: int
+    read: int
+
+
+class ReceiptEntry(ServerFrame):
+    user_id: str = Field(alias="userId")
+    receipt_type: ReceiptType = Field(alias="receiptType")
+    at: str
+
+
+class ReceiptsFrame(ServerFrame):
+    type: Literal["RECEIPTS"] = "RECEIPTS"
+    request_id: str = Field(alias="requestId")
+    receipts: list[ReceiptEntry]
+    next: str | None
+
+
+class PresenceNoticeFrame(ServerFrame):
+    type: Literal["PRESENCE"] = "PRESENCE"
+    user_id: str = Field(alias="userId")
+    status: Literal["ONLINE", "OFFLINE"]
+    last_seen: str | None = Field(alias="lastSeen")
 
 
 class PongFrame(ServerFrame):

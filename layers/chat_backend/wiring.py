@@ -42,6 +42,7 @@ class Queue:
     fifo: bool = True
     visibility_timeout_s: int = 180  # AWS advice: 6 x the consumer's timeout
     max_receive_count: int = 5  # then redriven to the DLQ
+    delay_s: int = 0  # every message becomes visible this long after it is sent (deferred jobs)
 
     @property
     def env_var(self) -> str:
@@ -64,6 +65,7 @@ class StreamTrigger:
 class QueueTrigger:
     queue: str
     batch_size: int = 10
+    max_concurrency: int | None = None  # concurrent batches (Lambda's ScalingConfig); None: no cap
 
 
 Trigger = StreamTrigger | QueueTrigger
@@ -102,9 +104,34 @@ TABLES: tuple[Table, ...] = (
         partition_key=("userId", "S"),
         ttl_attribute="expiresAt",
     ),
+    # Per-member watermarks: sk userId holds deliveredUpTo / readUpTo (monotonic).
+    Table(
+        name="receipts",
+        partition_key=("chatId", "S"),
+        sort_key=("userId", "S"),
+    ),
+    # sk STATE: a user's status and lastSeen; sk SUB#...: who watches the user (TTL'd);
+    # sk WATCH#<device>: whom a device watches (so a heartbeat can renew its subscriptions).
+    Table(
+        name="presence",
+        partition_key=("userId", "S"),
+        sort_key=("sk", "S"),
+        ttl_attribute="expiresAt",
+    ),
 )
 
-QUEUES: tuple[Queue, ...] = (Queue(name="delivery"),)
+# Seconds a user stays ONLINE after the last device disconnects: a reconnect within it changes
+# nothing and pushes nothing (flapping networks), and the settle job runs when it ends.
+PRESENCE_GRACE_S = 5
+# Large groups get at most one RECEIPT_SUMMARY per message per this many seconds.
+RECEIPT_SUMMARY_WINDOW_S = 1
+
+QUEUES: tuple[Queue, ...] = (
+    Queue(name="delivery"),
+    # Deferred jobs: FIFO with a queue delay; the deduplication id coalesces repeats.
+    Queue(name="summaries", delay_s=RECEIPT_SUMMARY_WINDOW_S, visibility_timeout_s=60),
+    Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
+)
 
 FUNCTIONS: tuple[Function, ...] = (
     Function(name="authorizer", authorizer=True, two_way=False),
@@ -112,7 +139,12 @@ FUNCTIONS: tuple[Function, ...] = (
         name="connect",
         routes=("$connect", "$disconnect"),
         two_way=False,
-        uses={"connections": "read_write"},
+        uses={
+            "connections": "read_write",
+            "presence": "read_write",
+            "delivery": "send",
+            "presence_settle": "send",
+        },
     ),
     Function(
         name="send",
@@ -121,8 +153,8 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         name="chats",
-        routes=("createChat",),
-        uses={"chats": "read_write"},
+        routes=("createChat", "addMembers", "removeMembers", "getMembers"),
+        uses={"chats": "read_write", "messages": "write"},
     ),
     Function(
         name="sync",
@@ -133,8 +165,38 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         name="presence",
-        routes=("heartbeat", "typing"),
-        uses={"chats": "read", "connections": "read", "delivery": "send"},
+        routes=("heartbeat", "typing", "presence"),
+        uses={"chats": "read", "connections": "read", "presence": "read_write", "delivery": "send"},
+        posts_to_connections=True,  # the current status of each newly watched user, at once
+    ),
+    Function(
+        name="presence_settle",
+        two_way=False,
+        trigger=QueueTrigger(queue="presence_settle", max_concurrency=2),
+        uses={
+            "presence": "read_write",
+            "connections": "read",
+            "delivery": "send",
+            "presence_settle": "consume",
+        },
+    ),
+    Function(
+        name="receipts",
+        routes=("receipt", "receipts"),
+        uses={
+            "chats": "read",
+            "messages": "read",
+            "receipts": "read_write",
+            "connections": "read",
+            "delivery": "send",
+            "summaries": "send",
+        },
+    ),
+    Function(
+        name="summaries",
+        two_way=False,
+        trigger=QueueTrigger(queue="summaries", max_concurrency=2),
+        uses={"receipts": "read", "connections": "read", "delivery": "send", "summaries": "consume"},
     ),
     Function(name="default", routes=("$default",)),
     Function(

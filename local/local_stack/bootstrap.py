@@ -58,6 +58,7 @@ def create_queue(sqs: Any, queue: wiring.Queue) -> tuple[str, str]:
         Attributes={
             **fifo_attrs,
             "VisibilityTimeout": str(queue.visibility_timeout_s),
+            "DelaySeconds": str(queue.delay_s),
             "RedrivePolicy": json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}
             ),

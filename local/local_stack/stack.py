@@ -91,7 +91,10 @@ class LocalStack:
                 )
             elif isinstance(fn.trigger, wiring.QueueTrigger):
                 url = os.environ[wiring.queue(fn.trigger.queue).env_var]
-                poller = QueuePoller(self.invoker, fn, fn.trigger, sqs, url, self.config.queue_receivers)
+                receivers = min(
+                    self.config.queue_receivers, fn.trigger.max_concurrency or self.config.queue_receivers
+                )
+                poller = QueuePoller(self.invoker, fn, fn.trigger, sqs, url, receivers)
             else:
                 continue
             task = asyncio.create_task(poller.run(), name=f"poller-{fn.name}")

@@ -14,8 +14,18 @@ from chat_backend.models import AckFrame, Caller, SendFrame, SendRecord, StoredM
 MAX_ATTEMPTS = 12
 
 
-def new_server_msg_id() -> str:
-    return f"m_{uuid.uuid4().hex}"
+def new_server_msg_id(seq: int) -> str:
+    """`m_<seq>_<random>`: a per-message receipt names a message by this id alone, and the seq in
+    it locates the message with one key read (the stored id must match), with no index on ids."""
+    return f"m_{seq}_{uuid.uuid4().hex[:24]}"
+
+
+def seq_of_server_msg_id(server_msg_id: str) -> int | None:
+    """The seq a server message id claims (to be checked against the stored message)."""
+    parts = server_msg_id.split("_")
+    if len(parts) == 3 and parts[0] == "m" and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
 
 def send_message(
@@ -38,7 +48,7 @@ def send_message(
         message = StoredMessage(
             chat_id=frame.chat_id,
             seq=head + 1,
-            server_msg_id=new_server_msg_id(),
+            server_msg_id=new_server_msg_id(head + 1),
             sender=caller.user_id,
             sender_device=caller.device_id,
             ciphertext=frame.ciphertext_bytes,
