@@ -1,18 +1,26 @@
-"""Route `createChat`."""
+"""Routes `createChat`, `addMembers`, `removeMembers`, `getMembers`."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.chats import create_chat
-from chat_backend.models import CreateChatFrame
+from chat_backend.logic.members import add_members, get_members, remove_members
+from chat_backend.models import AddMembersFrame, CreateChatFrame, GetMembersFrame, RemoveMembersFrame
 from chat_backend.observability import logger
-from chat_backend.routes import handle_route
+from chat_backend.routes import handle_routes
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle_route(
-        event, CreateChatFrame, lambda caller, frame: create_chat(services().store, caller, frame)
+    store = services().store
+    return handle_routes(
+        event,
+        {
+            "createChat": (CreateChatFrame, lambda caller, frame: create_chat(store, caller, frame)),
+            "addMembers": (AddMembersFrame, lambda caller, frame: add_members(store, caller, frame)),
+            "removeMembers": (RemoveMembersFrame, lambda caller, frame: remove_members(store, caller, frame)),
+            "getMembers": (GetMembersFrame, lambda caller, frame: get_members(store, caller, frame)),
+        },
     )

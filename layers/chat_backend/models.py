@@ -429,6 +429,8 @@ class ChatMeta(BaseModel):
     head_seq: int
     member_count: int
     created_at: str
+    # Bumped with every membership change (each of which also advances head_seq).
+    members_version: int = 0
 
 
 class SendRecord(BaseModel):

@@ -55,6 +55,15 @@ def handle_route(
         return route_response(ErrorFrame(code="INTERNAL", message="internal error", **echo_ids(data)))
 
 
+Route = tuple[type[Any], Callable[[Caller, Any], ServerFrame | None]]
+
+
+def handle_routes(event: dict[str, Any], table: dict[str, Route]) -> dict[str, Any]:
+    """A function serving several routes: its table maps each route key to (frame model, use case)."""
+    frame_model, use_case = table[event["requestContext"]["routeKey"]]
+    return handle_route(event, frame_model, use_case)
+
+
 def unknown_route(event: dict[str, Any]) -> dict[str, Any]:
     """$default: the frame had no known action (or was not JSON at all)."""
     data: dict[str, Any] | None = None

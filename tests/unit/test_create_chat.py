@@ -102,7 +102,7 @@ def test_group_member_count_is_others_plus_creator(
     }
     for user in ["u_alice", *others]:
         assert store.chat_ids_of(user) == [chat.chat_id]
-    assert store.heads([chat.chat_id]) == {chat.chat_id: 0}
+    assert store.heads("u_alice", [chat.chat_id]) == {chat.chat_id: 0}
 
 
 def test_groups_with_the_same_members_are_distinct_chats(

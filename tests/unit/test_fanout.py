@@ -134,7 +134,7 @@ class FakeRegistry:
     def __init__(self, devices: dict[str, dict[str, str]]) -> None:
         self.devices = devices
 
-    def devices_of(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
+    def devices_of(self, user_ids: list[str], pool: object = None) -> dict[str, dict[str, str]]:
         return {u: self.devices[u] for u in user_ids if u in self.devices}
 
 

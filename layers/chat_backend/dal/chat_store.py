@@ -30,12 +30,14 @@ def dedup_sk(user_id: str, client_msg_id: str) -> str:
 
 
 class HeadMoved(Exception):
-    """Another send took the seq we tried to assign: try again above `head_seq` (the head the
-    failed condition saw, when DynamoDB returned it)."""
+    """Another write took the seq we tried to assign: try again above `head_seq` (the head the
+    failed condition saw, when DynamoDB returned it). `members_version` tells whether the
+    membership changed meanwhile (then the caller's membership must be checked again)."""
 
-    def __init__(self, head_seq: int | None) -> None:
+    def __init__(self, head_seq: int | None, members_version: int | None = None) -> None:
         super().__init__(head_seq)
         self.head_seq = head_seq
+        self.members_version = members_version
 
 
 class DuplicateSend(Exception):
@@ -44,6 +46,12 @@ class DuplicateSend(Exception):
 
 class ChatExists(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class MembershipContext:
+    chat: ChatMeta | None
+    roles: dict[str, str]  # the asked-about users who are members -> role
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ def _meta(item: dict[str, Any]) -> ChatMeta:
         head_seq=int(v["headSeq"]),
         member_count=int(v["memberCount"]),
         created_at=v["createdAt"],
+        members_version=int(v.get("membersVersion", 0)),
     )
 
 
@@ -87,6 +96,19 @@ def message_from_image(image: dict[str, Any]) -> StoredMessage:
     )
 
 
+def _member_item(chat_id: str, user_id: str, role: str, joined_at: str) -> dict[str, Any]:
+    # memberUserId feeds the sparse byMember index (a user's chats).
+    return to_item(
+        {
+            "chatId": chat_id,
+            "sk": member_sk(user_id),
+            "memberUserId": user_id,
+            "role": role,
+            "joinedAt": joined_at,
+        }
+    )
+
+
 def _send_record(item: dict[str, Any]) -> SendRecord:
     v = from_item(item)
     return SendRecord(server_msg_id=v["serverMsgId"], seq=int(v["seq"]), created_at=v["createdAt"])
@@ -94,6 +116,19 @@ def _send_record(item: dict[str, Any]) -> SendRecord:
 
 def _cancellation_codes(exc: ClientError) -> list[str]:
     return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+
+
+def _head_moved(exc: ClientError) -> HeadMoved:
+    """A cancelled transaction whose first item is the META head update: the head moved (the
+    failed condition returns the current META), or another transaction held an item: retry."""
+    reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
+    if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+        return HeadMoved(None)
+    item = reasons[0].get("Item", {})
+    head = item.get("headSeq", {}).get("N")
+    return HeadMoved(
+        int(head) if head is not None else None, int(item.get("membersVersion", {}).get("N", "0"))
+    )
 
 
 class ChatStore:
@@ -172,11 +207,7 @@ class ChatStore:
             codes = [r.get("Code", "None") for r in reasons]
             if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
                 raise DuplicateSend() from exc
-            # The head moved, or another transaction held one of the items: both mean "retry".
-            head = reasons[0].get("Item", {}).get("headSeq", {}).get("N") if reasons else None
-            raise HeadMoved(
-                int(head) if head is not None and codes[0] == "ConditionalCheckFailed" else None
-            ) from exc
+            raise _head_moved(exc) from exc
 
     def previous_send(self, chat_id: str, user_id: str, client_msg_id: str) -> SendRecord | None:
         resp = self.ddb.get_item(
@@ -206,16 +237,7 @@ class ChatStore:
         """Members first, the META item last: a chat exists only once META does, so a crash
         half-way leaves nothing visible. Small chats go in one transaction."""
         member_items = [
-            to_item(
-                {
-                    "chatId": meta.chat_id,
-                    "sk": member_sk(user_id),
-                    "memberUserId": user_id,
-                    "role": role,
-                    "joinedAt": meta.created_at,
-                }
-            )
-            for user_id, role in members.items()
+            _member_item(meta.chat_id, user_id, role, meta.created_at) for user_id, role in members.items()
         ]
         meta_item = to_item(
             {
@@ -225,6 +247,7 @@ class ChatStore:
                 "name": meta.name,
                 "headSeq": meta.head_seq,
                 "memberCount": meta.member_count,
+                "membersVersion": meta.members_version,
                 "createdAt": meta.created_at,
                 "createdBy": created_by,
             }
@@ -255,6 +278,100 @@ class ChatStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ChatExists() from exc
             raise
+
+    def membership(self, chat_id: str, user_ids: list[str]) -> MembershipContext:
+        """The chat and which of `user_ids` are members (with their roles), read consistently."""
+        keys = [{"chatId": av(chat_id), "sk": av(META)}] + [
+            {"chatId": av(chat_id), "sk": av(member_sk(u))} for u in dict.fromkeys(user_ids)
+        ]
+        items = [
+            item
+            for start in range(0, len(keys), BATCH_GET_MAX_KEYS)
+            for item in self._batch_get(self.chats_table, keys[start : start + BATCH_GET_MAX_KEYS], True)
+        ]
+        meta = next((i for i in items if i["sk"]["S"] == META), None)
+        roles = {i["memberUserId"]["S"]: i["role"]["S"] for i in items if i["sk"]["S"] != META}
+        return MembershipContext(chat=_meta(meta) if meta else None, roles=roles)
+
+    def change_members(
+        self, chat: ChatMeta, announcement: StoredMessage, added: dict[str, str], removed: list[str]
+    ) -> None:
+        """One transaction: advance the head to the announcement's seq (only from the head
+        `chat` was read at, so any concurrent send or membership change makes this fail with
+        HeadMoved and the caller re-reads), store the announcement, and add / remove the members.
+        Keeping member count and roles behind the head condition is what makes the 10,000
+        limit hold under concurrent adds."""
+        if len(added) + len(removed) + 2 > TRANSACT_MAX_ITEMS:
+            raise ValueError("too many members for one transaction")
+        key = {"chatId": av(chat.chat_id), "sk": av(META)}
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.chats_table,
+                    "Key": key,
+                    "UpdateExpression": "SET headSeq = :n, memberCount = :count, membersVersion = :v",
+                    "ConditionExpression": "headSeq = :prev",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    "ExpressionAttributeValues": {
+                        ":n": av(announcement.seq),
+                        ":prev": av(announcement.seq - 1),
+                        ":count": av(chat.member_count + len(added) - len(removed)),
+                        ":v": av(chat.members_version + 1),
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.messages_table,
+                    "Item": to_item(self._message_values(announcement)),
+                    "ConditionExpression": "attribute_not_exists(seq)",
+                }
+            },
+        ]
+        items += [
+            {
+                "Put": {
+                    "TableName": self.chats_table,
+                    "Item": _member_item(chat.chat_id, user, role, announcement.created_at),
+                }
+            }
+            for user, role in added.items()
+        ]
+        items += [
+            {
+                "Delete": {
+                    "TableName": self.chats_table,
+                    "Key": {"chatId": av(chat.chat_id), "sk": av(member_sk(user))},
+                }
+            }
+            for user in removed
+        ]
+        try:
+            self.ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            raise _head_moved(exc) from exc
+
+    def member_page(
+        self, chat_id: str, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """Up to `limit` (userId, role) in userId order after the user `after`; and the last userId
+        when more may follow."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.chats_table,
+            "KeyConditionExpression": "chatId = :c AND begins_with(sk, :m)",
+            "ExpressionAttributeValues": {":c": av(chat_id), ":m": av("MEMBER#")},
+            "ProjectionExpression": "memberUserId, #r",
+            "ExpressionAttributeNames": {"#r": "role"},
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {"chatId": av(chat_id), "sk": av(member_sk(after))}
+        resp = self.ddb.query(**kwargs)
+        page = [(i["memberUserId"]["S"], i["role"]["S"]) for i in resp["Items"]]
+        return page, page[-1][0] if page and "LastEvaluatedKey" in resp else None
 
     def get_chat(self, chat_id: str) -> ChatMeta | None:
         resp = self.ddb.get_item(
@@ -289,16 +406,27 @@ class ChatStore:
                 return chat_ids
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-    def heads(self, chat_ids: list[str]) -> dict[str, int]:
-        """chatId -> headSeq for the chats that exist (a chat without META is not there yet)."""
+    def heads(self, user_id: str, chat_ids: list[str]) -> dict[str, int]:
+        """chatId -> headSeq for the chats that exist (a chat without META is not there yet) and
+        that `user_id` is a member of now: the byMember index is eventually consistent, so a
+        just-removed member may still be listed there; the member items, read consistently, decide."""
         heads: dict[str, int] = {}
-        for start in range(0, len(chat_ids), BATCH_GET_MAX_KEYS):
-            keys = [{"chatId": av(c), "sk": av(META)} for c in chat_ids[start : start + BATCH_GET_MAX_KEYS]]
+        members: set[str] = set()
+        per_call = BATCH_GET_MAX_KEYS // 2
+        for start in range(0, len(chat_ids), per_call):
+            keys = [
+                {"chatId": av(c), "sk": av(sk)}
+                for c in chat_ids[start : start + per_call]
+                for sk in (META, member_sk(user_id))
+            ]
             for item in self._batch_get(
-                self.chats_table, keys, consistent=True, projection="chatId, headSeq"
+                self.chats_table, keys, consistent=True, projection="chatId, sk, headSeq"
             ):
-                heads[item["chatId"]["S"]] = int(item["headSeq"]["N"])
-        return heads
+                if item["sk"]["S"] == META:
+                    heads[item["chatId"]["S"]] = int(item["headSeq"]["N"])
+                else:
+                    members.add(item["chatId"]["S"])
+        return {chat_id: head for chat_id, head in heads.items() if chat_id in members}
 
     def member_pages(self, chat_id: str, page_size: int = 1000) -> Iterator[list[str]]:
         """The chat's member user ids, a page at a time."""

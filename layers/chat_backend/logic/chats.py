@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import Literal
 
 from chat_backend.dal.chat_store import ChatExists, ChatStore
 from chat_backend.errors import BadRequest, GroupFull, NotFound
@@ -46,12 +47,16 @@ def create_chat(store: ChatStore, caller: Caller, frame: CreateChatFrame) -> Cha
         if existing is None or existing_role is None:
             raise NotFound("chat could not be read back") from None
         meta, role = existing, existing_role
+    return chat_frame(frame.request_id, meta, "admin" if role == "admin" else "member")
+
+
+def chat_frame(request_id: str, chat: ChatMeta, role: Literal["admin", "member"]) -> ChatFrame:
     return ChatFrame(
-        request_id=frame.request_id,
-        chat_id=meta.chat_id,
-        kind=meta.kind,
-        name=meta.name,
-        created_at=meta.created_at,
-        member_count=meta.member_count,
-        role="admin" if role == "admin" else "member",
+        request_id=request_id,
+        chat_id=chat.chat_id,
+        kind=chat.kind,
+        name=chat.name,
+        created_at=chat.created_at,
+        member_count=chat.member_count,
+        role=role,
     )

@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, Envelope
+from chat_backend.logic.members import removed_by
 from chat_backend.models import DeliveryEnvelope, Recipient, StoredMessage
 
 RECIPIENTS_PER_ENVELOPE = 100
@@ -70,7 +71,11 @@ def fan_out(
     chat_ids = list(dict.fromkeys(m.chat_id for m in ordered))
 
     members = dict(zip(chat_ids, pool.map(lambda chat_id: members_of(store, chat_id), chat_ids), strict=True))
-    devices = registry.devices_of(sorted({user for users in members.values() for user in users}))
+    # A removal's announcement also goes to those it removed: the last thing they get of the chat.
+    audience = {
+        (m.chat_id, m.seq): list(dict.fromkeys([*members[m.chat_id], *removed_by(m)])) for m in ordered
+    }
+    devices = registry.devices_of(sorted({user for users in audience.values() for user in users}), pool)
     envelopes = [
         envelope
         for message in ordered
@@ -78,7 +83,9 @@ def fan_out(
             message.chat_id,
             f"{message.chat_id}:{message.seq}",
             message.to_frame().to_json(),
-            recipients_of(members[message.chat_id], devices, message.sender, message.sender_device),
+            recipients_of(
+                audience[(message.chat_id, message.seq)], devices, message.sender, message.sender_device
+            ),
         )
     ]
     queue.enqueue(envelopes)

@@ -6,10 +6,11 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from chat_backend.dal.chat_store import ChatStore, DuplicateSend, HeadMoved
 from chat_backend.errors import Forbidden, RateLimited
-from chat_backend.models import AckFrame, Caller, SendFrame, SendRecord, StoredMessage, now_iso
+from chat_backend.models import AckFrame, Caller, ChatMeta, SendFrame, SendRecord, StoredMessage, now_iso
 
 MAX_ATTEMPTS = 12
 
@@ -37,9 +38,7 @@ def send_message(
 ) -> AckFrame:
     """One read (head, membership, earlier answer), then one transaction per attempt. A lost race
     returns the winner's head, so the retry needs no re-read; a duplicate answers the stored ACK."""
-    context = store.send_context(frame.chat_id, caller.user_id, frame.client_msg_id)
-    if context.chat is None or context.role is None:
-        raise Forbidden(f"not a member of {frame.chat_id}")
+    context = _member_context(store, caller, frame)
     if context.previous is not None:
         return _ack(frame, context.previous)
     head = context.chat.head_seq
@@ -62,19 +61,35 @@ def send_message(
             if previous is not None:
                 return _ack(frame, previous)
         except HeadMoved as moved:
-            if moved.head_seq is not None:
+            if moved.head_seq is not None and moved.members_version == context.chat.members_version:
                 head = moved.head_seq  # retry at once above the winner
                 continue
-            # Contention without a head (a conflicting transaction): back off, then re-read.
-            sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
-            context = store.send_context(frame.chat_id, caller.user_id, frame.client_msg_id)
+            if moved.head_seq is None:
+                # Contention without a head (a conflicting transaction): back off first.
+                sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+            # Read again: without a head, or when the membership changed (the sender may be out).
+            context = _member_context(store, caller, frame)
             if context.previous is not None:
                 return _ack(frame, context.previous)
-            head = context.chat.head_seq if context.chat else head
+            head = context.chat.head_seq
         else:
             record = SendRecord(server_msg_id=message.server_msg_id, seq=message.seq, created_at=created_at)
             return _ack(frame, record)
     raise RateLimited(f"chat {frame.chat_id} is busy; retry with the same clientMsgId")
+
+
+@dataclass(frozen=True)
+class _MemberContext:
+    chat: ChatMeta
+    previous: SendRecord | None
+
+
+def _member_context(store: ChatStore, caller: Caller, frame: SendFrame) -> _MemberContext:
+    """The chat head and any earlier answer, or Forbidden when the caller is not a member."""
+    context = store.send_context(frame.chat_id, caller.user_id, frame.client_msg_id)
+    if context.chat is None or context.role is None:
+        raise Forbidden(f"not a member of {frame.chat_id}")
+    return _MemberContext(chat=context.chat, previous=context.previous)
 
 
 def _ack(frame: SendFrame, record: SendRecord) -> AckFrame:

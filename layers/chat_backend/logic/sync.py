@@ -11,7 +11,7 @@ def sync(store: ChatStore, poster: ConnectionPoster, caller: Caller, frame: Sync
     """Cursors naming chats the caller is not in are ignored: they yield nothing and are not
     listed in heads, so a non-member learns nothing about them."""
     chat_ids = sorted(store.chat_ids_of(caller.user_id))
-    heads = store.heads(chat_ids)
+    heads = store.heads(caller.user_id, chat_ids)
     remaining = frame.limit
     more = False
     for chat_id in sorted(heads):
