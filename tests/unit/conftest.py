@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -201,6 +202,25 @@ def make_chat(store: ChatStore) -> Callable[..., str]:
         return chat_id
 
     return make
+
+
+class LockedDdb:
+    """Serialises calls into in-process moto, which is not thread-safe inside TransactWriteItems
+    (it snapshots and restores whole tables). The races under test are between the reads and
+    the writes of concurrent use cases, which this keeps intact."""
+
+    def __init__(self, ddb: Any) -> None:
+        self.ddb = ddb
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.ddb, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return method(*args, **kwargs)
+
+        return call
 
 
 # --- events and handlers -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from chat_backend.errors import Forbidden, RateLimited
 from chat_backend.logic import send as send_logic
 from chat_backend.logic.send import send_message
 from chat_backend.models import AckFrame, Caller, ChatMeta, SendFrame, StoredMessage
+from tests.unit.conftest import LockedDdb
 
 DEDUP_TTL_S = 3600
 
@@ -47,25 +48,6 @@ class StoreProxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
-
-
-class LockedDdb:
-    """Serialises calls into in-process moto, which is not thread-safe inside TransactWriteItems
-    (it snapshots and restores whole tables). The race under test is between the reads and the
-    writes of two sends, which this keeps intact."""
-
-    def __init__(self, ddb: Any) -> None:
-        self.ddb = ddb
-        self.lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.ddb, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self.lock:
-                return method(*args, **kwargs)
-
-        return call
 
 
 def test_seqs_start_at_1_and_are_gapless(
