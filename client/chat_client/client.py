@@ -400,9 +400,13 @@ class ChatClient:
             raise ChatServerError("BAD_REPLY", f"expected SYNC_DONE, got {reply.get('type')!r}", reply)
         heads = reply.get("heads") or {}
         if isinstance(heads, dict):
-            for chat_id, head in heads.items():
-                if isinstance(chat_id, str) and isinstance(head, int) and not isinstance(head, bool):
-                    self.heads[chat_id] = max(self.heads.get(chat_id, 0), head)
+            # The server lists every chat the user is in now: a chat it no longer lists (the user
+            # was removed) is forgotten; pushes may already have taken a listed head further.
+            self.heads = {
+                chat_id: max(self.heads.get(chat_id, 0), head)
+                for chat_id, head in heads.items()
+                if isinstance(chat_id, str) and isinstance(head, int) and not isinstance(head, bool)
+            }
         return bool(reply.get("more"))
 
     async def _gap_sync_loop(self) -> None:
