@@ -10,7 +10,8 @@ profile of the stack.
     python -m bench [--users 100] [--rates 100] [--seconds 15]
 
 Each offered rate runs open loop; a last run is closed loop (each sender sends again once ACKed),
-which gives the most messages/s the stack sustains.
+which gives the most messages/s the stack sustains. Then a 10,000-member group with 150 and
+1,000 members online (`--group-online`) measures group fan-out (bench/group_fanout.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.group_fanout import print_group_row, run_group_fanout
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack, start_local_stack
 
@@ -217,6 +219,10 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             print_row(row)
             rows.append(row)
         await asyncio.gather(*(c.close() for p in pairs for c in (p.sender, p.receiver)))
+        for online in args.group_online:
+            group_row = (await run_group_fanout(stack, online, args.group_sends)).row()
+            print_group_row(group_row)
+            rows.append(group_row)
     finally:
         stack.stop()
     return rows
@@ -228,6 +234,13 @@ def main() -> None:
     parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100.0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--size", type=int, default=256, help="ciphertext bytes per message")
+    parser.add_argument(
+        "--group-online",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[150, 1000],
+        help="online members of the 10,000-member group fan-out runs (empty: skip them)",
+    )
+    parser.add_argument("--group-sends", type=int, default=5, help="messages sent to the group per run")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

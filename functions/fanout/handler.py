@@ -27,6 +27,6 @@ def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any
         if r.event_name == DynamoDBRecordEventName.INSERT
     ]
     s = services()
-    envelopes = fan_out(s.store, s.registry, s.queue, messages, s.io_pool)
+    envelopes = fan_out(s.store, s.registry, s.queue, messages, s.io_pool, s.member_lists)
     logger.debug("fanned out", extra={"messages": len(messages), "envelopes": envelopes})
     return {"batchItemFailures": []}

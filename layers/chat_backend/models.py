@@ -407,6 +407,8 @@ class StoredMessage(BaseModel):
     ciphertext: bytes
     media_ids: list[str]
     created_at: str
+    # The chat's membership version when the message was stored: who its audience is. Not sent.
+    members_version: int | None = None
 
     def to_frame(self) -> MessageFrame:
         return MessageFrame(

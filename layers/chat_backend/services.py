@@ -16,6 +16,7 @@ from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.logic.auth import TokenVerifier
+from chat_backend.logic.fanout import MemberListCache
 
 
 @dataclass
@@ -44,6 +45,10 @@ class Services:
         return TokenVerifier(
             secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
         )
+
+    @cached_property
+    def member_lists(self) -> MemberListCache:
+        return MemberListCache()
 
     @cached_property
     def io_pool(self) -> ThreadPoolExecutor:

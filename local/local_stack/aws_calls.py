@@ -15,6 +15,7 @@ class AwsCallCounter:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.write_units: defaultdict[str, float] = defaultdict(float)
+        self.sqs_messages_sent = 0  # SendMessage(Batch) entries: one SQS request can carry ten
         self._lock = threading.Lock()
 
     def install(self, events: Any) -> None:
@@ -33,16 +34,24 @@ class AwsCallCounter:
             capacity = parsed.get("ConsumedCapacity") or []
             for entry in capacity if isinstance(capacity, list) else [capacity]:
                 units += float(entry.get("WriteCapacityUnits") or entry.get("CapacityUnits") or 0)
+        sqs_messages = len(parsed.get("Successful", [])) if key == "sqs.SendMessageBatch" else 0
+        sqs_messages += 1 if key == "sqs.SendMessage" else 0
         with self._lock:
             self.calls[key] += 1
+            self.sqs_messages_sent += sqs_messages
             if units:
                 self.write_units[key] += units
 
-    def snapshot(self) -> dict[str, dict[str, float]]:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"calls": dict(self.calls), "write_units": dict(self.write_units)}
+            return {
+                "calls": dict(self.calls),
+                "write_units": dict(self.write_units),
+                "sqs_messages_sent": self.sqs_messages_sent,
+            }
 
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
             self.write_units.clear()
+            self.sqs_messages_sent = 0

@@ -85,6 +85,7 @@ def _message(item: dict[str, Any]) -> StoredMessage:
         ciphertext=bytes(v["ciphertext"]),
         media_ids=list(v.get("mediaIds", [])),
         created_at=v["createdAt"],
+        members_version=int(v["membersVersion"]) if "membersVersion" in v else None,
     )
 
 
@@ -229,6 +230,7 @@ class ChatStore:
             "ciphertext": message.ciphertext,
             "mediaIds": message.media_ids,
             "createdAt": message.created_at,
+            "membersVersion": message.members_version,
         }
 
     # --- chats and members -----------------------------------------------------------------------
@@ -428,14 +430,16 @@ class ChatStore:
                     members.add(item["chatId"]["S"])
         return {chat_id: head for chat_id, head in heads.items() if chat_id in members}
 
-    def member_pages(self, chat_id: str, page_size: int = 1000) -> Iterator[list[str]]:
-        """The chat's member user ids, a page at a time."""
+    def member_pages(self, chat_id: str, page_size: int = 5000) -> Iterator[list[str]]:
+        """The chat's member user ids, a page at a time, read consistently (fan-out caches the
+        list under the chat's membership version, so it must be that version's list)."""
         kwargs: dict[str, Any] = {
             "TableName": self.chats_table,
             "KeyConditionExpression": "chatId = :c AND begins_with(sk, :m)",
             "ExpressionAttributeValues": {":c": av(chat_id), ":m": av("MEMBER#")},
             "ProjectionExpression": "memberUserId",
             "Limit": page_size,
+            "ConsistentRead": True,
         }
         while True:
             resp = self.ddb.query(**kwargs)

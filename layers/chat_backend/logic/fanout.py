@@ -9,6 +9,8 @@ calls per message fall as load rises. Offline members cost one key lookup and no
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
@@ -25,6 +27,39 @@ Devices = dict[str, dict[str, str]]  # userId -> {deviceId: connectionId}
 def members_of(store: ChatStore, chat_id: str) -> list[str]:
     """Every member of the chat (all pages)."""
     return [user for page in store.member_pages(chat_id) for user in page]
+
+
+class MemberListCache:
+    """Member lists by (chatId, membership version), kept across invocations of a warm function.
+
+    A version names exactly one member list (every change bumps it), so a cached list is never
+    stale: a 10,000-member group's list is read once per membership change, not once per
+    message. Bounded by the number of member ids held; the least recently used lists go first.
+    """
+
+    def __init__(self, max_members: int = 200_000) -> None:
+        self.max_members = max_members
+        self._lists: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def members(self, store: ChatStore, chat_id: str, version: int | None) -> list[str]:
+        if version is None:  # stored before versions existed: read it
+            return members_of(store, chat_id)
+        key = (chat_id, version)
+        with self._lock:
+            if key in self._lists:
+                self._lists.move_to_end(key)
+                return self._lists[key]
+        members = members_of(store, chat_id)
+        with self._lock:
+            if key not in self._lists:
+                self._lists[key] = members
+                self._held += len(members)
+            while self._held > self.max_members and len(self._lists) > 1:
+                _, evicted = self._lists.popitem(last=False)
+                self._held -= len(evicted)
+        return members
 
 
 def recipients_of(
@@ -61,6 +96,7 @@ def fan_out(
     queue: DeliveryQueue,
     messages: Sequence[StoredMessage],
     pool: Executor,
+    cache: MemberListCache | None = None,
 ) -> int:
     """Enqueue the messages for their online recipients, each chat in seq order (stream records
     are ordered per item, not per chat). Returns how many envelopes it took.
@@ -68,12 +104,13 @@ def fan_out(
     The chats' member lists are read concurrently on `pool`: a busy stream batch spans many chats.
     """
     ordered = sorted(messages, key=lambda m: (m.chat_id, m.seq))
-    chat_ids = list(dict.fromkeys(m.chat_id for m in ordered))
-
-    members = dict(zip(chat_ids, pool.map(lambda chat_id: members_of(store, chat_id), chat_ids), strict=True))
+    cache = cache or MemberListCache()
+    lists = list(dict.fromkeys((m.chat_id, m.members_version) for m in ordered))
+    members = dict(zip(lists, pool.map(lambda key: cache.members(store, *key), lists), strict=True))
     # A removal's announcement also goes to those it removed: the last thing they get of the chat.
     audience = {
-        (m.chat_id, m.seq): list(dict.fromkeys([*members[m.chat_id], *removed_by(m)])) for m in ordered
+        (m.chat_id, m.seq): list(dict.fromkeys([*members[(m.chat_id, m.members_version)], *removed_by(m)]))
+        for m in ordered
     }
     devices = registry.devices_of(sorted({user for users in audience.values() for user in users}), pool)
     envelopes = [

@@ -43,9 +43,10 @@ MembershipEvent = Literal["added", "removed"]
 
 
 def announcement(
-    chat_id: str, seq: int, event: MembershipEvent, members: list[str], by: str
+    chat_id: str, seq: int, event: MembershipEvent, members: list[str], by: str, members_version: int
 ) -> StoredMessage:
-    """The system message of a membership change (PROTOCOL.md, Chats)."""
+    """The system message of a membership change (PROTOCOL.md, Chats), stored under the
+    membership it makes."""
     body = json.dumps({"event": event, "members": members, "by": by}, separators=(",", ":"))
     return StoredMessage(
         chat_id=chat_id,
@@ -56,6 +57,7 @@ def announcement(
         ciphertext=body.encode(),
         media_ids=[],
         created_at=now_iso(),
+        members_version=members_version,
     )
 
 
@@ -127,7 +129,9 @@ def _change(
             changed = [u for u in users if u in context.roles]
         if not changed:
             return chat  # nothing to do: adding members again, removing non-members
-        message = announcement(chat_id, chat.head_seq + 1, event, changed, caller.user_id)
+        message = announcement(
+            chat_id, chat.head_seq + 1, event, changed, caller.user_id, chat.members_version + 1
+        )
         added = {u: "member" for u in changed} if event == "added" else {}
         removed = changed if event == "removed" else []
         try:

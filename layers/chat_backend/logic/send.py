@@ -53,6 +53,7 @@ def send_message(
             ciphertext=frame.ciphertext_bytes,
             media_ids=list(frame.media_ids),
             created_at=created_at,
+            members_version=context.chat.members_version,
         )
         try:
             store.append_message(message, frame.client_msg_id, int(time.time()) + dedup_ttl_s)

@@ -1,0 +1,118 @@
+"""Fan-out of one message to a 10,000-member group, measured on the local stack.
+
+A group of 10,000 members is created; `online` of them connect (the rest never do); then messages
+are sent one at a time, and for each the time from send until every online member has it is
+taken. The AWS calls, SQS messages and PostToConnection calls of each send are counted by the
+stack (at the boto3 layer of the functions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from chat_client import ChatClient, mint_token
+from local_stack.child import RunningStack
+
+GROUP_SIZE = 10_000
+CONNECT_CONCURRENCY = 50
+
+
+@dataclass
+class GroupFanoutResult:
+    members: int
+    online: int
+    sends: int
+    all_online_ms: list[float]  # per send: until the last online member had it
+    stats: dict[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        calls = self.stats.get("calls", {})
+        per_send = max(1, self.sends)
+        ordered = sorted(self.all_online_ms)
+        return {
+            "group_members": self.members,
+            "online_members": self.online,
+            "sends": self.sends,
+            "all_online_have_it_ms": {
+                "p50": round(ordered[len(ordered) // 2], 1),
+                "max": round(ordered[-1], 1),
+            },
+            "sqs_messages_per_send": round(self.stats.get("sqs_messages_sent", 0) / per_send, 1),
+            "post_to_connection_per_send": round(
+                calls.get("apigatewaymanagementapi.PostToConnection", 0) / per_send, 1
+            ),
+            "aws_calls_per_send": round(sum(calls.values()) / per_send, 1),
+            "aws_calls_by_operation_per_send": {k: round(v / per_send, 1) for k, v in sorted(calls.items())},
+            "function_profile": self.stats.get("functions", {}),
+        }
+
+
+def member_ids(count: int) -> list[str]:
+    """Short ids, so 10,000 fit one 128 KiB createChat frame."""
+    prefix = uuid.uuid4().hex[:3]
+    return [f"{prefix}{i:04d}" for i in range(count)]
+
+
+async def connect_all(stack: RunningStack, users: list[str]) -> list[ChatClient]:
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def one(user: str) -> ChatClient:
+        async with gate:
+            client = ChatClient(
+                stack.url, mint_token(user, "d1", secret=stack.secret), heartbeat_interval=3600
+            )
+            await client.connect()
+            return client
+
+    return list(await asyncio.gather(*(one(u) for u in users)))
+
+
+async def run_group_fanout(stack: RunningStack, online: int, sends: int) -> GroupFanoutResult:
+    admin_id = f"bench_admin_{uuid.uuid4().hex[:6]}"
+    admin = ChatClient(stack.url, mint_token(admin_id, "d1", secret=stack.secret))
+    await admin.connect()
+    members = member_ids(GROUP_SIZE - 1)
+    chat = await admin.request(
+        {"action": "createChat", "kind": "group", "name": "bench", "members": members}, timeout=120
+    )
+    clients = await connect_all(stack, members[:online])
+    for client in clients:  # caught up: the SDK drops any later push of what it has
+        await client.sync()
+    await asyncio.sleep(1.0)
+    for client in clients:
+        while not client.messages.empty():
+            client.messages.get_nowait()
+    # One warm-up send: the first invocations build clients, as a cold Lambda would.
+    await admin.send(chat["chatId"], b"warm-up")
+    await asyncio.gather(*(c.next_message(timeout=60) for c in clients))
+    stack.reset_stats()
+    timings: list[float] = []
+    for n in range(sends):
+        started = time.perf_counter()
+        await admin.send(chat["chatId"], f"fan-out {n}".encode())
+        await asyncio.gather(*(c.next_message(timeout=60) for c in clients))
+        timings.append((time.perf_counter() - started) * 1000)
+    stats = stack.stats()
+    await asyncio.gather(admin.close(), *(c.close() for c in clients))
+    return GroupFanoutResult(GROUP_SIZE, online, sends, timings, stats)
+
+
+def print_group_row(row: dict[str, Any]) -> None:
+    t = row["all_online_have_it_ms"]
+    print(
+        f"group of {row['group_members']}, {row['online_members']} online | send -> all online have it "
+        f"p50 {t['p50']} ms, max {t['max']} ms over {row['sends']} sends | per send: "
+        f"SQS messages {row['sqs_messages_per_send']}, "
+        f"PostToConnection {row['post_to_connection_per_send']}, "
+        f"AWS calls {row['aws_calls_per_send']}"
+    )
+    print("    calls per send:", row["aws_calls_by_operation_per_send"])
+    for fn, prof in sorted(row["function_profile"].items()):
+        print(
+            f"    {fn:<16} {prof['count']:>6} invocations, p50 {prof['p50_ms']:>8.2f} ms, "
+            f"p99 {prof['p99_ms']:>8.2f} ms, total {prof['total_ms'] / 1000:>6.1f} s"
+        )
