@@ -13,7 +13,7 @@ import pytest
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, Envelope
-from chat_backend.logic.fanout import RECIPIENTS_PER_ENVELOPE, fan_out, recipients_of
+from chat_backend.logic.fanout import RECIPIENTS_PER_ENVELOPE, MemberListCache, fan_out, recipients_of
 from chat_backend.logic.send import send_message
 from chat_backend.models import Caller, DeliveryEnvelope, Recipient, SendFrame, StoredMessage
 
@@ -198,6 +198,39 @@ def test_a_stream_batch_is_queued_in_seq_order_per_chat_reading_each_chat_once(i
     ]
     assert sorted(members.reads) == ["c_a", "c_b"]
     assert [{r.user_id for r in e.body.recipients} for e in queued] == [{"u_bob"}, {"u_carol"}, {"u_carol"}]
+
+
+def test_member_lists_are_read_once_per_membership_version_across_batches(io_pool: Executor) -> None:
+    # Given a group whose messages carry the membership version they were sent under, and one cache
+    members = FakeMembers({"c_a": ["u_alice", "u_bob"]})
+    registry = FakeRegistry({"u_bob": {"d_phone": "conn-bob"}})
+    cache = MemberListCache()
+
+    def at_version(seq: int, version: int) -> StoredMessage:
+        return stored_message("c_a", seq).model_copy(update={"members_version": version})
+
+    # When three stream batches at version 3 are fanned out, then one at version 4
+    for seq in (1, 2, 3):
+        fan_out(members, registry, RecordingQueue(), [at_version(seq, 3)], io_pool, cache)  # type: ignore[arg-type]
+    assert members.reads == ["c_a"]
+    members.members["c_a"].append("u_carol")
+    queue = RecordingQueue()
+    fan_out(members, registry, queue, [at_version(4, 4)], io_pool, cache)  # type: ignore[arg-type]
+    # Then version 3's list was read once, and version 4 (a membership change) read afresh
+    assert members.reads == ["c_a", "c_a"]
+    assert queue.batches and {r.user_id for r in queue.batches[0][0].body.recipients} == {"u_bob"}
+
+
+def test_member_list_cache_is_bounded_by_the_member_ids_it_holds() -> None:
+    # Given a cache holding at most 5 member ids
+    members = FakeMembers({"c_a": ["u_1", "u_2", "u_3"], "c_b": ["u_4", "u_5", "u_6"]})
+    cache = MemberListCache(max_members=5)
+    # When two 3-member lists are read, then the first again
+    cache.members(members, "c_a", 1)  # type: ignore[arg-type]
+    cache.members(members, "c_b", 1)  # type: ignore[arg-type]
+    cache.members(members, "c_a", 1)  # type: ignore[arg-type]
+    # Then the first had been evicted and was read again
+    assert members.reads == ["c_a", "c_b", "c_a"]
 
 
 def test_dedup_ids_are_stable_for_a_retried_record_and_distinct_per_envelope(
