@@ -30,6 +30,9 @@ commands:
   /new group NAME USER [USER...] create a group and make it current
   /open CHAT_ID                  make CHAT_ID the current chat
   /chats                         list known chats with their latest seq
+  /add USER [USER...]            add members to the current group (admins)
+  /remove USER [USER...]         remove members from the current group (admins; anyone may remove themself)
+  /members                       list the current chat's members
   /help                          this text
   /quit                          leave (end of input does the same)
 any other line is sent to the current chat.
@@ -225,6 +228,12 @@ class InteractiveSession:
             await self._create("direct", rest[1:], None)
         elif cmd == "/new" and len(rest) >= 3 and rest[0] == "group":
             await self._create("group", rest[2:], rest[1])
+        elif cmd in ("/add", "/remove", "/members") and self.current is None:
+            self.emit("! no chat open: use /new or /open first")
+        elif cmd in ("/add", "/remove") and rest:
+            await self._change_members(cmd, rest)
+        elif cmd == "/members":
+            await self._list_members()
         else:
             self.emit(f"! unknown or incomplete command: {' '.join(words)} (try /help)")
         return True
@@ -237,6 +246,30 @@ class InteractiveSession:
             return
         self.current = str(chat.get("chatId"))
         self.emit(f"* chat {self.current} ({kind}, {chat.get('memberCount')} members) is now current")
+
+    async def _change_members(self, cmd: str, users: list[str]) -> None:
+        assert self.current is not None
+        change = self.client.add_members if cmd == "/add" else self.client.remove_members
+        try:
+            chat = await change(self.current, users)
+        except (ChatServerError, TimeoutError, ConnectionError) as exc:
+            self.emit(f"! could not change the members: {exc}")
+            return
+        self.emit(f"* {self.current} now has {chat.get('memberCount')} members")
+
+    async def _list_members(self) -> None:
+        assert self.current is not None
+        cursor: str | None = None
+        try:
+            while True:
+                page = await self.client.get_members(self.current, cursor)
+                for member in page.get("members", []):
+                    self.emit(f"* {member.get('userId')} ({member.get('role')})")
+                cursor = page.get("next")
+                if cursor is None:
+                    return
+        except (ChatServerError, TimeoutError, ConnectionError) as exc:
+            self.emit(f"! could not list the members: {exc}")
 
     async def _list_chats(self) -> None:
         try:

@@ -62,3 +62,52 @@ def test_incoming_message_format_and_help_mentions_encryption():
     # And the help text says real apps encrypt
     session.emit(__import__("chat_client.cli", fromlist=["HELP"]).HELP)
     assert "encrypt" in out.getvalue()
+
+
+class FakeMembershipClient:
+    """What the membership commands call on the SDK, recorded; getMembers answers in two pages."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, list[str]]] = []
+
+    async def add_members(self, chat_id: str, members: list[str]) -> dict[str, object]:
+        self.calls.append(("add", chat_id, members))
+        return {"type": "CHAT", "chatId": chat_id, "memberCount": 3}
+
+    async def remove_members(self, chat_id: str, members: list[str]) -> dict[str, object]:
+        self.calls.append(("remove", chat_id, members))
+        return {"type": "CHAT", "chatId": chat_id, "memberCount": 2}
+
+    async def get_members(self, chat_id: str, cursor: str | None = None) -> dict[str, object]:
+        if cursor is None:
+            return {"members": [{"userId": "alice", "role": "admin"}], "next": "alice"}
+        return {"members": [{"userId": "bob", "role": "member"}], "next": None}
+
+
+async def test_membership_commands_act_on_the_current_chat():
+    # Given a session with group g_1 open
+    out = io.StringIO()
+    client = FakeMembershipClient()
+    session = InteractiveSession(client=client, user="alice", out=out)  # type: ignore[arg-type]
+    await session.handle("/open g_1")
+    # When alice adds carol, removes bob, and lists the members
+    await session.handle("/add carol")
+    await session.handle("/remove bob")
+    await session.handle("/members")
+    # Then the SDK was asked for each on g_1, and the output shows counts and every page of members
+    assert client.calls == [("add", "g_1", ["carol"]), ("remove", "g_1", ["bob"])]
+    text = out.getvalue()
+    assert "g_1 now has 3 members" in text and "g_1 now has 2 members" in text
+    assert "* alice (admin)" in text and "* bob (member)" in text
+
+
+async def test_membership_commands_need_an_open_chat():
+    # Given a session with no chat open
+    out = io.StringIO()
+    client = FakeMembershipClient()
+    session = InteractiveSession(client=client, user="alice", out=out)  # type: ignore[arg-type]
+    # When alice tries /add
+    await session.handle("/add carol")
+    # Then she is told to open a chat, and nothing was asked of the server
+    assert "no chat open" in out.getvalue()
+    assert client.calls == []
