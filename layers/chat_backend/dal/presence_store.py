@@ -243,19 +243,20 @@ class PresenceStore:
 
 
 class SettleQueue:
-    """The presence-settle queue (SQS FIFO with a queue delay of the grace + 1 s): one job per
-    last-device disconnect, deduplicated by the state version it settles."""
+    """The presence-settle queue (SQS FIFO with a queue delay): a job to settle one user's status
+    once the grace has passed. Jobs with the same `dedup_key` for a user coalesce (SQS drops the
+    repeats for 5 minutes)."""
 
     def __init__(self, queue_url: str, sqs: Any | None = None) -> None:
         self.queue_url = queue_url
         self.sqs = sqs or client("sqs")
 
-    def schedule(self, user_id: str, version: int) -> None:
+    def schedule(self, user_id: str, dedup_key: str) -> None:
         self.sqs.send_message(
             QueueUrl=self.queue_url,
             MessageBody=json.dumps({"userId": user_id}),
             MessageGroupId=user_id,
-            MessageDeduplicationId=f"{user_id}:{version}",
+            MessageDeduplicationId=f"{user_id}:{dedup_key}",
         )
 
 

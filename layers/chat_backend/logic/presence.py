@@ -15,6 +15,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 
+from chat_backend import wiring
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
@@ -23,13 +24,19 @@ from chat_backend.dal.presence_store import PresenceState, PresenceStore, Settle
 from chat_backend.errors import BadRequest, ConnectionGone, Forbidden
 from chat_backend.logic.fanout import envelopes_for, recipients_of
 from chat_backend.models import MAX_PRESENCE_USERS, Caller, PresenceFrame, PresenceNoticeFrame
-from chat_backend.wiring import PRESENCE_GRACE_S
 
 # A connect or heartbeat keeps the user ONLINE this long: above the SDK's 4-minute heartbeat,
 # below API Gateway's 10-minute idle timeout (which closes a silent connection and fires $disconnect).
 LEASE_S = 6 * 60
 SUBSCRIPTION_S = 10 * 60  # PROTOCOL.md: renewed by heartbeat or by subscribing again
 MAX_WATCHED = MAX_PRESENCE_USERS  # users one device may watch at once (a heartbeat renews them all)
+# Settle jobs run this long after they are scheduled (the queue's delay), a margin past the grace.
+SETTLE_DELAY_S = wiring.queue("presence_settle").delay_s
+# Jobs scheduled within the same slot of this length coalesce into the first of them. That one
+# still runs after every grace begun in its slot has ended (it is due at least SETTLE_DELAY_S after
+# the slot starts; the graces end at most PRESENCE_GRACE_S after it ends), so a user flapping
+# costs at most one job per slot, however fast it flaps.
+SETTLE_SLOT_S = (SETTLE_DELAY_S - wiring.PRESENCE_GRACE_S) / 2
 
 
 def _ms(seconds: float) -> int:
@@ -80,23 +87,38 @@ def device_left(
     was the last, the lease ends after the grace and a settle job is scheduled for then."""
     if remaining is None or remaining:
         return
-    state = presence.start_grace(user_id, _ms(now), _ms(now + PRESENCE_GRACE_S))
+    grace_until_ms = _ms(now + wiring.PRESENCE_GRACE_S)
+    state = presence.start_grace(user_id, _ms(now), grace_until_ms)
     # Not when a device came back meanwhile (its lease runs past the grace) or nothing is announced.
-    if state is not None and state.status == "ONLINE" and state.lease_until_ms <= _ms(now + PRESENCE_GRACE_S):
-        settle_queue.schedule(user_id, state.version)
+    if state is not None and state.status == "ONLINE" and state.lease_until_ms <= grace_until_ms:
+        schedule_settle(settle_queue, user_id, now)
+
+
+def schedule_settle(settle_queue: SettleQueue, user_id: str, now: float) -> None:
+    settle_queue.schedule(user_id, dedup_key=str(int(now // SETTLE_SLOT_S)))
 
 
 def settle(
-    presence: PresenceStore, registry: ConnectionRegistry, queue: DeliveryQueue, user_id: str, now: float
+    presence: PresenceStore,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    settle_queue: SettleQueue,
+    user_id: str,
+    now: float,
 ) -> bool:
     """The settle job, after the grace: OFFLINE (and pushed) only if the lease has ended and no
     device is connected, and only if nothing changed the state since it was read. Returns
     whether it pushed. A job that finds the user back, or already OFFLINE, does nothing."""
     state = presence.state_of(user_id)
-    if state is None or state.status == "OFFLINE" or state.lease_until_ms > _ms(now):
+    if state is None or state.status == "OFFLINE":
         return False
     if registry.devices_of([user_id]):
-        return False  # a device connected after its last one left (its lease renewal comes with it)
+        return False  # a device is back; its heartbeats keep the lease (and its disconnect settles)
+    if state.lease_until_ms > _ms(now):
+        # Still in a grace (a clock ahead of ours, or a later disconnect whose job coalesced into
+        # this one): look again after it.
+        schedule_settle(settle_queue, user_id, now)
+        return False
     if not presence.mark_offline(state):
         return False  # a connect or another disconnect wrote first; it decides (and has its own job)
     offline = PresenceState(user_id, "OFFLINE", state.lease_until_ms, state.last_active_ms, state.version + 1)
