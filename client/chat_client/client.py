@@ -48,6 +48,7 @@ RETRYABLE_SEND_CODES = frozenset({"RATE_LIMITED", "INTERNAL"})
 MAX_SYNC_FOLLOWUPS = 3
 _RECENT_ACKS = 4096
 MAX_ACK_TIMEOUT_FACTOR = 8
+MAX_PRESENCE_USERS = 100  # per list of one presence frame
 
 
 @dataclass
@@ -119,6 +120,8 @@ class ChatClient:
         self._sync_lock = asyncio.Lock()
         self._sync_requested = 0
         self._sync_completed = 0
+        # Users whose presence this device watches: subscribed again after every reconnect.
+        self.presence_watched: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -318,6 +321,39 @@ class ChatClient:
             frame["upToSeq"] = up_to_seq
         await self.send_frame(frame)
 
+    async def subscribe_presence(self, users: Iterable[str]) -> None:
+        """Watch these users' presence: the server answers at once with one PRESENCE frame per user,
+        then pushes their changes (all on ``unmatched``; a user one shares no chat with makes the
+        frame an ERROR FORBIDDEN on ``errors``). The subscription lives while this client heartbeats,
+        and is made again after a reconnect."""
+        wanted = list(dict.fromkeys(users))
+        await self._send_presence(subscribe=wanted)
+        self.presence_watched.update(wanted)
+
+    async def unsubscribe_presence(self, users: Iterable[str]) -> None:
+        dropped = list(dict.fromkeys(users))
+        self.presence_watched.difference_update(dropped)
+        await self._send_presence(unsubscribe=dropped)
+
+    async def _send_presence(
+        self,
+        subscribe: Sequence[str] = (),
+        unsubscribe: Sequence[str] = (),
+        ws: ClientConnection | None = None,
+    ) -> None:
+        """One frame per 100 users of each list (the protocol's maximum)."""
+        step = MAX_PRESENCE_USERS
+        for start in range(0, max(len(subscribe), len(unsubscribe)), step):
+            frame = {
+                "action": "presence",
+                "subscribe": list(subscribe[start : start + step]),
+                "unsubscribe": list(unsubscribe[start : start + step]),
+            }
+            if ws is None:
+                await self.send_frame(frame)
+            else:
+                await ws.send(json.dumps(frame, separators=(",", ":")))
+
     async def next_message(self, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.messages.get(), timeout)
 
@@ -468,6 +504,10 @@ class ChatClient:
             ws.transport.abort()
             await self._teardown_connection()
             raise
+        if self.presence_watched:
+            # The current status of each again (changes while away were not pushed to this device).
+            with contextlib.suppress(ConnectionClosed):
+                await self._send_presence(subscribe=sorted(self.presence_watched), ws=ws)
         self.connected.set()
         self._notify_state()
         logger.info("connected to %s as %s/%s", self.url, self.user_id, self.device_id)

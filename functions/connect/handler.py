@@ -1,11 +1,12 @@
-"""Routes `$connect` and `$disconnect`: keep the registry of each device's live connection."""
+"""Routes `$connect` and `$disconnect`: keep the registry of each device's live connection, and the
+user's presence with it."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat_backend.logic.connections import connect, disconnect
+from chat_backend.logic.connections import close_connection, open_connection
 from chat_backend.models import Caller, ConnectEvent, DisconnectEvent
 from chat_backend.observability import logger
 from chat_backend.services import services
@@ -16,10 +17,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     if event["requestContext"]["routeKey"] == "$connect":
         ctx = parse(event=event, model=ConnectEvent).request_context
-        connect(s.registry, _caller(ctx.authorizer, ctx.connection_id), s.settings.connection_ttl_s)
+        caller = _caller(ctx.authorizer, ctx.connection_id)
+        open_connection(s.registry, s.presence, s.queue, caller, s.settings.connection_ttl_s)
     else:
         dctx = parse(event=event, model=DisconnectEvent).request_context
-        disconnect(s.registry, _caller(dctx.authorizer, dctx.connection_id))
+        close_connection(s.registry, s.presence, s.settle_queue, _caller(dctx.authorizer, dctx.connection_id))
     return {"statusCode": 200}
 
 

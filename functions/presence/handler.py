@@ -1,23 +1,38 @@
-"""Routes `heartbeat` and `typing` (presence subscriptions follow in their own issue)."""
+"""Routes `heartbeat`, `typing` and `presence`."""
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.logic.presence import heartbeat, subscribe
 from chat_backend.logic.typing import relay_typing
-from chat_backend.models import HeartbeatFrame, PongFrame, TypingFrame
+from chat_backend.models import Caller, HeartbeatFrame, PongFrame, PresenceFrame, TypingFrame
 from chat_backend.observability import logger
-from chat_backend.routes import handle_route
+from chat_backend.routes import handle_routes
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if event["requestContext"]["routeKey"] == "typing":
-        s = services()
-        return handle_route(
-            event,
-            TypingFrame,
-            lambda caller, frame: relay_typing(s.store, s.registry, s.queue, caller, frame),
-        )
-    return handle_route(event, HeartbeatFrame, lambda caller, frame: PongFrame())
+    s = services()
+    now = time.time()
+
+    def beat(caller: Caller, frame: HeartbeatFrame) -> PongFrame:
+        heartbeat(s.store, s.presence, s.registry, s.queue, s.io_pool, caller, now)
+        return PongFrame()
+
+    return handle_routes(
+        event,
+        {
+            "heartbeat": (HeartbeatFrame, beat),
+            "typing": (
+                TypingFrame,
+                lambda caller, frame: relay_typing(s.store, s.registry, s.queue, caller, frame),
+            ),
+            "presence": (
+                PresenceFrame,
+                lambda caller, frame: subscribe(s.store, s.presence, s.poster, s.io_pool, caller, frame, now),
+            ),
+        },
+    )

@@ -15,6 +15,7 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
+from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.logic.auth import TokenVerifier
 from chat_backend.logic.fanout import MemberListCache
 
@@ -34,6 +35,14 @@ class Services:
     @cached_property
     def queue(self) -> DeliveryQueue:
         return DeliveryQueue(self.settings.delivery_queue_url)
+
+    @cached_property
+    def presence(self) -> PresenceStore:
+        return PresenceStore(self.settings.presence_table)
+
+    @cached_property
+    def settle_queue(self) -> SettleQueue:
+        return SettleQueue(self.settings.presence_settle_queue_url)
 
     @cached_property
     def poster(self) -> ConnectionPoster:

@@ -17,6 +17,15 @@ def _device_attr(device_id: str) -> str:
     return f"{DEVICE_PREFIX}{device_id}"
 
 
+def _devices(item: dict[str, Any]) -> dict[str, str]:
+    """{deviceId: connectionId} of a connections item."""
+    return {
+        name[len(DEVICE_PREFIX) :]: value["M"]["connectionId"]["S"]
+        for name, value in item.items()
+        if name.startswith(DEVICE_PREFIX)
+    }
+
+
 class ConnectionRegistry:
     def __init__(self, table: str, ddb: Any | None = None) -> None:
         self.table = table
@@ -40,20 +49,26 @@ class ConnectionRegistry:
     def unregister(self, user_id: str, device_id: str, connection_id: str) -> bool:
         """Remove the device's connection only if it is still this one (a reconnect may have
         replaced it). Returns whether anything was removed."""
+        return self.unregister_and_list(user_id, device_id, connection_id) is not None
+
+    def unregister_and_list(self, user_id: str, device_id: str, connection_id: str) -> dict[str, str] | None:
+        """As `unregister`, and the user's devices still connected after it ({deviceId:
+        connectionId}, from the same write); None when nothing was removed."""
         try:
-            self.ddb.update_item(
+            resp = self.ddb.update_item(
                 TableName=self.table,
                 Key={"userId": av(user_id)},
                 UpdateExpression="REMOVE #d",
                 ConditionExpression="#d.connectionId = :cid",
                 ExpressionAttributeNames={"#d": _device_attr(device_id)},
                 ExpressionAttributeValues={":cid": av(connection_id)},
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+                return None
             raise
-        return True
+        return _devices(resp.get("Attributes", {}))
 
     def devices_of(self, user_ids: list[str], pool: Executor | None = None) -> dict[str, dict[str, str]]:
         """userId -> {deviceId: connectionId} for the users with a live connection; 100 users per
@@ -74,11 +89,7 @@ class ConnectionRegistry:
     def _devices_chunk(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
         for item in batch_get(self.ddb, self.table, {"Keys": [{"userId": av(u)} for u in user_ids]}):
-            devices = {
-                name[len(DEVICE_PREFIX) :]: value["M"]["connectionId"]["S"]
-                for name, value in item.items()
-                if name.startswith(DEVICE_PREFIX)
-            }
+            devices = _devices(item)
             if devices:
                 found[item["userId"]["S"]] = devices
         return found

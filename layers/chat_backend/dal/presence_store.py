@@ -1,0 +1,265 @@
+"""The presence table, and the presence-settle queue.
+
+Per user (pk userId):
+- sk `STATE`: the announced status (what subscribers were last told), the lease (`leaseUntil`,
+  epoch ms: the user counts as ONLINE until then), `lastActive` (epoch ms: the last connect,
+  heartbeat or last-device disconnect) and `version`, bumped by every write (optimistic concurrency,
+  and the dedup ids of the jobs and pushes a write causes).
+- sk `SUB#<subscriber>#<device>`: a device watching this user, until `expiresAt` (TTL, epoch s).
+- sk `WATCH#<device>`: the users this device of this user watches, so a heartbeat can renew them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.chat_store import (
+    BATCH_GET_MAX_KEYS,
+    BATCH_WRITE_MAX_ITEMS,
+    UNPROCESSED_MAX_ROUNDS,
+    backoff,
+    batch_get,
+)
+
+STATE = "STATE"
+SUB_PREFIX = "SUB#"
+WATCH_PREFIX = "WATCH#"
+
+Status = Literal["ONLINE", "OFFLINE"]
+
+
+def sub_sk(subscriber: str, device_id: str) -> str:
+    return f"{SUB_PREFIX}{subscriber}#{device_id}"
+
+
+def watch_sk(device_id: str) -> str:
+    return f"{WATCH_PREFIX}{device_id}"
+
+
+@dataclass(frozen=True)
+class PresenceState:
+    user_id: str
+    status: Status  # announced: what subscribers were last told
+    lease_until_ms: int
+    last_active_ms: int
+    version: int
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscriber: str
+    device_id: str
+
+
+def _state(item: dict[str, Any]) -> PresenceState:
+    v = from_item(item)
+    return PresenceState(
+        user_id=v["userId"],
+        status=v["status"],
+        lease_until_ms=int(v["leaseUntil"]),
+        last_active_ms=int(v["lastActive"]),
+        version=int(v["version"]),
+    )
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class PresenceStore:
+    def __init__(self, table: str, ddb: Any | None = None) -> None:
+        self.table = table
+        self.ddb = ddb or client("dynamodb")
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def renew_lease(self, user_id: str, now_ms: int, lease_until_ms: int) -> PresenceState | None:
+        """ONLINE with a lease until `lease_until_ms`; returns the state before (None: first time)."""
+        resp = self.ddb.update_item(
+            TableName=self.table,
+            Key=self._key(user_id, STATE),
+            UpdateExpression=(
+                "SET #s = :online, leaseUntil = :lease, lastActive = :now, "
+                "version = if_not_exists(version, :zero) + :one"
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":online": av("ONLINE"),
+                ":lease": av(lease_until_ms),
+                ":now": av(now_ms),
+                ":zero": av(0),
+                ":one": av(1),
+            },
+            ReturnValues="ALL_OLD",
+        )
+        old = resp.get("Attributes")
+        return _state(old) if old and "version" in old else None
+
+    def start_grace(self, user_id: str, now_ms: int, grace_until_ms: int) -> PresenceState | None:
+        """The last device left at `now_ms`: end a live lease at `grace_until_ms`, unless a connect
+        or heartbeat renewed it after `now_ms` (that device is back). A lapsed lease is left as it is
+        (it must not come back to life). Returns the state after, or as it stands when nothing was
+        written; None when the user has no state."""
+        try:
+            resp = self.ddb.update_item(
+                TableName=self.table,
+                Key=self._key(user_id, STATE),
+                UpdateExpression="SET leaseUntil = :grace, lastActive = :now, version = version + :one",
+                ConditionExpression="#s = :online AND lastActive <= :now AND leaseUntil > :now",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":online": av("ONLINE"),
+                    ":grace": av(grace_until_ms),
+                    ":now": av(now_ms),
+                    ":one": av(1),
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            current: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            return _state(current) if current else None
+        return _state(resp["Attributes"])
+
+    def mark_offline(self, state: PresenceState) -> bool:
+        """OFFLINE, only if nothing was written since `state` was read."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key=self._key(state.user_id, STATE),
+                UpdateExpression="SET #s = :offline, version = version + :one",
+                ConditionExpression="version = :v",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":offline": av("OFFLINE"),
+                    ":v": av(state.version),
+                    ":one": av(1),
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def state_of(self, user_id: str) -> PresenceState | None:
+        resp = self.ddb.get_item(TableName=self.table, Key=self._key(user_id, STATE), ConsistentRead=True)
+        return _state(resp["Item"]) if "Item" in resp else None
+
+    def states_of(self, user_ids: list[str]) -> dict[str, PresenceState]:
+        """userId -> state, for the users that have one."""
+        found: dict[str, PresenceState] = {}
+        for start in range(0, len(user_ids), BATCH_GET_MAX_KEYS):
+            keys = [self._key(u, STATE) for u in user_ids[start : start + BATCH_GET_MAX_KEYS]]
+            for item in batch_get(self.ddb, self.table, {"Keys": keys, "ConsistentRead": True}):
+                state = _state(item)
+                found[state.user_id] = state
+        return found
+
+    # --- subscriptions ---------------------------------------------------------------------------
+
+    def subscribers(self, user_id: str, now_s: int) -> list[Subscription]:
+        """The devices watching the user now (TTL deletion lags: expired items are skipped here)."""
+        subs: list[Subscription] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "userId = :u AND begins_with(sk, :p)",
+            "FilterExpression": "expiresAt > :now",
+            "ExpressionAttributeValues": {":u": av(user_id), ":p": av(SUB_PREFIX), ":now": av(now_s)},
+            "ProjectionExpression": "subscriber, deviceId",
+        }
+        while True:
+            resp = self.ddb.query(**kwargs)
+            subs.extend(Subscription(i["subscriber"]["S"], i["deviceId"]["S"]) for i in resp["Items"])
+            if "LastEvaluatedKey" not in resp:
+                return subs
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def watch(self, subscriber: str, device_id: str, targets: list[str], expires_at: int) -> None:
+        """The device watches exactly `targets` until `expires_at`: one SUB item per target, and the
+        device's WATCH list (deleted when empty)."""
+        self._batch_write(
+            {
+                "PutRequest": {
+                    "Item": {
+                        **self._key(target, sub_sk(subscriber, device_id)),
+                        "subscriber": av(subscriber),
+                        "deviceId": av(device_id),
+                        "expiresAt": av(expires_at),
+                    }
+                }
+            }
+            for target in targets
+        )
+        key = self._key(subscriber, watch_sk(device_id))
+        if targets:
+            item = {**key, "targets": av(set(targets)), "expiresAt": av(expires_at)}
+            self.ddb.put_item(TableName=self.table, Item=item)
+        else:
+            self.ddb.delete_item(TableName=self.table, Key=key)
+
+    def unwatch(self, subscriber: str, device_id: str, targets: Iterable[str]) -> None:
+        """Delete the device's SUB items on these users (its WATCH list is rewritten by `watch`)."""
+        self._batch_write(
+            {"DeleteRequest": {"Key": self._key(target, sub_sk(subscriber, device_id))}} for target in targets
+        )
+
+    def watched_by(self, subscriber: str, device_id: str, now_s: int) -> list[str]:
+        """Whom the device watches now ([] once its WATCH list expired, even before TTL deletes it)."""
+        resp = self.ddb.get_item(
+            TableName=self.table, Key=self._key(subscriber, watch_sk(device_id)), ConsistentRead=True
+        )
+        item = resp.get("Item")
+        if not item or int(item["expiresAt"]["N"]) <= now_s:
+            return []
+        return sorted(item["targets"]["SS"])
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(user_id: str, sk: str) -> dict[str, Any]:
+        return {"userId": av(user_id), "sk": av(sk)}
+
+    def _batch_write(self, requests: Iterable[dict[str, Any]]) -> None:
+        pending_all = list(requests)
+        for start in range(0, len(pending_all), BATCH_WRITE_MAX_ITEMS):
+            pending = {self.table: pending_all[start : start + BATCH_WRITE_MAX_ITEMS]}
+            for attempt in range(UNPROCESSED_MAX_ROUNDS):
+                resp = self.ddb.batch_write_item(RequestItems=pending)
+                pending = resp.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                backoff(attempt)
+            else:
+                raise RuntimeError(f"{self.table}: writes unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
+
+
+class SettleQueue:
+    """The presence-settle queue (SQS FIFO with a queue delay): a job to settle one user's status
+    once the grace has passed. Jobs with the same `dedup_key` for a user coalesce (SQS drops the
+    repeats for 5 minutes)."""
+
+    def __init__(self, queue_url: str, sqs: Any | None = None) -> None:
+        self.queue_url = queue_url
+        self.sqs = sqs or client("sqs")
+
+    def schedule(self, user_id: str, dedup_key: str) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=json.dumps({"userId": user_id}),
+            MessageGroupId=user_id,
+            MessageDeduplicationId=f"{user_id}:{dedup_key}",
+        )
+
+
+def settle_job_user(body: str) -> str:
+    """The user a settle job is about."""
+    return str(json.loads(body)["userId"])
