@@ -17,7 +17,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     if event["requestContext"]["routeKey"] == "receipts":
         return handle_route(
-            event, ReceiptsQueryFrame, lambda caller, frame: list_receipts(s.receipts, caller, frame)
+            event,
+            ReceiptsQueryFrame,
+            lambda caller, frame: list_receipts(s.receipts, caller, frame, s.settings.receipts_page_size),
         )
     return handle_route(
         event,

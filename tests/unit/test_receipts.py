@@ -392,7 +392,6 @@ def test_the_sender_pages_through_who_has_a_message(
     make_chat: Callable[..., str],
     receipts: ReceiptStore,
     receipt: Receipting,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given alice's message 1 in a group: bob and dave read it, carol and erin got it, frank did not
     chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave", "u_erin", "u_frank")
@@ -404,14 +403,13 @@ def test_the_sender_pages_through_who_has_a_message(
     receipt("u_dave", chat_id, "READ", msg=ack.server_msg_id)
     receipt("u_erin", chat_id, "DELIVERED", up_to=1)
     # And pages of two users
-    monkeypatch.setattr(receipts_logic, "RECEIPTS_PAGE", 2)
 
     def page(cursor: str | None) -> dict[str, Any]:
         query = ReceiptsQueryFrame.model_validate(
             {"action": "receipts", "requestId": "r1", "chatId": chat_id, "serverMsgId": ack.server_msg_id}
             | ({"cursor": cursor} if cursor else {})
         )
-        return json.loads(list_receipts(receipts, who("u_alice"), query).to_json())
+        return json.loads(list_receipts(receipts, who("u_alice"), query, page_size=2).to_json())
 
     # When alice asks page after page
     seen: list[tuple[str, str]] = []

@@ -56,7 +56,7 @@ NOTIFY_SCAN_MAX = 100
 # receipt (two SQS calls). Older ones keep their counts in the store (the `receipts` query);
 # a member catching up on a long backlog does not flood the queue.
 SUMMARY_JOBS_MAX = 20
-RECEIPTS_PAGE = 500
+RECEIPTS_PAGE = 500  # users per RECEIPTS page unless the caller says otherwise
 NO_ONE = ""  # as recipients_of's excluded sender: no user id is empty, so nobody is left out
 
 
@@ -171,8 +171,10 @@ def summarize(
     return len(envelopes)
 
 
-def list_receipts(receipts: ReceiptStore, caller: Caller, frame: ReceiptsQueryFrame) -> ReceiptsFrame:
-    """Who has the message (DELIVERED) or has read it (READ), a page of RECEIPTS_PAGE users in
+def list_receipts(
+    receipts: ReceiptStore, caller: Caller, frame: ReceiptsQueryFrame, page_size: int = RECEIPTS_PAGE
+) -> ReceiptsFrame:
+    """Who has the message (DELIVERED) or has read it (READ), a page of `page_size` users in
     userId order. Only the message's sender may ask: receipts are private to the sender.
     `at` is when that user's watermark last moved, which is at or after it covered the message."""
     ctx = receipts.context(frame.chat_id, caller.user_id, seq_of_server_msg_id(frame.server_msg_id))
@@ -180,7 +182,7 @@ def list_receipts(receipts: ReceiptStore, caller: Caller, frame: ReceiptsQueryFr
     message = _stored_message(ctx, frame.server_msg_id)
     if message.sender != caller.user_id:
         raise Forbidden("only the sender of a message sees its receipts")
-    marks, cursor = receipts.covering(frame.chat_id, message.seq, frame.cursor, RECEIPTS_PAGE)
+    marks, cursor = receipts.covering(frame.chat_id, message.seq, frame.cursor, page_size)
     entries = []
     for w in marks:
         if w.user_id == caller.user_id:
