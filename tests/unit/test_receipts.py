@@ -17,7 +17,7 @@ from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
 from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.errors import BadRequest, Forbidden, NotFound
 from chat_backend.logic import receipts as receipts_logic
-from chat_backend.logic.receipts import list_receipts, record_receipt, summarize
+from chat_backend.logic.receipts import list_receipts, receipt_dedup_id, record_receipt, summarize
 from chat_backend.logic.send import send_message
 from chat_backend.models import (
     AckFrame,
@@ -481,3 +481,20 @@ def test_the_receipts_function_answers_nothing_for_a_receipt_and_receipts_for_a_
     assert (error["type"], error["code"]) == ("ERROR", "BAD_REQUEST")
     error = json.loads(handler(make_message_event(query, user_id="u_bob"), lambda_context)["body"])
     assert (error["code"], error["requestId"]) == ("FORBIDDEN", "r7")
+
+
+def test_receipt_dedup_ids_fit_sqs_even_for_the_longest_ids() -> None:
+    # Given the longest chat and user ids the protocol allows, and ordinary ones
+    longest = receipt_dedup_id("c" * 64, "u" * 64, "DELIVERED", 2**40)
+    # Then the id (plus the envelope's ":<form>:<chunk>") fits SQS's 128 characters, is stable,
+    # and tells receipts of different users, types and seqs apart
+    assert len(longest) + len(":w:99") <= 128
+    assert longest == receipt_dedup_id("c" * 64, "u" * 64, "DELIVERED", 2**40)
+    assert receipt_dedup_id("c_1", "u_bob", "READ", 3) == "receipt:c_1:u_bob:READ:3"
+    ids = {
+        receipt_dedup_id("c" * 64, u, t, s)
+        for u in ("u" * 64, "v" * 64)
+        for t in ("READ", "DELIVERED")
+        for s in (1, 2)
+    }
+    assert len(ids) == 8

@@ -23,6 +23,7 @@ forward a receipt that was never stored. Pushes are a latency optimisation over 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -58,6 +59,8 @@ NOTIFY_SCAN_MAX = 100
 SUMMARY_JOBS_MAX = 20
 RECEIPTS_PAGE = 500  # users per RECEIPTS page unless the caller says otherwise
 NO_ONE = ""  # as recipients_of's excluded sender: no user id is empty, so nobody is left out
+# SQS deduplication ids hold at most 128 characters; envelopes_for appends ":<form>:<chunk>".
+DEDUP_ID_MAX = 100
 
 
 def record_receipt(
@@ -106,7 +109,7 @@ def record_receipt(
     notice = ReceiptNoticeFrame(chat_id=frame.chat_id, user_id=caller.user_id, receipt_type=frame.type, at=at)
     senders = list(dict.fromkeys(m.sender for m in covered))
     devices = registry.devices_of(senders)
-    dedup = f"receipt:{frame.chat_id}:{caller.user_id}:{frame.type}:{seq}"
+    dedup = receipt_dedup_id(frame.chat_id, caller.user_id, frame.type, seq)
     per_message = [message.sender] if message is not None and message.sender in senders else []
     watermark_form = [s for s in senders if s not in per_message]
     envelopes: list[Envelope] = []
@@ -125,6 +128,15 @@ def record_receipt(
             recipients_of(watermark_form, devices, caller.user_id, None),
         )
     delivery.enqueue(envelopes)
+
+
+def receipt_dedup_id(chat_id: str, user_id: str, receipt_type: str, seq: int) -> str:
+    """`receipt:{chat}:{user}:{type}:{seq}`: the same receipt replayed is dropped by SQS. Two ids of
+    up to 64 characters can make it too long for SQS; then it is a digest of the same key."""
+    key = f"receipt:{chat_id}:{user_id}:{receipt_type}:{seq}"
+    if len(key) <= DEDUP_ID_MAX:
+        return key
+    return f"receipt:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def summary_jobs(chat_id: str, messages: Sequence[MessageRef], window: float) -> list[QueuedMessage]:
