@@ -10,8 +10,12 @@ profile of the stack.
     python -m bench [--users 100] [--rates 100] [--seconds 15]
 
 Each offered rate runs open loop; a last run is closed loop (each sender sends again once ACKed),
-which gives the most messages/s the stack sustains. Then a 10,000-member group with 150 and
-1,000 members online (`--group-online`) measures group fan-out (bench/group_fanout.py).
+which gives the most messages/s the stack sustains. The message runs send no receipts (the SDK's
+automatic DELIVERED is off), so they measure the message path alone; a final run measures
+receipts: every receiver marks the chat's messages DELIVERED then READ one by one, each as soon as
+the sender got the previous RECEIPT (closed loop), which gives receipts/s sustained.
+Then a 10,000-member group with 150 and 1,000 members online (`--group-online`) measures
+group fan-out (bench/group_fanout.py).
 """
 
 from __future__ import annotations
@@ -78,8 +82,8 @@ async def make_pairs(stack: RunningStack, users: int) -> list[Pair]:
     run = int(time.time())
     for i in range(users // 2):
         a, b = f"bench_{run}_{i}_a", f"bench_{run}_{i}_b"
-        sender = ChatClient(stack.url, mint_token(a, "d1", secret=stack.secret))
-        receiver = ChatClient(stack.url, mint_token(b, "d1", secret=stack.secret))
+        sender = ChatClient(stack.url, mint_token(a, "d1", secret=stack.secret), auto_delivered=False)
+        receiver = ChatClient(stack.url, mint_token(b, "d1", secret=stack.secret), auto_delivered=False)
         await asyncio.gather(sender.connect(), receiver.connect())
         chat = await sender.create_chat("direct", [b])
         pairs.append(Pair(sender, receiver, chat["chatId"]))
@@ -163,6 +167,63 @@ async def run_rate(
     return result
 
 
+async def run_receipts(stack: RunningStack, pairs: list[Pair], seconds: float) -> dict[str, Any]:
+    """Closed loop: each receiver sends DELIVERED k, then READ k, then k+1..., each once the
+    sender has the RECEIPT of the previous one. Every receipt moves a watermark by one message."""
+    stack.reset_stats()
+    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
+    cpu_before = cpu_snapshot(pids)
+    latency_ms: list[float] = []
+    start = time.perf_counter()
+    end = start + seconds
+
+    async def mark(pair: Pair) -> None:
+        for seq in range(1, pair.receiver.cursors.get(pair.chat_id, 0) + 1):
+            for kind in ("DELIVERED", "READ"):
+                if time.perf_counter() >= end:
+                    return
+                sent_at = time.perf_counter()
+                await pair.receiver.receipt(pair.chat_id, kind, up_to_seq=seq)
+                while True:
+                    frame = await pair.sender.next_frame("RECEIPT", timeout=60)
+                    if frame.get("receiptType") == kind and frame.get("upToSeq") == seq:
+                        break
+                latency_ms.append((time.perf_counter() - sent_at) * 1000)
+
+    await asyncio.gather(*(mark(p) for p in pairs))
+    elapsed = time.perf_counter() - start
+    stats = stack.stats()
+    cpu_after = cpu_snapshot(pids)
+    calls = stats.get("calls", {})
+    done = max(1, len(latency_ms))
+    return {
+        "receipts": len(latency_ms),
+        "seconds": round(elapsed, 1),
+        "receipts_per_s": round(len(latency_ms) / elapsed, 1),
+        "receipt_to_sender_ms": {p: round(percentile(latency_ms, p), 1) for p in (50, 95, 99)},
+        "aws_calls_per_receipt": round(sum(calls.values()) / done, 2),
+        "aws_calls_by_operation_per_receipt": {k: round(v / done, 2) for k, v in sorted(calls.items())},
+        "function_profile": stats.get("functions", {}),
+        "cpu_cores_used": {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids},
+    }
+
+
+def print_receipts(row: dict[str, Any]) -> None:
+    r = row["receipt_to_sender_ms"]
+    print(
+        f"receipts (closed loop) | {row['receipts_per_s']:>6.1f} receipts/s ({row['receipts']} in "
+        f"{row['seconds']} s) | receipt->sender's RECEIPT p50 {r[50]} p95 {r[95]} p99 {r[99]} ms | "
+        f"AWS calls/receipt {row['aws_calls_per_receipt']}"
+    )
+    print("    calls per receipt:", json.dumps(row["aws_calls_by_operation_per_receipt"]))
+    print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
+    for fn, prof in sorted(row["function_profile"].items()):
+        print(
+            f"    {fn:<10} {prof['count']:>6} invocations, p50 {prof['p50_ms']:>7.2f} ms, "
+            f"p99 {prof['p99_ms']:>7.2f} ms, total {prof['total_ms'] / 1000:>6.1f} s"
+        )
+
+
 def report(result: RunResult, size: int) -> dict[str, Any]:
     calls = result.stats.get("calls", {})
     units = result.stats.get("write_units", {})
@@ -218,6 +279,9 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             row = report(await run_rate(stack, pairs, rate, args.seconds, args.size), args.size)
             print_row(row)
             rows.append(row)
+        receipts = await run_receipts(stack, pairs, args.seconds)
+        print_receipts(receipts)
+        rows.append(receipts)
         await asyncio.gather(*(c.close() for p in pairs for c in (p.sender, p.receiver)))
         for online in args.group_online:
             group_row = (await run_group_fanout(stack, online, args.group_sends)).row()

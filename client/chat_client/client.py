@@ -7,6 +7,12 @@ every ``send`` is retried with the same clientMsgId until the server ACKs it, ac
 Messages sent by this very device (same user and device as the token) only advance the cursor and
 are not put on ``messages`` (the server does not push them back to the sending device either; the
 application has them already). Pass ``own_messages=True`` to receive them as well.
+
+Receipts: once messages from other users are released to the application, the client tells the
+server it holds them with a DELIVERED watermark (``upToSeq``), at most one frame per chat per
+``delivered_delay`` seconds however many messages arrived (``auto_delivered=False`` turns this off).
+``mark_read(chat_id, seq)`` sends the READ watermark. RECEIPT and RECEIPT_SUMMARY frames from the
+server land on ``unmatched``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ MAX_SYNC_FOLLOWUPS = 3
 _RECENT_ACKS = 4096
 MAX_ACK_TIMEOUT_FACTOR = 8
 MAX_PRESENCE_USERS = 100  # per list of one presence frame
+# requestId prefix of the automatic DELIVERED frames: an ERROR echoing it (say FORBIDDEN after the
+# user left the chat) concerns no call of the application, so it is logged, not put on ``errors``.
+AUTO_RECEIPT_PREFIX = "auto-delivered:"
 
 
 @dataclass
@@ -79,6 +88,8 @@ class ChatClient:
         gap_sync_delay: float = 0.05,
         own_messages: bool = False,
         open_timeout: float = 10.0,
+        auto_delivered: bool = True,
+        delivered_delay: float = 0.2,
     ) -> None:
         self.url = url
         self._token = token
@@ -92,6 +103,9 @@ class ChatClient:
         self.gap_sync_delay = gap_sync_delay
         self.own_messages = own_messages
         self.open_timeout = open_timeout
+        self.auto_delivered = auto_delivered
+        # Coalescing window of the automatic DELIVERED watermark (one frame per chat per window).
+        self.delivered_delay = delivered_delay
 
         self._buffer: ReorderBuffer[Message] = ReorderBuffer(cursors)
         self.cursors: dict[str, int] = self._buffer.cursors
@@ -110,6 +124,10 @@ class ChatClient:
         self._supervisor: asyncio.Task[None] | None = None
         self._gap_worker: asyncio.Task[None] | None = None
         self._gap_wanted = asyncio.Event()
+        self._delivered_worker: asyncio.Task[None] | None = None
+        self._delivered_wanted = asyncio.Event()
+        self._delivered_due: dict[str, int] = {}  # chat -> highest released seq from another user
+        self._delivered_sent: dict[str, int] = {}  # chat -> watermark already sent (DELIVERED or READ)
         self._started = False
         self._closed = False
         self._terminal: BaseException | None = None
@@ -148,6 +166,8 @@ class ChatClient:
         self._started = True
         self._supervisor = asyncio.create_task(self._supervise(), name="chat-supervisor")
         self._gap_worker = asyncio.create_task(self._gap_sync_loop(), name="chat-gap-sync")
+        if self.auto_delivered:
+            self._delivered_worker = asyncio.create_task(self._delivered_loop(), name="chat-delivered")
 
     async def close(self) -> None:
         """Stop everything: no reconnect; pending sends and requests raise ChatClosedError."""
@@ -158,7 +178,7 @@ class ChatClient:
         current = asyncio.current_task()
         tasks = [
             t
-            for t in (self._supervisor, self._gap_worker, self._heartbeat)
+            for t in (self._supervisor, self._gap_worker, self._delivered_worker, self._heartbeat)
             if t is not None and t is not current
         ]
         for task in tasks:
@@ -170,7 +190,8 @@ class ChatClient:
         if self._reader is not None and self._reader is not current:
             tasks.append(self._reader)
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._supervisor = self._gap_worker = self._heartbeat = self._reader = None
+        self._supervisor = self._gap_worker = self._delivered_worker = None
+        self._heartbeat = self._reader = None
         self.connected.clear()
         self._fail_all(self._terminal or ChatClosedError("client closed"))
         self._notify_state()
@@ -354,6 +375,12 @@ class ChatClient:
             else:
                 await ws.send(json.dumps(frame, separators=(",", ":")))
 
+    async def mark_read(self, chat_id: str, seq: int) -> None:
+        """READ watermark: the user has seen every message of the chat up to ``seq``. READ implies
+        DELIVERED, so no automatic DELIVERED follows for those messages."""
+        await self.receipt(chat_id, "READ", up_to_seq=seq)
+        self._delivered_sent[chat_id] = max(self._delivered_sent.get(chat_id, 0), seq)
+
     async def next_message(self, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.messages.get(), timeout)
 
@@ -465,6 +492,36 @@ class ChatClient:
                 self._gap_wanted.set()
             else:
                 delay = self.gap_sync_delay
+
+    async def _delivered_loop(self) -> None:
+        """Send the DELIVERED watermark of each chat that released messages from other users,
+        coalesced: one frame per chat per ``delivered_delay``. What a dropped connection kept from
+        going out is sent after the reconnect."""
+        while not self._closed:
+            await self._delivered_wanted.wait()
+            await asyncio.sleep(self.delivered_delay)
+            self._delivered_wanted.clear()
+            try:
+                ws = await self._wait_connected(None)
+            except (ChatClosedError, ChatAuthError):
+                return
+            for chat_id, seq in list(self._delivered_due.items()):
+                if seq > self._delivered_sent.get(chat_id, 0):
+                    frame = {
+                        "action": "receipt",
+                        "chatId": chat_id,
+                        "type": "DELIVERED",
+                        "upToSeq": seq,
+                        "requestId": f"{AUTO_RECEIPT_PREFIX}{uuid.uuid4()}",
+                    }
+                    try:
+                        await ws.send(json.dumps(frame, separators=(",", ":")))
+                    except ConnectionClosed:
+                        self._delivered_wanted.set()  # try again once reconnected
+                        break
+                    self._delivered_sent[chat_id] = max(self._delivered_sent.get(chat_id, 0), seq)
+                if self._delivered_due.get(chat_id) == seq:
+                    del self._delivered_due[chat_id]
 
     # ------------------------------------------------------------------ connection
 
@@ -630,6 +687,9 @@ class ChatClient:
         for released in result.released:
             if self.own_messages or not self._is_own(released):
                 self.messages.put_nowait(released)
+            if self.auto_delivered and released.sender != self.user_id:
+                self._delivered_due[released.chat_id] = released.seq  # released in order: the highest
+                self._delivered_wanted.set()
         if result.gap:
             logger.debug(
                 "gap in %s before #%d (cursor %d)",
@@ -689,6 +749,9 @@ class ChatClient:
             if cmid in self._recent_acks:
                 logger.debug("ignoring an ERROR for already acknowledged %s: %s", cmid, frame)
                 return
+        if isinstance(rid, str) and rid.startswith(AUTO_RECEIPT_PREFIX):
+            logger.info("automatic DELIVERED refused: %s", frame)
+            return
         if isinstance(rid, str):
             fut = self._pending_requests.get(rid)
             if fut is not None and not fut.done():

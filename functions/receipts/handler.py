@@ -1,7 +1,30 @@
-"""Placeholder while issue 3 is built: the wiring names this function; its logic lands next."""
+"""Routes `receipt` (store the watermark, tell the senders; no answer unless it fails) and
+`receipts` (a sender asks who has a message: answers RECEIPTS)."""
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("receipts")
+from chat_backend.logic.receipts import list_receipts, record_receipt
+from chat_backend.models import ReceiptFrame, ReceiptsQueryFrame
+from chat_backend.observability import logger
+from chat_backend.routes import handle_route
+from chat_backend.services import services
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    s = services()
+    if event["requestContext"]["routeKey"] == "receipts":
+        return handle_route(
+            event,
+            ReceiptsQueryFrame,
+            lambda caller, frame: list_receipts(s.receipts, caller, frame, s.settings.receipts_page_size),
+        )
+    return handle_route(
+        event,
+        ReceiptFrame,
+        lambda caller, frame: record_receipt(
+            s.receipts, s.registry, s.queue, s.summaries_queue, caller, frame
+        ),
+    )

@@ -1,7 +1,27 @@
-"""Placeholder while issue 3 is built: the wiring names this function; its logic lands next."""
+"""Summaries queue -> RECEIPT_SUMMARY to the senders of large-group messages.
+
+The batch is summarized as a whole (each chat's watermarks read once for all of its jobs) rather
+than record by record, which is why this handler does not use powertools' per-record processor.
+A failure fails the batch and SQS retries it: a summary is a recount, so repeating one is
+harmless, and the envelopes' dedup ids (which hold the counts) drop an identical push.
+"""
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("summaries")
+from chat_backend.logic.receipts import summarize
+from chat_backend.models import SummaryJob
+from chat_backend.observability import logger
+from chat_backend.services import services
+
+
+@logger.inject_lambda_context
+@event_source(data_class=SQSEvent)
+def handler(event: SQSEvent, context: LambdaContext) -> dict[str, Any]:
+    jobs = [SummaryJob.model_validate_json(record.body) for record in event.records]
+    s = services()
+    envelopes = summarize(s.receipts, s.registry, s.queue, jobs)
+    logger.debug("summarized", extra={"jobs": len(jobs), "envelopes": envelopes})
+    return {"batchItemFailures": []}

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     dedup_ttl_s: int = Field(7 * 24 * 3600, validation_alias="CHAT_DEDUP_TTL_S")
     # Concurrent AWS calls within one invocation (pushes to connections, member reads).
     io_concurrency: int = Field(16, validation_alias="CHAT_IO_CONCURRENCY")
+    # Users per RECEIPTS page of the `receipts` query.
+    receipts_page_size: int = Field(500, ge=1, le=1000, validation_alias="CHAT_RECEIPTS_PAGE_SIZE")
 
 
 @cache

@@ -460,3 +460,17 @@ class DeliveryEnvelope(BaseModel):
 
     def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
         return super().model_dump_json(by_alias=True, **kwargs)
+
+
+class SummaryJob(BaseModel):
+    """One summaries-queue message: recount the receipts of one message of a large group and tell
+    its sender (RECEIPT_SUMMARY)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    chat_id: str = Field(alias="chatId")
+    seq: int
+    server_msg_id: str = Field(alias="serverMsgId")
+    sender: str
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().model_dump_json(by_alias=True, **kwargs)

@@ -14,8 +14,9 @@ from chat_backend.config import Settings, settings
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
+from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
+from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.logic.auth import TokenVerifier
 from chat_backend.logic.fanout import MemberListCache
 
@@ -43,6 +44,15 @@ class Services:
     @cached_property
     def settle_queue(self) -> SettleQueue:
         return SettleQueue(self.settings.presence_settle_queue_url)
+
+    @cached_property
+    def receipts(self) -> ReceiptStore:
+        s = self.settings
+        return ReceiptStore(s.receipts_table, s.chats_table, s.messages_table)
+
+    @cached_property
+    def summaries_queue(self) -> FifoQueue:
+        return FifoQueue(self.settings.summaries_queue_url)
 
     @cached_property
     def poster(self) -> ConnectionPoster:

@@ -12,12 +12,18 @@ from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack, start_local_stack
 
 IDLE_TIMEOUT_S = 20
+RECEIPTS_PAGE_SIZE = 2
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     log = tmp_path_factory.mktemp("stack") / "local-stack.log"
-    running = start_local_stack(log, {"CHAT_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S)})
+    env = {
+        "CHAT_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),
+        # Small RECEIPTS pages, so a few receipting users are enough to see the query page.
+        "CHAT_RECEIPTS_PAGE_SIZE": str(RECEIPTS_PAGE_SIZE),
+    }
+    running = start_local_stack(log, env)
     yield running
     running.stop()
 

@@ -174,7 +174,7 @@ async def test_the_sending_device_does_not_get_its_own_message_but_the_senders_o
     # Given alice on a laptop (SDK) and a phone (raw socket, to see every frame), in a chat with bob
     alice_id, bob_id = new_user("alice"), new_user("bob")
     laptop = await connect(alice_id, "laptop")
-    await connect(bob_id)
+    await connect(bob_id, auto_delivered=False)  # no DELIVERED receipts for the phone to see
     chat_id = (await laptop.create_chat("direct", [bob_id]))["chatId"]
     phone_url = f"{stack.url}?token={mint_token(alice_id, 'phone', secret=stack.secret)}"
     async with websockets.connect(phone_url) as phone:

@@ -42,6 +42,7 @@ class FakeChatServer:
         self.withhold_acks = 0
         self.error_codes: list[str] = []
         self.push = True
+        self.refuse_receipts = False
         self.handshakes = 0
         self._identity: dict[ServerConnection, tuple[str, str]] = {}
         self._server: Server | None = None
@@ -151,6 +152,9 @@ class FakeChatServer:
             await self._on_send(ws, user, device, frame)
         elif action == "sync":
             await self._on_sync(ws, user, frame)
+        elif action == "receipt":
+            if self.refuse_receipts:
+                await self._error(ws, "FORBIDDEN", "not a member", frame)
         else:
             await self._error(ws, "BAD_REQUEST", f"unknown action {action!r}", frame)
 
@@ -494,3 +498,64 @@ async def test_many_sends_in_flight_survive_a_drop_and_a_receiver_sees_all_in_or
         got = [await bob.next_message(timeout=2) for _ in range(40)]
         assert [m.seq for m in got] == list(range(1, 41))
         assert alice.reconnects == 1 and alice.cursors == {"c_1": 40}
+
+
+# --- receipts ------------------------------------------------------------------------------------
+
+
+async def test_released_messages_are_acknowledged_delivered_once_per_chat_coalesced(server):
+    # Given five messages from alice in c_1 and one in c_2 waiting for bob, and bob's own in c_2
+    server.add_chat("c_1", ["alice", "bob"])
+    server.add_chat("c_2", ["alice", "bob"])
+    for _ in range(5):
+        server.store("c_1", "alice", "x")
+    server.store("c_2", "alice", "y")
+    server.store("c_2", "bob", "mine", device="d_other")
+    async with make_client(server, "bob", delivered_delay=0.05) as bob:
+        # When bob's client syncs and releases them all
+        for _ in range(7):
+            await bob.next_message(timeout=2)
+        # Then it sends one DELIVERED watermark per chat, up to the last message from another
+        # user, not one per message
+        await eventually(lambda: len(server.received("receipt")) >= 2)
+        await asyncio.sleep(0.2)
+        frames = sorted(server.received("receipt"), key=lambda f: f["chatId"])
+        assert [(f["chatId"], f["type"], f["upToSeq"]) for f in frames] == [
+            ("c_1", "DELIVERED", 5),
+            ("c_2", "DELIVERED", 1),
+        ]
+        # When alice's next message is pushed, Then one more watermark follows for it alone
+        await server.push_to("bob", "d_1", server.store("c_1", "alice", "z"))
+        await bob.next_message(timeout=2)
+        await eventually(lambda: len(server.received("receipt")) == 3)
+        assert server.received("receipt")[-1]["upToSeq"] == 6
+
+
+async def test_mark_read_sends_a_read_watermark_and_delivered_can_be_turned_off(server):
+    # Given bob with automatic DELIVERED off, and a message from alice already stored
+    server.add_chat("c_1", ["alice", "bob"])
+    server.store("c_1", "alice", "hi")
+    async with make_client(server, "bob", auto_delivered=False, delivered_delay=0.01) as bob:
+        await bob.next_message(timeout=2)
+        await asyncio.sleep(0.1)
+        # Then no receipt went out for it
+        assert server.received("receipt") == []
+        # When bob marks it read, Then one READ watermark goes out
+        await bob.mark_read("c_1", 1)
+        await eventually(lambda: len(server.received("receipt")) == 1)
+        [frame] = server.received("receipt")
+        assert (frame["chatId"], frame["type"], frame["upToSeq"]) == ("c_1", "READ", 1)
+
+
+async def test_a_refused_automatic_receipt_does_not_surface_as_an_application_error(server):
+    # Given a server that refuses receipts (as for a chat the user has just left)
+    server.add_chat("c_1", ["alice", "bob"])
+    server.store("c_1", "alice", "hi")
+    server.refuse_receipts = True
+    async with make_client(server, "bob", delivered_delay=0.01) as bob:
+        # When bob's client acknowledges the message it synced
+        await bob.next_message(timeout=2)
+        await eventually(lambda: len(server.received("receipt")) == 1)
+        await asyncio.sleep(0.1)
+        # Then the ERROR it got is not put on `errors` (no call of the application caused it)
+        assert bob.errors.empty()

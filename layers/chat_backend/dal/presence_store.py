@@ -26,6 +26,7 @@ from chat_backend.dal.chat_store import (
     backoff,
     batch_get,
 )
+from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
 
 STATE = "STATE"
 SUB_PREFIX = "SUB#"
@@ -242,22 +243,13 @@ class PresenceStore:
                 raise RuntimeError(f"{self.table}: writes unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
 
 
-class SettleQueue:
+class SettleQueue(FifoQueue):
     """The presence-settle queue (SQS FIFO with a queue delay): a job to settle one user's status
     once the grace has passed. Jobs with the same `dedup_key` for a user coalesce (SQS drops the
     repeats for 5 minutes)."""
 
-    def __init__(self, queue_url: str, sqs: Any | None = None) -> None:
-        self.queue_url = queue_url
-        self.sqs = sqs or client("sqs")
-
     def schedule(self, user_id: str, dedup_key: str) -> None:
-        self.sqs.send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=json.dumps({"userId": user_id}),
-            MessageGroupId=user_id,
-            MessageDeduplicationId=f"{user_id}:{dedup_key}",
-        )
+        self.send([QueuedMessage(user_id, f"{user_id}:{dedup_key}", json.dumps({"userId": user_id}))])
 
 
 def settle_job_user(body: str) -> str:

@@ -1,0 +1,216 @@
+"""The receipts table: each member's delivered / read watermarks per chat, and the reads a receipt
+needs from the chats and messages tables.
+
+One item per (chatId, userId) holds `deliveredUpTo` / `readUpTo` (+ `deliveredAt` / `readAt`).
+A watermark only moves up, under a condition, so a repeated or out-of-date receipt writes nothing:
+the store deduplicates by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.chat_store import META, UNPROCESSED_MAX_ROUNDS, _meta, backoff, member_sk
+from chat_backend.models import ChatMeta
+
+ReceiptKind = Literal["DELIVERED", "READ"]
+# receipt type -> (watermark attribute, time attribute)
+WATERMARK_ATTRS: dict[str, tuple[str, str]] = {
+    "DELIVERED": ("deliveredUpTo", "deliveredAt"),
+    "READ": ("readUpTo", "readAt"),
+}
+_MESSAGE_REF_NAMES = {"#seq": "seq", "#sender": "sender", "#id": "serverMsgId"}
+_MESSAGE_REF_PROJECTION = "#seq, #id, #sender"
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """What receipts need of a message: never its ciphertext."""
+
+    seq: int
+    server_msg_id: str
+    sender: str
+
+
+@dataclass(frozen=True)
+class ReceiptContext:
+    chat: ChatMeta | None  # None: no such chat
+    is_member: bool
+    message: MessageRef | None  # the message asked for, if it is stored
+
+
+@dataclass(frozen=True)
+class Watermark:
+    user_id: str
+    delivered_up_to: int = 0
+    read_up_to: int = 0
+    delivered_at: str | None = None
+    read_at: str | None = None
+
+
+def _watermark(item: dict[str, Any]) -> Watermark:
+    v = from_item(item)
+    return Watermark(
+        user_id=v["userId"],
+        delivered_up_to=int(v.get("deliveredUpTo", 0)),
+        read_up_to=int(v.get("readUpTo", 0)),
+        delivered_at=v.get("deliveredAt"),
+        read_at=v.get("readAt"),
+    )
+
+
+def _message_ref(item: dict[str, Any]) -> MessageRef:
+    v = from_item(item)
+    return MessageRef(seq=int(v["seq"]), server_msg_id=v["serverMsgId"], sender=v["sender"])
+
+
+class ReceiptStore:
+    def __init__(
+        self, receipts_table: str, chats_table: str, messages_table: str, ddb: Any | None = None
+    ) -> None:
+        self.receipts_table = receipts_table
+        self.chats_table = chats_table
+        self.messages_table = messages_table
+        self.ddb = ddb or client("dynamodb")
+
+    # --- what a receipt is about -----------------------------------------------------------------
+
+    def context(self, chat_id: str, user_id: str, seq: int | None) -> ReceiptContext:
+        """The chat's META, the user's membership and (when `seq` is given) the message stored at
+        that seq: one consistent BatchGetItem across the chats and messages tables."""
+        requests: dict[str, dict[str, Any]] = {
+            self.chats_table: {
+                "Keys": [
+                    {"chatId": av(chat_id), "sk": av(META)},
+                    {"chatId": av(chat_id), "sk": av(member_sk(user_id))},
+                ],
+                "ConsistentRead": True,
+            }
+        }
+        if seq is not None:
+            requests[self.messages_table] = {
+                "Keys": [{"chatId": av(chat_id), "seq": av(seq)}],
+                "ConsistentRead": True,
+                "ProjectionExpression": _MESSAGE_REF_PROJECTION,
+                "ExpressionAttributeNames": _MESSAGE_REF_NAMES,
+            }
+        found = batch_get_tables(self.ddb, requests)
+        by_sk = {i["sk"]["S"]: i for i in found[self.chats_table]}
+        messages = found.get(self.messages_table, [])
+        return ReceiptContext(
+            chat=_meta(by_sk[META]) if META in by_sk else None,
+            is_member=member_sk(user_id) in by_sk,
+            message=_message_ref(messages[0]) if messages else None,
+        )
+
+    def messages_between(self, chat_id: str, after: int, up_to: int, limit: int) -> list[MessageRef]:
+        """Messages with after < seq <= up_to, newest first, at most `limit` (seq, id and sender)."""
+        resp = self.ddb.query(
+            TableName=self.messages_table,
+            KeyConditionExpression="chatId = :c AND #seq BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":c": av(chat_id), ":lo": av(after + 1), ":hi": av(up_to)},
+            ExpressionAttributeNames=_MESSAGE_REF_NAMES,
+            ProjectionExpression=_MESSAGE_REF_PROJECTION,
+            ScanIndexForward=False,
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [_message_ref(i) for i in resp["Items"]]
+
+    # --- watermarks ------------------------------------------------------------------------------
+
+    def advance(self, chat_id: str, user_id: str, receipt_type: ReceiptKind, seq: int, at: str) -> int | None:
+        """Move the user's `receipt_type` watermark up to `seq`. Returns the watermark it had
+        (0 for none) when it moved, None when it already stood at or past `seq` (nothing written).
+        READ implies DELIVERED: a READ also lifts a lower deliveredUpTo."""
+        old = self._raise(chat_id, user_id, receipt_type, seq, at)
+        if old is None:
+            return None
+        if receipt_type == "READ" and int(old.get("deliveredUpTo", 0)) < seq:
+            self._raise(chat_id, user_id, "DELIVERED", seq, at)  # a newer DELIVERED may have won: fine
+        return int(old.get(WATERMARK_ATTRS[receipt_type][0], 0))
+
+    def _raise(
+        self, chat_id: str, user_id: str, receipt_type: ReceiptKind, seq: int, at: str
+    ) -> dict[str, Any] | None:
+        """The item's old values when the watermark moved, None when the condition held it."""
+        up_to, at_attr = WATERMARK_ATTRS[receipt_type]
+        try:
+            resp = self.ddb.update_item(
+                TableName=self.receipts_table,
+                Key={"chatId": av(chat_id), "userId": av(user_id)},
+                UpdateExpression="SET #w = :s, #at = :at",
+                ConditionExpression="attribute_not_exists(#w) OR #w < :s",
+                ExpressionAttributeNames={"#w": up_to, "#at": at_attr},
+                ExpressionAttributeValues={":s": av(seq), ":at": av(at)},
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return from_item(resp.get("Attributes", {}))
+
+    def watermarks(self, chat_id: str, page_size: int = 1000) -> Iterator[Watermark]:
+        """Every member's watermarks in the chat (all pages)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.receipts_table,
+            "KeyConditionExpression": "chatId = :c",
+            "ExpressionAttributeValues": {":c": av(chat_id)},
+            "ProjectionExpression": "userId, deliveredUpTo, readUpTo",
+            "Limit": page_size,
+        }
+        while True:
+            resp = self.ddb.query(**kwargs)
+            yield from (_watermark(i) for i in resp["Items"])
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def covering(
+        self, chat_id: str, seq: int, after_user: str | None, limit: int
+    ) -> tuple[list[Watermark], str | None]:
+        """A page of the watermarks that cover `seq` (delivered or read), in userId order after
+        `after_user`: at most `limit`, and the userId to continue after (None: no more).
+        A non-None cursor may lead to an empty last page (DynamoDB cannot tell in advance)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.receipts_table,
+            "KeyConditionExpression": "chatId = :c",
+            "FilterExpression": "deliveredUpTo >= :s OR readUpTo >= :s",
+            "ExpressionAttributeValues": {":c": av(chat_id), ":s": av(seq)},
+            "Limit": limit,
+        }
+        if after_user is not None:
+            kwargs["ExclusiveStartKey"] = {"chatId": av(chat_id), "userId": av(after_user)}
+        page: list[Watermark] = []
+        while True:
+            resp = self.ddb.query(**kwargs)
+            page.extend(_watermark(i) for i in resp["Items"])
+            if len(page) > limit:
+                return page[:limit], page[limit - 1].user_id
+            if "LastEvaluatedKey" not in resp:
+                return page, None
+            if len(page) == limit:
+                return page, page[-1].user_id
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def batch_get_tables(ddb: Any, requests: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """One BatchGetItem over several tables (up to 100 keys in all), following UnprocessedKeys.
+    (chat_store.batch_get is the one-table case; it could delegate here.)"""
+    found: dict[str, list[dict[str, Any]]] = {table: [] for table in requests}
+    pending: dict[str, Any] = requests
+    for attempt in range(UNPROCESSED_MAX_ROUNDS):
+        resp = ddb.batch_get_item(RequestItems=pending)
+        for table, items in resp["Responses"].items():
+            found[table].extend(items)
+        pending = resp.get("UnprocessedKeys") or {}
+        if not pending:
+            return found
+        backoff(attempt)
+    raise RuntimeError(f"{sorted(requests)}: keys still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
