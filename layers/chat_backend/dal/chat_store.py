@@ -61,7 +61,7 @@ class SendContext:
     previous: SendRecord | None
 
 
-def _meta(item: dict[str, Any]) -> ChatMeta:
+def chat_meta(item: dict[str, Any]) -> ChatMeta:
     v = from_item(item)
     return ChatMeta(
         chat_id=v["chatId"],
@@ -153,7 +153,7 @@ class ChatStore:
         member = by_sk.get(member_sk(user_id))
         dedup = by_sk.get(dedup_sk(user_id, client_msg_id))
         return SendContext(
-            chat=_meta(meta) if meta else None,
+            chat=chat_meta(meta) if meta else None,
             role=member["role"]["S"] if member else None,
             previous=_send_record(dedup) if dedup else None,
         )
@@ -293,7 +293,7 @@ class ChatStore:
         ]
         meta = next((i for i in items if i["sk"]["S"] == META), None)
         roles = {i["memberUserId"]["S"]: i["role"]["S"] for i in items if i["sk"]["S"] != META}
-        return MembershipContext(chat=_meta(meta) if meta else None, roles=roles)
+        return MembershipContext(chat=chat_meta(meta) if meta else None, roles=roles)
 
     def change_members(
         self, chat: ChatMeta, announcement: StoredMessage, added: dict[str, str], removed: list[str]
@@ -381,7 +381,7 @@ class ChatStore:
             Key={"chatId": av(chat_id), "sk": av(META)},
             ConsistentRead=True,
         )
-        return _meta(resp["Item"]) if "Item" in resp else None
+        return chat_meta(resp["Item"]) if "Item" in resp else None
 
     def role_of(self, chat_id: str, user_id: str) -> str | None:
         resp = self.ddb.get_item(
@@ -488,17 +488,23 @@ class ChatStore:
 
 
 def batch_get(ddb: Any, table: str, request: dict[str, Any]) -> list[dict[str, Any]]:
-    """BatchGetItem for up to 100 keys, following UnprocessedKeys until all are read."""
-    items: list[dict[str, Any]] = []
-    pending: dict[str, Any] = {table: request}
+    """BatchGetItem for up to 100 keys of one table, following UnprocessedKeys until all are read."""
+    return batch_get_tables(ddb, {table: request})[table]
+
+
+def batch_get_tables(ddb: Any, requests: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """One BatchGetItem over several tables (up to 100 keys in all), following UnprocessedKeys."""
+    found: dict[str, list[dict[str, Any]]] = {table: [] for table in requests}
+    pending: dict[str, Any] = requests
     for attempt in range(UNPROCESSED_MAX_ROUNDS):
         resp = ddb.batch_get_item(RequestItems=pending)
-        items.extend(resp["Responses"].get(table, []))
+        for table, items in resp["Responses"].items():
+            found[table].extend(items)
         pending = resp.get("UnprocessedKeys") or {}
         if not pending:
-            return items
+            return found
         backoff(attempt)
-    raise RuntimeError(f"{table}: keys still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
+    raise RuntimeError(f"{sorted(requests)}: keys still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
 
 
 def backoff(attempt: int) -> None:

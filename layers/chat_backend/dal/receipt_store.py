@@ -15,7 +15,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, from_item
-from chat_backend.dal.chat_store import META, UNPROCESSED_MAX_ROUNDS, _meta, backoff, member_sk
+from chat_backend.dal.chat_store import META, batch_get_tables, chat_meta, member_sk
 from chat_backend.models import ChatMeta
 
 ReceiptKind = Literal["DELIVERED", "READ"]
@@ -103,7 +103,7 @@ class ReceiptStore:
         by_sk = {i["sk"]["S"]: i for i in found[self.chats_table]}
         messages = found.get(self.messages_table, [])
         return ReceiptContext(
-            chat=_meta(by_sk[META]) if META in by_sk else None,
+            chat=chat_meta(by_sk[META]) if META in by_sk else None,
             is_member=member_sk(user_id) in by_sk,
             message=_message_ref(messages[0]) if messages else None,
         )
@@ -198,19 +198,3 @@ class ReceiptStore:
             if len(page) == limit:
                 return page, page[-1].user_id
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
-
-def batch_get_tables(ddb: Any, requests: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """One BatchGetItem over several tables (up to 100 keys in all), following UnprocessedKeys.
-    (chat_store.batch_get is the one-table case; it could delegate here.)"""
-    found: dict[str, list[dict[str, Any]]] = {table: [] for table in requests}
-    pending: dict[str, Any] = requests
-    for attempt in range(UNPROCESSED_MAX_ROUNDS):
-        resp = ddb.batch_get_item(RequestItems=pending)
-        for table, items in resp["Responses"].items():
-            found[table].extend(items)
-        pending = resp.get("UnprocessedKeys") or {}
-        if not pending:
-            return found
-        backoff(attempt)
-    raise RuntimeError(f"{sorted(requests)}: keys still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
