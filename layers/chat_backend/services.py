@@ -27,7 +27,8 @@ class Services:
 
     @cached_property
     def store(self) -> ChatStore:
-        return ChatStore(self.settings.chats_table, self.settings.messages_table)
+        s = self.settings
+        return ChatStore(s.chats_table, s.messages_table, receipts_table=s.receipts_table)
 
     @cached_property
     def registry(self) -> ConnectionRegistry:

@@ -154,7 +154,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="chats",
         routes=("createChat", "addMembers", "removeMembers", "getMembers"),
-        uses={"chats": "read_write", "messages": "write"},
+        uses={"chats": "read_write", "messages": "write", "receipts": "write"},
     ),
     Function(
         name="sync",

@@ -29,6 +29,7 @@ from chat_backend.models import (
     StoredMessage,
     SyncFrame,
 )
+from chat_backend.services import services
 from tests.unit.conftest import LockedDdb
 
 Frame = AddMembersFrame | RemoveMembersFrame
@@ -319,3 +320,18 @@ def test_the_removal_announcement_reaches_the_removed_member_and_nothing_after_i
         1: {"conn-u_alice", "conn-u_bob", "conn-u_carol"},
         2: {"conn-u_carol"},
     }
+
+
+def test_a_removed_member_no_longer_counts_in_receipts(
+    store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given bob and carol, who both read alice's first message in her group
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    send_message(store, make_caller("u_alice"), send_frame(chat_id, "news"), 3600)
+    receipts = services().receipts
+    for user in ("u_bob", "u_carol"):
+        receipts.advance(chat_id, user, "READ", 1, "2026-11-28T10:00:00.000Z")
+    # When alice removes bob
+    remove_members(store, make_caller("u_alice"), change("removeMembers", chat_id, ["u_bob"]))
+    # Then only carol's watermark is left to count
+    assert [w.user_id for w in receipts.watermarks(chat_id)] == ["u_carol"]

@@ -133,9 +133,13 @@ def _head_moved(exc: ClientError) -> HeadMoved:
 
 
 class ChatStore:
-    def __init__(self, chats_table: str, messages_table: str, ddb: Any | None = None) -> None:
+    def __init__(
+        self, chats_table: str, messages_table: str, ddb: Any | None = None, receipts_table: str | None = None
+    ) -> None:
         self.chats_table = chats_table
         self.messages_table = messages_table
+        # Where a removed member's receipt watermarks go with the membership (when given).
+        self.receipts_table = receipts_table
         self.ddb = ddb or client("dynamodb")
 
     # --- sending ---------------------------------------------------------------------------------
@@ -303,7 +307,8 @@ class ChatStore:
         HeadMoved and the caller re-reads), store the announcement, and add / remove the members.
         Keeping member count and roles behind the head condition is what makes the 10,000
         limit hold under concurrent adds."""
-        if len(added) + len(removed) + 2 > TRANSACT_MAX_ITEMS:
+        per_removal = 2 if self.receipts_table else 1
+        if len(added) + per_removal * len(removed) + 2 > TRANSACT_MAX_ITEMS:
             raise ValueError("too many members for one transaction")
         key = {"chatId": av(chat.chat_id), "sk": av(META)}
         items: list[dict[str, Any]] = [
@@ -348,6 +353,16 @@ class ChatStore:
             }
             for user in removed
         ]
+        if self.receipts_table:  # a removed member no longer counts in receipts
+            items += [
+                {
+                    "Delete": {
+                        "TableName": self.receipts_table,
+                        "Key": {"chatId": av(chat.chat_id), "userId": av(user)},
+                    }
+                }
+                for user in removed
+            ]
         try:
             self.ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:

@@ -34,8 +34,10 @@ from chat_backend.models import (
 )
 
 SYSTEM_SENDER = "system"
-# One transaction holds the META update, the announcement and the member items (100 at most).
-MEMBERS_PER_CHANGE = 95
+# One transaction holds the META update, the announcement and the member items (100 at most);
+# a removal also deletes the member's receipt watermarks.
+MEMBERS_PER_ADD = 95
+MEMBERS_PER_REMOVAL = 45
 MEMBERS_PAGE = 500
 MAX_ATTEMPTS = 12
 
@@ -80,16 +82,16 @@ def add_members(store: ChatStore, caller: Caller, frame: AddMembersFrame) -> Cha
     if context.chat.member_count + len(new) > MAX_GROUP_MEMBERS:
         raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
     chat = context.chat
-    for start in range(0, len(new), MEMBERS_PER_CHANGE):
-        chat = _change(store, caller, frame.chat_id, new[start : start + MEMBERS_PER_CHANGE], "added")
+    for start in range(0, len(new), MEMBERS_PER_ADD):
+        chat = _change(store, caller, frame.chat_id, new[start : start + MEMBERS_PER_ADD], "added")
     return chat_frame(frame.request_id, chat, "admin")
 
 
 def remove_members(store: ChatStore, caller: Caller, frame: RemoveMembersFrame) -> ChatFrame:
     chat: ChatMeta | None = None
-    for start in range(0, len(frame.members), MEMBERS_PER_CHANGE):
+    for start in range(0, len(frame.members), MEMBERS_PER_REMOVAL):
         chat = _change(
-            store, caller, frame.chat_id, frame.members[start : start + MEMBERS_PER_CHANGE], "removed"
+            store, caller, frame.chat_id, frame.members[start : start + MEMBERS_PER_REMOVAL], "removed"
         )
     assert chat is not None  # members has at least one entry
     left = caller.user_id in frame.members
