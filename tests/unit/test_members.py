@@ -26,7 +26,6 @@ from chat_backend.models import (
     GetMembersFrame,
     RemoveMembersFrame,
     SendFrame,
-    StoredMessage,
     SyncFrame,
 )
 from chat_backend.services import services
@@ -296,19 +295,7 @@ def test_the_removal_announcement_reaches_the_removed_member_and_nothing_after_i
     # When alice removes bob and then sends a message
     remove_members(store, make_caller("u_alice"), change("removeMembers", chat_id, ["u_bob"]))
     send_message(store, make_caller("u_alice", "d1"), send_frame(chat_id, "bob is gone"), 3600)
-    stored = [
-        StoredMessage(
-            chat_id=m["chatId"],
-            seq=int(m["seq"]),
-            server_msg_id=m["serverMsgId"],
-            sender=m["sender"],
-            sender_device=m.get("senderDevice"),
-            ciphertext=bytes(m["ciphertext"]),
-            media_ids=list(m.get("mediaIds", [])),
-            created_at=m["createdAt"],
-        )
-        for m in aws_env.messages(chat_id)
-    ]
+    stored = store.messages_after(chat_id, 0, 10)
     fan_out(store, registry, queue, stored, io_pool)
     # Then bob's connection gets the removal and not the message after it
     pushed: dict[int, set[str]] = {}

@@ -488,18 +488,21 @@ class ChatStore:
         return batch_get(self.ddb, table, request)
 
     def _batch_write(self, table: str, items: list[dict[str, Any]]) -> None:
-        for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
-            pending = {
-                table: [{"PutRequest": {"Item": i}} for i in items[start : start + BATCH_WRITE_MAX_ITEMS]]
-            }
-            for attempt in range(UNPROCESSED_MAX_ROUNDS):
-                resp = self.ddb.batch_write_item(RequestItems=pending)
-                pending = resp.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                backoff(attempt)
-            else:
-                raise RuntimeError(f"{table}: items still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
+        batch_write(self.ddb, table, [{"PutRequest": {"Item": i}} for i in items])
+
+
+def batch_write(ddb: Any, table: str, requests: list[dict[str, Any]]) -> None:
+    """BatchWriteItem 25 requests (puts or deletes) per call, following UnprocessedItems."""
+    for start in range(0, len(requests), BATCH_WRITE_MAX_ITEMS):
+        pending = {table: requests[start : start + BATCH_WRITE_MAX_ITEMS]}
+        for attempt in range(UNPROCESSED_MAX_ROUNDS):
+            resp = ddb.batch_write_item(RequestItems=pending)
+            pending = resp.get("UnprocessedItems") or {}
+            if not pending:
+                break
+            backoff(attempt)
+        else:
+            raise RuntimeError(f"{table}: items still unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
 
 
 def batch_get(ddb: Any, table: str, request: dict[str, Any]) -> list[dict[str, Any]]:

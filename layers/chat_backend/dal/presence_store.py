@@ -19,13 +19,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, from_item
-from chat_backend.dal.chat_store import (
-    BATCH_GET_MAX_KEYS,
-    BATCH_WRITE_MAX_ITEMS,
-    UNPROCESSED_MAX_ROUNDS,
-    backoff,
-    batch_get,
-)
+from chat_backend.dal.chat_store import BATCH_GET_MAX_KEYS, batch_get, batch_write
 from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
 
 STATE = "STATE"
@@ -230,17 +224,7 @@ class PresenceStore:
         return {"userId": av(user_id), "sk": av(sk)}
 
     def _batch_write(self, requests: Iterable[dict[str, Any]]) -> None:
-        pending_all = list(requests)
-        for start in range(0, len(pending_all), BATCH_WRITE_MAX_ITEMS):
-            pending = {self.table: pending_all[start : start + BATCH_WRITE_MAX_ITEMS]}
-            for attempt in range(UNPROCESSED_MAX_ROUNDS):
-                resp = self.ddb.batch_write_item(RequestItems=pending)
-                pending = resp.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                backoff(attempt)
-            else:
-                raise RuntimeError(f"{self.table}: writes unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds")
+        batch_write(self.ddb, self.table, list(requests))
 
 
 class SettleQueue(FifoQueue):
