@@ -63,9 +63,8 @@ async def connect_all(stack: RunningStack, users: list[str]) -> list[ChatClient]
 
     async def one(user: str) -> ChatClient:
         async with gate:
-            client = ChatClient(
-                stack.url, mint_token(user, "d1", secret=stack.secret), heartbeat_interval=3600
-            )
+            token = mint_token(user, "d1", secret=stack.secret)
+            client = ChatClient(stack.url, token, heartbeat_interval=3600, auto_delivered=False)
             await client.connect()
             return client
 
