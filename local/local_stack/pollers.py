@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from chat_backend import wiring
 from local_stack.invoker import Invoker
 
+T = TypeVar("T")
 log = logging.getLogger("local_stack.poller")
 
 
@@ -51,6 +54,18 @@ class ShardState:
     finished: bool = False
 
 
+class PollerThreads:
+    """A poller's own threads for its blocking AWS calls. Long polls hold a thread for up to their
+    wait time, so pollers must not share asyncio's default executor (a few threads on a small
+    machine): one queue's idle long polls would stall every other poller."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+
+    async def run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+
 class StreamPoller:
     def __init__(
         self,
@@ -69,9 +84,10 @@ class StreamPoller:
         self.idle_sleep_s = idle_sleep_s
         self.shards: dict[str, ShardState] = {}
         self.stream_arn = ""
+        self.io = PollerThreads(1, f"stream-{trigger.table}")
 
     async def run(self) -> None:
-        self.stream_arn = await asyncio.to_thread(
+        self.stream_arn = await self.io.run(
             lambda: self.ddb.describe_table(TableName=self.trigger.table)["Table"]["LatestStreamArn"]
         )
         last_describe = 0.0
@@ -80,7 +96,7 @@ class StreamPoller:
             progressed = False
             try:
                 if loop.time() - last_describe > 1.0 or not self._readable():
-                    await asyncio.to_thread(self._discover_shards)
+                    await self.io.run(self._discover_shards)
                     last_describe = loop.time()
                 for shard in self._readable():
                     progressed |= await self._poll(shard)
@@ -109,7 +125,7 @@ class StreamPoller:
         if not shard.pending:
             if shard.finished:
                 return False
-            records = await asyncio.to_thread(self._read, shard)
+            records = await self.io.run(lambda: self._read(shard))
             if not records:
                 return False
             shard.pending = records
@@ -226,6 +242,8 @@ class QueuePoller:
         self.concurrency = concurrency
         self.wait_time_s = wait_time_s
         self.queue_arn = f"arn:aws:sqs:us-east-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
+        # One thread per receiver (each long-polls) plus one to delete and release messages.
+        self.io = PollerThreads(concurrency + 1, f"queue-{trigger.queue}")
 
     async def run(self) -> None:
         await asyncio.gather(*(self._receiver() for _ in range(self.concurrency)))
@@ -233,7 +251,7 @@ class QueuePoller:
     async def _receiver(self) -> None:
         while True:
             try:
-                messages = await asyncio.to_thread(self._receive)
+                messages = await self.io.run(self._receive)
             except Exception as exc:
                 log.warning("receive from %s failed: %r", self.queue_url, exc)
                 await asyncio.sleep(0.5)
@@ -274,7 +292,7 @@ class QueuePoller:
             failed = {r["messageId"] for r in records}
         done = [m for m in messages if m["MessageId"] not in failed]
         retry = [m for m in messages if m["MessageId"] in failed]
-        await asyncio.to_thread(self._settle, done, retry)
+        await self.io.run(lambda: self._settle(done, retry))
 
     def _settle(self, done: list[dict[str, Any]], retry: list[dict[str, Any]]) -> None:
         if done:
