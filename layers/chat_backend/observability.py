@@ -18,7 +18,7 @@ import threading
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
@@ -43,9 +43,11 @@ class LockedEMFProvider(AmazonCloudWatchEMFProvider):
 
     _lock = threading.RLock()
 
-    def add_metric(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def add_metric(
+        self, name: str, unit: MetricUnit | str, value: float, resolution: MetricResolution | int = 60
+    ) -> None:
         with self._lock:
-            super().add_metric(*args, **kwargs)
+            super().add_metric(name=name, unit=unit, value=value, resolution=resolution)
 
     def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
         with self._lock:
