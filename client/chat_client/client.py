@@ -8,6 +8,10 @@ Messages sent by this very device (same user and device as the token) only advan
 are not put on ``messages`` (the server does not push them back to the sending device either; the
 application has them already). Pass ``own_messages=True`` to receive them as well.
 
+The device is the token's ``device`` claim (local-stack tokens have one). Cognito ID tokens have
+none: pass ``device="..."`` and the client sends it as the ``device`` query parameter, which the
+server uses when the token names no device (without either, the device is "default").
+
 Receipts: once messages from other users are released to the application, the client tells the
 server it holds them with a DELIVERED watermark (``upToSeq``), at most one frame per chat per
 ``delivered_delay`` seconds however many messages arrived (``auto_delivered=False`` turns this off).
@@ -58,6 +62,7 @@ MAX_PRESENCE_USERS = 100  # per list of one presence frame
 # requestId prefix of the automatic DELIVERED frames: an ERROR echoing it (say FORBIDDEN after the
 # user left the chat) concerns no call of the application, so it is logged, not put on ``errors``.
 AUTO_RECEIPT_PREFIX = "auto-delivered:"
+DEFAULT_DEVICE = "default"  # the server's device id for a token with no device claim or parameter
 
 
 @dataclass
@@ -90,9 +95,11 @@ class ChatClient:
         open_timeout: float = 10.0,
         auto_delivered: bool = True,
         delivered_delay: float = 0.2,
+        device: str | None = None,
     ) -> None:
         self.url = url
         self._token = token
+        self.device = device
         self.heartbeat_interval = heartbeat_interval
         self.ack_timeout = ack_timeout
         self.reconnect_min = reconnect_min
@@ -530,10 +537,12 @@ class ChatClient:
 
     async def _open(self) -> ClientConnection:
         token = self._current_token()
-        self.user_id, self.device_id = token_identity(token)
+        self.user_id, claimed_device = token_identity(token)
+        # The server's rule: the token's claim, else the `device` parameter, else "default".
+        self.device_id = claimed_device or ((self.device or DEFAULT_DEVICE) if self.user_id else None)
         try:
             return await ws_connect(
-                build_url(self.url, token),
+                build_url(self.url, token, self.device),
                 max_size=MAX_FRAME_BYTES,
                 open_timeout=self.open_timeout,
                 close_timeout=2.0,

@@ -7,13 +7,16 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 
-def build_url(url: str, token: str) -> str:
-    """``url`` with ``token=<token>`` appended as a query parameter (``&`` if it already has a query)."""
+def build_url(url: str, token: str, device: str | None = None) -> str:
+    """``url`` with ``token=<token>`` (and ``device=<device>`` if given) appended as query parameters
+    (``&`` if it already has a query)."""
     base, _, fragment = url.partition("#")
     sep = "&" if "?" in base else "?"
     if base.endswith(("?", "&")):
         sep = ""
     out = f"{base}{sep}token={quote(token, safe='')}"
+    if device is not None:
+        out += f"&device={quote(device, safe='')}"
     return f"{out}#{fragment}" if fragment else out
 
 

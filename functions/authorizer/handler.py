@@ -1,5 +1,7 @@
 """The `$connect` REQUEST authorizer: the token from the query string, verified, becomes the
-identity (userId, deviceId) that API Gateway passes to every route of the connection."""
+identity (userId, deviceId) that API Gateway passes to every route of the connection. The device
+is the token's `device` claim, else the `device` query-string parameter (Cognito tokens have no
+such claim; see `TokenVerifier.verify` for why that is safe), else "default"."""
 
 from typing import Any
 
@@ -11,18 +13,21 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.errors import Unauthorized
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
-    token = (event.query_string_parameters or {}).get("token")
+    query = event.query_string_parameters or {}
     try:
-        identity = services().verifier.verify(token)
+        identity = services().verifier.verify(query.get("token"), query.get("device"))
     except Unauthorized as exc:
         logger.info("connection refused", extra={"reason": exc.message})
+        count("ConnectionsRefused")
         raise Exception("Unauthorized") from None  # API Gateway's convention for a 401
     policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
         event.method_arn,

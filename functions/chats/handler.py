@@ -7,12 +7,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chat_backend.logic.chats import create_chat
 from chat_backend.logic.members import add_members, get_members, remove_members
 from chat_backend.models import AddMembersFrame, CreateChatFrame, GetMembersFrame, RemoveMembersFrame
-from chat_backend.observability import logger
+from chat_backend.observability import logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     store = services().store
     return handle_routes(

@@ -8,20 +8,24 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.connections import close_connection, open_connection
 from chat_backend.models import Caller, ConnectEvent, DisconnectEvent
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     if event["requestContext"]["routeKey"] == "$connect":
         ctx = parse(event=event, model=ConnectEvent).request_context
         caller = _caller(ctx.authorizer, ctx.connection_id)
         open_connection(s.registry, s.presence, s.queue, caller, s.settings.connection_ttl_s)
+        count("ConnectionsOpened")
     else:
         dctx = parse(event=event, model=DisconnectEvent).request_context
         close_connection(s.registry, s.presence, s.settle_queue, _caller(dctx.authorizer, dctx.connection_id))
+        count("ConnectionsClosed")
     return {"statusCode": 200}
 
 

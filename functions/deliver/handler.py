@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.deliver import deliver
 from chat_backend.models import DeliveryEnvelope
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -17,10 +17,15 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 def deliver_record(record: SQSRecord) -> None:
     s = services()
-    deliver(DeliveryEnvelope.model_validate_json(record.body), s.poster, s.registry, s.io_pool)
+    envelope = DeliveryEnvelope.model_validate_json(record.body)
+    gone = deliver(envelope, s.poster, s.registry, s.io_pool)
+    count("RecipientsPushed", len(envelope.recipients) - gone)
+    count("ConnectionsGone", gone)
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=deliver_record, processor=processor, context=context

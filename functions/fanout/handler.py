@@ -14,11 +14,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.dal.chat_store import message_from_image
 from chat_backend.logic.fanout import fan_out
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
     messages = [
@@ -29,4 +31,6 @@ def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any
     s = services()
     envelopes = fan_out(s.store, s.registry, s.queue, messages, s.io_pool, s.member_lists)
     logger.debug("fanned out", extra={"messages": len(messages), "envelopes": envelopes})
+    count("MessagesFannedOut", len(messages))
+    count("EnvelopesEnqueued", envelopes)
     return {"batchItemFailures": []}

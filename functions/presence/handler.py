@@ -8,18 +8,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chat_backend.logic.presence import heartbeat, subscribe
 from chat_backend.logic.typing import relay_typing
 from chat_backend.models import Caller, HeartbeatFrame, PongFrame, PresenceFrame, TypingFrame
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     now = time.time()
 
     def beat(caller: Caller, frame: HeartbeatFrame) -> PongFrame:
         heartbeat(s.store, s.presence, s.registry, s.queue, s.io_pool, caller, now)
+        count("Heartbeats")
         return PongFrame()
 
     return handle_routes(

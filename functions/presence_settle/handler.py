@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.dal.presence_store import settle_job_user
 from chat_backend.logic.presence import settle
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -18,10 +18,13 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 def settle_record(record: SQSRecord) -> None:
     s = services()
-    settle(s.presence, s.registry, s.queue, s.settle_queue, settle_job_user(record.body), time.time())
+    if settle(s.presence, s.registry, s.queue, s.settle_queue, settle_job_user(record.body), time.time()):
+        count("PresenceOfflinePushes")
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=settle_record, processor=processor, context=context

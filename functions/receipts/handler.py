@@ -6,13 +6,15 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.receipts import list_receipts, record_receipt
-from chat_backend.models import ReceiptFrame, ReceiptsQueryFrame
-from chat_backend.observability import logger
+from chat_backend.models import Caller, ReceiptFrame, ReceiptsQueryFrame
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.routes import handle_route
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     if event["requestContext"]["routeKey"] == "receipts":
@@ -21,10 +23,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             ReceiptsQueryFrame,
             lambda caller, frame: list_receipts(s.receipts, caller, frame, s.settings.receipts_page_size),
         )
-    return handle_route(
-        event,
-        ReceiptFrame,
-        lambda caller, frame: record_receipt(
-            s.receipts, s.registry, s.queue, s.summaries_queue, caller, frame
-        ),
-    )
+
+    def record(caller: Caller, frame: ReceiptFrame) -> None:
+        record_receipt(s.receipts, s.registry, s.queue, s.summaries_queue, caller, frame)
+        count("ReceiptsRecorded")  # repeats included: they are accepted (and change nothing)
+
+    return handle_route(event, ReceiptFrame, record)

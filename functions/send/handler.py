@@ -5,15 +5,21 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.send import send_message
-from chat_backend.models import SendFrame
-from chat_backend.observability import logger
+from chat_backend.models import AckFrame, Caller, SendFrame
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.routes import handle_route
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
-    return handle_route(
-        event, SendFrame, lambda caller, frame: send_message(s.store, caller, frame, s.settings.dedup_ttl_s)
-    )
+
+    def send(caller: Caller, frame: SendFrame) -> AckFrame:
+        ack = send_message(s.store, caller, frame, s.settings.dedup_ttl_s)
+        count("SendsAcked")  # retried sends included: each got its (same) ACK
+        return ack
+
+    return handle_route(event, SendFrame, send)

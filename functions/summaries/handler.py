@@ -13,15 +13,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.receipts import summarize
 from chat_backend.models import SummaryJob
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=SQSEvent)
 def handler(event: SQSEvent, context: LambdaContext) -> dict[str, Any]:
     jobs = [SummaryJob.model_validate_json(record.body) for record in event.records]
     s = services()
     envelopes = summarize(s.receipts, s.registry, s.queue, jobs)
     logger.debug("summarized", extra={"jobs": len(jobs), "envelopes": envelopes})
+    count("SummaryEnvelopesEnqueued", envelopes)
     return {"batchItemFailures": []}

@@ -6,12 +6,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.sync import sync
 from chat_backend.models import SyncFrame
-from chat_backend.observability import logger
+from chat_backend.observability import logger, metrics, tracer
 from chat_backend.routes import handle_route
 from chat_backend.services import services
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     return handle_route(event, SyncFrame, lambda caller, frame: sync(s.store, s.poster, caller, frame))

@@ -1,5 +1,66 @@
-"""Powertools logger shared by every function (structured JSON logs, Lambda context injected)."""
+"""Powertools Logger, Metrics and Tracer shared by every function.
 
-from aws_lambda_powertools import Logger
+- Service name: POWERTOOLS_SERVICE_NAME (set by the wiring). Metrics namespace:
+  POWERTOOLS_METRICS_NAMESPACE, default "Chat".
+- Tracing runs only on Lambda with active tracing: powertools turns the Tracer off outside Lambda
+  (no X-Ray daemon to talk to), and the local stack and unit tests also set
+  POWERTOOLS_TRACE_DISABLED. On Lambda it patches botocore, so every DynamoDB, SQS and
+  @connections call is a subsegment of the invocation's trace.
+- Every handler is decorated, outermost first: `@logger.inject_lambda_context`,
+  `@tracer.capture_lambda_handler`, `@metrics.log_metrics(...)`, then any event-source decorator.
+  Handlers record metrics from what the use case returned (`count`), never inside logic.
+"""
 
-logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME, set by the wiring
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+DEFAULT_METRICS_NAMESPACE = "Chat"
+METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE
+
+
+def quiet_empty_metrics_warning() -> None:
+    """An invocation that counted nothing (a sync, a typing relay) is normal: powertools' warning
+    about an empty metric set would otherwise be logged by every such invocation."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+quiet_empty_metrics_warning()
+
+
+class LockedEMFProvider(AmazonCloudWatchEMFProvider):
+    """Powertools keeps one metric set per process. Lambda runs one invocation at a time in a
+    process, but the local stack runs many at once in threads: the lock keeps one invocation's
+    flush from iterating the set while another adds to it (uncontended, so free, on Lambda).
+    With POWERTOOLS_METRICS_DISABLED powertools never clears the set; this does, so it stays small."""
+
+    _lock = threading.RLock()
+
+    def add_metric(
+        self, name: str, unit: MetricUnit | str, value: float, resolution: MetricResolution | int = 60
+    ) -> None:
+        with self._lock:
+            super().add_metric(name=name, unit=unit, value=value, resolution=resolution)
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        with self._lock:
+            super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
+            if is_metrics_disabled():
+                self.clear_metrics()
+
+
+logger = Logger()
+metrics = Metrics(namespace=METRICS_NAMESPACE, provider=LockedEMFProvider(namespace=METRICS_NAMESPACE))
+tracer = Tracer(patch_modules=["botocore"])
+
+
+def count(name: str, value: int = 1) -> None:
+    """Add to a Count metric of this invocation (flushed as one EMF blob by `log_metrics`)."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -19,7 +19,7 @@ from chat_backend.models import (
     echo_ids,
     parse_frame,
 )
-from chat_backend.observability import logger
+from chat_backend.observability import count, logger
 
 F = TypeVar("F", bound=ClientFrame)
 
@@ -49,9 +49,11 @@ def handle_route(
         return route_response(answer) if answer is not None else {"statusCode": 200}
     except ChatError as exc:
         logger.info("frame refused", extra={"code": exc.code, "reason": exc.message})
+        count("FramesRefused")
         return route_response(ErrorFrame(code=exc.code, message=exc.message, **echo_ids(data)))
     except Exception:
         logger.exception("route failed")
+        count("RouteFailures")
         return route_response(ErrorFrame(code="INTERNAL", message="internal error", **echo_ids(data)))
 
 

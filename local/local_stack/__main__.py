@@ -40,6 +40,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     # The functions' own structured logs: quieter than the one line per invocation.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", os.environ.get("CHAT_FUNCTION_LOG_LEVEL", "WARNING"))
+    # Metrics are recorded but not printed (one EMF blob per invocation on stdout is noise here);
+    # POWERTOOLS_METRICS_DISABLED=false shows them as CloudWatch would receive them.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     asyncio.run(serve(LocalStackConfig.from_env()))
 
 

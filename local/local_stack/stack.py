@@ -118,6 +118,9 @@ class LocalStack:
                 wiring.CALLBACK_URL_ENV: f"http://127.0.0.1:{self.config.port}",
                 wiring.JWT_SECRET_ENV: self.config.jwt_secret,
                 "POWERTOOLS_SERVICE_NAME": "chat",
+                "POWERTOOLS_METRICS_NAMESPACE": "Chat",
+                # No X-Ray daemon here (powertools also turns tracing off outside Lambda by itself).
+                "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
 

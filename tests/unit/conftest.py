@@ -70,6 +70,10 @@ def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    # What the functions get from the wiring on AWS, minus tracing (no X-Ray daemon here).
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "chat")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Chat")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     clear_caches()
     yield
     clear_caches()

@@ -173,3 +173,56 @@ def test_authorizer_refuses_bad_tokens_with_unauthorized(
         authorize(query)
     assert str(err.value) == "Unauthorized"
     assert type(err.value) is Exception
+
+
+# --- the device id -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("device_claim", "device_param", "expected"),
+    [
+        pytest.param(None, "d_tablet", "d_tablet", id="no-claim-param"),
+        pytest.param("d_phone", "d_tablet", "d_phone", id="claim-wins-over-param"),
+        pytest.param("d_phone", None, "d_phone", id="claim-only"),
+        pytest.param(None, None, "default", id="neither"),
+    ],
+)
+def test_device_is_the_claim_else_the_query_parameter_else_default(
+    verifier: TokenVerifier, device_claim: str | None, device_param: str | None, expected: str
+) -> None:
+    # Given a token with or without a `device` claim (Cognito ID tokens have none), and maybe a
+    # `device` query-string parameter
+    signed = token(claims(device=device_claim))
+    # When it is verified
+    identity = verifier.verify(signed, device_param)
+    # Then the device is the claim, else the parameter, else "default"; the user is the token's
+    assert (identity.user_id, identity.device_id) == ("u_alice", expected)
+
+
+@pytest.mark.parametrize("bad_device", ["", "d/../1", "d 1", "x" * 65, "d\u00e9", "d1\n"])
+def test_a_bad_device_parameter_is_unauthorized(verifier: TokenVerifier, bad_device: str) -> None:
+    # Given a valid token without a device claim, and an ill-formed `device` parameter
+    # When it is verified
+    # Then it is refused as UNAUTHORIZED
+    with pytest.raises(Unauthorized):
+        verifier.verify(token(claims(device=None)), bad_device)
+
+
+def test_authorizer_takes_the_device_from_the_query_string(
+    authorize: Callable[[dict[str, str] | None], dict[str, Any]],
+) -> None:
+    # Given a token without a device claim, as Cognito issues them, and `device=d_laptop`
+    # When the authorizer handles the $connect request
+    policy = authorize({"token": token(claims(device=None)), "device": "d_laptop"})
+    # Then the connection is alice's laptop
+    assert policy["context"] == {"userId": "u_alice", "deviceId": "d_laptop"}
+
+
+def test_authorizer_refuses_a_bad_device_parameter(
+    authorize: Callable[[dict[str, str] | None], dict[str, Any]],
+) -> None:
+    # Given a valid token without a device claim, and a device id with a slash
+    # When the authorizer handles the $connect request
+    # Then it refuses the connection ("Unauthorized": API Gateway answers 401)
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize({"token": token(claims(device=None)), "device": "../d_other"})

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
@@ -87,12 +88,15 @@ class FakeChatServer:
 
     # -- protocol
     def _auth(self, connection: ServerConnection, request: Any) -> Any:
-        token = parse_qs(urlparse(request.path).query).get("token", [""])[0]
+        query = parse_qs(urlparse(request.path).query)
+        token = query.get("token", [""])[0]
         try:
             claims = jwt.decode(token, SECRET, algorithms=["HS256"])
         except jwt.PyJWTError:
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid token\n")
-        self._identity[connection] = (claims["sub"], claims["device"])
+        # As the authorizer: the device claim, else the `device` parameter, else "default".
+        device = claims.get("device", query.get("device", ["default"])[0])
+        self._identity[connection] = (claims["sub"], device)
         return None
 
     async def _handler(self, ws: ServerConnection) -> None:
@@ -559,3 +563,20 @@ async def test_a_refused_automatic_receipt_does_not_surface_as_an_application_er
         await asyncio.sleep(0.1)
         # Then the ERROR it got is not put on `errors` (no call of the application caused it)
         assert bob.errors.empty()
+
+
+async def test_a_token_without_a_device_claim_connects_as_the_device_given_to_the_client(server):
+    # Given bob's token without a device claim (as Cognito issues them) and a client told its device
+    now = int(time.time())
+    token = jwt.encode({"sub": "bob", "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
+    async with (
+        make_client(server, "alice") as alice,
+        ChatClient(server.url, token, device="d_tab", **FAST) as bob,
+    ):
+        chat = await alice.create_chat("direct", ["bob"])
+        # When alice sends to bob
+        await alice.send(chat["chatId"], b"hi")
+        # Then the server knew the connection as bob's d_tab, and the client labels itself so
+        assert (bob.user_id, bob.device_id) == ("bob", "d_tab")
+        assert ("bob", "d_tab") in server.conns
+        assert (await bob.next_message(timeout=2)).text == "hi"

@@ -72,3 +72,16 @@ def test_backoff_grows_exponentially_with_full_jitter_and_is_capped():
     assert backoff_delay(50, 0.2, 10.0, rand=lambda: 1.0) == pytest.approx(10.0)
     assert backoff_delay(50, 0.2, 10.0, rand=lambda: 0.0) == pytest.approx(0.2)
     assert all(0.2 <= backoff_delay(5, 0.2, 10.0) <= 6.4 for _ in range(100))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://h/", "ws://h/?token=T&device=d_tab"),
+        ("wss://x.example/prod?v=1", "wss://x.example/prod?v=1&token=T&device=d_tab"),
+    ],
+)
+def test_build_url_appends_the_device_after_the_token(url, expected):
+    # Given a device id for a token that names none (Cognito), When the URL is built
+    # Then `device` follows the token as one more query parameter
+    assert build_url(url, "T", "d_tab") == expected

@@ -13,6 +13,7 @@ from jwt.types import Options
 from chat_backend.errors import Unauthorized
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DEFAULT_DEVICE = "default"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,17 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
 
-    def verify(self, token: str | None) -> Identity:
+    def verify(self, token: str | None, device_param: str | None = None) -> Identity:
+        """The token's identity. The device is the token's `device` claim when it has one (local
+        tokens do), else `device_param` (the `device` query-string parameter of the connection),
+        else "default"; a device id that is not `[A-Za-z0-9_-]{1,64}` is refused.
+
+        Taking the device from the query string is safe: Cognito ID tokens carry no `device` claim,
+        and the user is still authenticated by the token alone (`sub`, signature, expiry). A device
+        id only tells that user's own connections apart (which one to skip as the sender, each
+        one's cursor); whatever a client names it, it reaches no other user's data and acts as no
+        one but the token's user. A claim, when present, wins, so a token bound to a device stays so.
+        """
         if not token:
             raise Unauthorized("missing token")
         options = cast(Options, {"require": ["sub", "exp"], "verify_aud": self.audience is not None})
@@ -55,11 +66,12 @@ class TokenVerifier:
                 claims = jwt.decode(token, self.secret or "", algorithms=["HS256"], options=options)
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
-        user_id, device_id = claims.get("sub"), claims.get("device", "default")
-        if not isinstance(user_id, str) or not ID_PATTERN.match(user_id):
+        user_id = claims.get("sub")
+        device_id = claims.get("device", DEFAULT_DEVICE if device_param is None else device_param)
+        if not isinstance(user_id, str) or not ID_PATTERN.fullmatch(user_id):
             raise Unauthorized("token sub is not a valid user id")
-        if not isinstance(device_id, str) or not ID_PATTERN.match(device_id):
-            raise Unauthorized("token device is not a valid device id")
+        if not isinstance(device_id, str) or not ID_PATTERN.fullmatch(device_id):
+            raise Unauthorized("the device (token claim or `device` parameter) is not a valid device id")
         return Identity(user_id=user_id, device_id=device_id)
 
 

@@ -1,0 +1,116 @@
+"""Observability (chat_backend/observability.py): every function emits its metrics as CloudWatch
+EMF on stdout at the end of the invocation, and tracing stays off where no X-Ray daemon listens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from chat_backend import observability
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def emf_metrics(stdout: str) -> dict[str, list[float]]:
+    """Every metric value of the EMF blobs printed on stdout, by metric name (logs are skipped)."""
+    values: dict[str, list[float]] = {}
+    for line in stdout.splitlines():
+        try:
+            blob = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(blob, dict) or "_aws" not in blob:
+            continue
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "Chat"
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                values.setdefault(metric["Name"], []).extend(value if isinstance(value, list) else [value])
+    return values
+
+
+def test_a_send_emits_an_emf_blob_counting_the_acked_message(
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict[str, Any]],
+    make_chat: Callable[..., str],
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given alice's chat with bob
+    chat_id = make_chat("u_alice", "u_bob")
+    capsys.readouterr()
+    # When the send function stores alice's message
+    body = {"action": "send", "clientMsgId": "cm-1", "chatId": chat_id, "ciphertext": b64(b"hi")}
+    response = handler_of("send")(make_message_event(body), lambda_context)
+    # Then it answered ACK, and printed an EMF blob in the "Chat" namespace with SendsAcked = 1
+    assert json.loads(response["body"])["type"] == "ACK"
+    assert emf_metrics(capsys.readouterr().out)["SendsAcked"] == [1.0]
+
+
+def test_a_refused_frame_is_counted(
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict[str, Any]],
+    aws_env: Any,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a send to a chat that does not exist
+    event = make_message_event(
+        {"action": "send", "clientMsgId": "c", "chatId": "c_none", "ciphertext": "aGk="}
+    )
+    capsys.readouterr()
+    # When the send function refuses it
+    handler_of("send")(event, lambda_context)
+    # Then FramesRefused is counted, and nothing was acked
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert metrics["FramesRefused"] == [1.0]
+    assert "SendsAcked" not in metrics
+
+
+def test_an_invocation_with_no_metric_neither_fails_nor_warns(
+    handler_of: Callable[[str], Handler],
+    make_message_event: Callable[..., dict[str, Any]],
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a frame the $default route answers without counting anything
+    event = make_message_event({"action": "nothing"}, route_key="$default")
+    # When it is handled, with every warning made visible
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        observability.quiet_empty_metrics_warning()  # what importing observability did
+        response = handler_of("default")(event, lambda_context)
+    # Then the function answered, and log_metrics neither raised nor warned about the empty set
+    assert json.loads(response["body"])["code"] == "BAD_REQUEST"
+    assert [str(w.message) for w in caught] == []
+    assert "SendsAcked" not in emf_metrics(capsys.readouterr().out)
+
+
+def test_tracing_is_off_where_there_is_no_x_ray_daemon() -> None:
+    # Given the unit tests' environment (not Lambda; POWERTOOLS_TRACE_DISABLED as the local stack sets it)
+    # When the shared tracer is consulted
+    # Then it is disabled, so capture_lambda_handler only calls through
+    assert observability.tracer.disabled
+
+
+def test_the_metric_set_is_cleared_after_a_flush_even_when_metrics_are_disabled(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given metrics turned off, as the local stack runs by default
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    # When an invocation counts something and flushes
+    observability.count("Heartbeats")
+    observability.metrics.flush_metrics()
+    # Then nothing is printed and nothing is left to grow across invocations
+    assert emf_metrics(capsys.readouterr().out) == {}
+    assert observability.metrics.provider.metric_set == {}
