@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chat_backend.logic.receipts import list_receipts, record_receipt
 from chat_backend.models import Caller, ReceiptFrame, ReceiptsQueryFrame
 from chat_backend.observability import count, logger, metrics, tracer
-from chat_backend.routes import handle_route
+from chat_backend.routes import handle_routes
 from chat_backend.services import services
 
 
@@ -17,15 +17,18 @@ from chat_backend.services import services
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
-    if event["requestContext"]["routeKey"] == "receipts":
-        return handle_route(
-            event,
-            ReceiptsQueryFrame,
-            lambda caller, frame: list_receipts(s.receipts, caller, frame, s.settings.receipts_page_size),
-        )
 
     def record(caller: Caller, frame: ReceiptFrame) -> None:
         record_receipt(s.receipts, s.registry, s.queue, s.summaries_queue, caller, frame)
         count("ReceiptsRecorded")  # repeats included: they are accepted (and change nothing)
 
-    return handle_route(event, ReceiptFrame, record)
+    return handle_routes(
+        event,
+        {
+            "receipt": (ReceiptFrame, record),
+            "receipts": (
+                ReceiptsQueryFrame,
+                lambda caller, frame: list_receipts(s.receipts, caller, frame, s.settings.receipts_page_size),
+            ),
+        },
+    )
