@@ -18,8 +18,6 @@ from chat_stack.settings import DeploySettings
 from chat_stack.tables import Tables
 from chat_stack.users import Users
 
-MEDIA_BUCKET = "media"
-
 
 class ChatStack(Stack):
     def __init__(
@@ -64,12 +62,11 @@ class ChatStack(Stack):
             value=self.users.client.user_pool_client_id,
             description="Cognito app client (the JWT audience)",
         )
-        CfnOutput(
-            self,
-            "MediaBucketName",
-            value=self.buckets.by_name[MEDIA_BUCKET].bucket_name,
-            description="S3 bucket for media attachments",
-        )
+        for name, bucket in self.buckets.by_name.items():  # e.g. MediaBucketName
+            camel_case = "".join(part.title() for part in name.split("_"))
+            CfnOutput(
+                self, f"{camel_case}BucketName", value=bucket.bucket_name, description=f"The {name} bucket"
+            )
         if self.alarms.topic is not None:
             CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn, description="Alarm topic")
 
