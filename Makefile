@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint unit integration infra e2e bench synth deploy lock clean
+.PHONY: run test lint unit integration infra e2e bench synth bootstrap deploy destroy lock clean
 
 $(VENV_STAMP): requirements.lock pyproject.toml
 	python3 -m venv .venv
@@ -46,11 +46,26 @@ e2e: deps
 bench: deps
 	$(PY) -m bench
 
+# CDK context (see cdk/chat_stack/settings.py), e.g.
+#   make deploy CDK_ARGS="-c stage=prod -c alarmEmail=ops@example.com"
+# synth takes only -c flags; bootstrap, deploy and destroy take any CDK CLI flag too.
+CDK_ARGS ?=
+CDK := npx --yes aws-cdk@2
+CDK_APP := --app "$(PY) cdk/app.py"
+
 synth: deps
-	cd cdk && ../$(PY) app.py
+	cd cdk && ../$(PY) app.py $(CDK_ARGS)
+
+# Once per account and region, before the first deploy.
+bootstrap: deps
+	$(CDK) bootstrap $(CDK_APP) $(CDK_ARGS)
 
 deploy: deps
-	npx --yes aws-cdk@2 deploy --app "$(PY) cdk/app.py" $(CDK_ARGS)
+	$(CDK) deploy $(CDK_APP) $(CDK_ARGS)
+
+# Tables, the user pool, the media and access-log buckets are retained (user data): delete them by hand.
+destroy: deps
+	$(CDK) destroy $(CDK_APP) $(CDK_ARGS)
 
 # Re-pin every Python dependency after editing pyproject.toml.
 lock: $(VENV_STAMP)

@@ -1,11 +1,14 @@
-"""CDK app entry point: `cd cdk && ../.venv/bin/python app.py`, or the CDK CLI through cdk.json.
+"""CDK app entry point: `cd cdk && ../.venv/bin/python app.py [-c key=value ...]`, or the CDK CLI
+through cdk.json (which passes `-c` itself). The context keys are listed in `chat_stack.settings`.
 
 Writes the cloud assembly to <repo>/cdk.out (or wherever the CLI asks, via CDK_OUTDIR).
 CDK_SKIP_BUNDLING=1 skips building the layer (no pip), for fast synth in tests and checks.
+The AwsSolutions checks of cdk-nag run on every synth: an unacknowledged finding fails it.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -33,10 +36,21 @@ from aws_cdk import App  # noqa: E402  (after sys.path and JSII_NODE are set)
 from chat_stack import build  # noqa: E402
 
 
-def main() -> None:
+def context_arguments(argv: list[str]) -> dict[str, str]:
+    """`-c key=value` / `--context key=value` pairs, as the CDK CLI takes them."""
+    parser = argparse.ArgumentParser(description="Synthesize the chat backend's CDK app.")
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
+    pairs = parser.parse_args(argv).context
+    if bad := [p for p in pairs if "=" not in p]:
+        parser.error(f"context must be KEY=VALUE: {bad}")
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def main(argv: list[str] | None = None) -> None:
     skip_bundling = os.environ.get("CDK_SKIP_BUNDLING") == "1"
     app = App(
         outdir=os.environ.get("CDK_OUTDIR") or str(REPO_ROOT / "cdk.out"),
+        context=context_arguments(sys.argv[1:] if argv is None else argv),
         post_cli_context={"aws:cdk:bundling-stacks": []} if skip_bundling else None,
     )
     build(app)

@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import cast
 
+import jsii
+from aws_cdk import CfnElement, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chat_backend import wiring
+from chat_stack.nag import acknowledge
 
 TOKEN_SOURCE = "route.request.querystring.token"  # PROTOCOL.md: wss://...?token=<JWT>
 # Per-stage default for every route, well under the 10,000 RPS the account shares with @connections.
 THROTTLE = apigw.ThrottleSettings(rate_limit=2000, burst_limit=1000)
+ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+# One JSON line per connect, message and disconnect ($context variables of WebSocket APIs).
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "time": "$context.requestTimeEpoch",
+    "ip": "$context.identity.sourceIp",
+    "connectionId": "$context.connectionId",
+    "eventType": "$context.eventType",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "error": "$context.error.message",
+    "authorizerError": "$context.authorizer.error",
+    "integrationStatus": "$context.integration.status",
+    "integrationError": "$context.integration.error",
+    "integrationLatencyMs": "$context.integration.latency",
+}
+EXECUTION_LOGGING_LEVEL = "ERROR"  # execution logs for failed requests only: no payloads logged
 
 
 class ChatApi(Construct):
@@ -56,10 +81,81 @@ class ChatApi(Construct):
         )
         for route, o in options.items():
             self.api.add_route(route, integration=o.integration, return_response=o.return_response)
-        self.stage = apigw.WebSocketStage(
-            self, "Stage", web_socket_api=self.api, stage_name=stage_name, auto_deploy=True, throttle=THROTTLE
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG4",
+            "WebSocket APIs authorize once per connection: the REQUEST authorizer guards $connect, "
+            "and API Gateway accepts no authorizer on any other route of a WebSocket API.",
         )
+        cloudwatch_role = self._cloudwatch_logging_role()
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=ACCESS_LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.stage = apigw.WebSocketStage(
+            self,
+            "Stage",
+            web_socket_api=self.api,
+            stage_name=stage_name,
+            auto_deploy=True,
+            throttle=THROTTLE,
+            access_log_settings=_AccessLogSettings(self.access_logs),
+        )
+        stage_resource = self.stage.node.default_child
+        assert isinstance(stage_resource, apigw.CfnStage)
+        stage_resource.add_property_override("DefaultRouteSettings.LoggingLevel", EXECUTION_LOGGING_LEVEL)
+        stage_resource.add_property_override("DefaultRouteSettings.DataTraceEnabled", False)
+        stage_resource.node.add_dependency(cloudwatch_role)  # logging needs the account's role first
+        api_id = Stack.of(self).get_logical_id(cast(CfnElement, self.api.node.default_child))
         for spec in wiring.FUNCTIONS:
             if spec.posts_to_connections:
-                functions[spec.name].add_environment(wiring.CALLBACK_URL_ENV, self.stage.callback_url)
-                self.stage.grant_management_api_access(functions[spec.name])
+                fn = functions[spec.name]
+                fn.add_environment(wiring.CALLBACK_URL_ENV, self.stage.callback_url)
+                self.stage.grant_management_api_access(fn)
+                assert fn.role is not None
+                acknowledge(
+                    fn.role,
+                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:"
+                    f"<AWS::AccountId>:<{api_id}>/{stage_name}/*/@connections/*]",
+                    "execute-api:ManageConnections on this API's own stage: connection ids exist only at "
+                    "run time, so the @connections/<id> part cannot be named ahead.",
+                )
+
+    def _cloudwatch_logging_role(self) -> apigw_v1.CfnAccount:
+        """The account-wide role API Gateway writes WebSocket access and execution logs with.
+        Both are retained: another stage of this app in the same account relies on the setting too."""
+        role = iam.Role(
+            self,
+            "CloudWatchLogsRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                )
+            ],
+        )
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            "AWS's own policy for API Gateway's account-level logging role, the documented setup; "
+            "API Gateway names the log groups it creates, so a narrower policy cannot be written ahead.",
+        )
+        account = apigw_v1.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
+        account.apply_removal_policy(RemovalPolicy.RETAIN)
+        return account
+
+
+@jsii.implements(apigw.IAccessLogSettings)
+class _AccessLogSettings:
+    """JSON access logs into a CloudWatch log group."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigw.LogGroupLogDestination(log_group)
+
+    @property
+    def destination(self) -> apigw.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw_v1.AccessLogFormat:
+        return apigw_v1.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))

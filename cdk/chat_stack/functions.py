@@ -7,8 +7,9 @@ which is what `chat_backend.config` reads back.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import cast
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -18,9 +19,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from chat_backend import wiring
+from chat_stack.nag import acknowledge
 from chat_stack.runtime import ARCHITECTURE, FUNCTIONS_DIR, RUNTIME
 
-SERVICE_NAME = "chat"  # the powertools service every function logs and measures under
+# Powertools reads these: every function logs, traces and measures as one service, in one namespace.
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME": "chat", "POWERTOOLS_METRICS_NAMESPACE": "Chat"}
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 FAILED_RECORD_RETENTION = Duration.days(14)
 
@@ -50,18 +53,33 @@ class Functions(Construct):
         self._tables, self._queues, self._layer = tables, queues, layer
         self._authorizer_env = authorizer_env
         self.by_name: dict[str, lambda_.Function] = {}
+        # Stream trigger -> the queue its records go to once retries are exhausted.
+        self.failed_records: dict[str, sqs.Queue] = {}
         for spec in wiring.FUNCTIONS:
             fn = self._function(spec)
             self._grant(spec, fn)
             if spec.trigger is not None:
                 fn.add_event_source(self._event_source(spec, spec.trigger))
+            self._acknowledge_wildcards(spec, fn)
             self.by_name[spec.name] = fn
 
     def _function(self, spec: wiring.Function) -> lambda_.Function:
         """The one place a Lambda is built: everything that differs comes from `spec`."""
-        return lambda_.Function(
+        log_group = logs.LogGroup(
+            self, f"{spec.name}Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+        )
+        # Its own role, without the AWS-managed basic execution policy: logs go to its own group only.
+        role = iam.Role(
+            self,
+            f"{spec.name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"The {spec.name} function of the chat backend",
+        )
+        log_group.grant(role, "logs:CreateLogStream", "logs:PutLogEvents")
+        fn = lambda_.Function(
             self,
             spec.name,
+            role=role,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler="handler.handler",
@@ -70,13 +88,19 @@ class Functions(Construct):
             timeout=Duration.seconds(spec.timeout_s),
             memory_size=spec.memory_mb,
             environment=self._environment(spec),
-            log_group=logs.LogGroup(
-                self, f"{spec.name}Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
-            ),
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
         )
+        acknowledge(
+            fn,
+            "AwsSolutions-L1",
+            f"The backend targets {RUNTIME.name} (the layer is built for it); "
+            "moving to a newer runtime is a deliberate upgrade, not a synth-time default.",
+        )
+        return fn
 
     def _environment(self, spec: wiring.Function) -> dict[str, str]:
-        env = {"POWERTOOLS_SERVICE_NAME": SERVICE_NAME}
+        env = dict(POWERTOOLS_ENV)
         for resource in spec.uses:
             env[wiring.resource_env_var(resource)] = self._physical_name(resource)
         if spec.authorizer:
@@ -99,6 +123,24 @@ class Functions(Construct):
                 _QUEUE_GRANTS[access](self._queues[resource], fn)
             else:
                 raise ValueError(f"wiring: function {spec.name!r} cannot {access!r} {resource!r}")
+
+    def _acknowledge_wildcards(self, spec: wiring.Function, fn: lambda_.Function) -> None:
+        """The IAM5 findings of this function's role, each with why the wildcard is the narrowest grant."""
+        assert fn.role is not None
+        needs_any = ["xray:PutTraceSegments / PutTelemetryRecords (X-Ray has no resource-level permissions)"]
+        if isinstance(spec.trigger, wiring.StreamTrigger):
+            needs_any.append("dynamodb:ListStreams (a list action, it takes no resource)")
+        acknowledge(fn.role, "AwsSolutions-IAM5[Resource::*]", "Only " + " and ".join(needs_any) + ".")
+        stack = Stack.of(self)
+        for resource in spec.uses:
+            if resource in self._tables and wiring.table(resource).indexes:
+                table_id = stack.get_logical_id(cast(CfnElement, self._tables[resource].node.default_child))
+                acknowledge(
+                    fn.role,
+                    f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]",
+                    f"The global secondary indexes of the {resource} table only, which the function queries "
+                    "with the table's own access (the wiring's `uses`).",
+                )
 
     def _event_source(self, spec: wiring.Function, trigger: wiring.Trigger) -> lambda_.IEventSource:
         if isinstance(trigger, wiring.QueueTrigger):
@@ -125,9 +167,21 @@ class Functions(Construct):
     def _failed_records_queue(self, spec: wiring.Function) -> sqs.Queue:
         """Where a stream record goes after its last retry, so it is kept instead of skipped.
         A standard queue: stream on-failure destinations do not accept FIFO queues."""
-        return sqs.Queue(
-            self, f"{spec.name}FailedRecords", retention_period=FAILED_RECORD_RETENTION, enforce_ssl=True
+        queue = sqs.Queue(
+            self,
+            f"{spec.name}FailedRecords",
+            retention_period=FAILED_RECORD_RETENTION,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
         )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead end of the stream trigger (its on-failure destination): "
+            "nothing consumes it, so it needs no DLQ; an alarm fires on its depth.",
+        )
+        self.failed_records[spec.name] = queue
+        return queue
 
 
 def _consumes_by_trigger(spec: wiring.Function, queue: str) -> bool:

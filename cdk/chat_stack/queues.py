@@ -7,6 +7,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from chat_backend import wiring
+from chat_stack.nag import acknowledge
 
 # AWS advice for SQS event sources: visibility timeout >= 6 x the consumer's function timeout, so
 # messages of a batch still being retried by the poller are not handed out a second time.
@@ -29,11 +30,12 @@ def visibility_timeout_s(queue: wiring.Queue) -> int:
 
 
 class Queues(Construct):
-    """FIFO queues (we send our own deduplication ids), TLS only, redriven to a DLQ after
+    """FIFO queues (we send our own deduplication ids), encrypted at rest, TLS only, redriven to a DLQ after
     `max_receive_count` receives."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
+        self.dlqs: dict[str, sqs.Queue] = {}  # queue logical name -> its DLQ
         self.by_name: dict[str, sqs.Queue] = {spec.name: self._queue(spec) for spec in wiring.QUEUES}
 
     def _queue(self, spec: wiring.Queue) -> sqs.Queue:
@@ -45,8 +47,16 @@ class Queues(Construct):
             fifo=fifo,
             content_based_deduplication=dedup_by_content,
             retention_period=DLQ_RETENTION,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
+        acknowledge(
+            dlq,
+            "AwsSolutions-SQS3",
+            "This is a dead-letter queue: messages end here to be inspected and redriven; "
+            "an alarm fires on its depth.",
+        )
+        self.dlqs[spec.name] = dlq
         return sqs.Queue(
             self,
             spec.name,
@@ -55,5 +65,6 @@ class Queues(Construct):
             fifo=fifo,
             content_based_deduplication=dedup_by_content,
             delivery_delay=Duration.seconds(spec.delay_s) if spec.delay_s else None,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )

@@ -1,28 +1,34 @@
-"""The one stack: data, queues, identity, the shared layer, functions and the WebSocket API."""
+"""The one stack: data, queues, media, identity, the shared layer, functions, the WebSocket API, alarms."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import App, CfnOutput, Stack
+from aws_cdk import App, CfnOutput, Stack, Validations
+from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from chat_stack.alarms import Alarms
 from chat_stack.api import ChatApi
+from chat_stack.buckets import Buckets
 from chat_stack.functions import Functions
 from chat_stack.layer import SharedLayer
 from chat_stack.queues import Queues
+from chat_stack.settings import DeploySettings
 from chat_stack.tables import Tables
 from chat_stack.users import Users
 
-DEFAULT_STAGE = "dev"
-
 
 class ChatStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: str, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
         self.tables = Tables(self, "Tables")
         self.queues = Queues(self, "Queues")
-        self.users = Users(self, "Users")
+        self.buckets = Buckets(self, "Buckets")
+        self.users = Users(self, "Users", existing=settings.existing_user_pool)
         self.layer = SharedLayer(self, "SharedLayer")
         self.functions = Functions(
             self,
@@ -32,15 +38,46 @@ class ChatStack(Stack):
             layer=self.layer.layer,
             authorizer_env=self.users.verifier_env(),
         )
-        self.api = ChatApi(self, "WebSocket", functions=self.functions.by_name, stage_name=stage)
+        self.api = ChatApi(self, "WebSocket", functions=self.functions.by_name, stage_name=settings.stage)
+        self.alarms = Alarms(
+            self,
+            "Alarms",
+            dead_letter_queues={**self.queues.dlqs, **self.functions.failed_records},
+            functions=self.functions.by_name,
+            stage=self.api.stage,
+            alarm_email=settings.alarm_email,
+        )
 
         CfnOutput(self, "WebSocketUrl", value=self.api.stage.url, description="wss:// URL clients connect to")
-        CfnOutput(self, "CallbackUrl", value=self.api.stage.callback_url, description="@connections endpoint")
-        CfnOutput(self, "UserPoolId", value=self.users.pool.user_pool_id)
-        CfnOutput(self, "UserPoolClientId", value=self.users.client.user_pool_client_id)
+        CfnOutput(
+            self,
+            "CallbackUrl",
+            value=self.api.stage.callback_url,
+            description="https:// @connections management endpoint of the stage",
+        )
+        CfnOutput(self, "UserPoolId", value=self.users.pool.user_pool_id, description="Cognito user pool")
+        CfnOutput(
+            self,
+            "UserPoolClientId",
+            value=self.users.client.user_pool_client_id,
+            description="Cognito app client (the JWT audience)",
+        )
+        for name, bucket in self.buckets.by_name.items():  # e.g. MediaBucketName
+            camel_case = "".join(part.title() for part in name.split("_"))
+            CfnOutput(
+                self, f"{camel_case}BucketName", value=bucket.bucket_name, description=f"The {name} bucket"
+            )
+        if self.alarms.topic is not None:
+            CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn, description="Alarm topic")
 
 
 def build(app: App) -> ChatStack:
-    """The app's one stack, named after the `stage` context (default "dev")."""
-    stage = app.node.try_get_context("stage") or DEFAULT_STAGE
-    return ChatStack(app, f"chat-{stage}", stage=stage, description=f"Serverless chat backend ({stage})")
+    """The app's one stack, named after the `stage` context, checked by cdk-nag's AwsSolutions pack."""
+    settings = DeploySettings.from_context(app.node)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return ChatStack(
+        app,
+        f"chat-{settings.stage}",
+        settings=settings,
+        description=f"Serverless chat backend ({settings.stage})",
+    )

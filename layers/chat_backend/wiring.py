@@ -1,4 +1,4 @@
-"""The one wiring table: tables, queues, functions and what triggers them.
+"""The one wiring table: tables, queues, buckets, functions and what triggers them.
 
 Both the CDK stack (`cdk/`) and the local stack (`local/local_stack`) are built from these
 declarations, so a route, table or trigger is described exactly once. Each function receives,
@@ -51,6 +51,18 @@ class Queue:
     @property
     def dlq_name(self) -> str:
         return f"{self.name}-dlq"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str  # logical name; the env var is f"{name.upper()}_BUCKET"
+    abort_incomplete_upload_days: int = 1  # parts of an abandoned multipart upload cost storage
+    intelligent_tiering_after_days: int | None = None  # then S3 moves it between access tiers by use
+    expire_noncurrent_after_days: int | None = None  # overwritten / deleted versions kept this long
+
+    @property
+    def env_var(self) -> str:
+        return f"{self.name.upper()}_BUCKET"
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,11 @@ QUEUES: tuple[Queue, ...] = (
     # Deferred jobs: FIFO with a queue delay; the deduplication id coalesces repeats.
     Queue(name="summaries", delay_s=RECEIPT_SUMMARY_WINDOW_S, visibility_timeout_s=60),
     Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
+)
+
+# Media attachments (client-side encrypted blobs), by id. No function uses it yet.
+BUCKETS: tuple[Bucket, ...] = (
+    Bucket(name="media", intelligent_tiering_after_days=30, expire_noncurrent_after_days=30),
 )
 
 FUNCTIONS: tuple[Function, ...] = (
@@ -232,13 +249,18 @@ def queue(name: str) -> Queue:
     return next(q for q in QUEUES if q.name == name)
 
 
+def bucket(name: str) -> Bucket:
+    return next(b for b in BUCKETS if b.name == name)
+
+
 def function(name: str) -> Function:
     return next(f for f in FUNCTIONS if f.name == name)
 
 
 def resource_env_var(resource: str) -> str:
-    """The env var through which a function learns a table's or queue's physical name/URL."""
-    names = {t.name: t.env_var for t in TABLES} | {q.name: q.env_var for q in QUEUES}
+    """The env var through which a function learns a table's, queue's or bucket's physical name/URL."""
+    resources: tuple[Table | Queue | Bucket, ...] = (*TABLES, *QUEUES, *BUCKETS)
+    names = {r.name: r.env_var for r in resources}
     return names[resource]
 
 

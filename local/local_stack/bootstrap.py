@@ -1,4 +1,4 @@
-"""Create every table and queue of the wiring table on the local emulators."""
+"""Create every table, queue and bucket of the wiring table on the local emulators."""
 
 from __future__ import annotations
 
@@ -67,7 +67,35 @@ def create_queue(sqs: Any, queue: wiring.Queue) -> tuple[str, str]:
     return url, dlq_url
 
 
-def bootstrap(ddb: Any, sqs: Any) -> dict[str, str]:
+def create_bucket(s3: Any, bucket: wiring.Bucket) -> None:
+    """The bucket with the wiring's lifecycle rules, private and versioned as on AWS."""
+    s3.create_bucket(Bucket=bucket.name)
+    s3.put_public_access_block(
+        Bucket=bucket.name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"})
+    rule: dict[str, Any] = {
+        "ID": "lifecycle",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": bucket.abort_incomplete_upload_days},
+    }
+    if bucket.intelligent_tiering_after_days is not None:
+        rule["Transitions"] = [
+            {"Days": bucket.intelligent_tiering_after_days, "StorageClass": "INTELLIGENT_TIERING"}
+        ]
+    if bucket.expire_noncurrent_after_days is not None:
+        rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": bucket.expire_noncurrent_after_days}
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket.name, LifecycleConfiguration={"Rules": [rule]})
+
+
+def bootstrap(ddb: Any, sqs: Any, s3: Any) -> dict[str, str]:
     """Create everything; returns the resource env vars every function reads."""
     env: dict[str, str] = {}
     for table in wiring.TABLES:
@@ -75,4 +103,7 @@ def bootstrap(ddb: Any, sqs: Any) -> dict[str, str]:
         env[table.env_var] = table.name
     for queue in wiring.QUEUES:
         env[queue.env_var], _ = create_queue(sqs, queue)
+    for bucket in wiring.BUCKETS:
+        create_bucket(s3, bucket)
+        env[bucket.env_var] = bucket.name
     return env

@@ -74,7 +74,8 @@ class LocalStack:
         ddb = plumbing.client("dynamodb", endpoint_url=ddb_local.url)
         streams = plumbing.client("dynamodbstreams", endpoint_url=ddb_local.url)
         sqs = plumbing.client("sqs", endpoint_url=moto.url)
-        os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs))
+        s3 = plumbing.client("s3", endpoint_url=moto.url)
+        os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs, s3))
         functions_aws.client.cache_clear()
         self.counter.install(functions_aws.session().events)
 

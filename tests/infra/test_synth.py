@@ -7,28 +7,26 @@ table, queue or trigger added to the wiring is checked here without touching thi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from aws_cdk import App
-from aws_cdk.assertions import Template
-from chat_stack import ChatStack, build
 from chat_stack.layer import layer_requirements
-from constructs import Construct
 
 from chat_backend import wiring
+from tests.infra.conftest import REPO_ROOT, STAGE
+from tests.infra.helpers import (
+    ROUTE,
+    as_list,
+    denies_insecure_transport,
+    function_props,
+    key_schema,
+    logical_id,
+    of_type,
+    references,
+    role_statements,
+    routes_by_key,
+    wiring_resource,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STAGE = "test"
-SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}  # no pip: the layer is not built
-
-ROUTE = "AWS::ApiGatewayV2::Route"
 ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
 EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 TRIGGERED = [fn for fn in wiring.FUNCTIONS if fn.trigger is not None]
@@ -41,107 +39,6 @@ QUEUE_ACCESS = {
     "send": ({"sqs:SendMessage"}, {"sqs:ReceiveMessage"}),
     "consume": ({"sqs:ReceiveMessage", "sqs:DeleteMessage"}, set()),
 }
-
-
-@pytest.fixture(scope="module")
-def app_run() -> Iterator[tuple[subprocess.Popen[str], float]]:
-    """`python app.py` run the way `make synth` runs it (from cdk/), with layer bundling skipped.
-    Started before the in-process synth so that the two overlap."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CDK_OUTDIR", "CDK_CONTEXT_JSON")}
-    env["CDK_SKIP_BUNDLING"] = "1"
-    started = time.time()
-    with subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=REPO_ROOT / "cdk",
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        yield process, started
-        if process.poll() is None:
-            process.kill()
-
-
-@pytest.fixture(scope="module")
-def stack(app_run: tuple[subprocess.Popen[str], float]) -> ChatStack:
-    return build(App(context={**SKIP_BUNDLING, "stage": STAGE}))
-
-
-@pytest.fixture(scope="module")
-def template(stack: ChatStack) -> Template:
-    return Template.from_stack(stack)
-
-
-@pytest.fixture(scope="module")
-def resources(template: Template) -> dict[str, Any]:
-    return template.to_json()["Resources"]
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def logical_id(stack: ChatStack, construct: Construct) -> str:
-    return stack.get_logical_id(construct.node.default_child)
-
-
-def wiring_resource(stack: ChatStack, name: str) -> Construct:
-    return stack.tables.by_name.get(name) or stack.queues.by_name[name]
-
-
-def references(value: Any) -> Iterator[str]:
-    """Logical ids a template value points at through Ref or Fn::GetAtt, however deeply nested."""
-    if isinstance(value, dict):
-        if "Ref" in value:
-            yield value["Ref"]
-        if "Fn::GetAtt" in value:
-            yield value["Fn::GetAtt"][0]
-        for inner in value.values():
-            yield from references(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from references(inner)
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def of_type(resources: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
-    return {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == cfn_type}
-
-
-def routes_by_key(resources: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    return {props["RouteKey"]: (lid, props) for lid, props in of_type(resources, ROUTE).items()}
-
-
-def key_schema(partition: tuple[str, str], sort: tuple[str, str] | None) -> list[dict[str, str]]:
-    keys = [{"AttributeName": partition[0], "KeyType": "HASH"}]
-    return keys + ([{"AttributeName": sort[0], "KeyType": "RANGE"}] if sort else [])
-
-
-def function_props(stack: ChatStack, resources: dict[str, Any], name: str) -> dict[str, Any]:
-    return resources[logical_id(stack, stack.functions.by_name[name])]["Properties"]
-
-
-def role_statements(stack: ChatStack, resources: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    role_id = function_props(stack, resources, name)["Role"]["Fn::GetAtt"][0]
-    return [
-        statement
-        for policy in of_type(resources, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Roles"]
-        for statement in policy["PolicyDocument"]["Statement"]
-    ]
-
-
-def denies_insecure_transport(resources: dict[str, Any], queue_id: str) -> bool:
-    return any(
-        {"Ref": queue_id} in policy["Queues"]
-        and statement["Effect"] == "Deny"
-        and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
-        for policy in of_type(resources, "AWS::SQS::QueuePolicy").values()
-        for statement in policy["PolicyDocument"]["Statement"]
-    )
 
 
 # --- WebSocket API ------------------------------------------------------------------------------
