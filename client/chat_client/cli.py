@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     con = sub.add_parser("connect", help="connect and chat interactively")
     con.add_argument("--user", default=None, help="user id (required unless --token is given)")
-    con.add_argument("--device", default="cli", help="device id (default: cli)")
+    con.add_argument(
+        "--device", default="cli", help="device id (default: cli; sent as ?device= for tokens without one)"
+    )
     con.add_argument(
         "--url", default=None, help="WebSocket URL (default: $CHAT_URL or ws://127.0.0.1:$CHAT_PORT/)"
     )
@@ -97,13 +99,14 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     user = args.user or token_identity(token)[0] or "?"
     url = args.url or _default_url()
     try:
-        return asyncio.run(_run_interactive(url, token, user))
+        return asyncio.run(_run_interactive(url, token, user, args.device))
     except KeyboardInterrupt:
         return 130
 
 
-async def _run_interactive(url: str, token: str, user: str) -> int:
-    client = ChatClient(url, token)
+async def _run_interactive(url: str, token: str, user: str, device: str) -> int:
+    # A token without a device claim (Cognito) takes the device from the URL's query string.
+    client = ChatClient(url, token, device=device)
     try:
         await client.connect()
     except ChatAuthError as exc:
