@@ -57,6 +57,17 @@ def test_every_wiring_route_is_a_route_to_the_function_that_serves_it(stack, res
         assert logical_id(stack, stack.functions.by_name[spec.name]) in set(references(uri)), key
 
 
+def test_the_api_is_a_websocket_api_selecting_routes_by_the_frames_action(resources):
+    # Given the synthesized template
+    # When its APIs are listed
+    apis = list(of_type(resources, "AWS::ApiGatewayV2::Api").values())
+    # Then there is one, a WebSocket API routing on the JSON body's "action" (PROTOCOL.md), with $default
+    assert len(apis) == 1
+    props = apis[0]
+    assert (props["ProtocolType"], props["RouteSelectionExpression"]) == ("WEBSOCKET", "$request.body.action")
+    assert "$default" in routes_by_key(resources)
+
+
 def test_connect_route_is_guarded_by_the_token_authorizer(stack, resources):
     # Given the authorizer function of the wiring table
     authorizer_fn = stack.functions.by_name[wiring.authorizer_function().name]
