@@ -328,6 +328,30 @@ class ChatClient:
     async def get_members(self, chat_id: str, cursor: str | None = None) -> dict[str, Any]:
         return await self.request({"action": "getMembers", "chatId": chat_id, "cursor": cursor})
 
+    async def publish_keys(
+        self,
+        identity_key: str,
+        signed_pre_key: dict[str, Any],
+        one_time_pre_keys: Sequence[dict[str, Any]] = (),
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """publishKeys for this device (public keys, base64); returns the KEYS_PUBLISHED frame
+        (``oneTimePreKeys``: how many unused one-time prekeys the device now has). The frame has no
+        requestId, so its answer is taken from ``unmatched`` (an ERROR lands on ``errors``)."""
+        frame = {
+            "action": "publishKeys",
+            "identityKey": identity_key,
+            "signedPreKey": signed_pre_key,
+            "oneTimePreKeys": list(one_time_pre_keys),
+        }
+        await self.send_frame(frame, timeout)
+        return await self.next_frame("KEYS_PUBLISHED", timeout)
+
+    async def fetch_keys(self, user_id: str) -> dict[str, Any]:
+        """fetchKeys; returns the KEYS frame: every device of the user with one one-time prekey
+        each (null when it has none left). FORBIDDEN unless the user shares a chat with us."""
+        return await self.request({"action": "fetchKeys", "userId": user_id})
+
     async def send_frame(self, frame: dict[str, Any], timeout: float = 10.0) -> None:
         """Fire-and-forget a client frame (receipt, presence, typing, publishKeys...)."""
         await self.send_raw(json.dumps(frame, separators=(",", ":")), timeout)

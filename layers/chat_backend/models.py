@@ -181,6 +181,63 @@ class TypingFrame(ClientFrame):
     chat_id: Id = Field(alias="chatId")
 
 
+MAX_KEY_BYTES = 1024  # a public key or signature, decoded
+MAX_ONE_TIME_PREKEYS = 100  # per publishKeys frame
+
+
+def _decode_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not valid base64") from exc
+    if len(raw) > MAX_KEY_BYTES:
+        raise ValueError(f"{len(raw)} bytes decoded; at most {MAX_KEY_BYTES}")
+    return value
+
+
+# Public key material: base64, at most 1 KiB decoded. The server never looks inside.
+KeyBytes = Annotated[
+    str, StringConstraints(min_length=1, max_length=4 * MAX_KEY_BYTES), AfterValidator(_decode_key)
+]
+KeyId = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class SignedPreKey(ClientFrame):
+    key_id: KeyId = Field(alias="keyId")
+    public_key: KeyBytes = Field(alias="publicKey")
+    signature: KeyBytes
+
+
+class OneTimePreKey(ClientFrame):
+    key_id: KeyId = Field(alias="keyId")
+    public_key: KeyBytes = Field(alias="publicKey")
+
+
+class PublishKeysFrame(ClientFrame):
+    """The calling device's keys: identity key and signed prekey replace the previous ones; one-time
+    prekeys are added (the same keyId again replaces that key)."""
+
+    action: Literal["publishKeys"]
+    identity_key: KeyBytes = Field(alias="identityKey")
+    signed_pre_key: SignedPreKey = Field(alias="signedPreKey")
+    one_time_pre_keys: list[OneTimePreKey] = Field(
+        default_factory=list, alias="oneTimePreKeys", max_length=MAX_ONE_TIME_PREKEYS
+    )
+
+    @model_validator(mode="after")
+    def _unique_key_ids(self) -> PublishKeysFrame:
+        ids = [k.key_id for k in self.one_time_pre_keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("oneTimePreKeys has duplicate keyIds")
+        return self
+
+
+class FetchKeysFrame(ClientFrame):
+    action: Literal["fetchKeys"]
+    request_id: RequestId = Field(alias="requestId")
+    user_id: Id = Field(alias="userId")
+
+
 F = TypeVar("F", bound=ClientFrame)
 
 
@@ -295,6 +352,36 @@ class PresenceNoticeFrame(ServerFrame):
     user_id: str = Field(alias="userId")
     status: Literal["ONLINE", "OFFLINE"]
     last_seen: str | None = Field(alias="lastSeen")
+
+
+class SignedPreKeyEntry(ServerFrame):
+    key_id: int = Field(alias="keyId")
+    public_key: str = Field(alias="publicKey")
+    signature: str
+
+
+class OneTimePreKeyEntry(ServerFrame):
+    key_id: int = Field(alias="keyId")
+    public_key: str = Field(alias="publicKey")
+
+
+class DeviceKeys(ServerFrame):
+    device_id: str = Field(alias="deviceId")
+    identity_key: str = Field(alias="identityKey")
+    signed_pre_key: SignedPreKeyEntry = Field(alias="signedPreKey")
+    one_time_pre_key: OneTimePreKeyEntry | None = Field(alias="oneTimePreKey")
+
+
+class KeysPublishedFrame(ServerFrame):
+    type: Literal["KEYS_PUBLISHED"] = "KEYS_PUBLISHED"
+    one_time_pre_keys: int = Field(alias="oneTimePreKeys")  # unused ones the device now has
+
+
+class KeysFrame(ServerFrame):
+    type: Literal["KEYS"] = "KEYS"
+    request_id: str = Field(alias="requestId")
+    user_id: str = Field(alias="userId")
+    devices: list[DeviceKeys]
 
 
 class PongFrame(ServerFrame):

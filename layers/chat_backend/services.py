@@ -15,6 +15,7 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
+from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.logic.auth import TokenVerifier
@@ -41,6 +42,10 @@ class Services:
     @cached_property
     def presence(self) -> PresenceStore:
         return PresenceStore(self.settings.presence_table)
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        return KeyStore(self.settings.keys_table)
 
     @cached_property
     def settle_queue(self) -> SettleQueue:

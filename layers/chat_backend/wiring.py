@@ -130,6 +130,13 @@ TABLES: tuple[Table, ...] = (
         sort_key=("sk", "S"),
         ttl_attribute="expiresAt",
     ),
+    # End-to-end encryption public keys, per user: sk DEVICE#<device> holds a device's identity key
+    # and signed prekey; sk OTPK#<device>#<keyId> one unused one-time prekey (deleted when handed out).
+    Table(
+        name="keys",
+        partition_key=("userId", "S"),
+        sort_key=("sk", "S"),
+    ),
 )
 
 # Seconds a user stays ONLINE after the last device disconnects: a reconnect within it changes
@@ -214,6 +221,11 @@ FUNCTIONS: tuple[Function, ...] = (
         two_way=False,
         trigger=QueueTrigger(queue="summaries", max_concurrency=2),
         uses={"receipts": "read", "connections": "read", "delivery": "send", "summaries": "consume"},
+    ),
+    Function(
+        name="keys",
+        routes=("publishKeys", "fetchKeys"),
+        uses={"keys": "read_write", "chats": "read"},
     ),
     Function(name="default", routes=("$default",)),
     Function(

@@ -1,0 +1,28 @@
+"""Routes `publishKeys`, `fetchKeys`: end-to-end encryption public keys."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat_backend.logic.keys import fetch_keys, publish_keys
+from chat_backend.models import FetchKeysFrame, PublishKeysFrame
+from chat_backend.observability import logger, metrics, tracer
+from chat_backend.routes import handle_routes
+from chat_backend.services import services
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    svc = services()
+    return handle_routes(
+        event,
+        {
+            "publishKeys": (PublishKeysFrame, lambda caller, frame: publish_keys(svc.keys, caller, frame)),
+            "fetchKeys": (
+                FetchKeysFrame,
+                lambda caller, frame: fetch_keys(svc.store, svc.keys, svc.io_pool, caller, frame),
+            ),
+        },
+    )
