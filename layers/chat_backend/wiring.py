@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 AttrType = Literal["S", "N", "B"]
+# Tables: DynamoDB data actions. Queues: send / consume. Buckets: read = s3:GetObject, write =
+# s3:PutObject (a presigned POST or GET is only as good as the signer's own permission).
 Access = Literal["read", "write", "read_write", "send", "consume"]
 
 
@@ -145,7 +147,7 @@ QUEUES: tuple[Queue, ...] = (
     Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
 )
 
-# Media attachments (client-side encrypted blobs), by id. No function uses it yet.
+# Media attachments (client-side encrypted blobs), keyed `<chatId>/<mediaId>`.
 BUCKETS: tuple[Bucket, ...] = (
     Bucket(name="media", intelligent_tiering_after_days=30, expire_noncurrent_after_days=30),
 )
@@ -214,6 +216,12 @@ FUNCTIONS: tuple[Function, ...] = (
         two_way=False,
         trigger=QueueTrigger(queue="summaries", max_concurrency=2),
         uses={"receipts": "read", "connections": "read", "delivery": "send", "summaries": "consume"},
+    ),
+    Function(
+        name="media",
+        routes=("mediaUpload", "mediaDownload"),
+        # MEDIA# items live in the chats table; presigned POST (write) and GET (read) on the bucket.
+        uses={"chats": "read_write", "media": "read_write"},
     ),
     Function(name="default", routes=("$default",)),
     Function(
