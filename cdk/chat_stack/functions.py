@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -38,6 +39,14 @@ _QUEUE_GRANTS: dict[str, Callable[[sqs.Queue, iam.IGrantable], iam.Grant]] = {
 }
 
 
+# Object actions only (least privilege): a presigned GET needs s3:GetObject, a presigned POST s3:PutObject.
+_BUCKET_ACTIONS: dict[str, tuple[str, ...]] = {
+    "read": ("s3:GetObject",),
+    "write": ("s3:PutObject",),
+    "read_write": ("s3:GetObject", "s3:PutObject"),
+}
+
+
 class Functions(Construct):
     def __init__(
         self,
@@ -46,11 +55,12 @@ class Functions(Construct):
         *,
         tables: Mapping[str, dynamodb.Table],
         queues: Mapping[str, sqs.Queue],
+        buckets: Mapping[str, s3.Bucket],
         layer: lambda_.ILayerVersion,
         authorizer_env: Mapping[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
-        self._tables, self._queues, self._layer = tables, queues, layer
+        self._tables, self._queues, self._buckets, self._layer = tables, queues, buckets, layer
         self._authorizer_env = authorizer_env
         self.by_name: dict[str, lambda_.Function] = {}
         # Stream trigger -> the queue its records go to once retries are exhausted.
@@ -111,6 +121,8 @@ class Functions(Construct):
     def _physical_name(self, resource: str) -> str:
         if resource in self._tables:
             return self._tables[resource].table_name
+        if resource in self._buckets:
+            return self._buckets[resource].bucket_name
         return self._queues[resource].queue_url
 
     def _grant(self, spec: wiring.Function, fn: lambda_.Function) -> None:
@@ -121,6 +133,13 @@ class Functions(Construct):
                 if access == "consume" and _consumes_by_trigger(spec, resource):
                     continue  # the SQS event source grants exactly what its poller needs
                 _QUEUE_GRANTS[access](self._queues[resource], fn)
+            elif resource in self._buckets and access in _BUCKET_ACTIONS:
+                bucket = self._buckets[resource]
+                fn.add_to_role_policy(
+                    iam.PolicyStatement(
+                        actions=list(_BUCKET_ACTIONS[access]), resources=[bucket.arn_for_objects("*")]
+                    )
+                )
             else:
                 raise ValueError(f"wiring: function {spec.name!r} cannot {access!r} {resource!r}")
 
@@ -140,6 +159,14 @@ class Functions(Construct):
                     f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]",
                     f"The global secondary indexes of the {resource} table only, which the function queries "
                     "with the table's own access (the wiring's `uses`).",
+                )
+            if resource in self._buckets:
+                bucket_id = stack.get_logical_id(cast(CfnElement, self._buckets[resource].node.default_child))
+                acknowledge(
+                    fn.role,
+                    f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
+                    f"The objects of the {resource} bucket, which the function presigns uploads / downloads "
+                    "of by key; object-level actions only (the wiring's `uses`).",
                 )
 
     def _event_source(self, spec: wiring.Function, trigger: wiring.Trigger) -> lambda_.IEventSource:

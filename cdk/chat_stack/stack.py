@@ -35,6 +35,7 @@ class ChatStack(Stack):
             "Functions",
             tables=self.tables.by_name,
             queues=self.queues.by_name,
+            buckets=self.buckets.by_name,
             layer=self.layer.layer,
             authorizer_env=self.users.verifier_env(),
         )

@@ -38,6 +38,7 @@ MAX_SYNC_LIMIT = 1000
 DEFAULT_SYNC_LIMIT = 500
 MAX_GROUP_MEMBERS = 10_000
 MAX_MEDIA_IDS = 32
+MAX_MEDIA_BYTES = 100 * 1024 * 1024  # one upload (client-encrypted), 100 MiB
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -238,6 +239,32 @@ class FetchKeysFrame(ClientFrame):
     user_id: Id = Field(alias="userId")
 
 
+# type/subtype of RFC 6838 restricted-name characters, parameters not allowed (the policy matches exactly).
+ContentType = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
+    ),
+]
+
+
+class MediaUploadFrame(ClientFrame):
+    """`size` above MAX_MEDIA_BYTES is TOO_LARGE (checked by the use case); below 1 a BAD_REQUEST."""
+
+    action: Literal["mediaUpload"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    content_type: ContentType = Field(alias="contentType")
+    size: Annotated[int, Field(ge=1)]
+
+
+class MediaDownloadFrame(ClientFrame):
+    action: Literal["mediaDownload"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    media_id: Id = Field(alias="mediaId")
+
+
 F = TypeVar("F", bound=ClientFrame)
 
 
@@ -388,6 +415,25 @@ class PongFrame(ServerFrame):
     type: Literal["PONG"] = "PONG"
 
 
+class MediaUploadAnswer(ServerFrame):
+    """Where to POST the (encrypted) bytes: `url` with `fields` as the form, the file last."""
+
+    type: Literal["MEDIA_UPLOAD"] = "MEDIA_UPLOAD"
+    request_id: str = Field(alias="requestId")
+    media_id: str = Field(alias="mediaId")
+    url: str
+    fields: dict[str, str]
+    expires_at: str = Field(alias="expiresAt")
+
+
+class MediaUrlFrame(ServerFrame):
+    type: Literal["MEDIA_URL"] = "MEDIA_URL"
+    request_id: str = Field(alias="requestId")
+    media_id: str = Field(alias="mediaId")
+    url: str
+    expires_at: str = Field(alias="expiresAt")
+
+
 class ErrorFrame(ServerFrame):
     type: Literal["ERROR"] = "ERROR"
     code: str
@@ -520,6 +566,28 @@ class ChatMeta(BaseModel):
     created_at: str
     # Bumped with every membership change (each of which also advances head_seq).
     members_version: int = 0
+
+
+class StoredMedia(BaseModel):
+    """A MEDIA#<mediaId> item of a chat: announced by an upload, attached by a send."""
+
+    model_config = ConfigDict(frozen=True)
+    chat_id: str
+    media_id: str
+    uploader: str
+    content_type: str
+    size: int
+    created_at: str
+    attached: bool = False
+
+    @property
+    def key(self) -> str:
+        return media_key(self.chat_id, self.media_id)
+
+
+def media_key(chat_id: str, media_id: str) -> str:
+    """The object key of a media blob: under its chat, so a key names the chat it belongs to."""
+    return f"{chat_id}/{media_id}"
 
 
 class SendRecord(BaseModel):

@@ -16,6 +16,7 @@ from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
 from chat_backend.dal.key_store import KeyStore
+from chat_backend.dal.media_bucket import MediaBucket
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.logic.auth import TokenVerifier
@@ -30,6 +31,10 @@ class Services:
     def store(self) -> ChatStore:
         s = self.settings
         return ChatStore(s.chats_table, s.messages_table, receipts_table=s.receipts_table)
+
+    @cached_property
+    def media(self) -> MediaBucket:
+        return MediaBucket(self.settings.media_bucket)
 
     @cached_property
     def registry(self) -> ConnectionRegistry:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 AttrType = Literal["S", "N", "B"]
+# Tables: DynamoDB data actions. Queues: send / consume. Buckets: read = s3:GetObject, write =
+# s3:PutObject (a presigned POST or GET is only as good as the signer's own permission).
 Access = Literal["read", "write", "read_write", "send", "consume"]
 
 
@@ -152,7 +154,7 @@ QUEUES: tuple[Queue, ...] = (
     Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
 )
 
-# Media attachments (client-side encrypted blobs), by id. No function uses it yet.
+# Media attachments (client-side encrypted blobs), keyed `<chatId>/<mediaId>`.
 BUCKETS: tuple[Bucket, ...] = (
     Bucket(name="media", intelligent_tiering_after_days=30, expire_noncurrent_after_days=30),
 )
@@ -226,6 +228,12 @@ FUNCTIONS: tuple[Function, ...] = (
         name="keys",
         routes=("publishKeys", "fetchKeys"),
         uses={"keys": "read_write", "chats": "read"},
+    ),
+    Function(
+        name="media",
+        routes=("mediaUpload", "mediaDownload"),
+        # MEDIA# items live in the chats table; presigned POST (write) and GET (read) on the bucket.
+        uses={"chats": "read_write", "media": "read_write"},
     ),
     Function(name="default", routes=("$default",)),
     Function(

@@ -7,6 +7,7 @@ table, queue or trigger added to the wiring is checked here without touching thi
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from chat_stack.layer import layer_requirements
@@ -35,10 +36,28 @@ TABLE_ACCESS = {  # access -> (actions the role must have, actions it must not h
     "write": ({"dynamodb:PutItem", "dynamodb:UpdateItem"}, {"dynamodb:GetItem"}),
     "read_write": ({"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}, set()),
 }
+BUCKET_ACCESS = {  # object actions only: a presigned GET needs GetObject, a presigned POST PutObject
+    "read": ({"s3:GetObject"}, {"s3:PutObject", "s3:DeleteObject"}),
+    "write": ({"s3:PutObject"}, {"s3:GetObject", "s3:DeleteObject"}),
+    "read_write": ({"s3:GetObject", "s3:PutObject"}, {"s3:DeleteObject"}),
+}
 QUEUE_ACCESS = {
     "send": ({"sqs:SendMessage"}, {"sqs:ReceiveMessage"}),
     "consume": ({"sqs:ReceiveMessage", "sqs:DeleteMessage"}, set()),
 }
+
+
+def set_refs(value: Any) -> list[Any]:
+    """Every dict nested in a policy Resource (so an Fn::GetAtt inside an Fn::Join is found)."""
+    found: list[Any] = []
+    if isinstance(value, dict):
+        found.append(value)
+        for inner in value.values():
+            found.extend(set_refs(inner))
+    elif isinstance(value, list):
+        for inner in value:
+            found.extend(set_refs(inner))
+    return found
 
 
 # --- WebSocket API ------------------------------------------------------------------------------
@@ -230,10 +249,12 @@ def test_function_runs_its_folder_with_the_shared_layer(stack, resources, spec):
 @pytest.mark.parametrize("spec", wiring.FUNCTIONS, ids=lambda f: f.name)
 def test_function_environment_names_exactly_the_resources_it_uses(stack, resources, spec):
     # Given a function of the wiring table and every resource env var the wiring knows
-    all_resource_vars = {wiring.resource_env_var(r.name) for r in (*wiring.TABLES, *wiring.QUEUES)}
+    all_resource_vars = {
+        wiring.resource_env_var(r.name) for r in (*wiring.TABLES, *wiring.QUEUES, *wiring.BUCKETS)
+    }
     # When the stack is synthesized
     env = function_props(stack, resources, spec.name)["Environment"]["Variables"]
-    # Then each resource it uses is named under its env var (a table's name, a queue's URL), no others
+    # Then each resource it uses is named under its env var (a table's or bucket's name, a queue's URL)
     assert {var for var in env if var in all_resource_vars} == {wiring.resource_env_var(r) for r in spec.uses}
     for resource in spec.uses:
         assert env[wiring.resource_env_var(resource)] == {
@@ -262,16 +283,37 @@ def test_function_role_grants_what_it_uses_and_no_more(stack, resources, spec):
     statements = role_statements(stack, resources, spec.name)
     # Then its own role allows each declared access to each resource it uses, and not the opposite
     for resource, access in spec.uses.items():
-        arn = {"Fn::GetAtt": [logical_id(stack, wiring_resource(stack, resource)), "Arn"]}
+        arn: dict[str, Any] = {"Fn::GetAtt": [logical_id(stack, wiring_resource(stack, resource)), "Arn"]}
+        if resource in stack.buckets.by_name:
+            arn = {"Fn::Join": ["", [arn, "/*"]]}  # its objects, not the bucket itself
         allowed = {
             action
             for s in statements
             if s["Effect"] == "Allow" and arn in as_list(s["Resource"])
             for action in as_list(s["Action"])
         }
-        required, forbidden = (TABLE_ACCESS if resource in stack.tables.by_name else QUEUE_ACCESS)[access]
+        kind = (
+            TABLE_ACCESS
+            if resource in stack.tables.by_name
+            else BUCKET_ACCESS
+            if resource in stack.buckets.by_name
+            else QUEUE_ACCESS
+        )
+        required, forbidden = kind[access]
         assert required <= allowed, (resource, access)
         assert not forbidden & allowed, (resource, access)
+    # And no function may touch a bucket it does not use, nor any bucket-level action (list, policy)
+    for name, bucket in stack.buckets.by_name.items():
+        bucket_arn = {"Fn::GetAtt": [logical_id(stack, bucket), "Arn"]}
+        s3_actions = {
+            action
+            for s in statements
+            if s["Effect"] == "Allow" and any(bucket_arn in set_refs(r) for r in as_list(s["Resource"]))
+            for action in as_list(s["Action"])
+        }
+        expected = BUCKET_ACCESS[spec.uses[name]][0] if name in spec.uses else set()
+        assert s3_actions == expected, (name, s3_actions)
+        assert not any(bucket_arn in as_list(s["Resource"]) for s in statements), "bucket-level grant"
     # And only functions that post to connections may manage connections
     manages = any("execute-api:ManageConnections" in as_list(s["Action"]) for s in statements)
     assert manages is spec.posts_to_connections

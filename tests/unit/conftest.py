@@ -88,6 +88,8 @@ class AwsEnv:
     sqs: Any
     tables: dict[str, str]  # logical -> physical name
     queue_urls: dict[str, str]  # logical -> URL
+    buckets: dict[str, str] = field(default_factory=dict)  # logical -> physical name
+    s3: Any = None
 
     def scan(self, logical_table: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -133,6 +135,14 @@ def _test_clients() -> tuple[Any, Any]:
     return session.client("dynamodb"), session.client("sqs")
 
 
+@cache
+def _test_s3() -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    return session.client("s3")
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     """In-process moto with every table and queue of the wiring, and the env vars the functions read."""
@@ -151,10 +161,15 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
             url = sqs.create_queue(QueueName=physical_name(queue.name) + suffix, Attributes=attributes)
             queue_urls[queue.name] = url["QueueUrl"]
             monkeypatch.setenv(queue.env_var, queue_urls[queue.name])
+        buckets: dict[str, str] = {}
+        for bucket in wiring.BUCKETS:
+            buckets[bucket.name] = physical_name(bucket.name)
+            _test_s3().create_bucket(Bucket=buckets[bucket.name])
+            monkeypatch.setenv(bucket.env_var, buckets[bucket.name])
         monkeypatch.setenv(wiring.CALLBACK_URL_ENV, CALLBACK_URL)
         monkeypatch.setenv(wiring.JWT_SECRET_ENV, JWT_SECRET)
         clear_caches()
-        yield AwsEnv(ddb=ddb, sqs=sqs, tables=tables, queue_urls=queue_urls)
+        yield AwsEnv(ddb=ddb, sqs=sqs, tables=tables, queue_urls=queue_urls, buckets=buckets, s3=_test_s3())
         clear_caches()
 
 

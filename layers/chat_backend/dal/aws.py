@@ -17,6 +17,9 @@ _CONFIG = Config(
     max_pool_connections=64,
 )
 
+# Presigned S3 URLs and POST policies must be SigV4 (SigV2 is refused by buckets made since 2020).
+_SERVICE_CONFIG = {"s3": _CONFIG.merge(Config(signature_version="s3v4"))}
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -34,7 +37,8 @@ def session() -> boto3.session.Session:
 def client(service: str, endpoint_url: str | None = None) -> Any:
     # boto3 honours AWS_ENDPOINT_URL_<SERVICE>, which is how the local stack points us at itself.
     with _client_lock:
-        return cast(Any, session()).client(service, endpoint_url=endpoint_url, config=_CONFIG)
+        config = _SERVICE_CONFIG.get(service, _CONFIG)
+        return cast(Any, session()).client(service, endpoint_url=endpoint_url, config=config)
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

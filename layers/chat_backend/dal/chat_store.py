@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, from_item, to_item
-from chat_backend.models import ChatMeta, SendRecord, StoredMessage
+from chat_backend.models import ChatMeta, SendRecord, StoredMedia, StoredMessage
 
 META = "META"
 TRANSACT_MAX_ITEMS = 100
@@ -38,6 +38,18 @@ class HeadMoved(Exception):
         super().__init__(head_seq)
         self.head_seq = head_seq
         self.members_version = members_version
+
+
+def media_sk(media_id: str) -> str:
+    return f"MEDIA#{media_id}"
+
+
+class MediaNotInChat(Exception):
+    """A send named a mediaId that is not a MEDIA# item of its chat (unknown, or another chat's)."""
+
+
+class MediaExists(Exception):
+    pass
 
 
 class DuplicateSend(Exception):
@@ -172,6 +184,20 @@ class ChatStore:
             "createdAt": message.created_at,
             "expiresAt": dedup_expires_at,
         }
+        # Each attached mediaId must be a MEDIA# item of this very chat (else a member could attach,
+        # then download, another chat's media); marking it attached is what lets it be downloaded.
+        media_updates = [
+            {
+                "Update": {
+                    "TableName": self.chats_table,
+                    "Key": {"chatId": av(message.chat_id), "sk": av(media_sk(media_id))},
+                    "UpdateExpression": "SET attached = :t",
+                    "ConditionExpression": "attribute_exists(sk)",
+                    "ExpressionAttributeValues": {":t": av(True)},
+                }
+            }
+            for media_id in dict.fromkeys(message.media_ids)  # one operation per item in a transaction
+        ]
         try:
             self.ddb.transact_write_items(
                 TransactItems=[
@@ -203,6 +229,7 @@ class ChatStore:
                             "ConditionExpression": "attribute_not_exists(sk)",
                         }
                     },
+                    *media_updates,
                 ]
             )
         except ClientError as exc:
@@ -210,8 +237,11 @@ class ChatStore:
                 raise
             reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
             codes = [r.get("Code", "None") for r in reasons]
-            if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
+            # Items: 0 the META head, 1 the message, 2 the dedup record, 3.. the media.
+            if len(codes) >= 3 and codes[2] == "ConditionalCheckFailed":
                 raise DuplicateSend() from exc
+            if "ConditionalCheckFailed" in codes[3:]:
+                raise MediaNotInChat() from exc
             raise _head_moved(exc) from exc
 
     def previous_send(self, chat_id: str, user_id: str, client_msg_id: str) -> SendRecord | None:
@@ -236,6 +266,49 @@ class ChatStore:
             "createdAt": message.created_at,
             "membersVersion": message.members_version,
         }
+
+    # --- media ------------------------------------------------------------------------------------
+
+    def put_media(self, media: StoredMedia) -> None:
+        """Announce an upload: the chat's MEDIA# item, not yet attached to any message."""
+        item = to_item(
+            {
+                "chatId": media.chat_id,
+                "sk": media_sk(media.media_id),
+                "uploader": media.uploader,
+                "contentType": media.content_type,
+                "size": media.size,
+                "createdAt": media.created_at,
+                "attached": False,
+            }
+        )
+        try:
+            self.ddb.put_item(
+                TableName=self.chats_table, Item=item, ConditionExpression="attribute_not_exists(sk)"
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise MediaExists() from exc
+            raise
+
+    def get_media(self, chat_id: str, media_id: str) -> StoredMedia | None:
+        resp = self.ddb.get_item(
+            TableName=self.chats_table,
+            Key={"chatId": av(chat_id), "sk": av(media_sk(media_id))},
+            ConsistentRead=True,
+        )
+        if "Item" not in resp:
+            return None
+        v = from_item(resp["Item"])
+        return StoredMedia(
+            chat_id=chat_id,
+            media_id=media_id,
+            uploader=v["uploader"],
+            content_type=v["contentType"],
+            size=int(v["size"]),
+            created_at=v["createdAt"],
+            attached=bool(v.get("attached", False)),
+        )
 
     # --- chats and members -----------------------------------------------------------------------
 

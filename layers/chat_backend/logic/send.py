@@ -8,8 +8,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chat_backend.dal.chat_store import ChatStore, DuplicateSend, HeadMoved
-from chat_backend.errors import Forbidden, RateLimited
+from chat_backend.dal.chat_store import ChatStore, DuplicateSend, HeadMoved, MediaNotInChat
+from chat_backend.errors import Forbidden, NotFound, RateLimited
 from chat_backend.models import AckFrame, Caller, ChatMeta, SendFrame, SendRecord, StoredMessage, now_iso
 
 MAX_ATTEMPTS = 12
@@ -57,6 +57,9 @@ def send_message(
         )
         try:
             store.append_message(message, frame.client_msg_id, int(time.time()) + dedup_ttl_s)
+        except MediaNotInChat as exc:
+            # Unknown, or another chat's: either way nothing was stored.
+            raise NotFound(f"a mediaId of this message is not media of {frame.chat_id}") from exc
         except DuplicateSend:
             previous = store.previous_send(frame.chat_id, caller.user_id, frame.client_msg_id)
             if previous is not None:

@@ -1,0 +1,31 @@
+"""Routes `mediaUpload`, `mediaDownload`."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat_backend.logic.media import download_media, upload_media
+from chat_backend.models import MediaDownloadFrame, MediaUploadFrame
+from chat_backend.observability import logger, metrics, tracer
+from chat_backend.routes import handle_routes
+from chat_backend.services import services
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    store, bucket = services().store, services().media
+    return handle_routes(
+        event,
+        {
+            "mediaUpload": (
+                MediaUploadFrame,
+                lambda caller, frame: upload_media(store, bucket, caller, frame),
+            ),
+            "mediaDownload": (
+                MediaDownloadFrame,
+                lambda caller, frame: download_media(store, bucket, caller, frame),
+            ),
+        },
+    )

@@ -1,0 +1,84 @@
+"""mediaUpload / mediaDownload: presigned URLs for the client-encrypted blobs of a chat.
+
+A blob belongs to one chat: its MEDIA# item lives under that chat and its key starts with the
+chatId. A send attaches it (checked inside the send's transaction); only then do members get a
+download URL. Unknown, unattached and other chats' media all answer the same NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from chat_backend.dal.chat_store import ChatStore, MediaExists
+from chat_backend.dal.media_bucket import MediaBucket
+from chat_backend.errors import Forbidden, NotFound, TooLarge
+from chat_backend.models import (
+    MAX_MEDIA_BYTES,
+    Caller,
+    MediaDownloadFrame,
+    MediaUploadAnswer,
+    MediaUploadFrame,
+    MediaUrlFrame,
+    StoredMedia,
+    media_key,
+    now_iso,
+)
+
+URL_TTL_S = 15 * 60
+
+
+def new_media_id() -> str:
+    return f"md_{uuid.uuid4().hex}"
+
+
+def _expires_at(seconds: int) -> str:
+    at = datetime.now(UTC) + timedelta(seconds=seconds)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def upload_media(
+    store: ChatStore, bucket: MediaBucket, caller: Caller, frame: MediaUploadFrame
+) -> MediaUploadAnswer:
+    if frame.size > MAX_MEDIA_BYTES:
+        raise TooLarge(f"media is {frame.size} bytes; at most {MAX_MEDIA_BYTES}")
+    if store.role_of(frame.chat_id, caller.user_id) is None:
+        raise Forbidden(f"not a member of {frame.chat_id}")
+    for _ in range(3):  # a collision of 128 random bits will not happen; never overwrite one anyway
+        media = StoredMedia(
+            chat_id=frame.chat_id,
+            media_id=new_media_id(),
+            uploader=caller.user_id,
+            content_type=frame.content_type,
+            size=frame.size,
+            created_at=now_iso(),
+        )
+        try:
+            store.put_media(media)
+            break
+        except MediaExists:
+            continue
+    else:
+        raise RuntimeError("could not allocate a media id")
+    expires_at = _expires_at(URL_TTL_S)
+    post = bucket.presign_upload(media.key, media.content_type, media.size, URL_TTL_S)
+    return MediaUploadAnswer(
+        request_id=frame.request_id,
+        media_id=media.media_id,
+        url=post.url,
+        fields=post.fields,
+        expires_at=expires_at,
+    )
+
+
+def download_media(
+    store: ChatStore, bucket: MediaBucket, caller: Caller, frame: MediaDownloadFrame
+) -> MediaUrlFrame:
+    if store.role_of(frame.chat_id, caller.user_id) is None:
+        raise Forbidden(f"not a member of {frame.chat_id}")
+    media = store.get_media(frame.chat_id, frame.media_id)
+    if media is None or not media.attached:
+        raise NotFound(f"no media {frame.media_id} in {frame.chat_id}")
+    expires_at = _expires_at(URL_TTL_S)
+    url = bucket.presign_download(media_key(frame.chat_id, frame.media_id), URL_TTL_S)
+    return MediaUrlFrame(request_id=frame.request_id, media_id=frame.media_id, url=url, expires_at=expires_at)
