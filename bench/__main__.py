@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.group_fanout import print_group_row, run_group_fanout
+from bench.report import percentile, print_function_profile
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack, start_local_stack
 
@@ -68,13 +69,6 @@ def cpu_seconds(pid: int) -> float:
 
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 async def make_pairs(stack: RunningStack, users: int) -> list[Pair]:
@@ -217,11 +211,7 @@ def print_receipts(row: dict[str, Any]) -> None:
     )
     print("    calls per receipt:", json.dumps(row["aws_calls_by_operation_per_receipt"]))
     print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
-    for fn, prof in sorted(row["function_profile"].items()):
-        print(
-            f"    {fn:<10} {prof['count']:>6} invocations, p50 {prof['p50_ms']:>7.2f} ms, "
-            f"p99 {prof['p99_ms']:>7.2f} ms, total {prof['total_ms'] / 1000:>6.1f} s"
-        )
+    print_function_profile(row["function_profile"])
 
 
 def report(result: RunResult, size: int) -> dict[str, Any]:
@@ -259,11 +249,7 @@ def print_row(row: dict[str, Any]) -> None:
     )
     print("    calls per delivered message:", json.dumps(row["aws_calls_by_operation_per_msg"]))
     print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
-    for fn, prof in sorted(row["function_profile"].items()):
-        print(
-            f"    {fn:<10} {prof['count']:>6} invocations, p50 {prof['p50_ms']:>7.2f} ms, "
-            f"p99 {prof['p99_ms']:>7.2f} ms, total {prof['total_ms'] / 1000:>6.1f} s"
-        )
+    print_function_profile(row["function_profile"])
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:

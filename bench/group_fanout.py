@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from bench.report import percentile, print_function_profile
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack
 
@@ -33,14 +34,13 @@ class GroupFanoutResult:
     def row(self) -> dict[str, Any]:
         calls = self.stats.get("calls", {})
         per_send = max(1, self.sends)
-        ordered = sorted(self.all_online_ms)
         return {
             "group_members": self.members,
             "online_members": self.online,
             "sends": self.sends,
             "all_online_have_it_ms": {
-                "p50": round(ordered[len(ordered) // 2], 1),
-                "max": round(ordered[-1], 1),
+                "p50": round(percentile(self.all_online_ms, 50), 1),
+                "max": round(max(self.all_online_ms), 1),
             },
             "sqs_messages_per_send": round(self.stats.get("sqs_messages_sent", 0) / per_send, 1),
             "post_to_connection_per_send": round(
@@ -111,8 +111,4 @@ def print_group_row(row: dict[str, Any]) -> None:
         f"AWS calls {row['aws_calls_per_send']}"
     )
     print("    calls per send:", row["aws_calls_by_operation_per_send"])
-    for fn, prof in sorted(row["function_profile"].items()):
-        print(
-            f"    {fn:<16} {prof['count']:>6} invocations, p50 {prof['p50_ms']:>8.2f} ms, "
-            f"p99 {prof['p99_ms']:>8.2f} ms, total {prof['total_ms'] / 1000:>6.1f} s"
-        )
+    print_function_profile(row["function_profile"])

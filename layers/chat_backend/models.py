@@ -49,13 +49,18 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _decode_ciphertext(value: str) -> str:
+def _decoded_size(value: str, what: str) -> int:
+    """Bytes that base64 `value` decodes to; ValueError if it is not base64."""
     try:
-        raw = base64.b64decode(value, validate=True)
+        return len(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError) as exc:
-        raise ValueError("ciphertext is not valid base64") from exc
-    if len(raw) > MAX_CIPHERTEXT_BYTES:
-        raise CiphertextTooLarge(len(raw))
+        raise ValueError(f"{what} is not valid base64") from exc
+
+
+def _decode_ciphertext(value: str) -> str:
+    size = _decoded_size(value, "ciphertext")
+    if size > MAX_CIPHERTEXT_BYTES:
+        raise CiphertextTooLarge(size)
     return value
 
 
@@ -187,12 +192,9 @@ MAX_ONE_TIME_PREKEYS = 100  # per publishKeys frame
 
 
 def _decode_key(value: str) -> str:
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("not valid base64") from exc
-    if len(raw) > MAX_KEY_BYTES:
-        raise ValueError(f"{len(raw)} bytes decoded; at most {MAX_KEY_BYTES}")
+    size = _decoded_size(value, "key")
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"{size} bytes decoded; at most {MAX_KEY_BYTES}")
     return value
 
 

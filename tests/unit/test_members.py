@@ -194,6 +194,25 @@ def test_the_member_limit_is_enforced_with_group_full_and_nothing_written(
         add_members(store, alice, change("addMembers", chat_id, ["u_erin"]))
 
 
+def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env: Any,
+    store: ChatStore,
+    make_chat: Callable[..., str],
+    make_caller: Callable[..., Caller],
+) -> None:
+    # Given a limit of 100 and a group of 3
+    monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 100)
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    newcomers = [f"u_new{i:03d}" for i in range(members_logic.MEMBERS_PER_ADD + 3)]
+    # When alice adds more than one transaction holds, and more than the group has room for
+    # Then it is GROUP_FULL before the first transaction: nobody was added, nothing announced
+    with pytest.raises(GroupFull):
+        add_members(store, make_caller("u_alice"), change("addMembers", chat_id, newcomers))
+    assert member_ids(store, chat_id) == {"u_alice", "u_bob", "u_carol"}
+    assert aws_env.messages(chat_id) == []
+
+
 def test_concurrent_adds_never_exceed_the_limit_and_announcements_stay_gapless(
     monkeypatch: pytest.MonkeyPatch,
     aws_env: Any,

@@ -282,14 +282,7 @@ class ChatStore:
                 "attached": False,
             }
         )
-        try:
-            self.ddb.put_item(
-                TableName=self.chats_table, Item=item, ConditionExpression="attribute_not_exists(sk)"
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise MediaExists() from exc
-            raise
+        self._put_new(item, MediaExists)
 
     def get_media(self, chat_id: str, media_id: str) -> StoredMedia | None:
         resp = self.ddb.get_item(
@@ -349,13 +342,17 @@ class ChatStore:
                 raise
             return
         self._batch_write(self.chats_table, member_items)
+        self._put_new(meta_item, ChatExists)
+
+    def _put_new(self, item: dict[str, Any], exists: type[Exception]) -> None:
+        """Put a chats-table item that must not exist yet; `exists` is raised if it does."""
         try:
             self.ddb.put_item(
-                TableName=self.chats_table, Item=meta_item, ConditionExpression="attribute_not_exists(sk)"
+                TableName=self.chats_table, Item=item, ConditionExpression="attribute_not_exists(sk)"
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ChatExists() from exc
+                raise exists() from exc
             raise
 
     def membership(self, chat_id: str, user_ids: list[str]) -> MembershipContext:

@@ -75,15 +75,19 @@ def removed_by(message: StoredMessage) -> list[str]:
 
 
 def add_members(store: ChatStore, caller: Caller, frame: AddMembersFrame) -> ChatFrame:
-    context = store.membership(frame.chat_id, [caller.user_id, *frame.members])
-    _check_can_change(context.chat, context.roles, caller, frame.chat_id, self_leave=False)
-    new = [u for u in frame.members if u not in context.roles]
-    assert context.chat is not None
-    if context.chat.member_count + len(new) > MAX_GROUP_MEMBERS:
-        raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
-    chat = context.chat
-    for start in range(0, len(new), MEMBERS_PER_ADD):
-        chat = _change(store, caller, frame.chat_id, new[start : start + MEMBERS_PER_ADD], "added")
+    users = list(frame.members)
+    chat: ChatMeta | None = None
+    if len(users) > MEMBERS_PER_ADD:
+        # Several transactions: an add that cannot fit is refused whole, before the first of them.
+        # (One transaction decides and checks the limit itself, in `_change`.)
+        context = store.membership(frame.chat_id, [caller.user_id, *users])
+        chat = _check_can_change(context.chat, context.roles, caller, frame.chat_id, self_leave=False)
+        users = [u for u in users if u not in context.roles]
+        if chat.member_count + len(users) > MAX_GROUP_MEMBERS:
+            raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
+    for start in range(0, len(users), MEMBERS_PER_ADD):
+        chat = _change(store, caller, frame.chat_id, users[start : start + MEMBERS_PER_ADD], "added")
+    assert chat is not None  # members has at least one entry, or the whole-add check read the chat
     return chat_frame(frame.request_id, chat, "admin")
 
 

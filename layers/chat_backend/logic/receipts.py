@@ -32,6 +32,7 @@ from chat_backend.dal.delivery_queue import DeliveryQueue, Envelope, FifoQueue, 
 from chat_backend.dal.receipt_store import MessageRef, ReceiptContext, ReceiptStore
 from chat_backend.errors import BadRequest, Forbidden, NotFound
 from chat_backend.logic.fanout import envelopes_for, recipients_of
+from chat_backend.logic.members import SYSTEM_SENDER
 from chat_backend.logic.send import seq_of_server_msg_id
 from chat_backend.models import (
     Caller,
@@ -48,7 +49,6 @@ from chat_backend.models import (
 from chat_backend.wiring import RECEIPT_SUMMARY_WINDOW_S
 
 LARGE_GROUP = 256  # over this many members, senders get RECEIPT_SUMMARY instead of RECEIPTs
-SYSTEM_SENDER = "system"  # membership-change messages: nobody to tell
 # A receipt reads at most this many of the newest messages it newly covers to find whom to tell.
 # A watermark jumping further tells the senders among those newest ones only; everything it
 # covers is stored all the same and shows in the `receipts` query.
