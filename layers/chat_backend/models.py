@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -44,9 +45,13 @@ Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
-def now_iso() -> str:
+def iso_at(epoch_s: float) -> str:
     """ISO 8601 UTC with milliseconds, as the protocol writes times."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return iso_at(time.time())
 
 
 def _decoded_size(value: str, what: str) -> int:

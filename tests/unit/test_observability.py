@@ -96,13 +96,6 @@ def test_an_invocation_with_no_metric_neither_fails_nor_warns(
     assert "SendsAcked" not in emf_metrics(capsys.readouterr().out)
 
 
-def test_tracing_is_off_where_there_is_no_x_ray_daemon() -> None:
-    # Given the unit tests' environment (not Lambda; POWERTOOLS_TRACE_DISABLED as the local stack sets it)
-    # When the shared tracer is consulted
-    # Then it is disabled, so capture_lambda_handler only calls through
-    assert observability.tracer.disabled
-
-
 def test_the_metric_set_is_cleared_after_a_flush_even_when_metrics_are_disabled(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

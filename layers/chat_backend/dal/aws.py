@@ -9,6 +9,7 @@ from typing import Any, cast
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -51,3 +52,8 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def av(value: Any) -> dict[str, Any]:
     return cast(dict[str, Any], _serializer.serialize(value))
+
+
+def is_conditional_failure(exc: ClientError) -> bool:
+    """A write's ConditionExpression did not hold (nothing was written)."""
+    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")

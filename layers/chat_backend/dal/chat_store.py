@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chat_backend.dal.aws import av, client, from_item, to_item
+from chat_backend.dal.aws import av, client, from_item, is_conditional_failure, to_item
 from chat_backend.models import ChatMeta, SendRecord, StoredMedia, StoredMessage
 
 META = "META"
@@ -351,7 +351,7 @@ class ChatStore:
                 TableName=self.chats_table, Item=item, ConditionExpression="attribute_not_exists(sk)"
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 raise exists() from exc
             raise
 

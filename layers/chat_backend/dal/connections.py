@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chat_backend.dal.aws import av, client
+from chat_backend.dal.aws import av, client, is_conditional_failure
 from chat_backend.dal.chat_store import BATCH_GET_MAX_KEYS, batch_get
 
 DEVICE_PREFIX = "dev_"
@@ -65,7 +65,7 @@ class ConnectionRegistry:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 return None
             raise
         return _devices(resp.get("Attributes", {}))

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chat_backend.dal.aws import av, client
+from chat_backend.dal.aws import av, client, is_conditional_failure
 from chat_backend.dal.chat_store import batch_write
 
 DEVICE_PREFIX = "DEVICE#"
@@ -55,10 +55,6 @@ class DeviceRecord:
     device_id: str
     identity_key: str
     signed_pre_key: SignedPreKeyRecord
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
 def _device(item: dict[str, Any]) -> DeviceRecord:
@@ -176,7 +172,7 @@ class KeyStore:
                         ReturnValues="ALL_OLD",
                     )["Attributes"]
                 except ClientError as exc:
-                    if _is_conditional_failure(exc):
+                    if is_conditional_failure(exc):
                         continue  # another fetch took it
                     raise
                 return PreKey(key_id=int(old["keyId"]["N"]), public_key=old["publicKey"]["S"])

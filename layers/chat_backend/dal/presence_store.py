@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
 from chat_backend.dal.chat_store import BATCH_GET_MAX_KEYS, batch_get, batch_write
 from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
 
@@ -61,10 +61,6 @@ def _state(item: dict[str, Any]) -> PresenceState:
         last_active_ms=int(v["lastActive"]),
         version=int(v["version"]),
     )
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
 class PresenceStore:
@@ -118,7 +114,7 @@ class PresenceStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not is_conditional_failure(exc):
                 raise
             current: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
             return _state(current) if current else None
@@ -140,7 +136,7 @@ class PresenceStore:
                 },
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise
         return True

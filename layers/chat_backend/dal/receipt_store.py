@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
 from chat_backend.dal.chat_store import META, batch_get_tables, chat_meta, member_sk
 from chat_backend.models import ChatMeta
 
@@ -151,7 +151,7 @@ class ReceiptStore:
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if is_conditional_failure(exc):
                 return None
             raise
         return from_item(resp.get("Attributes", {}))

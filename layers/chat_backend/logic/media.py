@@ -7,10 +7,10 @@ download URL. Unknown, unattached and other chats' media all answer the same NOT
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
 
-from chat_backend.dal.chat_store import ChatStore, MediaExists
+from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.media_bucket import MediaBucket
 from chat_backend.errors import Forbidden, NotFound, TooLarge
 from chat_backend.models import (
@@ -21,7 +21,7 @@ from chat_backend.models import (
     MediaUploadFrame,
     MediaUrlFrame,
     StoredMedia,
-    media_key,
+    iso_at,
     now_iso,
 )
 
@@ -32,11 +32,6 @@ def new_media_id() -> str:
     return f"md_{uuid.uuid4().hex}"
 
 
-def _expires_at(seconds: int) -> str:
-    at = datetime.now(UTC) + timedelta(seconds=seconds)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def upload_media(
     store: ChatStore, bucket: MediaBucket, caller: Caller, frame: MediaUploadFrame
 ) -> MediaUploadAnswer:
@@ -44,23 +39,17 @@ def upload_media(
         raise TooLarge(f"media is {frame.size} bytes; at most {MAX_MEDIA_BYTES}")
     if store.role_of(frame.chat_id, caller.user_id) is None:
         raise Forbidden(f"not a member of {frame.chat_id}")
-    for _ in range(3):  # a collision of 128 random bits will not happen; never overwrite one anyway
-        media = StoredMedia(
-            chat_id=frame.chat_id,
-            media_id=new_media_id(),
-            uploader=caller.user_id,
-            content_type=frame.content_type,
-            size=frame.size,
-            created_at=now_iso(),
-        )
-        try:
-            store.put_media(media)
-            break
-        except MediaExists:
-            continue
-    else:
-        raise RuntimeError("could not allocate a media id")
-    expires_at = _expires_at(URL_TTL_S)
+    # A fresh 128-bit id: put_media still refuses (MediaExists) rather than overwrite an item.
+    media = StoredMedia(
+        chat_id=frame.chat_id,
+        media_id=new_media_id(),
+        uploader=caller.user_id,
+        content_type=frame.content_type,
+        size=frame.size,
+        created_at=now_iso(),
+    )
+    store.put_media(media)
+    expires_at = iso_at(time.time() + URL_TTL_S)
     post = bucket.presign_upload(media.key, media.content_type, media.size, URL_TTL_S)
     return MediaUploadAnswer(
         request_id=frame.request_id,
@@ -79,6 +68,6 @@ def download_media(
     media = store.get_media(frame.chat_id, frame.media_id)
     if media is None or not media.attached:
         raise NotFound(f"no media {frame.media_id} in {frame.chat_id}")
-    expires_at = _expires_at(URL_TTL_S)
-    url = bucket.presign_download(media_key(frame.chat_id, frame.media_id), URL_TTL_S)
+    expires_at = iso_at(time.time() + URL_TTL_S)
+    url = bucket.presign_download(media.key, URL_TTL_S)
     return MediaUrlFrame(request_id=frame.request_id, media_id=frame.media_id, url=url, expires_at=expires_at)

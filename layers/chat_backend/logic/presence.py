@@ -13,7 +13,6 @@ announced status and ride the delivery queue in one FIFO group per watched user.
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from datetime import UTC, datetime
 
 from chat_backend import wiring
 from chat_backend.dal.chat_store import ChatStore
@@ -23,7 +22,7 @@ from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.dal.presence_store import PresenceState, PresenceStore, SettleQueue
 from chat_backend.errors import BadRequest, ConnectionGone, Forbidden
 from chat_backend.logic.fanout import envelopes_for, recipients_of
-from chat_backend.models import MAX_PRESENCE_USERS, Caller, PresenceFrame, PresenceNoticeFrame
+from chat_backend.models import MAX_PRESENCE_USERS, Caller, PresenceFrame, PresenceNoticeFrame, iso_at
 
 # A connect or heartbeat keeps the user ONLINE this long: above the SDK's 4-minute heartbeat,
 # below API Gateway's 10-minute idle timeout (which closes a silent connection and fires $disconnect).
@@ -43,10 +42,6 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def notice_of(user_id: str, state: PresenceState | None, now: float) -> PresenceNoticeFrame:
     """The status as a reader sees it at `now`: ONLINE only while the lease runs, whatever was
     announced (a heartbeat that lapsed without a $disconnect reads OFFLINE)."""
@@ -54,7 +49,9 @@ def notice_of(user_id: str, state: PresenceState | None, now: float) -> Presence
         return PresenceNoticeFrame(user_id=user_id, status="OFFLINE", last_seen=None)
     online = state.status == "ONLINE" and state.lease_until_ms > _ms(now)
     return PresenceNoticeFrame(
-        user_id=user_id, status="ONLINE" if online else "OFFLINE", last_seen=_iso(state.last_active_ms)
+        user_id=user_id,
+        status="ONLINE" if online else "OFFLINE",
+        last_seen=iso_at(state.last_active_ms / 1000),
     )
 
 
