@@ -1,5 +1,6 @@
 """CDK app entry point: `cd cdk && ../.venv/bin/python app.py [-c key=value ...]`, or the CDK CLI
-through cdk.json (which passes `-c` itself). The context keys are listed in `chat_stack.settings`.
+through cdk.json (the CLI hands its `-c` context to the app in CDK_CONTEXT_JSON). The context keys
+are listed in `chat_stack.settings`.
 
 Writes the cloud assembly to <repo>/cdk.out (or wherever the CLI asks, via CDK_OUTDIR).
 CDK_SKIP_BUNDLING=1 skips building the layer (no pip), for fast synth in tests and checks.

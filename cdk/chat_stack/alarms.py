@@ -48,7 +48,6 @@ class Alarms(Construct):
                 "CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed SNS key, "
                 "and alarm notifications carry no user data: a customer-managed key would buy nothing.",
             )
-        self.alarms: list[cloudwatch.Alarm] = []
         for name, dlq in dead_letter_queues.items():
             self._alarm(
                 f"{name}DeadLetters",
@@ -77,7 +76,7 @@ class Alarms(Construct):
 
     def _alarm(
         self, alarm_id: str, metric: cloudwatch.IMetric, description: str, threshold: float = 0
-    ) -> cloudwatch.Alarm:
+    ) -> None:
         alarm = cloudwatch.Alarm(
             self,
             alarm_id,
@@ -91,5 +90,3 @@ class Alarms(Construct):
         if self.topic is not None:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))
-        self.alarms.append(alarm)
-        return alarm

@@ -24,7 +24,6 @@ class ChatStack(Stack):
         self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.settings = settings
         self.tables = Tables(self, "Tables")
         self.queues = Queues(self, "Queues")
         self.buckets = Buckets(self, "Buckets")

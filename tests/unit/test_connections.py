@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.logic.connections import connect, disconnect
+from chat_backend.logic.connections import connect
 from chat_backend.models import Caller
 
 TTL_S = 7200
@@ -62,7 +62,7 @@ def test_disconnect_removes_the_device_when_its_connection_matches(
     connect(registry, make_caller("u_alice", "d_phone", "conn-a1"), TTL_S)
     connect(registry, make_caller("u_alice", "d_laptop", "conn-a2"), TTL_S)
     # When the phone's connection closes
-    disconnect(registry, make_caller("u_alice", "d_phone", "conn-a1"))
+    registry.unregister("u_alice", "d_phone", "conn-a1")
     # Then the phone is no longer reachable and the laptop still is
     assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_laptop": "conn-a2"}}
 

@@ -21,10 +21,6 @@ def connect(registry: ConnectionRegistry, caller: Caller, ttl_s: int) -> None:
     )
 
 
-def disconnect(registry: ConnectionRegistry, caller: Caller) -> None:
-    registry.unregister(caller.user_id, caller.device_id, caller.connection_id)
-
-
 def open_connection(
     registry: ConnectionRegistry,
     presence: PresenceStore,
