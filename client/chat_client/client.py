@@ -77,6 +77,11 @@ class _PendingSend:
     outcome: Ack | dict[str, Any] | BaseException | None = None
 
 
+def encode_frame(frame: dict[str, Any]) -> str:
+    """A client frame as the compact JSON text the server reads."""
+    return json.dumps(frame, separators=(",", ":"))
+
+
 class ChatClient:
     def __init__(
         self,
@@ -242,7 +247,7 @@ class ChatClient:
             "ciphertext": base64.b64encode(ciphertext).decode("ascii"),
             "mediaIds": media,
         }
-        pending = _PendingSend(cmid, chat_id, ciphertext, media, json.dumps(frame, separators=(",", ":")))
+        pending = _PendingSend(cmid, chat_id, ciphertext, media, encode_frame(frame))
         loop = asyncio.get_running_loop()
         end = None if deadline is None else loop.time() + deadline
         self._pending_sends[cmid] = pending
@@ -354,7 +359,7 @@ class ChatClient:
 
     async def send_frame(self, frame: dict[str, Any], timeout: float = 10.0) -> None:
         """Fire-and-forget a client frame (receipt, presence, typing, publishKeys...)."""
-        await self.send_raw(json.dumps(frame, separators=(",", ":")), timeout)
+        await self.send_raw(encode_frame(frame), timeout)
 
     async def receipt(
         self,
@@ -404,7 +409,7 @@ class ChatClient:
             if ws is None:
                 await self.send_frame(frame)
             else:
-                await ws.send(json.dumps(frame, separators=(",", ":")))
+                await ws.send(encode_frame(frame))
 
     async def mark_read(self, chat_id: str, seq: int) -> None:
         """READ watermark: the user has seen every message of the chat up to ``seq``. READ implies
@@ -546,7 +551,7 @@ class ChatClient:
                         "requestId": f"{AUTO_RECEIPT_PREFIX}{uuid.uuid4()}",
                     }
                     try:
-                        await ws.send(json.dumps(frame, separators=(",", ":")))
+                        await ws.send(encode_frame(frame))
                     except ConnectionClosed:
                         self._delivered_wanted.set()  # try again once reconnected
                         break
@@ -806,7 +811,7 @@ class ChatClient:
         self._pending_requests[rid] = fut
         try:
             try:
-                await ws.send(json.dumps(frame, separators=(",", ":")))
+                await ws.send(encode_frame(frame))
             except ConnectionClosed as exc:
                 raise ChatConnectionError(f"connection closed: {exc}") from exc
             reply = await asyncio.wait_for(fut, max(end - loop.time(), 0.0))

@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.key_store import DeviceRecord, KeyStore, PreKey, SignedPreKeyRecord
 from chat_backend.errors import Forbidden
-from chat_backend.logic.presence import visible_to
+from chat_backend.logic.members import visible_to
 from chat_backend.models import (
     Caller,
     DeviceKeys,

@@ -13,6 +13,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Literal
 
 from chat_backend.dal.chat_store import ChatStore, HeadMoved
@@ -165,3 +166,14 @@ def _check_can_change(
     if roles[caller.user_id] != "admin" and not self_leave:
         raise Forbidden(f"only admins change the members of {chat_id}; a member may remove itself")
     return chat
+
+
+def visible_to(store: ChatStore, pool: Executor, user_id: str, others: list[str]) -> set[str]:
+    """Those of `others` who share a chat with the user (a user who does not exist shares none)."""
+    if not others:
+        return set()
+    mine = set(store.chat_ids_of(user_id))
+    if not mine:
+        return set()
+    theirs = pool.map(store.chat_ids_of, others)
+    return {other for other, chats in zip(others, theirs, strict=True) if mine.intersection(chats)}

@@ -22,6 +22,7 @@ from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.dal.presence_store import PresenceState, PresenceStore, SettleQueue
 from chat_backend.errors import BadRequest, ConnectionGone, Forbidden
 from chat_backend.logic.fanout import envelopes_for, recipients_of
+from chat_backend.logic.members import visible_to
 from chat_backend.models import MAX_PRESENCE_USERS, Caller, PresenceFrame, PresenceNoticeFrame, iso_at
 
 # A connect or heartbeat keeps the user ONLINE this long: above the SDK's 4-minute heartbeat,
@@ -148,17 +149,6 @@ def push(
 
 
 # --- subscriptions -------------------------------------------------------------------------------
-
-
-def visible_to(store: ChatStore, pool: Executor, user_id: str, others: list[str]) -> set[str]:
-    """Those of `others` who share a chat with the user (a user who does not exist shares none)."""
-    if not others:
-        return set()
-    mine = set(store.chat_ids_of(user_id))
-    if not mine:
-        return set()
-    theirs = pool.map(store.chat_ids_of, others)
-    return {other for other, chats in zip(others, theirs, strict=True) if mine.intersection(chats)}
 
 
 def subscribe(
