@@ -1,21 +1,16 @@
-"""`make bench`: the core message path on the local stack, measured.
+"""`make bench`: the message path on the local stack, measured under both timing profiles.
 
-Starts the local stack as `make run` does, connects N simulated users in 1:1 pairs through the
-SDK, and offers messages at fixed rates (open loop: a send is not held back by the previous
-ACK). For each rate it reports delivered messages/s, send->deliver and send->ACK latency
-percentiles, the AWS API calls the functions made per delivered message (counted at the boto3
-layer) and DynamoDB write units per send (ConsumedCapacity), and the per-function duration
-profile of the stack.
+    python -m bench [--profiles fast,aws] [--seconds 15] [--rates 10,50,100] [--group-online 150,1000]
 
-    python -m bench [--users 100] [--rates 100] [--seconds 15]
-
-Each offered rate runs open loop; a last run is closed loop (each sender sends again once ACKed),
-which gives the most messages/s the stack sustains. The message runs send no receipts (the SDK's
-automatic DELIVERED is off), so they measure the message path alone; a final run measures
-receipts: every receiver marks the chat's messages DELIVERED then READ one by one, each as soon as
-the sender got the previous RECEIPT (closed loop), which gives receipts/s sustained.
-Then a 10,000-member group with 150 and 1,000 members online (`--group-online`) measures
-group fan-out (bench/group_fanout.py).
+For each profile (`CHAT_TIMING`: `fast` runs the emulators as fast as they go, `aws` makes every
+emulated hop take what AWS's does, docs/TIMING.md) a local stack is started as `make run` does,
+and these runs are made against it:
+- 1:1 (bench/message_path.py): 100 users in 50 direct chats at the offered rates, open loop, then
+  closed loop (the most it sustains), then receipts;
+- mixed (bench/mixed.py): the same kind of users in 50 direct chats and 20 groups of 50;
+- hot chat (bench/hot_chat.py): bursts into one group, and one chat vs 100 chats, refusals counted;
+- group fan-out (bench/group_fanout.py): a 10,000-member group with some members online.
+Every figure is printed as it is measured; `--json` also writes them all to a file.
 """
 
 from __future__ import annotations
@@ -24,255 +19,54 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import struct
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.group_fanout import print_group_row, run_group_fanout
-from bench.report import percentile, print_function_profile
-from chat_client import ChatClient, mint_token
-from local_stack.child import RunningStack, start_local_stack
-
-STAMP = struct.Struct("!dI")  # send time (perf_counter), message number
-
-
-@dataclass
-class Pair:
-    sender: ChatClient
-    receiver: ChatClient
-    chat_id: str
+from bench.hot_chat import print_hot_chat, run_hot_chat
+from bench.message_path import make_pairs, print_receipts, print_row, report, run_rate, run_receipts
+from bench.mixed import print_mixed, run_mixed
+from local_stack.child import start_local_stack
 
 
-@dataclass
-class RunResult:
-    offered_rate: float
-    seconds: float
-    sent: int = 0
-    acked: int = 0
-    delivered: int = 0
-    deliver_latency_ms: list[float] = field(default_factory=list)
-    ack_latency_ms: list[float] = field(default_factory=list)
-    stats: dict[str, Any] = field(default_factory=dict)
-    delivered_per_s: float = 0.0
+async def bench_profile(profile: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    log = Path(tempfile.mkdtemp(prefix=f"chat-bench-{profile}-")) / "local-stack.log"
+    stack = start_local_stack(log, {"CHAT_LOG_LEVEL": "WARNING", "CHAT_TIMING": profile})
+    rows: list[dict[str, Any]] = []
 
+    def keep(row: dict[str, Any]) -> None:
+        rows.append({"profile": profile, **row})
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
-
-
-async def make_pairs(stack: RunningStack, users: int) -> list[Pair]:
-    pairs = []
-    run = int(time.time())
-    for i in range(users // 2):
-        a, b = f"bench_{run}_{i}_a", f"bench_{run}_{i}_b"
-        sender = ChatClient(stack.url, mint_token(a, "d1", secret=stack.secret), auto_delivered=False)
-        receiver = ChatClient(stack.url, mint_token(b, "d1", secret=stack.secret), auto_delivered=False)
-        await asyncio.gather(sender.connect(), receiver.connect())
-        chat = await sender.create_chat("direct", [b])
-        pairs.append(Pair(sender, receiver, chat["chatId"]))
-    return pairs
-
-
-async def drain(pair: Pair, result: RunResult, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            message = await asyncio.wait_for(pair.receiver.messages.get(), 0.2)
-        except TimeoutError:
-            continue
-        sent_at, _ = STAMP.unpack(message.ciphertext[: STAMP.size])
-        result.deliver_latency_ms.append((time.perf_counter() - sent_at) * 1000)
-        result.delivered += 1
-
-
-async def send_one(pair: Pair, n: int, padding: bytes, result: RunResult) -> None:
-    started = time.perf_counter()
-    await pair.sender.send(pair.chat_id, STAMP.pack(started, n) + padding)
-    result.ack_latency_ms.append((time.perf_counter() - started) * 1000)
-    result.acked += 1
-
-
-async def offer_open_loop(
-    pairs: list[Pair], rate: float, seconds: float, padding: bytes, result: RunResult
-) -> None:
-    """Sends at a fixed rate whatever the answers (the offered load of the latency target)."""
-    sends: list[asyncio.Task[None]] = []
-    interval = 1.0 / rate
-    start = time.perf_counter()
-    n = 0
-    while (now := time.perf_counter()) - start < seconds:
-        due = start + n * interval
-        if due > now:
-            await asyncio.sleep(due - now)
-        sends.append(asyncio.create_task(send_one(pairs[n % len(pairs)], n, padding, result)))
-        n += 1
-    result.sent = n
-    await asyncio.wait_for(asyncio.gather(*sends), 120)
-
-
-async def offer_closed_loop(pairs: list[Pair], seconds: float, padding: bytes, result: RunResult) -> None:
-    """Each sender sends again as soon as its last message is ACKed: the most the stack sustains."""
-    end = time.perf_counter() + seconds
-
-    async def sender(pair: Pair) -> None:
-        while time.perf_counter() < end:
-            result.sent += 1
-            await send_one(pair, result.sent, padding, result)
-
-    await asyncio.gather(*(sender(p) for p in pairs))
-
-
-async def run_rate(
-    stack: RunningStack, pairs: list[Pair], rate: float | None, seconds: float, size: int
-) -> RunResult:
-    """One measured run; rate None runs closed loop."""
-    result = RunResult(offered_rate=rate or 0.0, seconds=seconds)
-    padding = b"\x00" * max(0, size - STAMP.size)
-    stack.reset_stats()
-    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
-    cpu_before = cpu_snapshot(pids)
-    stop = asyncio.Event()
-    drains = [asyncio.create_task(drain(p, result, stop)) for p in pairs]
-    start = time.perf_counter()
-    if rate is None:
-        await offer_closed_loop(pairs, seconds, padding, result)
-    else:
-        await offer_open_loop(pairs, rate, seconds, padding, result)
-    deadline = time.perf_counter() + 30
-    while result.delivered < result.sent and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - start
-    stop.set()
-    await asyncio.gather(*drains)
-    result.delivered_per_s = result.delivered / elapsed
-    result.stats = stack.stats()
-    cpu_after = cpu_snapshot(pids)
-    result.stats["cpu_share"] = {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids}
-    return result
-
-
-async def run_receipts(stack: RunningStack, pairs: list[Pair], seconds: float) -> dict[str, Any]:
-    """Closed loop: each receiver sends DELIVERED k, then READ k, then k+1..., each once the
-    sender has the RECEIPT of the previous one. Every receipt moves a watermark by one message."""
-    stack.reset_stats()
-    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
-    cpu_before = cpu_snapshot(pids)
-    latency_ms: list[float] = []
-    start = time.perf_counter()
-    end = start + seconds
-
-    async def mark(pair: Pair) -> None:
-        for seq in range(1, pair.receiver.cursors.get(pair.chat_id, 0) + 1):
-            for kind in ("DELIVERED", "READ"):
-                if time.perf_counter() >= end:
-                    return
-                sent_at = time.perf_counter()
-                await pair.receiver.receipt(pair.chat_id, kind, up_to_seq=seq)
-                while True:
-                    frame = await pair.sender.next_frame("RECEIPT", timeout=60)
-                    if frame.get("receiptType") == kind and frame.get("upToSeq") == seq:
-                        break
-                latency_ms.append((time.perf_counter() - sent_at) * 1000)
-
-    await asyncio.gather(*(mark(p) for p in pairs))
-    elapsed = time.perf_counter() - start
-    stats = stack.stats()
-    cpu_after = cpu_snapshot(pids)
-    calls = stats.get("calls", {})
-    done = max(1, len(latency_ms))
-    return {
-        "receipts": len(latency_ms),
-        "seconds": round(elapsed, 1),
-        "receipts_per_s": round(len(latency_ms) / elapsed, 1),
-        "receipt_to_sender_ms": {p: round(percentile(latency_ms, p), 1) for p in (50, 95, 99)},
-        "aws_calls_per_receipt": round(sum(calls.values()) / done, 2),
-        "aws_calls_by_operation_per_receipt": {k: round(v / done, 2) for k, v in sorted(calls.items())},
-        "function_profile": stats.get("functions", {}),
-        "cpu_cores_used": {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids},
-    }
-
-
-def print_receipts(row: dict[str, Any]) -> None:
-    r = row["receipt_to_sender_ms"]
-    print(
-        f"receipts (closed loop) | {row['receipts_per_s']:>6.1f} receipts/s ({row['receipts']} in "
-        f"{row['seconds']} s) | receipt->sender's RECEIPT p50 {r[50]} p95 {r[95]} p99 {r[99]} ms | "
-        f"AWS calls/receipt {row['aws_calls_per_receipt']}"
-    )
-    print("    calls per receipt:", json.dumps(row["aws_calls_by_operation_per_receipt"]))
-    print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
-    print_function_profile(row["function_profile"])
-
-
-def report(result: RunResult, size: int) -> dict[str, Any]:
-    calls = result.stats.get("calls", {})
-    units = result.stats.get("write_units", {})
-    delivered = max(1, result.delivered)
-    sends = max(1, result.acked)
-    row = {
-        "offered_msgs_per_s": result.offered_rate,
-        "seconds": result.seconds,
-        "ciphertext_bytes": size,
-        "sent": result.sent,
-        "acked": result.acked,
-        "delivered": result.delivered,
-        "delivered_msgs_per_s": round(result.delivered_per_s, 1),
-        "deliver_ms": {p: round(percentile(result.deliver_latency_ms, p), 1) for p in (50, 95, 99)},
-        "ack_ms": {p: round(percentile(result.ack_latency_ms, p), 1) for p in (50, 95, 99)},
-        "aws_calls_per_delivered_msg": round(sum(calls.values()) / delivered, 2),
-        "aws_calls_by_operation_per_msg": {k: round(v / delivered, 2) for k, v in sorted(calls.items())},
-        "dynamodb_write_units_per_send": round(sum(units.values()) / sends, 2),
-        "function_profile": result.stats.get("functions", {}),
-        "cpu_cores_used": result.stats.get("cpu_share", {}),
-    }
-    return row
-
-
-def print_row(row: dict[str, Any]) -> None:
-    d, a = row["deliver_ms"], row["ack_ms"]
-    print(
-        f"offered {row['offered_msgs_per_s'] or 'max (closed loop)':>6} msg/s | "
-        f"delivered {row['delivered_msgs_per_s']:>6.1f} msg/s "
-        f"({row['delivered']}/{row['sent']}) | send->deliver p50 {d[50]} p95 {d[95]} p99 {d[99]} ms | "
-        f"ACK p50 {a[50]} p99 {a[99]} ms | AWS calls/msg {row['aws_calls_per_delivered_msg']} | "
-        f"WCU/send {row['dynamodb_write_units_per_send']}"
-    )
-    print("    calls per delivered message:", json.dumps(row["aws_calls_by_operation_per_msg"]))
-    print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
-    print_function_profile(row["function_profile"])
-
-
-async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
-    log = Path(tempfile.mkdtemp(prefix="chat-bench-")) / "local-stack.log"
-    stack = start_local_stack(log, {"CHAT_LOG_LEVEL": "WARNING"})
-    rows = []
     try:
-        pairs = await make_pairs(stack, args.users)
-        print(f"local stack at {stack.url}; {len(pairs)} 1:1 chats, {args.users} users; log {log}")
-        # Warm-up: first calls build clients and connections, as a cold Lambda would.
-        await run_rate(stack, pairs, rate=20, seconds=2, size=args.size)
-        for rate in [*args.rates, None]:
-            row = report(await run_rate(stack, pairs, rate, args.seconds, args.size), args.size)
-            print_row(row)
-            rows.append(row)
-        receipts = await run_receipts(stack, pairs, args.seconds)
-        print_receipts(receipts)
-        rows.append(receipts)
-        await asyncio.gather(*(c.close() for p in pairs for c in (p.sender, p.receiver)))
-        for online in args.group_online:
-            group_row = (await run_group_fanout(stack, online, args.group_sends)).row()
-            print_group_row(group_row)
-            rows.append(group_row)
+        print(f"\n=== timing profile {profile} (local stack at {stack.url}; log {log})", flush=True)
+        if "1:1" in args.runs:
+            pairs = await make_pairs(stack, args.users)
+            # Warm-up: first calls build clients and connections, as a cold Lambda would.
+            await run_rate(stack, pairs, rate=20, seconds=2, size=args.size)
+            for rate in [*args.rates, None]:
+                row = report(await run_rate(stack, pairs, rate, args.seconds, args.size), args.size)
+                print_row(row)
+                keep(row)
+            receipts = await run_receipts(stack, pairs, args.seconds)
+            print_receipts(receipts)
+            keep(receipts)
+            await asyncio.gather(*(c.close() for p in pairs for c in (p.sender, p.receiver)))
+        if "mixed" in args.runs:
+            mixed = await run_mixed(stack, args.mixed_rate, args.seconds)
+            print_mixed(mixed)
+            keep(mixed)
+        if "hot" in args.runs:
+            hot = await run_hot_chat(stack)
+            print_hot_chat(hot)
+            for row in hot:
+                keep(row)
+        if "group" in args.runs:
+            for online in args.group_online:
+                group_row = (await run_group_fanout(stack, online, args.group_sends)).row()
+                print_group_row(group_row)
+                keep(group_row)
     finally:
         stack.stop()
     return rows
@@ -280,21 +74,22 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    csv = lambda cast: lambda s: [cast(x) for x in s.split(",") if x]  # noqa: E731
+    parser.add_argument("--profiles", type=csv(str), default=["fast", "aws"])
+    parser.add_argument("--runs", type=csv(str), default=["1:1", "mixed", "hot", "group"])
     parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100.0])
+    parser.add_argument("--rates", type=csv(float), default=[10.0, 50.0, 100.0])
+    parser.add_argument("--mixed-rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--size", type=int, default=256, help="ciphertext bytes per message")
     parser.add_argument(
-        "--group-online",
-        type=lambda s: [int(x) for x in s.split(",") if x],
-        default=[150, 1000],
-        help="online members of the 10,000-member group fan-out runs (empty: skip them)",
+        "--group-online", type=csv(int), default=[150, 1000], help="online members of the 10,000-member group"
     )
     parser.add_argument("--group-sends", type=int, default=5, help="messages sent to the group per run")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rows = asyncio.run(main_async(args))
+    rows = [row for profile in args.profiles for row in asyncio.run(bench_profile(profile, args))]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     sys.exit(0 if rows else 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -10,6 +12,31 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+def percentiles(values: list[float], ps: tuple[int, ...] = (50, 95, 99)) -> dict[int, float]:
+    return {p: round(percentile(values, p), 1) for p in ps}
+
+
+def gateway_latencies_ms(
+    writes: dict[str, dict[int, list[float]]], sent_at: dict[tuple[str, int], float]
+) -> list[float]:
+    """Per delivered frame: from the client's send to the gateway writing it to a recipient."""
+    return [
+        (at - sent) * 1000
+        for (chat_id, seq), sent in sent_at.items()
+        for at in writes.get(chat_id, {}).get(seq, [])
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
 def print_function_profile(profile: dict[str, dict[str, Any]]) -> None:

@@ -37,6 +37,11 @@ _QUEUE_GRANTS: dict[str, Callable[[sqs.Queue, iam.IGrantable], iam.Grant]] = {
     "send": lambda queue, fn: queue.grant_send_messages(fn),
     "consume": lambda queue, fn: queue.grant_consume_messages(fn),
 }
+_QUEUE_ACCESS: dict[str, tuple[str, ...]] = {
+    "send": ("send",),
+    "consume": ("consume",),
+    "send_consume": ("send", "consume"),
+}
 
 
 # Object actions only (least privilege): a presigned GET needs s3:GetObject, a presigned POST s3:PutObject.
@@ -129,10 +134,11 @@ class Functions(Construct):
         for resource, access in spec.uses.items():
             if resource in self._tables and access in _TABLE_GRANTS:
                 _TABLE_GRANTS[access](self._tables[resource], fn)
-            elif resource in self._queues and access in _QUEUE_GRANTS:
-                if access == "consume" and _consumes_by_trigger(spec, resource):
-                    continue  # the SQS event source grants exactly what its poller needs
-                _QUEUE_GRANTS[access](self._queues[resource], fn)
+            elif resource in self._queues and access in _QUEUE_ACCESS:
+                for grant in _QUEUE_ACCESS[access]:
+                    if grant == "consume" and _consumes_by_trigger(spec, resource):
+                        continue  # the SQS event source grants exactly what its poller needs
+                    _QUEUE_GRANTS[grant](self._queues[resource], fn)
             elif resource in self._buckets and access in _BUCKET_ACTIONS:
                 bucket = self._buckets[resource]
                 fn.add_to_role_policy(
@@ -189,6 +195,10 @@ class Functions(Construct):
             retry_attempts=trigger.max_retries,
             report_batch_item_failures=True,
             on_failure=event_sources.SqsDlq(self._failed_records_queue(spec)),
+            # The wiring's pattern is already Lambda's JSON (lists of allowed values at the leaves).
+            filters=[lambda_.FilterCriteria.filter(trigger.filter_pattern)]
+            if trigger.filter_pattern
+            else None,
         )
 
     def _failed_records_queue(self, spec: wiring.Function) -> sqs.Queue:

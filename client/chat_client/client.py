@@ -12,6 +12,12 @@ The device is the token's ``device`` claim (local-stack tokens have one). Cognit
 none: pass ``device="..."`` and the client sends it as the ``device`` query parameter, which the
 server uses when the token names no device (without either, the device is "default").
 
+Seqs the server reports as VOID (a writer died before storing its message) take their place in
+the order and are never shown. A connected client also learns of chats whose head moved from the
+PONG of each heartbeat, and syncs those it is behind in: a push lost on the way is recovered within
+one ``heartbeat_interval`` without reconnecting. A chat the user was removed from is dropped at
+its removal message (nothing after it will come).
+
 Receipts: once messages from other users are released to the application, the client tells the
 server it holds them with a DELIVERED watermark (``upToSeq``), at most one frame per chat per
 ``delivered_delay`` seconds however many messages arrived (``auto_delivered=False`` turns this off).
@@ -44,6 +50,8 @@ from chat_client.models import (
     ChatConnectionError,
     ChatServerError,
     Message,
+    Void,
+    removed_members,
 )
 from chat_client.ordering import ReorderBuffer
 from chat_client.tokens import token_identity
@@ -88,7 +96,7 @@ class ChatClient:
         url: str,
         token: str | Callable[[], str],
         *,
-        heartbeat_interval: float = 240.0,
+        heartbeat_interval: float = 50.0,
         ack_timeout: float = 5.0,
         reconnect_min: float = 0.2,
         reconnect_max: float = 10.0,
@@ -119,7 +127,7 @@ class ChatClient:
         # Coalescing window of the automatic DELIVERED watermark (one frame per chat per window).
         self.delivered_delay = delivered_delay
 
-        self._buffer: ReorderBuffer[Message] = ReorderBuffer(cursors)
+        self._buffer: ReorderBuffer[Message | Void] = ReorderBuffer(cursors)
         self.cursors: dict[str, int] = self._buffer.cursors
         self.heads: dict[str, int] = {}
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
@@ -127,6 +135,7 @@ class ChatClient:
         self.unmatched: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self.left: set[str] = set()  # chats the user was removed from (until a sync lists them again)
         self.user_id: str | None = None
         self.device_id: str | None = None
 
@@ -290,6 +299,13 @@ class ChatClient:
                 if code not in RETRYABLE_SEND_CODES:
                     raise ChatServerError.from_frame(outcome)
                 delay = backoff_delay(error_attempts, self.reconnect_min, self.reconnect_max)
+                retry_after_ms = outcome.get("retryAfterMs")
+                if (
+                    isinstance(retry_after_ms, int)
+                    and not isinstance(retry_after_ms, bool)
+                    and retry_after_ms > 0
+                ):
+                    delay = retry_after_ms / 1000  # the server says when (PROTOCOL.md v1.1)
                 error_attempts += 1
                 if end is not None and loop.time() + delay >= end:
                     raise ChatServerError.from_frame(outcome)
@@ -476,7 +492,7 @@ class ChatClient:
                 logger.info("gaps remain after sync (%s); syncing again", self._unfilled_gaps())
                 continue
             break
-        if self._buffer.has_gaps():
+        if self._behind():
             self._gap_wanted.set()
 
     def _unfilled_gaps(self) -> list[str]:
@@ -506,15 +522,21 @@ class ChatClient:
                 for chat_id, head in heads.items()
                 if isinstance(chat_id, str) and isinstance(head, int) and not isinstance(head, bool)
             }
+            for gap in self._buffer.gaps():
+                if gap.chat_id not in self.heads:  # no longer a member: that gap never fills
+                    self._buffer.drop_held(gap.chat_id)
+            self.left.difference_update(self.heads)
         return bool(reply.get("more"))
 
     async def _gap_sync_loop(self) -> None:
+        """Sync while some chat is behind (a gap, or a head past the cursor: a hole whose writer may
+        still store it, or a push that was lost), backing off while it stays behind."""
         delay = self.gap_sync_delay
         while not self._closed:
             await self._gap_wanted.wait()
             await asyncio.sleep(delay)
             self._gap_wanted.clear()
-            if not self._buffer.has_gaps():
+            if not self._behind():
                 delay = self.gap_sync_delay
                 continue
             if not self.connected.is_set():
@@ -523,7 +545,7 @@ class ChatClient:
                 await self._sync(None)
             except (ChatConnectionError, ChatServerError, TimeoutError) as exc:
                 logger.warning("gap sync failed: %s", exc)
-            if self._buffer.has_gaps():
+            if self._behind():
                 delay = min(max(delay * 2, self.reconnect_min), self.reconnect_max)
                 self._gap_wanted.set()
             else:
@@ -697,8 +719,10 @@ class ChatClient:
             self._on_message_frame(frame)
         elif kind == "ACK":
             self._on_ack(frame)
+        elif kind == "VOID":
+            self._on_void_frame(frame)
         elif kind == "PONG":
-            pass
+            self._on_pong(frame)
         elif kind == "ERROR":
             self._on_error(frame)
         elif isinstance(frame.get("requestId"), str) and frame["requestId"] in self._pending_requests:
@@ -717,25 +741,67 @@ class ChatClient:
             return
         self._offer(message)
 
-    def _offer(self, message: Message) -> None:
-        head = self.heads.get(message.chat_id, 0)
-        if message.seq > head:
-            self.heads[message.chat_id] = message.seq
-        result = self._buffer.offer(message.chat_id, message.seq, message)
+    def _on_void_frame(self, frame: dict[str, Any]) -> None:
+        try:
+            void = Void.from_frame(frame)
+        except ValueError as exc:
+            logger.warning("malformed VOID frame (%s): %.200s", exc, frame)
+            return
+        self._offer(void)
+
+    def _on_pong(self, frame: dict[str, Any]) -> None:
+        """PONG `heads`: chats whose head moved since the previous heartbeat; sync those behind."""
+        heads = frame.get("heads")
+        if not isinstance(heads, dict):
+            return
+        for chat_id, head in heads.items():
+            if isinstance(chat_id, str) and isinstance(head, int) and not isinstance(head, bool):
+                self.heads[chat_id] = max(self.heads.get(chat_id, 0), head)
+        if self._behind():
+            self._gap_wanted.set()
+
+    def _behind(self) -> list[str]:
+        """Chats with something to fetch: held items behind a gap, or a known head past the cursor."""
+        held = {g.chat_id for g in self._buffer.gaps()}
+        ahead = {c for c, head in self.heads.items() if head > self._buffer.cursor(c) and c not in self.left}
+        return sorted(held | ahead)
+
+    def _offer(self, item: Message | Void) -> None:
+        if item.chat_id in self.left:
+            if item.seq <= self._buffer.cursor(item.chat_id):
+                return  # a late push of what we had before leaving
+            self.left.discard(item.chat_id)  # a frame past the cursor: we were added back
+        head = self.heads.get(item.chat_id, 0)
+        if item.seq > head:
+            self.heads[item.chat_id] = item.seq
+        result = self._buffer.offer(item.chat_id, item.seq, item)
         for released in result.released:
+            if isinstance(released, Void):
+                continue
             if self.own_messages or not self._is_own(released):
                 self.messages.put_nowait(released)
             if self.auto_delivered and released.sender != self.user_id:
                 self._delivered_due[released.chat_id] = released.seq  # released in order: the highest
                 self._delivered_wanted.set()
+            if self.user_id is not None and self.user_id in removed_members(released):
+                self._leave(released.chat_id, released.seq)
+                break  # nothing after our removal is ours to show
         if result.gap:
             logger.debug(
                 "gap in %s before #%d (cursor %d)",
-                message.chat_id,
-                message.seq,
-                self._buffer.cursor(message.chat_id),
+                item.chat_id,
+                item.seq,
+                self._buffer.cursor(item.chat_id),
             )
             self._gap_wanted.set()
+
+    def _leave(self, chat_id: str, removal_seq: int) -> None:
+        """Removed from the chat at `removal_seq`: nothing after it will come (or is ours), so stop
+        waiting for it; the cursor stays at the removal."""
+        self.left.add(chat_id)
+        self._buffer.drop_held(chat_id)
+        self.cursors[chat_id] = removal_seq
+        self.heads.pop(chat_id, None)
 
     def _is_own(self, message: Message) -> bool:
         return (

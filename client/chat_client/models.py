@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,36 @@ class Message:
     def text(self) -> str:
         """The payload read as UTF-8 (what the demo CLI sends; real apps decrypt instead)."""
         return self.ciphertext.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class Void:
+    """A VOID frame (protocol v1.1): the seq carries no message. It takes its place in the order and
+    is never shown to the application."""
+
+    chat_id: str
+    seq: int
+
+    @classmethod
+    def from_frame(cls, frame: dict[str, Any]) -> Void:
+        return cls(chat_id=_req_str(frame, "chatId"), seq=_req_seq(frame))
+
+
+SYSTEM_SENDER = "system"  # `from` of membership announcements
+
+
+def removed_members(message: Message) -> list[str]:
+    """Whom a membership announcement removed (nobody for any other message)."""
+    if message.sender != SYSTEM_SENDER:
+        return []
+    try:
+        body = json.loads(message.ciphertext)
+    except ValueError:
+        return []
+    if not isinstance(body, dict) or body.get("event") != "removed":
+        return []
+    members = body.get("members")
+    return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,10 @@ class ReorderBuffer(Generic[T]):
         self.cursors[chat_id] = nxt - 1
         return OfferResult(released=released)
 
+    def drop_held(self, chat_id: str) -> None:
+        """Forget what is held behind a gap in this chat (the user left it: the gap never fills)."""
+        self._held.pop(chat_id, None)
+
     def held(self, chat_id: str) -> list[int]:
         """Seqs held behind a gap in this chat, ascending."""
         return sorted(self._held.get(chat_id, ()))

@@ -16,13 +16,20 @@ from chat_backend.services import services
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    store = services().store
+    s = services()
+    store, ledger, grace_s = s.store, s.ledger, s.settings.hole_grace_s
     return handle_routes(
         event,
         {
             "createChat": (CreateChatFrame, lambda caller, frame: create_chat(store, caller, frame)),
-            "addMembers": (AddMembersFrame, lambda caller, frame: add_members(store, caller, frame)),
-            "removeMembers": (RemoveMembersFrame, lambda caller, frame: remove_members(store, caller, frame)),
+            "addMembers": (
+                AddMembersFrame,
+                lambda caller, frame: add_members(ledger, caller, frame, grace_s),
+            ),
+            "removeMembers": (
+                RemoveMembersFrame,
+                lambda caller, frame: remove_members(ledger, caller, frame, grace_s),
+            ),
             "getMembers": (GetMembersFrame, lambda caller, frame: get_members(store, caller, frame)),
         },
     )

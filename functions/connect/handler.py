@@ -20,7 +20,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event["requestContext"]["routeKey"] == "$connect":
         ctx = parse(event=event, model=ConnectEvent).request_context
         caller = _caller(ctx.authorizer, ctx.connection_id)
-        open_connection(s.registry, s.presence, s.queue, caller, s.settings.connection_ttl_s)
+        open_connection(s.registry, s.presence, s.pusher, caller, s.settings.connection_ttl_s)
         count("ConnectionsOpened")
     else:
         dctx = parse(event=event, model=DisconnectEvent).request_context

@@ -1,9 +1,10 @@
-"""Delivery queue -> connections. FIFO batches: after a failed envelope, the rest of its group
-is reported failed too, so a recipient never sees a later message before an earlier one."""
+"""Delivery queue -> connections: each envelope's recipients pushed in parallel; a recipient whose
+push fails goes back on the queue alone, with a delay (logic/push.py), so a record fails only when
+that re-enqueue itself fails (then SQS retries the envelope; the SDK drops duplicates)."""
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -12,15 +13,18 @@ from chat_backend.models import DeliveryEnvelope
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
-processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def deliver_record(record: SQSRecord) -> None:
     s = services()
-    envelope = DeliveryEnvelope.model_validate_json(record.body)
-    gone = deliver(envelope, s.poster, s.registry, s.io_pool)
-    count("RecipientsPushed", len(envelope.recipients) - gone)
-    count("ConnectionsGone", gone)
+    result = deliver(DeliveryEnvelope.model_validate_json(record.body), s.pusher, s.presence)
+    count("RecipientsPushed", result.pushed)
+    count("ConnectionsGone", result.gone)
+    count("PushesRetried", result.retried)
+    count("PushesDropped", result.dropped)
+    if result.unqueued:  # their retries could not be queued: let SQS give the envelope back
+        raise RuntimeError(f"{result.unqueued} failed recipients could not be queued for a retry")
 
 
 @logger.inject_lambda_context

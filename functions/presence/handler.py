@@ -5,7 +5,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat_backend.logic.presence import heartbeat, subscribe
+from chat_backend.logic.connections import beat
+from chat_backend.logic.presence import subscribe
 from chat_backend.logic.typing import relay_typing
 from chat_backend.models import Caller, HeartbeatFrame, PongFrame, PresenceFrame, TypingFrame
 from chat_backend.observability import count, logger, metrics, tracer
@@ -20,19 +21,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     now = time.time()
 
-    def beat(caller: Caller, frame: HeartbeatFrame) -> PongFrame:
-        heartbeat(s.store, s.presence, s.registry, s.queue, s.io_pool, caller, now)
+    def heartbeat(caller: Caller, frame: HeartbeatFrame) -> PongFrame:
+        pong = beat(s.store, s.presence, s.pusher, caller, now)
         count("Heartbeats")
-        return PongFrame()
+        return pong
+
+    def typing(caller: Caller, frame: TypingFrame) -> None:
+        relay_typing(s.store, s.member_lists, s.pusher, caller, frame, s.settings.direct_push_max_members)
 
     return handle_routes(
         event,
         {
-            "heartbeat": (HeartbeatFrame, beat),
-            "typing": (
-                TypingFrame,
-                lambda caller, frame: relay_typing(s.store, s.registry, s.queue, caller, frame),
-            ),
+            "heartbeat": (HeartbeatFrame, heartbeat),
+            "typing": (TypingFrame, typing),
             "presence": (
                 PresenceFrame,
                 lambda caller, frame: subscribe(s.store, s.presence, s.poster, s.io_pool, caller, frame, now),

@@ -18,7 +18,7 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 def settle_record(record: SQSRecord) -> None:
     s = services()
-    if settle(s.presence, s.registry, s.queue, s.settle_queue, settle_job_user(record.body), time.time()):
+    if settle(s.presence, s.pusher, s.settle_queue, settle_job_user(record.body), time.time()):
         count("PresenceOfflinePushes")
 
 

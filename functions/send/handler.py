@@ -1,10 +1,11 @@
-"""Route `send`: store the message under the next seq of its chat, answer ACK."""
+"""Route `send`: store the message under the next seq of its chat, push it to the online members
+of a small chat, answer ACK."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat_backend.logic.send import send_message
+from chat_backend.logic.direct import send_and_push
 from chat_backend.models import AckFrame, Caller, SendFrame
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.routes import handle_route
@@ -18,7 +19,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
 
     def send(caller: Caller, frame: SendFrame) -> AckFrame:
-        ack = send_message(s.store, caller, frame, s.settings.dedup_ttl_s)
+        ack = send_and_push(s.ledger, s.pusher, caller, frame, s.send_policy)
         count("SendsAcked")  # retried sends included: each got its (same) ACK
         return ack
 

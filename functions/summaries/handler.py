@@ -3,7 +3,7 @@
 The batch is summarized as a whole (each chat's watermarks read once for all of its jobs) rather
 than record by record, which is why this handler does not use powertools' per-record processor.
 A failure fails the batch and SQS retries it: a summary is a recount, so repeating one is
-harmless, and the envelopes' dedup ids (which hold the counts) drop an identical push.
+harmless (a sender may see the same counts twice).
 """
 
 from typing import Any
@@ -24,7 +24,7 @@ from chat_backend.services import services
 def handler(event: SQSEvent, context: LambdaContext) -> dict[str, Any]:
     jobs = [SummaryJob.model_validate_json(record.body) for record in event.records]
     s = services()
-    envelopes = summarize(s.receipts, s.registry, s.queue, jobs)
-    logger.debug("summarized", extra={"jobs": len(jobs), "envelopes": envelopes})
-    count("SummaryEnvelopesEnqueued", envelopes)
+    result = summarize(s.receipts, s.pusher, jobs)
+    logger.debug("summarized", extra={"jobs": len(jobs), "pushed": result.pushed})
+    count("SummariesPushed", result.pushed)
     return {"batchItemFailures": []}

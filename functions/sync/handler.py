@@ -1,4 +1,4 @@
-"""Route `sync`: MESSAGE frames pushed to the caller, then SYNC_DONE as the route's answer."""
+"""Route `sync`: MESSAGE (and VOID) frames pushed to the caller, then SYNC_DONE as the route's answer."""
 
 from typing import Any
 
@@ -16,4 +16,8 @@ from chat_backend.services import services
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
-    return handle_route(event, SyncFrame, lambda caller, frame: sync(s.store, s.poster, caller, frame))
+    return handle_route(
+        event,
+        SyncFrame,
+        lambda caller, frame: sync(s.ledger, s.poster, caller, frame, s.settings.hole_grace_s),
+    )

@@ -41,7 +41,18 @@ class Settings(BaseSettings):
     # How long a send idempotency record is kept: far beyond any client retry window.
     dedup_ttl_s: int = Field(7 * 24 * 3600, validation_alias="CHAT_DEDUP_TTL_S")
     # Concurrent AWS calls within one invocation (pushes to connections, member reads).
-    io_concurrency: int = Field(16, validation_alias="CHAT_IO_CONCURRENCY")
+    io_concurrency: int = Field(32, ge=1, validation_alias="CHAT_IO_CONCURRENCY")
+    # A reserved seq still empty this long after it was reserved is filled with a VOID (its writer
+    # died or stalled), and a membership change in flight this long is abandoned.
+    hole_grace_s: float = Field(5.0, gt=0, validation_alias="CHAT_HOLE_GRACE_S")
+    # A send's claim on its clientMsgId: a duplicate may take it over after this long.
+    send_lease_s: float = Field(5.0, gt=0, validation_alias="CHAT_SEND_LEASE_S")
+    # Chats of at most this many members are pushed by the send function itself (one hop); larger
+    # groups go through the stream's fan-out and the delivery queue.
+    direct_push_max_members: int = Field(256, ge=0, validation_alias="CHAT_DIRECT_PUSH_MAX_MEMBERS")
+    # Pushes per recipient before it is left to sync, and the wait before the first retry (doubling).
+    push_max_attempts: int = Field(5, ge=1, validation_alias="CHAT_PUSH_MAX_ATTEMPTS")
+    push_retry_delay_s: int = Field(1, ge=0, le=900, validation_alias="CHAT_PUSH_RETRY_DELAY_S")
     # Users per RECEIPTS page of the `receipts` query.
     receipts_page_size: int = Field(500, ge=1, le=1000, validation_alias="CHAT_RECEIPTS_PAGE_SIZE")
 

@@ -38,7 +38,13 @@ class GroupFull(ChatError):
 
 
 class RateLimited(ChatError):
+    """Try again in `retry_after_ms` (PROTOCOL.md v1.1), with the same clientMsgId / requestId."""
+
     code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after_ms: int = 1000) -> None:
+        super().__init__(message)
+        self.retry_after_ms = max(1, retry_after_ms)
 
 
 class ConnectionGone(Exception):

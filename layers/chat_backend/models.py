@@ -42,6 +42,8 @@ MAX_MEDIA_IDS = 32
 MAX_MEDIA_BYTES = 100 * 1024 * 1024  # one upload (client-encrypted), 100 MiB
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Fanout = Literal["direct", "queued"]
+SYSTEM_SENDER = "system"  # `from` of the membership announcements
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -52,6 +54,11 @@ def iso_at(epoch_s: float) -> str:
 
 def now_iso() -> str:
     return iso_at(time.time())
+
+
+def epoch_ms(iso: str) -> int:
+    """The epoch milliseconds of a time written by `iso_at`."""
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _decoded_size(value: str, what: str) -> int:
@@ -306,6 +313,15 @@ class MessageFrame(ServerFrame):
     created_at: str = Field(alias="createdAt")
 
 
+class VoidFrame(ServerFrame):
+    """A seq that carries no message (PROTOCOL.md v1.1): its writer died or stalled before storing
+    it. Delivered live and in sync like a message, so a client sees every seq exactly once."""
+
+    type: Literal["VOID"] = "VOID"
+    chat_id: str = Field(alias="chatId")
+    seq: int
+
+
 class SyncDoneFrame(ServerFrame):
     type: Literal["SYNC_DONE"] = "SYNC_DONE"
     request_id: str = Field(alias="requestId")
@@ -419,7 +435,14 @@ class KeysFrame(ServerFrame):
 
 
 class PongFrame(ServerFrame):
+    """`heads` (v1.1): the chats whose head moved since the connection's previous heartbeat, so a
+    connected client notices a push it missed. Left out when there are none."""
+
     type: Literal["PONG"] = "PONG"
+    heads: dict[str, int] | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
 class MediaUploadAnswer(ServerFrame):
@@ -447,6 +470,11 @@ class ErrorFrame(ServerFrame):
     message: str
     request_id: str | None = Field(None, alias="requestId")
     client_msg_id: str | None = Field(None, alias="clientMsgId")
+    retry_after_ms: int | None = Field(None, alias="retryAfterMs")  # RATE_LIMITED only
+
+    def to_json(self) -> str:
+        exclude = {"retry_after_ms"} if self.retry_after_ms is None else set()
+        return self.model_dump_json(by_alias=True, exclude=exclude)
 
 
 # --- events --------------------------------------------------------------------------------------
@@ -549,6 +577,9 @@ class StoredMessage(BaseModel):
     created_at: str
     # The chat's membership version when the message was stored: who its audience is. Not sent.
     members_version: int | None = None
+    # Who pushes it: the send function itself ("direct", small chats) or the stream's fan-out
+    # function through the delivery queue ("queued": large groups, system messages).
+    fanout: Fanout = "queued"
 
     def to_frame(self) -> MessageFrame:
         return MessageFrame(
@@ -563,6 +594,32 @@ class StoredMessage(BaseModel):
         )
 
 
+class StoredVoid(BaseModel):
+    """A seq filled with nothing: reserved by a writer that died or stalled (see logic/holes.py)."""
+
+    model_config = ConfigDict(frozen=True)
+    chat_id: str
+    seq: int
+    created_at: str
+    members_version: int | None = None  # the chat's when the hole was filled: who is told
+
+    def to_frame(self) -> VoidFrame:
+        return VoidFrame(chat_id=self.chat_id, seq=self.seq)
+
+
+Stored = StoredMessage | StoredVoid  # what a seq of a chat holds
+
+
+class PendingChange(BaseModel):
+    """A membership change that has reserved its seq but not yet committed (META's changeToken).
+    Sends wait for it; one found older than the hole grace is abandoned (logic/holes.py)."""
+
+    model_config = ConfigDict(frozen=True)
+    token: str
+    seq: int
+    at_ms: int
+
+
 class ChatMeta(BaseModel):
     model_config = ConfigDict(frozen=True)
     chat_id: str
@@ -573,6 +630,11 @@ class ChatMeta(BaseModel):
     created_at: str
     # Bumped with every membership change (each of which also advances head_seq).
     members_version: int = 0
+    # When head_seq last moved (epoch ms): how old a hole at the head is.
+    head_at_ms: int | None = None
+    change: PendingChange | None = None
+    # A direct chat's two members (they never change), so a send needs no member query.
+    pair: tuple[str, str] | None = None
 
 
 class StoredMedia(BaseModel):
@@ -613,15 +675,27 @@ class Recipient(BaseModel):
     connection_id: str = Field(alias="c")
 
 
+class PresenceGuard(BaseModel):
+    """A PRESENCE push is still worth making only while the watched user's state is this version
+    (a retried push must not overwrite a newer status)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    user_id: str = Field(alias="u")
+    version: int = Field(alias="v")
+
+
 class DeliveryEnvelope(BaseModel):
-    """One SQS message: a frame to push and the connections to push it to."""
+    """One SQS message: a frame to push and the connections to push it to. `attempt` counts the
+    pushes already tried for these recipients (0: none; a retry carries the failed ones alone)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
     frame: str
     recipients: list[Recipient]
+    attempt: int = Field(0, alias="a")
+    presence: PresenceGuard | None = Field(None, alias="p")
 
     def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
-        return super().model_dump_json(by_alias=True, **kwargs)
+        return super().model_dump_json(by_alias=True, exclude_none=True, **kwargs)
 
 
 class SummaryJob(BaseModel):

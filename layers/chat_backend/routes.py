@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
 
-from chat_backend.errors import BadRequest, ChatError
+from chat_backend.errors import BadRequest, ChatError, RateLimited
 from chat_backend.models import (
     Caller,
     ClientFrame,
@@ -50,7 +50,10 @@ def handle_route(
     except ChatError as exc:
         logger.info("frame refused", extra={"code": exc.code, "reason": exc.message})
         count("FramesRefused")
-        return route_response(ErrorFrame(code=exc.code, message=exc.message, **echo_ids(data)))
+        retry_after = exc.retry_after_ms if isinstance(exc, RateLimited) else None
+        return route_response(
+            ErrorFrame(code=exc.code, message=exc.message, retry_after_ms=retry_after, **echo_ids(data))
+        )
     except Exception:
         logger.exception("route failed")
         count("RouteFailures")

@@ -17,10 +17,15 @@ from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
 from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.media_bucket import MediaBucket
+from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.dal.receipt_store import ReceiptStore
+from chat_backend.dal.send_store import SendStore
+from chat_backend.dal.sequencer import Sequencer
+from chat_backend.logic.audience import MemberListCache
 from chat_backend.logic.auth import TokenVerifier
-from chat_backend.logic.fanout import MemberListCache
+from chat_backend.logic.push import Pusher, RetryPolicy
+from chat_backend.logic.send import Ledger, SendPolicy
 
 
 @dataclass
@@ -33,6 +38,31 @@ class Services:
         return ChatStore(s.chats_table, s.messages_table, receipts_table=s.receipts_table)
 
     @cached_property
+    def messages(self) -> MessageStore:
+        return MessageStore(self.settings.messages_table, self.settings.chats_table)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        chats_table = self.settings.chats_table
+        return Ledger(
+            chats=self.store,
+            sends=SendStore(chats_table),
+            sequencer=Sequencer(chats_table),
+            messages=self.messages,
+            member_lists=self.member_lists,
+        )
+
+    @cached_property
+    def send_policy(self) -> SendPolicy:
+        s = self.settings
+        return SendPolicy(
+            dedup_ttl_s=s.dedup_ttl_s,
+            lease_s=s.send_lease_s,
+            hole_grace_s=s.hole_grace_s,
+            direct_push_max_members=s.direct_push_max_members,
+        )
+
+    @cached_property
     def media(self) -> MediaBucket:
         return MediaBucket(self.settings.media_bucket)
 
@@ -43,6 +73,17 @@ class Services:
     @cached_property
     def queue(self) -> DeliveryQueue:
         return DeliveryQueue(self.settings.delivery_queue_url)
+
+    @cached_property
+    def pusher(self) -> Pusher:
+        s = self.settings
+        return Pusher(
+            poster=self.poster,
+            registry=self.registry,
+            queue=self.queue,
+            pool=self.io_pool,
+            retry=RetryPolicy(max_attempts=s.push_max_attempts, base_delay_s=s.push_retry_delay_s),
+        )
 
     @cached_property
     def presence(self) -> PresenceStore:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 AttrType = Literal["S", "N", "B"]
-# Tables: DynamoDB data actions. Queues: send / consume. Buckets: read = s3:GetObject, write =
-# s3:PutObject (a presigned POST or GET is only as good as the signer's own permission).
-Access = Literal["read", "write", "read_write", "send", "consume"]
+# Tables: DynamoDB data actions. Queues: send / consume / both (a consumer that re-enqueues).
+# Buckets: read = s3:GetObject, write = s3:PutObject (a presigned POST or GET is only as good as
+# the signer's own permission).
+Access = Literal["read", "write", "read_write", "send", "consume", "send_consume"]
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,18 @@ class Bucket:
         return f"{self.name.upper()}_BUCKET"
 
 
+FilterPattern = dict[str, "FilterPattern | list[str]"]
+
+
 @dataclass(frozen=True)
 class StreamTrigger:
     table: str
     batch_size: int = 100
     max_retries: int = 10
     bisect_on_error: bool = True
+    # Lambda's event filter (the subset both stacks read: nested keys down to lists of allowed
+    # values). Records it does not match are skipped without invoking the function (or billing it).
+    filter_pattern: FilterPattern | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ TABLES: tuple[Table, ...] = (
         indexes=(Index("byMember", ("memberUserId", "S"), ("chatId", "S")),),
         ttl_attribute="expiresAt",
     ),
+    # One item per (chatId, seq): a message, or a VOID for a seq whose writer died. `fanout` says
+    # who pushes it: "direct" (the send function, small chats) or "queued" (the stream's fan-out).
     Table(
         name="messages",
         partition_key=("chatId", "S"),
@@ -148,7 +157,9 @@ PRESENCE_GRACE_S = 5
 RECEIPT_SUMMARY_WINDOW_S = 1
 
 QUEUES: tuple[Queue, ...] = (
-    Queue(name="delivery"),
+    # Standard: envelopes of a large group's fan-out and per-recipient retries (with a delay). No
+    # FIFO group per chat: the seq orders, and one failing recipient must never hold up others.
+    Queue(name="delivery", fifo=False),
     # Deferred jobs: FIFO with a queue delay; the deduplication id coalesces repeats.
     Queue(name="summaries", delay_s=RECEIPT_SUMMARY_WINDOW_S, visibility_timeout_s=60),
     Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
@@ -159,70 +170,70 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(name="media", intelligent_tiering_after_days=30, expire_noncurrent_after_days=30),
 )
 
+# Pushing to connections: the @connections API, the registry (a 410 removes the stale
+# connection), and the delivery queue for the recipients whose push failed.
+PUSHES: dict[str, Access] = {"connections": "read_write", "delivery": "send"}
+
 FUNCTIONS: tuple[Function, ...] = (
     Function(name="authorizer", authorizer=True, two_way=False),
     Function(
         name="connect",
         routes=("$connect", "$disconnect"),
         two_way=False,
-        uses={
-            "connections": "read_write",
-            "presence": "read_write",
-            "delivery": "send",
-            "presence_settle": "send",
-        },
+        uses={**PUSHES, "presence": "read_write", "presence_settle": "send"},
+        posts_to_connections=True,  # ONLINE to the user's subscribers
     ),
     Function(
         name="send",
         routes=("send",),
-        uses={"chats": "read_write", "messages": "write"},
+        # Messages: read a duplicate's stored answer, fill a seq left by a writer that died.
+        uses={**PUSHES, "chats": "read_write", "messages": "read_write"},
+        posts_to_connections=True,  # small chats are pushed from here, after the commit
     ),
     Function(
         name="chats",
         routes=("createChat", "addMembers", "removeMembers", "getMembers"),
-        uses={"chats": "read_write", "messages": "write", "receipts": "write"},
+        uses={"chats": "read_write", "messages": "read_write", "receipts": "write"},
     ),
     Function(
         name="sync",
         routes=("sync",),
-        uses={"chats": "read", "messages": "read"},
+        # Writes only VOIDs into holes past the grace (and ends a membership change that died).
+        uses={"chats": "read_write", "messages": "read_write"},
         posts_to_connections=True,
-        timeout_s=30,
+        timeout_s=25,  # under API Gateway's 29 s integration timeout
     ),
     Function(
         name="presence",
         routes=("heartbeat", "typing", "presence"),
-        uses={"chats": "read", "connections": "read", "presence": "read_write", "delivery": "send"},
-        posts_to_connections=True,  # the current status of each newly watched user, at once
+        uses={**PUSHES, "chats": "read", "presence": "read_write"},
+        posts_to_connections=True,  # presence answers, status changes, typing
     ),
     Function(
         name="presence_settle",
         two_way=False,
         trigger=QueueTrigger(queue="presence_settle", max_concurrency=2),
-        uses={
-            "presence": "read_write",
-            "connections": "read",
-            "delivery": "send",
-            "presence_settle": "consume",
-        },
+        uses={**PUSHES, "presence": "read_write", "presence_settle": "consume"},
+        posts_to_connections=True,
     ),
     Function(
         name="receipts",
         routes=("receipt", "receipts"),
         uses={
+            **PUSHES,
             "chats": "read",
             "messages": "read",
             "receipts": "read_write",
-            "connections": "read",
-            "delivery": "send",
             "summaries": "send",
         },
+        posts_to_connections=True,
     ),
     Function(
         name="summaries",
         two_way=False,
         trigger=QueueTrigger(queue="summaries", max_concurrency=2),
-        uses={"receipts": "read", "connections": "read", "delivery": "send", "summaries": "consume"},
+        uses={**PUSHES, "receipts": "read", "summaries": "consume"},
+        posts_to_connections=True,
     ),
     Function(
         name="keys",
@@ -239,15 +250,20 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="fanout",
         two_way=False,
-        trigger=StreamTrigger(table="messages"),
-        uses={"chats": "read", "connections": "read", "delivery": "send"},
+        # Only what the send path does not push itself: large groups, announcements, VOIDs.
+        trigger=StreamTrigger(
+            table="messages", filter_pattern={"dynamodb": {"NewImage": {"fanout": {"S": ["queued"]}}}}
+        ),
+        uses={"chats": "read", "messages": "read", "connections": "read", "delivery": "send"},
         timeout_s=60,
     ),
     Function(
         name="deliver",
         two_way=False,
-        trigger=QueueTrigger(queue="delivery"),
-        uses={"connections": "read_write", "delivery": "consume"},
+        # One envelope (up to 100 recipients) per invocation: a large group's envelopes are pushed
+        # by parallel invocations, not one after another.
+        trigger=QueueTrigger(queue="delivery", batch_size=1),
+        uses={**PUSHES, "delivery": "send_consume", "presence": "read"},
         posts_to_connections=True,
         timeout_s=30,
     ),

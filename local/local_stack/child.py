@@ -35,8 +35,31 @@ class RunningStack:
             return dict(json.load(resp))
 
     def reset_stats(self) -> None:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/_local/stats/reset", method="POST")
-        urllib.request.urlopen(req, timeout=5).close()
+        self._call("POST", "/_local/stats/reset")
+
+    def track_frames(self, chat_ids: list[str] | None) -> None:
+        """From now on keep when each MESSAGE frame of these chats (None: all) is written."""
+        self._call("POST", "/_local/frames", {"chatIds": chat_ids})
+
+    def tracked_frames(self) -> dict[str, dict[int, list[float]]]:
+        """chatId -> seq -> the epoch times its MESSAGE frame was written to connections."""
+        raw = self._call("GET", "/_local/frames")
+        return {chat: {int(seq): times for seq, times in seqs.items()} for chat, seqs in raw.items()}
+
+    def inject_fault(self, **spec: Any) -> None:
+        """A fault of local_stack/faults.py, e.g. kind="crash", function="send",
+        operation="dynamodb.UpdateItem", contains="headSeq"."""
+        self._call("POST", "/_local/faults", spec)
+
+    def clear_faults(self) -> int:
+        """Remove every fault; returns how many times faults fired."""
+        return int(self._call("DELETE", "/_local/faults")["fired"])
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return dict(json.load(resp))
 
     def stop(self, timeout_s: float = 20.0) -> int:
         if self.proc.poll() is None:

@@ -9,6 +9,10 @@ management API, as on AWS.
 - Two-way routes: the handler's `body` is sent back on the connection.
 - Frames over 128 KiB are refused with an ERROR frame; the connection stays open.
 - Idle (10 min) and maximum (2 h) connection durations are enforced (shortenable for tests).
+- For the benchmark, the time each MESSAGE frame of a tracked chat is written to a connection is
+  kept (`FrameTap`): delivery timed where the server hands the frame over, not by the clients.
+- With the aws timing profile, API Gateway's own overhead (local_stack/timing.py ROUTE_OVERHEAD)
+  is waited before a MESSAGE frame's route is invoked, and once before the $connect authorizer.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from aiohttp import WSMsgType, web
 
 from chat_backend import wiring
 from chat_backend.models import MAX_FRAME_BYTES, ErrorFrame, echo_ids
+from local_stack.faults import Faults
 from local_stack.invoker import Invoker
+from local_stack.timing import TimingProfile, fast_profile
 
 log = logging.getLogger("local_stack.gateway")
 
@@ -63,6 +69,29 @@ def _new_id() -> str:
     return base64.b64encode(secrets.token_bytes(10)).decode().replace("/", "_").replace("+", "-")
 
 
+class FrameTap:
+    """When MESSAGE frames of the tracked chats were written: chatId -> seq -> [epoch s, ...]."""
+
+    def __init__(self) -> None:
+        self.chats: set[str] = set()
+        self.everything = False
+        self.writes: dict[str, dict[int, list[float]]] = {}
+
+    def track(self, chat_ids: list[str] | None) -> None:
+        """These chats (None: every chat) from now on; forgets what was kept."""
+        self.everything = chat_ids is None
+        self.chats = set(chat_ids or [])
+        self.writes = {}
+
+    def wrote(self, data: str) -> None:
+        if not (self.everything or self.chats) or not data.startswith('{"type":"MESSAGE"'):
+            return
+        at = time.time()
+        frame = json.loads(data)
+        if self.everything or frame["chatId"] in self.chats:
+            self.writes.setdefault(frame["chatId"], {}).setdefault(frame["seq"], []).append(at)
+
+
 class Gateway:
     def __init__(
         self,
@@ -70,14 +99,19 @@ class Gateway:
         idle_timeout_s: float = 600.0,
         max_duration_s: float = 7200.0,
         host: str = "127.0.0.1",
+        timing: TimingProfile | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.invoker = invoker
+        self.faults = faults or Faults()
+        self.timing = timing or fast_profile()
         self.idle_timeout_s = idle_timeout_s
         self.max_duration_s = max_duration_s
         self.host = host
         self.routes = wiring.routes()
         self.authorizer = wiring.authorizer_function()
         self.connections: dict[str, Connection] = {}
+        self.tap = FrameTap()
         self.extra_routes: list[web.RouteDef] = []
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -162,6 +196,7 @@ class Gateway:
             source_ip=request.remote or "127.0.0.1",
             user_agent=request.headers.get("User-Agent", ""),
         )
+        await self._route_overhead()
         try:
             policy = await self.invoker.invoke(
                 self.authorizer.name, self._authorizer_event(conn, request), "authorizer $connect"
@@ -231,6 +266,7 @@ class Gateway:
         context["messageId"] = _new_id()
         context["authorizer"] = conn.authorizer
         event = {"requestContext": context, "body": body, "isBase64Encoded": False}
+        await self._route_overhead()
         try:
             result = await self.invoker.invoke(fn.name, event, route_key)
         except Exception:
@@ -249,6 +285,11 @@ class Gateway:
         if fn.two_way and isinstance(result, dict) and result.get("body") is not None:
             await self._send(conn, result["body"])
 
+    async def _route_overhead(self) -> None:
+        """API Gateway's own time between a client's frame and the route's invocation (aws timing)."""
+        if (overhead_s := self.timing.route_overhead_s()) > 0:
+            await asyncio.sleep(overhead_s)
+
     async def _send(self, conn: Connection, data: str) -> bool:
         if conn.ws.closed:
             return False
@@ -257,6 +298,7 @@ class Gateway:
                 await conn.ws.send_str(data)
             except (ConnectionError, RuntimeError):
                 return False
+        self.tap.wrote(data)
         return True
 
     # --- the @connections management API --------------------------------------------------------
@@ -264,6 +306,12 @@ class Gateway:
     async def post_to_connection(self, request: web.Request) -> web.Response:
         conn = self.connections.get(request.match_info["connection_id"])
         data = await request.read()
+        if conn is not None:
+            fault = self.faults.post_fault(conn.authorizer.get("userId"), conn.authorizer.get("deviceId"))
+            if fault == "drop":
+                return web.Response(status=200)  # accepted, and lost on the way to the client
+            if fault is not None:
+                return _refused(int(fault))
         if conn is None or not await self._send(conn, data.decode(errors="replace")):
             return _gone()
         return web.Response(status=200)
@@ -311,6 +359,12 @@ def _allows(policy: Any) -> bool:
     statements = (policy.get("policyDocument") or {}).get("Statement") or []
     effects = {s.get("Effect") for s in statements}
     return "Allow" in effects and "Deny" not in effects
+
+
+def _refused(status: int) -> web.Response:
+    """What @connections answers when it is throttled (429) or fails (500)."""
+    error = "LimitExceededException" if status == 429 else "InternalServerErrorException"
+    return web.json_response({"message": error}, status=status, headers={"x-amzn-ErrorType": error})
 
 
 def _gone() -> web.Response:

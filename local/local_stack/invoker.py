@@ -16,7 +16,9 @@ from types import ModuleType
 from typing import Any
 
 from chat_backend import wiring
+from local_stack import faults
 from local_stack.processes import REPO
+from local_stack.timing import ExecutionEnvironments, TimingProfile, fast_profile
 
 log = logging.getLogger("local_stack.invoke")
 
@@ -62,8 +64,11 @@ def load_handler(name: str) -> ModuleType:
 
 
 class Invoker:
-    def __init__(self, max_concurrency: int = 32) -> None:
+    def __init__(self, max_concurrency: int = 32, timing: TimingProfile | None = None) -> None:
         self.pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lambda")
+        self.timing = timing or fast_profile()
+        # Which invocations would be cold starts (counted in every profile; only aws waits for them).
+        self.environments = ExecutionEnvironments(self.timing.child_rng())
         self.modules = {fn.name: load_handler(fn.name) for fn in wiring.FUNCTIONS}
         self.invocations = 0
         self.errors = 0
@@ -75,6 +80,17 @@ class Invoker:
         return await loop.run_in_executor(self.pool, self.invoke_sync, function, event, source)
 
     def invoke_sync(self, function: str, event: dict[str, Any], source: str) -> Any:
+        cold = self.environments.acquire(function)
+        try:
+            if cold and (init_s := self.timing.cold_start_s()) > 0:
+                # Init happens before the handler and is not part of its Duration, as on Lambda.
+                log.debug("%s cold start %.0f ms", function, init_s * 1000)
+                time.sleep(init_s)
+            return self._run(function, event, source)
+        finally:
+            self.environments.release(function)
+
+    def _run(self, function: str, event: dict[str, Any], source: str) -> Any:
         fn = wiring.function(function)
         context = LocalLambdaContext(
             function_name=function,
@@ -84,19 +100,27 @@ class Invoker:
             started=time.monotonic(),
         )
         self.invocations += 1
+        faults.running(function)
         try:
             result = self.modules[function].handler(event, context)
+        except faults.SimulatedCrash as crash:
+            # What Lambda reports for an invocation that died mid-way (timeout, out of memory).
+            self.errors += 1
+            log.warning("%s %s %.1f ms crashed: %s", function, source, _ms(context), crash)
+            raise RuntimeError(f"Runtime exited: {crash}") from None
         except Exception as exc:
             self.errors += 1
             log.warning("%s %s %.1f ms error: %r", function, source, _ms(context), exc)
             raise
         finally:
+            faults.running(None)
             self.durations_ms[function].append(_ms(context))
         log.info("%s %s %.1f ms %s", function, source, _ms(context), _outcome(result))
         return result
 
     def duration_summary(self) -> dict[str, dict[str, float]]:
-        """Per function: invocations and duration percentiles (ms), the local stack's profile."""
+        """Per function: invocations, duration percentiles (ms, the local stack's profile) and cold
+        starts (invocations that found no idle warm instance; only the aws timing waits for them)."""
         summary = {}
         for function, durations in list(self.durations_ms.items()):
             ordered = sorted(durations)
@@ -105,8 +129,13 @@ class Invoker:
                 "total_ms": round(sum(ordered), 1),
                 "p50_ms": round(ordered[len(ordered) // 2], 2),
                 "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+                "cold_starts": self.environments.cold_starts[function],
             }
         return summary
+
+    def reset_stats(self) -> None:
+        self.durations_ms.clear()
+        self.environments.cold_starts.clear()
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -7,6 +7,11 @@
 - SQS: concurrent receivers; records the function reports failed stay on the queue and come back
   (FIFO: their group is held meanwhile, by SQS itself); after maxReceiveCount SQS redrives them
   to the DLQ. Successes are deleted.
+
+With the aws timing profile (local_stack/timing.py) a shard is read every 250 ms and each record
+reaches the function a propagation delay after the poller first sees it; an SQS batch is handed
+over no earlier than its newest message's SentTimestamp plus a pickup delay, while the receivers
+go on receiving.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +28,9 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from chat_backend import wiring
+from local_stack.event_filter import matches
 from local_stack.invoker import Invoker
+from local_stack.timing import TimingProfile, fast_profile
 
 T = TypeVar("T")
 log = logging.getLogger("local_stack.poller")
@@ -52,6 +60,11 @@ class ShardState:
     batch_len: int = 0  # how many of `pending` the next invocation gets (0: all); bisection shrinks it
     attempts: int = 0
     finished: bool = False
+    # aws timing only: when the shard was last read (event-loop time), and when each pending
+    # record (by SequenceNumber) becomes visible to the function; non-decreasing, to keep order.
+    last_read: float = float("-inf")
+    visible_at: dict[str, float] = field(default_factory=dict)
+    last_visible_at: float = 0.0
 
 
 class PollerThreads:
@@ -75,6 +88,7 @@ class StreamPoller:
         ddb: Any,
         streams: Any,
         idle_sleep_s: float = 0.01,
+        timing: TimingProfile | None = None,
     ) -> None:
         self.invoker = invoker
         self.function = function
@@ -82,6 +96,7 @@ class StreamPoller:
         self.ddb = ddb
         self.streams = streams
         self.idle_sleep_s = idle_sleep_s
+        self.timing = timing or fast_profile()
         self.shards: dict[str, ShardState] = {}
         self.stream_arn = ""
         self.io = PollerThreads(1, f"stream-{trigger.table}")
@@ -104,7 +119,7 @@ class StreamPoller:
                 log.warning("stream %s: poll failed: %r", self.trigger.table, exc)
                 await asyncio.sleep(0.5)
             if not progressed:
-                await asyncio.sleep(self.idle_sleep_s)
+                await asyncio.sleep(self._idle_sleep_s())
 
     def _discover_shards(self) -> None:
         desc = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
@@ -122,15 +137,62 @@ class StreamPoller:
         ]
 
     async def _poll(self, shard: ShardState) -> bool:
-        if not shard.pending:
-            if shard.finished:
-                return False
+        if self._may_read(shard):
+            shard.last_read = asyncio.get_running_loop().time()
             records = await self.io.run(lambda: self._read(shard))
-            if not records:
-                return False
-            shard.pending = records
+            if records:
+                self._arrive(shard, records)
+        if not shard.pending or not self._visible(shard):
+            return False
         await self._invoke(shard)
         return True
+
+    def _may_read(self, shard: ShardState) -> bool:
+        if shard.finished:
+            return False
+        if not self.timing.enabled:
+            return not shard.pending  # read the next batch once this one is done
+        # aws: Lambda reads each shard 4 times a second, and on while records propagate.
+        due = asyncio.get_running_loop().time() - shard.last_read >= self.timing.stream_poll_interval_s
+        return due and len(shard.pending) < self.trigger.batch_size
+
+    def _arrive(self, shard: ShardState, records: list[dict[str, Any]]) -> None:
+        if self.timing.enabled:
+            # DynamoDB Local's ApproximateCreationDateTime is whole minutes, so the delay counts from
+            # when the poller first sees a record (the poll wait is then already behind it).
+            now = asyncio.get_running_loop().time()
+            waiting = {r["dynamodb"]["SequenceNumber"] for r in shard.pending}
+            shard.visible_at = {k: t for k, t in shard.visible_at.items() if k in waiting}
+            for record in records:
+                shard.last_visible_at = max(shard.last_visible_at, now + self.timing.stream_propagation_s())
+                shard.visible_at[record["dynamodb"]["SequenceNumber"]] = shard.last_visible_at
+        shard.pending.extend(records)
+
+    def _visible(self, shard: ShardState) -> int:
+        """How many of the pending records (a prefix) the function may be handed now."""
+        if not self.timing.enabled:
+            return len(shard.pending)
+        now = asyncio.get_running_loop().time()
+        count = 0
+        for record in shard.pending:
+            if shard.visible_at.get(record["dynamodb"]["SequenceNumber"], 0.0) > now:
+                break
+            count += 1
+        return count
+
+    def _idle_sleep_s(self) -> float:
+        if not self.timing.enabled:
+            return self.idle_sleep_s
+        # aws: until a shard is due for a read or its first pending record becomes visible.
+        interval = self.timing.stream_poll_interval_s
+        now = asyncio.get_running_loop().time()
+        wake = now + interval
+        for shard in self._readable():
+            if shard.pending:
+                wake = min(wake, shard.visible_at.get(shard.pending[0]["dynamodb"]["SequenceNumber"], now))
+            if not shard.finished and len(shard.pending) < self.trigger.batch_size:
+                wake = min(wake, shard.last_read + interval)
+        return max(0.001, wake - now)
 
     def _read(self, shard: ShardState) -> list[dict[str, Any]]:
         if shard.iterator is None:
@@ -153,7 +215,9 @@ class StreamPoller:
         records = resp.get("Records", [])
         if records:
             shard.last_sequence_number = records[-1]["dynamodb"]["SequenceNumber"]
-        return [self._lambda_record(r) for r in records]
+        # Lambda drops what the trigger's filter does not match, without invoking the function.
+        lambda_records = [self._lambda_record(r) for r in records]
+        return [r for r in lambda_records if matches(self.trigger.filter_pattern, r)]
 
     def _iterator(self, shard: ShardState) -> str:
         position: dict[str, str] = {"ShardIteratorType": "TRIM_HORIZON"}
@@ -187,7 +251,7 @@ class StreamPoller:
         }
 
     async def _invoke(self, shard: ShardState) -> None:
-        size = shard.batch_len or len(shard.pending)
+        size = min(shard.batch_len or len(shard.pending), self._visible(shard), self.trigger.batch_size)
         batch = shard.pending[:size]
         source = f"stream {self.trigger.table} ({len(batch)} records)"
         try:
@@ -233,6 +297,7 @@ class QueuePoller:
         queue_url: str,
         concurrency: int = 4,
         wait_time_s: int = 1,
+        timing: TimingProfile | None = None,
     ) -> None:
         self.invoker = invoker
         self.function = function
@@ -241,12 +306,30 @@ class QueuePoller:
         self.queue_url = queue_url
         self.concurrency = concurrency
         self.wait_time_s = wait_time_s
+        self.timing = timing or fast_profile()
         self.queue_arn = f"arn:aws:sqs:us-east-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
-        # One thread per receiver (each long-polls) plus one to delete and release messages.
-        self.io = PollerThreads(concurrency + 1, f"queue-{trigger.queue}")
+        # One thread per receiver (each long-polls) plus one to delete and release messages; with
+        # the aws timing, receivers go on receiving while earlier batches settle: one more each.
+        threads = concurrency + 1 + (concurrency if self.timing.enabled else 0)
+        self.io = PollerThreads(threads, f"queue-{trigger.queue}")
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._receiver() for _ in range(self.concurrency)))
+        if not self.timing.enabled:
+            await asyncio.gather(*(self._receiver() for _ in range(self.concurrency)))
+            return
+        # aws: batches wait out their pickup delay apart from the receivers. At most `concurrency`
+        # are in the function at once (the trigger's cap), and twice that received and unsettled.
+        invoking = asyncio.Semaphore(self.concurrency)
+        unsettled = asyncio.Semaphore(2 * self.concurrency)
+        queue = wiring.queue(self.trigger.queue)
+        try:
+            await asyncio.gather(
+                *(self._timed_receiver(queue, invoking, unsettled) for _ in range(self.concurrency))
+            )
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
 
     async def _receiver(self) -> None:
         while True:
@@ -258,6 +341,56 @@ class QueuePoller:
                 continue
             if messages:
                 await self._invoke(messages)
+
+    async def _timed_receiver(
+        self, queue: wiring.Queue, invoking: asyncio.Semaphore, unsettled: asyncio.Semaphore
+    ) -> None:
+        while True:
+            await unsettled.acquire()
+            try:
+                messages = await self.io.run(self._receive)
+            except Exception as exc:
+                unsettled.release()
+                log.warning("receive from %s failed: %r", self.queue_url, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if not messages:
+                unsettled.release()
+                continue
+            ready_at = self._ready_at(messages, queue, received_at=time.time())
+            task = asyncio.create_task(self._deliver(messages, ready_at, invoking, unsettled))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _ready_at(self, messages: list[dict[str, Any]], queue: wiring.Queue, received_at: float) -> float:
+        """When Lambda would hand this batch over (epoch s): a pickup delay after its newest
+        message became receivable (SentTimestamp + the queue's delay; a message received again
+        after its visibility timeout counts from now)."""
+        visible_since = []
+        for message in messages:
+            attributes = message.get("Attributes", {})
+            since = float(attributes.get("SentTimestamp", received_at * 1000)) / 1000 + queue.delay_s
+            if int(attributes.get("ApproximateReceiveCount", "1")) > 1:
+                since = max(since, received_at)
+            visible_since.append(since)
+        return max(visible_since) + self.timing.sqs_pickup_s(queue.fifo)
+
+    async def _deliver(
+        self,
+        messages: list[dict[str, Any]],
+        ready_at: float,
+        invoking: asyncio.Semaphore,
+        unsettled: asyncio.Semaphore,
+    ) -> None:
+        try:
+            if (wait_s := ready_at - time.time()) > 0:
+                await asyncio.sleep(wait_s)
+            async with invoking:
+                await self._invoke(messages)
+        except Exception as exc:  # settling failed: SQS redelivers after the visibility timeout
+            log.warning("queue %s: batch not settled: %r", self.trigger.queue, exc)
+        finally:
+            unsettled.release()
 
     def _receive(self) -> list[dict[str, Any]]:
         resp = self.sqs.receive_message(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -15,10 +15,12 @@ from chat_backend import wiring
 from chat_backend.dal import aws as functions_aws
 from local_stack.aws_calls import AwsCallCounter
 from local_stack.bootstrap import bootstrap
+from local_stack.faults import Faults
 from local_stack.gateway import Gateway
 from local_stack.invoker import Invoker
 from local_stack.pollers import QueuePoller, StreamPoller
 from local_stack.processes import ChildProcess, dynamodb_local, ensure_port_free, moto_server
+from local_stack.timing import ApiCallLatency, TimingProfile, fast_profile, profile_from_env
 
 log = logging.getLogger("local_stack")
 
@@ -34,15 +36,23 @@ class LocalStackConfig:
     stream_idle_sleep_s: float = 0.02
     queue_receivers: int = 4
     lambda_concurrency: int = 32
+    # CHAT_TIMING: "fast" (no injected delays) or "aws" (each hop takes what it takes on AWS).
+    timing: TimingProfile = field(default_factory=fast_profile)
 
     @classmethod
     def from_env(cls) -> LocalStackConfig:
         env = os.environ
+        try:
+            timing = profile_from_env(env)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
         return cls(
             port=int(env.get("CHAT_PORT", "8080")),
             jwt_secret=env.get(wiring.JWT_SECRET_ENV, "local-dev-secret"),
             idle_timeout_s=float(env.get("CHAT_IDLE_TIMEOUT_S", "600")),
             max_duration_s=float(env.get("CHAT_MAX_CONNECTION_S", "7200")),
+            lambda_concurrency=timing.lambda_concurrency,
+            timing=timing,
         )
 
 
@@ -56,6 +66,7 @@ class LocalStack:
         self.config = config
         self.children: list[ChildProcess] = []
         self.counter = AwsCallCounter()
+        self.faults = Faults()
         self.gateway: Gateway | None = None
         self.invoker: Invoker | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -66,6 +77,7 @@ class LocalStack:
 
     async def start(self) -> None:
         ensure_port_free(self.config.port)
+        log.info("timing profile: %s", self.config.timing.name)
         ddb_local, moto = dynamodb_local(), moto_server()
         self.children = [ddb_local, moto]
         await asyncio.gather(*(asyncio.to_thread(c.start) for c in self.children))
@@ -78,24 +90,37 @@ class LocalStack:
         os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs, s3))
         functions_aws.client.cache_clear()
         self.counter.install(functions_aws.session().events)
+        ApiCallLatency(self.config.timing).install(functions_aws.session().events)
+        self.faults.install(functions_aws.session().events)
 
-        self.invoker = Invoker(max_concurrency=self.config.lambda_concurrency)
-        self.gateway = Gateway(self.invoker, self.config.idle_timeout_s, self.config.max_duration_s)
+        timing = self.config.timing
+        self.invoker = Invoker(max_concurrency=self.config.lambda_concurrency, timing=timing)
+        self.gateway = Gateway(
+            self.invoker,
+            self.config.idle_timeout_s,
+            self.config.max_duration_s,
+            timing=timing,
+            faults=self.faults,
+        )
         self.gateway.extra_routes = [
             web.get("/_local/stats", self._stats),
             web.post("/_local/stats/reset", self._reset_stats),
+            web.post("/_local/faults", self._set_fault),
+            web.post("/_local/frames", self._track_frames),
+            web.get("/_local/frames", self._tracked_frames),
+            web.delete("/_local/faults", self._clear_faults),
         ]
         for fn in wiring.FUNCTIONS:
             if isinstance(fn.trigger, wiring.StreamTrigger):
                 poller: StreamPoller | QueuePoller = StreamPoller(
-                    self.invoker, fn, fn.trigger, ddb, streams, self.config.stream_idle_sleep_s
+                    self.invoker, fn, fn.trigger, ddb, streams, self.config.stream_idle_sleep_s, timing
                 )
             elif isinstance(fn.trigger, wiring.QueueTrigger):
                 url = os.environ[wiring.queue(fn.trigger.queue).env_var]
                 receivers = min(
                     self.config.queue_receivers, fn.trigger.max_concurrency or self.config.queue_receivers
                 )
-                poller = QueuePoller(self.invoker, fn, fn.trigger, sqs, url, receivers)
+                poller = QueuePoller(self.invoker, fn, fn.trigger, sqs, url, receivers, timing=timing)
             else:
                 continue
             task = asyncio.create_task(poller.run(), name=f"poller-{fn.name}")
@@ -133,6 +158,7 @@ class LocalStack:
                 "invocations": invoker.invocations if invoker else 0,
                 "functions": invoker.duration_summary() if invoker else {},
                 "errors": invoker.errors if invoker else 0,
+                "timing": self.config.timing.name,
                 "connections": len(self.gateway.connections) if self.gateway else 0,
                 "pids": {
                     "gateway+functions": os.getpid(),
@@ -144,8 +170,29 @@ class LocalStack:
     async def _reset_stats(self, request: web.Request) -> web.Response:
         self.counter.reset()
         if self.invoker:
-            self.invoker.durations_ms.clear()
+            self.invoker.reset_stats()
         return web.json_response({})
+
+    async def _track_frames(self, request: web.Request) -> web.Response:
+        """Keep the write times of the MESSAGE frames of {"chatIds": [...]} (null: all chats)."""
+        assert self.gateway is not None
+        self.gateway.tap.track((await request.json()).get("chatIds"))
+        return web.json_response({})
+
+    async def _tracked_frames(self, request: web.Request) -> web.Response:
+        assert self.gateway is not None
+        return web.json_response(self.gateway.tap.writes)
+
+    async def _set_fault(self, request: web.Request) -> web.Response:
+        """Inject a fault (local_stack/faults.py); tests only."""
+        try:
+            self.faults.set(await request.json())
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+        return web.json_response({})
+
+    async def _clear_faults(self, request: web.Request) -> web.Response:
+        return web.json_response({"fired": self.faults.clear()})
 
     async def stop(self) -> None:
         for task in self._tasks:

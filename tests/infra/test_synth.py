@@ -44,6 +44,7 @@ BUCKET_ACCESS = {  # object actions only: a presigned GET needs GetObject, a pre
 QUEUE_ACCESS = {
     "send": ({"sqs:SendMessage"}, {"sqs:ReceiveMessage"}),
     "consume": ({"sqs:ReceiveMessage", "sqs:DeleteMessage"}, set()),
+    "send_consume": ({"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"}, set()),
 }
 
 

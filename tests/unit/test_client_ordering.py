@@ -77,3 +77,22 @@ def test_invalid_seq_is_rejected(bad):
     # Given a buffer, When a non-positive or non-int seq is offered, Then it raises ValueError
     with pytest.raises(ValueError):
         ReorderBuffer().offer("c_1", bad, "x")
+
+
+def test_drop_held_forgets_one_chats_held_items_only():
+    # Given c_1 holding 3 and 4 behind a missing 2, and c_2 holding 5
+    buf: ReorderBuffer[str] = ReorderBuffer({"c_1": 1, "c_2": 3})
+    for seq in (3, 4):
+        buf.offer("c_1", seq, f"m{seq}")
+    buf.offer("c_2", 5, "n5")
+    # When c_1's held items are dropped (the user left it)
+    buf.drop_held("c_1")
+    # Then c_1 has no gap and keeps its cursor; c_2 still holds 5
+    assert buf.held("c_1") == [] and buf.cursor("c_1") == 1
+    assert buf.gaps() == [Gap("c_2", 4, 4)] and buf.held_count() == 1
+    # And a late 2 for c_1 is released alone: what was dropped never comes back
+    assert buf.offer("c_1", 2, "m2").released == ["m2"]
+    assert buf.cursor("c_1") == 2 and not buf.held("c_1")
+    # And dropping a chat with nothing held changes nothing
+    buf.drop_held("c_9")
+    assert buf.gaps() == [Gap("c_2", 4, 4)]

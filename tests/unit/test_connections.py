@@ -9,7 +9,7 @@ from typing import Any
 
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.logic.connections import connect
-from chat_backend.models import Caller
+from chat_backend.models import Caller, epoch_ms
 
 TTL_S = 7200
 
@@ -101,6 +101,34 @@ def test_devices_of_looks_up_more_than_100_users(registry: ConnectionRegistry) -
     devices = registry.devices_of([*users, "u_offline_1", "u_offline_2"])
     # Then all 101 are found, each with its connection
     assert devices == {user: {"d_phone": f"conn-{user}"} for user in users}
+
+
+def test_beat_returns_the_previous_heartbeat_or_the_connect_time(registry: ConnectionRegistry) -> None:
+    # Given alice's phone connected at 03:00:00.000
+    registry.register("u_alice", "d_phone", "conn-a1", "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    connected_ms = epoch_ms("2026-11-28T03:00:00.000Z")
+    # When it heartbeats twice
+    first = registry.beat("u_alice", "d_phone", "conn-a1", connected_ms + 50_000)
+    second = registry.beat("u_alice", "d_phone", "conn-a1", connected_ms + 100_000)
+    # Then the first is told the connect time, the second the first heartbeat's time
+    assert (first, second) == (connected_ms, connected_ms + 50_000)
+    # And the device stays reachable on the same connection
+    assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-a1"}}
+
+
+def test_beat_of_a_replaced_or_unknown_connection_returns_none_and_writes_nothing(
+    aws_env: Any, registry: ConnectionRegistry
+) -> None:
+    # Given alice's phone reconnected on conn-new
+    registry.register("u_alice", "d_phone", "conn-old", "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    registry.register("u_alice", "d_phone", "conn-new", "2026-11-28T03:01:00.000Z", 2_000_000_000)
+    before = aws_env.scan("connections")
+    # When the old connection, a device never connected and a user never connected heartbeat
+    # Then each is told None, and the record is untouched
+    assert registry.beat("u_alice", "d_phone", "conn-old", 1_795_000_000_000) is None
+    assert registry.beat("u_alice", "d_laptop", "conn-x", 1_795_000_000_000) is None
+    assert registry.beat("u_nobody", "d_phone", "conn-y", 1_795_000_000_000) is None
+    assert aws_env.scan("connections") == before
 
 
 # --- the connect function ------------------------------------------------------------------------

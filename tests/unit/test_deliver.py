@@ -1,58 +1,60 @@
-"""deliver (logic/deliver.py + dal/connection_poster.py + functions/deliver): push envelopes with a
-botocore Stubber on the management API; 410 drops that recipient's stale connection only."""
+"""Pushing (logic/push.py + dal/connection_poster.py) and the deliver function (logic/deliver.py +
+functions/deliver), with a botocore Stubber on the management API: every recipient is posted on its
+own; a 410 drops that recipient's stale connection only; any other failure sends that recipient
+alone back to the (standard) delivery queue with a growing delay, and nobody else waits for it."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
+from chat_backend import config, services
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
+from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import ConnectionGone
-from chat_backend.logic.deliver import deliver
-from chat_backend.models import DeliveryEnvelope, Recipient
+from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher, PushResult, RetryPolicy
+from chat_backend.models import DeliveryEnvelope, PresenceGuard, Recipient
+from tests.unit.conftest import CALLBACK_URL, RecordingPoster
 
 FRAME = json.dumps({"type": "MESSAGE", "chatId": "c_9", "seq": 4012, "from": "u_alice"})
+BOB = Recipient(user_id="u_bob", device_id="d_phone", connection_id="conn-bob")
+CAROL = Recipient(user_id="u_carol", device_id="d_phone", connection_id="conn-carol")
+DAVE = Recipient(user_id="u_dave", device_id="d_phone", connection_id="conn-dave")
 
 
-def connect(registry: ConnectionRegistry, user_id: str, device_id: str, connection_id: str) -> None:
-    registry.register(user_id, device_id, connection_id, "2026-11-28T03:00:00.000Z", 2_000_000_000)
-
-
-def envelope(*recipients: tuple[str, str, str], frame: str = FRAME) -> DeliveryEnvelope:
-    return DeliveryEnvelope(
-        frame=frame, recipients=[Recipient(user_id=u, device_id=d, connection_id=c) for u, d, c in recipients]
-    )
+def connect(registry: ConnectionRegistry, *recipients: Recipient) -> None:
+    for r in recipients:
+        registry.register(r.user_id, r.device_id, r.connection_id, "2026-11-28T03:00:00.000Z", 2_000_000_000)
 
 
 def expect_post(stub: Stubber, connection_id: str, frame: str = FRAME) -> None:
     stub.add_response("post_to_connection", {}, {"ConnectionId": connection_id, "Data": frame.encode()})
 
 
+def expect_error(stub: Stubber, connection_id: str, code: str, status: int, frame: str = FRAME) -> None:
+    stub.add_client_error(
+        "post_to_connection",
+        service_error_code=code,
+        service_message=code,
+        http_status_code=status,
+        expected_params={"ConnectionId": connection_id, "Data": frame.encode()},
+    )
+
+
 def expect_gone(stub: Stubber, connection_id: str, frame: str = FRAME) -> None:
-    stub.add_client_error(
-        "post_to_connection",
-        service_error_code="GoneException",
-        service_message="gone",
-        http_status_code=410,
-        expected_params={"ConnectionId": connection_id, "Data": frame.encode()},
-    )
+    expect_error(stub, connection_id, "GoneException", 410, frame)
 
 
-def expect_throttled(stub: Stubber, connection_id: str, frame: str = FRAME) -> None:
-    stub.add_client_error(
-        "post_to_connection",
-        service_error_code="LimitExceededException",
-        service_message="Rate exceeded",
-        http_status_code=429,
-        expected_params={"ConnectionId": connection_id, "Data": frame.encode()},
-    )
+THROTTLED = ("LimitExceededException", 429)
+SERVER_ERROR = ("InternalServerErrorException", 500)
 
 
 @pytest.fixture
@@ -68,52 +70,119 @@ def stub(management_api: Any) -> Iterator[Stubber]:
         yield stubber
 
 
-def test_poster_posts_the_frame_bytes_to_the_connection(management_api: Any, stub: Stubber) -> None:
+@pytest.fixture
+def api_poster(management_api: Any) -> ConnectionPoster:
+    return ConnectionPoster("unused", api=management_api)
+
+
+@pytest.fixture
+def attempted(management_api: Any) -> list[str]:
+    """The connection of every PostToConnection the functions' client is asked to make (seen
+    before the Stubber answers, so a post it would refuse is listed too)."""
+    seen: list[str] = []
+    management_api.meta.events.register(
+        "before-parameter-build.apigatewaymanagementapi.PostToConnection",
+        lambda params, **_: seen.append(params["ConnectionId"]),
+    )
+    return seen
+
+
+class Enqueued:
+    """Every SendMessageBatch entry the functions' SQS client sends, as (envelope, DelaySeconds)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.entries: list[dict[str, Any]] = []
+        sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", self._record)
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self.entries.extend(params["Entries"])
+
+    def envelopes(self) -> list[tuple[DeliveryEnvelope, int]]:
+        return [
+            (DeliveryEnvelope.model_validate_json(e["MessageBody"]), e["DelaySeconds"]) for e in self.entries
+        ]
+
+
+@pytest.fixture
+def enqueued(queue: DeliveryQueue) -> Enqueued:
+    return Enqueued(queue.sqs)
+
+
+def pusher_of(
+    poster: Any, registry: ConnectionRegistry, queue: DeliveryQueue, pool: Any, **retry: int
+) -> Pusher:
+    return Pusher(poster=poster, registry=registry, queue=queue, pool=pool, retry=RetryPolicy(**retry))
+
+
+# --- the poster ----------------------------------------------------------------------------------
+
+
+def test_poster_posts_the_frame_bytes_to_the_connection(api_poster: ConnectionPoster, stub: Stubber) -> None:
     # Given a live connection
     expect_post(stub, "conn-1")
     # When a frame is posted to it
-    ConnectionPoster("unused", api=management_api).post("conn-1", FRAME)
+    api_poster.post("conn-1", FRAME)
     # Then the management API got exactly that connection and those bytes
     stub.assert_no_pending_responses()
 
 
-def test_poster_turns_410_into_connection_gone(management_api: Any, stub: Stubber) -> None:
+def test_poster_turns_410_into_connection_gone(api_poster: ConnectionPoster, stub: Stubber) -> None:
     # Given a connection API Gateway no longer knows
     expect_gone(stub, "conn-old")
-    # When a frame is posted to it
-    # Then the poster says which connection is gone
+    # When a frame is posted to it, Then the poster says which connection is gone
     with pytest.raises(ConnectionGone) as err:
-        ConnectionPoster("unused", api=management_api).post("conn-old", FRAME)
+        api_poster.post("conn-old", FRAME)
     assert err.value.connection_id == "conn-old"
 
 
-def test_gone_recipient_loses_its_connection_record_and_the_others_still_get_the_post(
+# --- Pusher.push ---------------------------------------------------------------------------------
+
+
+def test_every_recipient_is_posted_in_parallel(
+    registry: ConnectionRegistry, queue: DeliveryQueue, io_pool: ThreadPoolExecutor, enqueued: Enqueued
+) -> None:
+    # Given a poster whose posts each wait until all three are under way at once (one at a time,
+    # the first would wait in vain and fail)
+    barrier = threading.Barrier(3, timeout=5)
+    posted: list[str] = []
+
+    class Rendezvous:
+        def post(self, connection_id: str, data: str) -> None:
+            barrier.wait()
+            posted.append(connection_id)
+
+    # When a frame is pushed to bob, carol and dave
+    result = pusher_of(Rendezvous(), registry, queue, io_pool).push(FRAME, [BOB, CAROL, DAVE])
+    # Then all three were posted, and nothing was left for a retry
+    assert sorted(posted) == ["conn-bob", "conn-carol", "conn-dave"]
+    assert result == PushResult(pushed=3)
+    assert enqueued.entries == []
+
+
+def test_a_gone_recipient_loses_only_its_own_connection_record(
     registry: ConnectionRegistry,
-    management_api: Any,
+    queue: DeliveryQueue,
+    api_poster: ConnectionPoster,
     stub: Stubber,
     in_order: ThreadPoolExecutor,
+    enqueued: Enqueued,
 ) -> None:
-    # Given bob's phone (gone), carol's phone (live) and dave's phone, whose envelope names an old
-    # connection that a reconnect has already replaced with conn-dave-new
-    connect(registry, "u_bob", "d_phone", "conn-bob")
-    connect(registry, "u_bob", "d_tablet", "conn-bob-tablet")
-    connect(registry, "u_carol", "d_phone", "conn-carol")
-    connect(registry, "u_dave", "d_phone", "conn-dave-new")
+    # Given bob's phone (gone) and tablet, carol's phone (live), and dave's phone, whose recipient
+    # names an old connection that a reconnect has already replaced with conn-dave-new
+    connect(registry, BOB, CAROL)
+    registry.register("u_bob", "d_tablet", "conn-bob-tablet", "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    registry.register("u_dave", "d_phone", "conn-dave-new", "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    old_dave = Recipient(user_id="u_dave", device_id="d_phone", connection_id="conn-dave-old")
     expect_gone(stub, "conn-bob")
     expect_post(stub, "conn-carol")
     expect_gone(stub, "conn-dave-old")
-    poster = ConnectionPoster("unused", api=management_api)
-    env = envelope(
-        ("u_bob", "d_phone", "conn-bob"),
-        ("u_carol", "d_phone", "conn-carol"),
-        ("u_dave", "d_phone", "conn-dave-old"),
-    )
-    # When the envelope is delivered
-    gone = deliver(env, poster, registry, in_order)
-    # Then carol got the post, two connections were gone,
-    # bob's phone record is removed (his tablet stays), and dave's newer connection stays
+    # When the frame is pushed to the three
+    result = pusher_of(api_poster, registry, queue, in_order).push(FRAME, [BOB, CAROL, old_dave])
+    # Then carol got it, two connections were gone and nothing is retried
     stub.assert_no_pending_responses()
-    assert gone == 2
+    assert result == PushResult(pushed=1, gone=2)
+    assert enqueued.entries == []
+    # And bob's phone record is removed (his tablet stays), and dave's newer connection stays
     assert registry.devices_of(["u_bob", "u_carol", "u_dave"]) == {
         "u_bob": {"d_tablet": "conn-bob-tablet"},
         "u_carol": {"d_phone": "conn-carol"},
@@ -121,55 +190,168 @@ def test_gone_recipient_loses_its_connection_record_and_the_others_still_get_the
     }
 
 
-def test_single_recipient_gone_is_removed_without_the_pool(
-    registry: ConnectionRegistry, management_api: Any, stub: Stubber
+def test_a_single_recipient_is_posted_without_the_pool(
+    registry: ConnectionRegistry, queue: DeliveryQueue, api_poster: ConnectionPoster, stub: Stubber
 ) -> None:
-    # Given a 1:1 envelope to bob's gone phone
-    connect(registry, "u_bob", "d_phone", "conn-bob")
+    # Given a 1:1 push to bob's gone phone, and a pool that must not be used
+    connect(registry, BOB)
     expect_gone(stub, "conn-bob")
 
     class NoPool:
         def map(self, *_: Any) -> Any:
             raise AssertionError("a single recipient needs no thread hop")
 
-    # When it is delivered
-    gone = deliver(
-        envelope(("u_bob", "d_phone", "conn-bob")),
-        ConnectionPoster("unused", api=management_api),
-        registry,
-        NoPool(),  # type: ignore[arg-type]
-    )
+    # When it is pushed
+    result = pusher_of(api_poster, registry, queue, NoPool()).push(FRAME, [BOB])
     # Then bob's record is gone
-    assert gone == 1
+    assert result == PushResult(gone=1)
     assert registry.devices_of(["u_bob"]) == {}
 
 
-def test_throttling_fails_the_envelope_and_removes_nothing(
-    registry: ConnectionRegistry, management_api: Any, stub: Stubber, in_order: ThreadPoolExecutor
+@pytest.mark.parametrize(("code", "status"), [THROTTLED, SERVER_ERROR], ids=["429", "500"])
+def test_a_failing_recipient_is_retried_alone_and_does_not_hold_up_the_others(
+    code: str,
+    status: int,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    api_poster: ConnectionPoster,
+    stub: Stubber,
+    in_order: ThreadPoolExecutor,
+    enqueued: Enqueued,
 ) -> None:
-    # Given carol's live phone and a management API that throttles the post to bob
-    connect(registry, "u_bob", "d_phone", "conn-bob")
-    connect(registry, "u_carol", "d_phone", "conn-carol")
+    # Given bob first in line, whose post fails, then carol and dave, posted one after the other
+    connect(registry, BOB, CAROL, DAVE)
+    expect_error(stub, "conn-bob", code, status)
     expect_post(stub, "conn-carol")
-    expect_throttled(stub, "conn-bob")
-    env = envelope(("u_carol", "d_phone", "conn-carol"), ("u_bob", "d_phone", "conn-bob"))
-    # When the envelope is delivered
-    # Then delivery fails (so the queue retries it) and no connection record is touched
-    with pytest.raises(ClientError) as err:
-        deliver(env, ConnectionPoster("unused", api=management_api), registry, in_order)
-    assert err.value.response["Error"]["Code"] == "LimitExceededException"
-    assert not isinstance(err.value, ConnectionGone)
-    assert registry.devices_of(["u_bob", "u_carol"]) == {
-        "u_bob": {"d_phone": "conn-bob"},
-        "u_carol": {"d_phone": "conn-carol"},
-    }
+    expect_post(stub, "conn-dave")
+    # When the frame is pushed to the three (no push of it made before)
+    result = pusher_of(api_poster, registry, queue, in_order).push(FRAME, [BOB, CAROL, DAVE])
+    # Then carol and dave were posted at once all the same
+    stub.assert_no_pending_responses()
+    assert result == PushResult(pushed=2, retried=1)
+    # And bob alone went back on the delivery queue: same frame, second attempt, after 1 s
+    [(envelope, delay)] = enqueued.envelopes()
+    assert (envelope.recipients, envelope.frame, envelope.attempt, envelope.presence) == (
+        [BOB],
+        FRAME,
+        1,
+        None,
+    )
+    assert delay == 1
+    # And no connection record was touched
+    assert set(registry.devices_of(["u_bob", "u_carol", "u_dave"])) == {"u_bob", "u_carol", "u_dave"}
+
+
+def test_a_timed_out_recipient_is_retried_while_the_others_are_posted_meanwhile(
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    io_pool: ThreadPoolExecutor,
+    poster: RecordingPoster,
+    enqueued: Enqueued,
+) -> None:
+    # Given a post to bob that hangs until carol and dave have been posted, then times out
+    others_posted = threading.Event()
+
+    class SlowBob:
+        saw_others = False
+
+        def post(self, connection_id: str, data: str) -> None:
+            if connection_id == "conn-bob":
+                SlowBob.saw_others = others_posted.wait(timeout=5)
+                raise ReadTimeoutError(endpoint_url=CALLBACK_URL)
+            poster.post(connection_id, data)
+            if len(poster.posts) == 2:
+                others_posted.set()
+
+    # When the frame is pushed to bob, carol and dave
+    result = pusher_of(SlowBob(), registry, queue, io_pool).push(FRAME, [BOB, CAROL, DAVE])
+    # Then carol and dave were posted while bob's post still hung
+    assert SlowBob.saw_others
+    assert sorted(c for c, _ in poster.posts) == ["conn-carol", "conn-dave"]
+    # And bob alone is retried
+    assert result == PushResult(pushed=2, retried=1)
+    assert [e.recipients for e, _ in enqueued.envelopes()] == [[BOB]]
+
+
+@pytest.mark.parametrize(
+    ("base", "attempt", "delay"),
+    [(1, 0, 1), (1, 1, 2), (2, 3, 16), (100, 4, 900)],
+    ids=["first-retry", "second-retry", "base-2-fourth-retry", "capped-at-15-minutes"],
+)
+def test_the_retry_delay_doubles_with_each_attempt(
+    base: int,
+    attempt: int,
+    delay: int,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    api_poster: ConnectionPoster,
+    stub: Stubber,
+    enqueued: Enqueued,
+) -> None:
+    # Given `attempt` pushes of the frame to bob already failed, and bob is throttled again
+    expect_error(stub, "conn-bob", *THROTTLED)
+    pusher = pusher_of(api_poster, registry, queue, None, max_attempts=10, base_delay_s=base)
+    # When it is pushed once more
+    result = pusher.push(FRAME, [BOB], attempt=attempt)
+    # Then it is queued for attempt + 1, delayed base * 2**attempt (at most SQS's 900 s)
+    [(envelope, delay_s)] = enqueued.envelopes()
+    assert (envelope.attempt, delay_s) == (attempt + 1, delay)
+    assert result == PushResult(retried=1)
+
+
+def test_after_the_last_attempt_a_recipient_is_dropped(
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    api_poster: ConnectionPoster,
+    stub: Stubber,
+    enqueued: Enqueued,
+) -> None:
+    # Given at most 3 pushes per recipient, and bob throttled on every one
+    pusher = pusher_of(api_poster, registry, queue, None, max_attempts=3, base_delay_s=1)
+    for _ in range(2):
+        expect_error(stub, "conn-bob", *THROTTLED)
+    # When the second push fails, Then a third is queued
+    assert pusher.push(FRAME, [BOB], attempt=1) == PushResult(retried=1)
+    assert [e.attempt for e, _ in enqueued.envelopes()] == [2]
+    # When the third fails, Then bob is dropped (his device finds the frame by sync): nothing queued
+    assert pusher.push(FRAME, [BOB], attempt=2) == PushResult(dropped=1)
+    assert len(enqueued.entries) == 1
+    stub.assert_no_pending_responses()
+
+
+def test_many_failing_recipients_are_retried_in_envelopes_of_100(
+    registry: ConnectionRegistry, queue: DeliveryQueue, io_pool: ThreadPoolExecutor, enqueued: Enqueued
+) -> None:
+    # Given 150 recipients whose posts all fail
+    class Down:
+        def post(self, connection_id: str, data: str) -> None:
+            raise ReadTimeoutError(endpoint_url=CALLBACK_URL)
+
+    recipients = [Recipient(user_id=f"u_{n:03}", device_id="d", connection_id=f"c-{n}") for n in range(150)]
+    # When the frame is pushed to them
+    result = pusher_of(Down(), registry, queue, io_pool).push(FRAME, recipients)
+    # Then they are queued in envelopes of at most 100, each recipient once, each with the frame
+    sizes = [len(e.recipients) for e, _ in enqueued.envelopes()]
+    assert sizes == [RECIPIENTS_PER_ENVELOPE, 150 - RECIPIENTS_PER_ENVELOPE]
+    assert {r for e, _ in enqueued.envelopes() for r in e.recipients} == set(recipients)
+    assert {e.frame for e, _ in enqueued.envelopes()} == {FRAME}
+    assert result == PushResult(retried=150)
 
 
 # --- the deliver function ------------------------------------------------------------------------
 
 
-def sqs_record(message_id: str, group_id: str, env: DeliveryEnvelope) -> dict[str, Any]:
-    # Shaped like powertools' sample sqsEvent.json, for a FIFO queue.
+@pytest.fixture
+def serial_io(monkeypatch: pytest.MonkeyPatch, aws_env: Any) -> None:
+    """The functions post one at a time, so the Stubber's queue sees recipient order. Request it
+    before any fixture that builds the services."""
+    monkeypatch.setenv("CHAT_IO_CONCURRENCY", "1")
+    config.settings.cache_clear()
+    services.services.cache_clear()
+
+
+def sqs_record(message_id: str, env: DeliveryEnvelope) -> dict[str, Any]:
+    # Shaped like powertools' sample sqsEvent.json, for a standard queue.
     return {
         "messageId": message_id,
         "receiptHandle": f"rh-{message_id}",
@@ -179,14 +361,11 @@ def sqs_record(message_id: str, group_id: str, env: DeliveryEnvelope) -> dict[st
             "SentTimestamp": "1795836067123",
             "SenderId": "AIDAIENQZJOLO23YVJ4VO",
             "ApproximateFirstReceiveTimestamp": "1795836067130",
-            "MessageGroupId": group_id,
-            "MessageDeduplicationId": f"{group_id}:{message_id}",
-            "SequenceNumber": "18849496460467696128",
         },
         "messageAttributes": {},
         "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
         "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:unit-delivery.fifo",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:unit-delivery",
         "awsRegion": "us-east-1",
     }
 
@@ -195,70 +374,130 @@ def frame_of(chat_id: str, seq: int) -> str:
     return json.dumps({"type": "MESSAGE", "chatId": chat_id, "seq": seq})
 
 
-def test_deliver_function_reports_a_throttled_envelope_in_batch_item_failures(
+def test_deliver_function_retries_a_failing_recipient_alone_and_reports_no_failure(
+    serial_io: None,
     registry: ConnectionRegistry,
     stub: Stubber,
-    monkeypatch: pytest.MonkeyPatch,
+    enqueued: Enqueued,
     handler_of: Callable[[str], Any],
     lambda_context: Any,
 ) -> None:
-    # Given a batch of two envelopes of different chats, the second one throttled
-    connect(registry, "u_bob", "d_phone", "conn-bob")
-    first = envelope(("u_bob", "d_phone", "conn-bob"), frame=frame_of("c_1", 1))
-    second = envelope(("u_bob", "d_phone", "conn-bob"), frame=frame_of("c_2", 1))
-    expect_post(stub, "conn-bob", first.frame)
-    expect_throttled(stub, "conn-bob", second.frame)
-    event = {"Records": [sqs_record("sqs-1", "c_1", first), sqs_record("sqs-2", "c_2", second)]}
+    # Given an envelope (a retry already: attempt 2) to bob, throttled, and carol, live
+    connect(registry, BOB, CAROL)
+    env = DeliveryEnvelope(frame=FRAME, recipients=[BOB, CAROL], attempt=2)
+    expect_error(stub, "conn-bob", *THROTTLED)
+    expect_post(stub, "conn-carol")
+    # When the deliver function handles it
+    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    # Then carol got the frame and the record succeeded: bob's retry is a message of its own,
+    # attempt 3, after 1 * 2**2 s
+    stub.assert_no_pending_responses()
+    assert result == {"batchItemFailures": []}
+    [(retry, delay)] = enqueued.envelopes()
+    assert (retry.recipients, retry.attempt, delay) == ([BOB], 3, 4)
+
+
+def test_deliver_function_fails_the_record_only_when_the_retry_cannot_be_queued(
+    serial_io: None,
+    aws_env: Any,
+    registry: ConnectionRegistry,
+    stub: Stubber,
+    handler_of: Callable[[str], Any],
+    lambda_context: Any,
+) -> None:
+    # Given a delivery queue that no longer takes messages, an envelope to carol (live) and one to
+    # bob (throttled) after it
+    connect(registry, BOB, CAROL)
+    aws_env.sqs.delete_queue(QueueUrl=aws_env.queue_urls["delivery"])
+    to_carol = DeliveryEnvelope(frame=frame_of("c_1", 1), recipients=[CAROL])
+    to_bob = DeliveryEnvelope(frame=frame_of("c_2", 1), recipients=[BOB])
+    expect_post(stub, "conn-carol", to_carol.frame)
+    expect_error(stub, "conn-bob", *THROTTLED, frame=to_bob.frame)
+    event = {"Records": [sqs_record("sqs-1", to_carol), sqs_record("sqs-2", to_bob)]}
     # When the deliver function handles the batch
     result = handler_of("deliver")(event, lambda_context)
-    # Then the first was posted and only the second is reported failed, to be retried
+    # Then carol's went through, and only bob's record is reported failed, for SQS to retry it
     stub.assert_no_pending_responses()
     assert result == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}]}
 
 
-def test_deliver_function_skips_the_rest_of_a_failed_fifo_group(
-    registry: ConnectionRegistry,
-    stub: Stubber,
-    handler_of: Callable[[str], Any],
-    lambda_context: Any,
-) -> None:
-    # Given c_1's seq 1 is throttled, then c_1's seq 2, then c_2's seq 1
-    c1_first = envelope(("u_bob", "d_phone", "conn-bob"), frame=frame_of("c_1", 1))
-    c1_second = envelope(("u_bob", "d_phone", "conn-bob"), frame=frame_of("c_1", 2))
-    c2_first = envelope(("u_bob", "d_phone", "conn-bob"), frame=frame_of("c_2", 1))
-    expect_throttled(stub, "conn-bob", c1_first.frame)
-    expect_post(stub, "conn-bob", c2_first.frame)
-    event = {
-        "Records": [
-            sqs_record("sqs-1", "c_1", c1_first),
-            sqs_record("sqs-2", "c_1", c1_second),
-            sqs_record("sqs-3", "c_2", c2_first),
-        ]
-    }
-    # When the deliver function handles the batch
-    result = handler_of("deliver")(event, lambda_context)
-    # Then c_1's seq 2 is not pushed ahead of seq 1: both are reported for retry; c_2 went through
-    stub.assert_no_pending_responses()
-    assert result == {"batchItemFailures": [{"itemIdentifier": "sqs-1"}, {"itemIdentifier": "sqs-2"}]}
-
-
 def test_deliver_function_drops_a_gone_connection_and_succeeds(
+    serial_io: None,
     registry: ConnectionRegistry,
     stub: Stubber,
-    monkeypatch: pytest.MonkeyPatch,
+    enqueued: Enqueued,
     handler_of: Callable[[str], Any],
     lambda_context: Any,
 ) -> None:
-    # Given an envelope to bob's gone phone and carol's live one, posted one at a time
-    monkeypatch.setenv("CHAT_IO_CONCURRENCY", "1")
-    connect(registry, "u_bob", "d_phone", "conn-bob")
-    connect(registry, "u_carol", "d_phone", "conn-carol")
-    env = envelope(("u_bob", "d_phone", "conn-bob"), ("u_carol", "d_phone", "conn-carol"))
+    # Given an envelope to bob's gone phone and carol's live one
+    connect(registry, BOB, CAROL)
     expect_gone(stub, "conn-bob")
     expect_post(stub, "conn-carol")
+    env = DeliveryEnvelope(frame=FRAME, recipients=[BOB, CAROL])
     # When the deliver function handles it
-    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", "c_9", env)]}, lambda_context)
-    # Then the record succeeds (the message waits in the store for bob's sync) and bob's record is gone
+    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    # Then the record succeeds (the message waits in the store for bob's sync), bob's record is
+    # gone and nothing is retried
     stub.assert_no_pending_responses()
     assert result == {"batchItemFailures": []}
     assert registry.devices_of(["u_bob", "u_carol"]) == {"u_carol": {"d_phone": "conn-carol"}}
+    assert enqueued.entries == []
+
+
+PRESENCE = json.dumps({"type": "PRESENCE", "userId": "u_alice", "status": "ONLINE", "lastSeen": None})
+
+
+@pytest.mark.parametrize(("guard_version", "posted"), [(1, False), (2, True), (3, False)])
+def test_deliver_function_drops_a_presence_push_once_the_status_has_moved_on(
+    guard_version: int,
+    posted: bool,
+    serial_io: None,
+    registry: ConnectionRegistry,
+    stub: Stubber,
+    attempted: list[str],
+    enqueued: Enqueued,
+    handler_of: Callable[[str], Any],
+    lambda_context: Any,
+) -> None:
+    # Given alice's presence state at version 2, and a retried PRESENCE push of hers to bob
+    # guarded by version 1 (stale), 2 (current) or 3 (a state that is not there)
+    presence = services.services().presence
+    presence.renew_lease("u_alice", 1_000, 2_000)
+    presence.renew_lease("u_alice", 1_500, 2_500)
+    assert presence.state_of("u_alice").version == 2  # type: ignore[union-attr]
+    connect(registry, BOB)
+    if posted:
+        expect_post(stub, "conn-bob", PRESENCE)
+    env = DeliveryEnvelope(
+        frame=PRESENCE,
+        recipients=[BOB],
+        attempt=1,
+        presence=PresenceGuard(user_id="u_alice", version=guard_version),
+    )
+    # When the deliver function handles it
+    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    # Then only the current one is posted; the others are dropped, not retried
+    assert result == {"batchItemFailures": []}
+    assert attempted == (["conn-bob"] if posted else [])
+    stub.assert_no_pending_responses()
+    assert enqueued.entries == []
+
+
+def test_deliver_function_drops_a_presence_push_of_a_user_without_state(
+    serial_io: None,
+    registry: ConnectionRegistry,
+    stub: Stubber,
+    attempted: list[str],
+    enqueued: Enqueued,
+    handler_of: Callable[[str], Any],
+    lambda_context: Any,
+) -> None:
+    # Given a retried PRESENCE push of a user who has no presence state
+    connect(registry, BOB)
+    env = DeliveryEnvelope(
+        frame=PRESENCE, recipients=[BOB], attempt=1, presence=PresenceGuard(user_id="u_ghost", version=1)
+    )
+    # When the deliver function handles it, Then nothing is posted or retried
+    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    assert result == {"batchItemFailures": []}
+    assert attempted == [] and enqueued.entries == []

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from chat_backend.errors import BadRequest, TooLarge
+from chat_backend.errors import BadRequest, RateLimited, TooLarge
 from chat_backend.models import (
     MAX_CIPHERTEXT_BYTES,
     MAX_FRAME_BYTES,
     CreateChatFrame,
+    ErrorFrame,
     SendFrame,
     SyncFrame,
     decode_body,
@@ -276,3 +277,38 @@ def test_echo_ids_echoes_request_and_client_msg_ids(
     # When the ids an ERROR echoes are taken from it
     # Then string ids are echoed and anything else is null
     assert echo_ids(data) == expected
+
+
+# --- ERROR frames --------------------------------------------------------------------------------
+
+
+def test_a_rate_limited_error_carries_retry_after_ms_and_other_errors_do_not() -> None:
+    # Given a RATE_LIMITED error saying when to retry, and a FORBIDDEN one
+    limited = ErrorFrame(code="RATE_LIMITED", message="busy", client_msg_id="cm-1", retry_after_ms=750)
+    forbidden = ErrorFrame(code="FORBIDDEN", message="not a member", request_id="r1")
+    # When they are written as JSON
+    # Then RATE_LIMITED carries retryAfterMs beside the echoed ids, and FORBIDDEN has no such key
+    assert json.loads(limited.to_json()) == {
+        "type": "ERROR",
+        "code": "RATE_LIMITED",
+        "message": "busy",
+        "requestId": None,
+        "clientMsgId": "cm-1",
+        "retryAfterMs": 750,
+    }
+    assert json.loads(forbidden.to_json()) == {
+        "type": "ERROR",
+        "code": "FORBIDDEN",
+        "message": "not a member",
+        "requestId": "r1",
+        "clientMsgId": None,
+    }
+
+
+def test_rate_limited_waits_at_least_a_millisecond_and_a_second_by_default() -> None:
+    # Given RATE_LIMITED errors raised with no wait, a zero wait and a negative one
+    # Then the client is always told to wait: a second by default, never less than 1 ms
+    assert RateLimited("busy").retry_after_ms == 1000
+    assert RateLimited("busy", 0).retry_after_ms == 1
+    assert RateLimited("busy", -5).retry_after_ms == 1
+    assert RateLimited("busy", 250).code == "RATE_LIMITED"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from chat_backend import observability
 
@@ -107,3 +108,31 @@ def test_the_metric_set_is_cleared_after_a_flush_even_when_metrics_are_disabled(
     # Then nothing is printed and nothing is left to grow across invocations
     assert emf_metrics(capsys.readouterr().out) == {}
     assert observability.metrics.provider.metric_set == {}
+
+
+def test_the_deliver_function_counts_what_it_pushed_and_what_it_left_for_a_retry(
+    handler_of: Callable[[str], Handler],
+    management_api: Any,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a batch of two envelopes: one to carol (posted), one to bob (throttled)
+    frame = json.dumps({"type": "MESSAGE", "chatId": "c_1", "seq": 1})
+
+    def record(message_id: str, user: str) -> dict[str, Any]:
+        recipient = {"u": user, "d": "d_phone", "c": f"conn-{user}"}
+        return {"messageId": message_id, "body": json.dumps({"frame": frame, "recipients": [recipient]})}
+
+    event = {"Records": [record("sqs-1", "u_carol"), record("sqs-2", "u_bob")]}
+    capsys.readouterr()
+    with Stubber(management_api) as stub:
+        stub.add_response("post_to_connection", {}, {"ConnectionId": "conn-u_carol", "Data": frame.encode()})
+        stub.add_client_error("post_to_connection", "LimitExceededException", "slow down", 429)
+        # When the deliver function handles it
+        result = handler_of("deliver")(event, lambda_context)
+    # Then both records succeed (bob's retry is queued), and the EMF blob says one was pushed and
+    # one retried, none gone or dropped
+    assert result == {"batchItemFailures": []}
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert (sum(metrics["RecipientsPushed"]), sum(metrics["PushesRetried"])) == (1.0, 1.0)
+    assert (sum(metrics["ConnectionsGone"]), sum(metrics["PushesDropped"])) == (0.0, 0.0)

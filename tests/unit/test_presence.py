@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from chat_backend.dal import aws
 from chat_backend.dal.chat_store import ChatStore
@@ -21,6 +22,8 @@ from chat_backend.dal.presence_store import PresenceStore, SettleQueue, settle_j
 from chat_backend.errors import Forbidden
 from chat_backend.logic import presence as logic
 from chat_backend.logic.connections import close_connection, open_connection
+from chat_backend.logic.deliver import deliver
+from chat_backend.logic.push import Pusher, PushResult, RetryPolicy
 from chat_backend.models import Caller, DeliveryEnvelope, PresenceFrame, iso_at
 from chat_backend.services import services
 from chat_backend.wiring import PRESENCE_GRACE_S
@@ -28,6 +31,20 @@ from tests.unit.conftest import RecordingPoster, caller
 
 T0 = 1_900_000_000.0  # a fixed clock: every step of these tests says when it happens
 TTL_S = 7200
+
+
+class Poster:
+    """Records what the Pusher posts; posts to the connections in `failing` raise (a throttled or
+    timed-out PostToConnection)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.failing: set[str] = set()
+
+    def post(self, connection_id: str, data: str) -> None:
+        if connection_id in self.failing:
+            raise RuntimeError(f"LimitExceededException on {connection_id}")
+        self.posts.append((connection_id, json.loads(data)))
 
 
 @dataclass
@@ -38,15 +55,21 @@ class World:
     store: ChatStore
     registry: ConnectionRegistry
     presence: PresenceStore
-    delivery: DeliveryQueue
+    queue: DeliveryQueue
     settle_queue: SettleQueue
     pool: ThreadPoolExecutor
-    poster: RecordingPoster
+    poster: RecordingPoster  # the answers to `presence` frames, posted on the caller's connection
+    push_poster: Poster = field(default_factory=Poster)  # what the Pusher posts
     jobs: list[tuple[float, str]] = field(default_factory=list)  # (due, user) of scheduled settles
     dedup_ids: set[str] = field(default_factory=set)
 
+    @property
+    def pusher(self) -> Pusher:
+        # Retries without delay, so a re-enqueued push is visible on the queue at once.
+        return Pusher(self.push_poster, self.registry, self.queue, self.pool, RetryPolicy(base_delay_s=0))  # type: ignore[arg-type]
+
     def connect(self, who: Caller, at: float) -> None:
-        open_connection(self.registry, self.presence, self.delivery, who, TTL_S, clock=lambda: at)
+        open_connection(self.registry, self.presence, self.pusher, who, TTL_S, clock=lambda: at)
 
     def disconnect(self, who: Caller, at: float) -> None:
         close_connection(self.registry, self.presence, self.settle_queue, who, clock=lambda: at)
@@ -56,10 +79,10 @@ class World:
         frame = PresenceFrame.model_validate(
             {"action": "presence", "subscribe": users, "unsubscribe": list(unsubscribe)}
         )
-        logic.subscribe(self.store, self.presence, self.poster, self.pool, who, frame, at)
+        logic.subscribe(self.store, self.presence, self.poster, self.pool, who, frame, at)  # type: ignore[arg-type]
 
     def heartbeat(self, who: Caller, at: float) -> None:
-        logic.heartbeat(self.store, self.presence, self.registry, self.delivery, self.pool, who, at)
+        logic.heartbeat(self.store, self.presence, self.pusher, who, at)
 
     def run_settles(self, until: float) -> int:
         """Run the settle jobs due by `until`, each at its due time (the queue's delay); returns
@@ -71,7 +94,7 @@ class World:
                 return ran
             when, user = due[0]
             self.jobs.remove(due[0])
-            logic.settle(self.presence, self.registry, self.delivery, self.settle_queue, user, when)
+            logic.settle(self.presence, self.pusher, self.settle_queue, user, when)
             self._collect_jobs(when)
             ran += 1
 
@@ -84,19 +107,21 @@ class World:
                 self.dedup_ids.add(dedup_id)
                 self.jobs.append((at + logic.SETTLE_DELAY_S, settle_job_user(job["Body"])))
 
-    def pushes(self) -> list[tuple[set[str], dict[str, Any], str]]:
-        """(recipient connections, PRESENCE frame, FIFO group) of everything queued since last asked."""
-        found = []
-        for queued in self.aws_env.receive_all("delivery"):
-            envelope = DeliveryEnvelope.model_validate_json(queued["Body"])
-            found.append(
-                (
-                    {r.connection_id for r in envelope.recipients},
-                    json.loads(envelope.frame),
-                    queued["Attributes"]["MessageGroupId"],
-                )
-            )
+    def pushes(self) -> list[tuple[set[str], dict[str, Any]]]:
+        """(recipient connections, PRESENCE frame) of each push posted since last asked: the
+        consecutive posts of one frame are one push."""
+        found: list[tuple[set[str], dict[str, Any]]] = []
+        for connection_id, frame in self.push_poster.posts:
+            if found and found[-1][1] == frame:
+                found[-1][0].add(connection_id)
+            else:
+                found.append(({connection_id}, frame))
+        self.push_poster.posts.clear()
         return found
+
+    def retries(self) -> list[DeliveryEnvelope]:
+        """The envelopes on the delivery queue: pushes that failed and wait for another attempt."""
+        return [DeliveryEnvelope.model_validate_json(m["Body"]) for m in self.aws_env.receive_all("delivery")]
 
     def sub_items(self) -> list[dict[str, Any]]:
         return [i for i in self.aws_env.scan("presence") if i["sk"] != "STATE"]
@@ -157,14 +182,14 @@ def test_connect_pushes_online_to_a_subscriber_sharing_a_chat(bob_watches_alice:
     world = bob_watches_alice
     # When alice connects
     world.connect(ALICE_PHONE, T0 + 10)
-    # Then bob's phone gets ONLINE for alice, in alice's presence FIFO group
+    # Then bob's phone is posted ONLINE for alice, directly (nothing waits on the delivery queue)
     assert world.pushes() == [
         (
             {"conn-bob-phone"},
             {"type": "PRESENCE", "userId": "u_alice", "status": "ONLINE", "lastSeen": iso(T0 + 10)},
-            "presence:u_alice",
         )
     ]
+    assert world.retries() == []
 
 
 def test_a_second_device_connecting_pushes_nothing(bob_watches_alice: World) -> None:
@@ -198,7 +223,6 @@ def test_last_device_leaving_goes_offline_after_the_grace(bob_watches_alice: Wor
         (
             {"conn-bob-phone"},
             {"type": "PRESENCE", "userId": "u_alice", "status": "OFFLINE", "lastSeen": iso(T0 + 30)},
-            "presence:u_alice",
         )
     ]
     world.subscribe(BOB_PHONE, ["u_alice"], T0 + 61)
@@ -263,7 +287,7 @@ def test_an_expired_subscription_gets_no_push_and_a_heartbeat_renews_it(
     world.connect(ALICE_PHONE, T0 + logic.SUBSCRIPTION_S + 1)
     world.connect(caller("u_carol", "d_phone", "conn-carol"), T0 + logic.SUBSCRIPTION_S + 2)
     # Then only carol's ONLINE reaches bob (his laptop), alice's expired subscription gets nothing
-    [(recipients, frame, _)] = world.pushes()
+    [(recipients, frame)] = world.pushes()
     assert (recipients, frame["userId"], frame["status"]) == ({"conn-bob-laptop"}, "u_carol", "ONLINE")
 
 
@@ -292,7 +316,7 @@ def test_a_lapsed_lease_reads_offline_without_any_disconnect(
     ]
     # And when she heartbeats again, bob is told she is ONLINE
     world.heartbeat(ALICE_PHONE, T0 + logic.LEASE_S + 10)
-    [(_, frame, _)] = world.pushes()
+    [(_, frame)] = world.pushes()
     assert frame["status"] == "ONLINE"
 
 
@@ -351,7 +375,7 @@ def test_a_flapping_user_pushes_at_most_two_changes_and_costs_bounded_writes(
         world.disconnect(phone, start + 0.2)
     settles = world.run_settles(until=T0 + 60)
     # Then bob got exactly one ONLINE and one OFFLINE
-    statuses = [frame["status"] for _, frame, _ in world.pushes()]
+    statuses = [frame["status"] for _, frame in world.pushes()]
     assert statuses == ["ONLINE", "OFFLINE"]
     # And presence writes are a constant per flap (the lease renewed on connect and shortened on
     # disconnect, as the registry's own two writes) plus the one OFFLINE, whoever watches her
@@ -361,13 +385,92 @@ def test_a_flapping_user_pushes_at_most_two_changes_and_costs_bounded_writes(
     # grace after it, each a few reads (its one write is the OFFLINE)
     flapping_s = 0.4 * FLAPS
     assert settles <= (flapping_s + PRESENCE_GRACE_S) / logic.SETTLE_SLOT_S + 1
-    # And SQS sends (settle jobs scheduled, one per disconnect at most, plus the two pushes) stay
-    # proportional to the flaps, whoever watches her (SQS drops a slot's repeated jobs)
-    assert write_counter["SendMessageBatch"] <= FLAPS + 2 + settles
+    # And SQS sends are settle jobs only (the pushes are posted directly): at most one per
+    # disconnect and one per settle that looks again, whoever watches her
+    assert write_counter["SendMessageBatch"] <= FLAPS + settles
+    assert world.retries() == []
     print(
         f"\n{FLAPS} flaps: pushes={len(statuses)} presence writes={presence_writes} "
         f"settle jobs run={settles} calls={dict(write_counter)}"
     )
+
+
+# --- failed pushes -------------------------------------------------------------------------------
+
+
+def test_a_failed_presence_push_is_retried_with_the_status_version_it_announces(
+    bob_watches_alice: World,
+) -> None:
+    world = bob_watches_alice
+    # Given bob watching alice on his phone (throttled) and his laptop
+    bob_laptop = caller("u_bob", "d_laptop", "conn-bob-laptop")
+    world.connect(bob_laptop, T0 + 1)
+    world.subscribe(bob_laptop, ["u_alice"], T0 + 1)
+    world.push_poster.failing.add("conn-bob-phone")
+    # When alice connects
+    world.connect(ALICE_PHONE, T0 + 10)
+    # Then the laptop got ONLINE at once, and the phone alone waits on the delivery queue with the
+    # same frame, guarded by alice's status version
+    [(recipients, frame)] = world.pushes()
+    assert (recipients, frame["status"]) == ({"conn-bob-laptop"}, "ONLINE")
+    [retry] = world.retries()
+    state = world.presence.state_of("u_alice")
+    assert state is not None
+    assert [r.connection_id for r in retry.recipients] == ["conn-bob-phone"]
+    assert (json.loads(retry.frame), retry.attempt) == (frame, 1)
+    assert (retry.presence.user_id, retry.presence.version) == ("u_alice", state.version)  # type: ignore[union-attr]
+    # When the phone is reachable again and the retry is delivered while she is still ONLINE
+    world.push_poster.failing.clear()
+    result = deliver(retry, world.pusher, world.presence)
+    # Then the phone gets that ONLINE
+    assert result == PushResult(pushed=1)
+    assert world.pushes() == [({"conn-bob-phone"}, frame)]
+
+
+def test_a_presence_retry_is_dropped_once_the_status_moved_on(bob_watches_alice: World) -> None:
+    world = bob_watches_alice
+    # Given alice's ONLINE failed to reach bob's phone and waits on the delivery queue
+    world.push_poster.failing.add("conn-bob-phone")
+    world.connect(ALICE_PHONE, T0 + 10)
+    [retry] = world.retries()
+    world.push_poster.failing.clear()
+    # And alice then left, and went OFFLINE after the grace (bob was told)
+    world.disconnect(ALICE_PHONE, T0 + 20)
+    world.run_settles(until=T0 + 60)
+    [(_, offline)] = world.pushes()
+    assert offline["status"] == "OFFLINE"
+    # When the stale ONLINE retry is delivered
+    result = deliver(retry, world.pusher, world.presence)
+    # Then it is dropped unposted: bob's last word on alice stays OFFLINE
+    assert result == PushResult(dropped=1)
+    assert world.pushes() == []
+    assert world.retries() == []
+
+
+def test_the_connect_function_posts_online_to_the_watchers_directly(
+    bob_watches_alice: World,
+    management_api: Any,
+    handler_of: Callable[[str], Any],
+    make_connect_event: Callable[..., dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    # Given bob watching alice, and a management API that accepts every post
+    posted: list[tuple[str, dict[str, Any]]] = []
+    management_api.meta.events.register(
+        "before-parameter-build.apigatewaymanagementapi.PostToConnection",
+        lambda params, **_: posted.append((params["ConnectionId"], json.loads(params["Data"]))),
+    )
+    management_api.meta.events.register(
+        "before-call.apigatewaymanagementapi.PostToConnection",
+        lambda **_: (AWSResponse(None, 200, {}, None), {}),  # type: ignore[arg-type]
+    )
+    # When alice's phone connects through the connect function
+    answer = handler_of("connect")(make_connect_event("u_alice", "d_phone", "conn-a1"), lambda_context)
+    # Then the connection is accepted, and bob's phone was posted ONLINE for alice by the function
+    # itself, nothing going through the delivery queue
+    assert answer == {"statusCode": 200}
+    assert [(c, f["userId"], f["status"]) for c, f in posted] == [("conn-bob-phone", "u_alice", "ONLINE")]
+    assert bob_watches_alice.retries() == []
 
 
 def test_the_presence_route_answers_forbidden_for_a_stranger(

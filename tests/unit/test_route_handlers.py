@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 
-from chat_backend.models import MAX_CIPHERTEXT_BYTES
+from chat_backend.errors import Forbidden, RateLimited
+from chat_backend.models import MAX_CIPHERTEXT_BYTES, Caller, SendFrame
+from chat_backend.routes import handle_route
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -218,6 +220,33 @@ def test_send_stores_the_ciphertext_bytes_exactly(
     # Then the table holds exactly those bytes, as binary
     [stored] = aws_env.messages(chat_id)
     assert bytes(stored["ciphertext"]) == data
+
+
+@pytest.mark.parametrize(
+    ("refusal", "expected"),
+    [
+        (
+            RateLimited("this clientMsgId is being sent; retry", 350),
+            {"code": "RATE_LIMITED", "retryAfterMs": 350},
+        ),
+        (Forbidden("not a member of c_1"), {"code": "FORBIDDEN"}),
+        (RuntimeError("boom"), {"code": "INTERNAL"}),
+    ],
+    ids=["rate-limited", "forbidden", "internal"],
+)
+def test_only_a_rate_limited_error_frame_tells_when_to_retry(
+    refusal: Exception, expected: dict[str, Any], make_message_event: Callable[..., dict]
+) -> None:
+    # Given a send whose use case refuses it (or fails)
+    def use_case(caller: Caller, frame: SendFrame) -> None:
+        raise refusal
+
+    event = make_message_event(send_body("c_1", "cm-9"))
+    # When the route handles it
+    frame = answer(handle_route(event, SendFrame, use_case))
+    # Then the ERROR echoes the clientMsgId, and carries retryAfterMs only for RATE_LIMITED
+    assert {k: frame[k] for k in ("type", "clientMsgId")} == {"type": "ERROR", "clientMsgId": "cm-9"}
+    assert {k: v for k, v in frame.items() if k in ("code", "retryAfterMs")} == expected
 
 
 # --- other routes --------------------------------------------------------------------------------

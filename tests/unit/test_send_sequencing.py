@@ -1,66 +1,125 @@
-"""send (logic/send.py + dal/chat_store.py): gapless per-chat seqs, exactly once per clientMsgId."""
+"""send (logic/send.py, sequencing v2): gapless per-chat seqs, exactly once per clientMsgId, no
+contention refusal, and the write cost of a send. Races against leases, VOIDs and membership
+changes are in test_send_races.py."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from chat_backend.dal.chat_store import ChatStore, HeadMoved, SendContext
-from chat_backend.errors import Forbidden, RateLimited
-from chat_backend.logic import send as send_logic
-from chat_backend.logic.send import send_message
-from chat_backend.models import AckFrame, Caller, ChatMeta, SendFrame, StoredMessage
+from chat_backend.dal.chat_store import ChatStore
+from chat_backend.dal.message_store import MessageStore
+from chat_backend.dal.send_store import SendContext, SendStore
+from chat_backend.dal.sequencer import Sequencer
+from chat_backend.errors import Forbidden, NotFound
+from chat_backend.logic.audience import MemberListCache
+from chat_backend.logic.send import (
+    Ledger,
+    SendPolicy,
+    new_server_msg_id,
+    send_message,
+    seq_of_server_msg_id,
+)
+from chat_backend.models import AckFrame, Caller, SendFrame, StoredMedia, StoredMessage, now_iso
+from chat_backend.services import services
 from tests.unit.conftest import LockedDdb
 
-DEDUP_TTL_S = 3600
+POLICY = SendPolicy(dedup_ttl_s=3600)
+T0 = 1_800_000_000.0  # the fake clocks' start (epoch seconds)
 
 
-def frame(chat_id: str, client_msg_id: str, data: bytes = b"ciphertext") -> SendFrame:
+def frame(
+    chat_id: str, client_msg_id: str, data: bytes = b"ciphertext", media: list[str] | None = None
+) -> SendFrame:
     return SendFrame.model_validate(
         {
             "action": "send",
             "clientMsgId": client_msg_id,
             "chatId": chat_id,
             "ciphertext": base64.b64encode(data).decode(),
+            "mediaIds": media or [],
         }
     )
 
 
-def ack_key(ack: AckFrame) -> tuple[str, int, str]:
-    return (ack.server_msg_id, ack.seq, ack.created_at)
+def ledger_on(ddb: Any) -> Ledger:
+    """The functions' ledger, on another client (a LockedDdb, a call counter)."""
+    base = services().ledger
+    return Ledger(
+        chats=ChatStore(
+            base.chats.chats_table,
+            base.chats.messages_table,
+            ddb=ddb,
+            receipts_table=base.chats.receipts_table,
+        ),
+        sends=SendStore(base.sends.chats_table, ddb),
+        sequencer=Sequencer(base.sequencer.chats_table, ddb),
+        messages=MessageStore(base.messages.messages_table, base.messages.chats_table, ddb),
+        member_lists=MemberListCache(),
+    )
 
 
-def head_of(store: ChatStore, chat_id: str) -> int:
-    chat = store.get_chat(chat_id)
-    assert chat is not None
-    return chat.head_seq
+class Proxy:
+    """Delegates to a real store; subclasses hook one method to stage a race."""
 
-
-class StoreProxy:
-    """Delegates to a real ChatStore; subclasses hook one method to stage a race."""
-
-    def __init__(self, store: ChatStore) -> None:
-        self.real = store
+    def __init__(self, real: Any) -> None:
+        self.real = real
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
 
+class FakeClock:
+    """A clock whose sleep advances it (and is recorded): waits cost no real time."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def head_of(ledger: Ledger, chat_id: str) -> int:
+    chat = ledger.chats.get_chat(chat_id)
+    assert chat is not None
+    return chat.head_seq
+
+
+def claims(aws_env: Any, chat_id: str) -> list[dict[str, Any]]:
+    return [i for i in aws_env.scan("chats") if i["chatId"] == chat_id and i["sk"].startswith("DEDUP#")]
+
+
+def layout(aws_env: Any, chat_id: str) -> list[tuple[int, str]]:
+    """What each stored seq of the chat holds: a sender, or VOID."""
+    return [(int(m["seq"]), m.get("kind") or m["sender"]) for m in aws_env.messages(chat_id)]
+
+
+@pytest.fixture
+def ledger(aws_env: Any) -> Ledger:
+    return services().ledger
+
+
 def test_seqs_start_at_1_and_are_gapless(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
 ) -> None:
     # Given a new chat of alice and bob
     chat_id = make_chat("u_alice", "u_bob")
     alice, bob = make_caller("u_alice"), make_caller("u_bob")
     # When they send three messages in turn
     acks = [
-        send_message(store, alice, frame(chat_id, "a-1"), DEDUP_TTL_S),
-        send_message(store, bob, frame(chat_id, "b-1"), DEDUP_TTL_S),
-        send_message(store, alice, frame(chat_id, "a-2"), DEDUP_TTL_S),
+        send_message(ledger, alice, frame(chat_id, "a-1"), POLICY).ack,
+        send_message(ledger, bob, frame(chat_id, "b-1"), POLICY).ack,
+        send_message(ledger, alice, frame(chat_id, "a-2"), POLICY).ack,
     ]
     # Then the ACKs carry seq 1, 2, 3, the store holds exactly those, and the head is 3
     assert [a.seq for a in acks] == [1, 2, 3]
@@ -71,250 +130,330 @@ def test_seqs_start_at_1_and_are_gapless(
         (2, "u_bob", acks[1].server_msg_id),
         (3, "u_alice", acks[2].server_msg_id),
     ]
-    assert head_of(store, chat_id) == 3
+    assert head_of(ledger, chat_id) == 3
 
 
 def test_seqs_are_per_chat(
-    store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
 ) -> None:
     # Given two chats of alice
     chat_a, chat_b = make_chat("u_alice", "u_bob"), make_chat("u_alice", "u_carol")
     alice = make_caller("u_alice")
     # When she sends to the first, then the second, then the first again
     seqs = [
-        send_message(store, alice, frame(chat_a, "1"), DEDUP_TTL_S).seq,
-        send_message(store, alice, frame(chat_b, "2"), DEDUP_TTL_S).seq,
-        send_message(store, alice, frame(chat_a, "3"), DEDUP_TTL_S).seq,
+        send_message(ledger, alice, frame(chat_a, "1"), POLICY).ack.seq,
+        send_message(ledger, alice, frame(chat_b, "2"), POLICY).ack.seq,
+        send_message(ledger, alice, frame(chat_a, "3"), POLICY).ack.seq,
     ]
     # Then each chat counts on its own from 1
     assert seqs == [1, 1, 2]
 
 
-def test_retried_send_returns_identical_ack_and_stores_one_message(
+def test_many_concurrent_senders_into_one_chat_all_get_distinct_gapless_seqs(
+    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given 8 members of one chat, each about to send 3 messages from its own thread, all of
+    # whom read the chat (head 0) before any of them reserves a seq
+    users = [f"u_{n}" for n in range(8)]
+    chat_id = make_chat(*users)
+    locked = ledger_on(LockedDdb(store.ddb))
+    barrier = threading.Barrier(len(users), timeout=30)
+    local = threading.local()
+
+    class ReadTogether(Proxy):
+        def context(self, *args: Any) -> SendContext:
+            context = self.real.context(*args)
+            if not getattr(local, "waited", False):
+                local.waited = True
+                barrier.wait()
+            return context
+
+    racing = dataclasses.replace(locked, sends=ReadTogether(locked.sends))
+    acks: list[AckFrame] = []
+    errors: list[BaseException] = []
+
+    def send_all(user: str) -> None:
+        try:
+            for n in range(3):
+                acks.append(
+                    send_message(racing, make_caller(user), frame(chat_id, f"{user}-{n}"), POLICY).ack
+                )
+        except BaseException as exc:  # surfaced below (a RateLimited would be a refusal)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send_all, args=(u,)) for u in users]
+    # When they all send at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    # Then nobody is refused, every send is ACKed once, and the seqs are exactly 1..24
+    assert errors == []
+    assert len(acks) == 24
+    assert sorted(a.seq for a in acks) == list(range(1, 25))
+    assert len({(a.chat_id, a.client_msg_id) for a in acks}) == 24
+    # And the store holds each ACKed message at its ACKed seq, and the head is 24
+    stored = {int(m["seq"]): m["serverMsgId"] for m in aws_env.messages(chat_id)}
+    assert stored == {a.seq: a.server_msg_id for a in acks}
+    assert head_of(locked, chat_id) == 24
+
+
+def test_retried_send_returns_identical_ack_and_writes_nothing(
     aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
 ) -> None:
     # Given alice's send was accepted
     chat_id = make_chat("u_alice", "u_bob")
     alice = make_caller("u_alice")
-    first = send_message(store, alice, frame(chat_id, "cm-retry"), DEDUP_TTL_S)
+    counted = CountingDdb(store.ddb)
+    ledger = ledger_on(counted)
+    first = send_message(ledger, alice, frame(chat_id, "cm-retry"), POLICY)
+    chats_before, messages_before = aws_env.scan("chats"), aws_env.messages(chat_id)
+    counted.calls.clear()
     # When she retries it (same clientMsgId) twice, say after a lost ACK
-    retries = [send_message(store, alice, frame(chat_id, "cm-retry"), DEDUP_TTL_S) for _ in range(2)]
-    # Then every answer is the same ACK (serverMsgId, seq, createdAt) and one message exists
-    assert all(r == first for r in retries)
-    assert [ack_key(r) for r in retries] == [ack_key(first)] * 2
-    assert [m["serverMsgId"] for m in aws_env.messages(chat_id)] == [first.server_msg_id]
-    assert head_of(store, chat_id) == 1
-    # And the next new message still gets seq 2
-    assert send_message(store, alice, frame(chat_id, "cm-next"), DEDUP_TTL_S).seq == 2
+    retries = [send_message(ledger, alice, frame(chat_id, "cm-retry"), POLICY) for _ in range(2)]
+    # Then every answer is the same ACK (serverMsgId, seq, createdAt) and the same stored message
+    assert [r.ack for r in retries] == [first.ack] * 2
+    assert [r.message for r in retries] == [first.message] * 2
+    # And nothing was written: no write call, same items, head still 1
+    assert counted.writes() == []
+    assert aws_env.scan("chats") == chats_before
+    assert aws_env.messages(chat_id) == messages_before
+    # And the retry reserved no seq: the next new message takes seq 2
+    assert send_message(ledger, alice, frame(chat_id, "cm-next"), POLICY).ack.seq == 2
 
 
 def test_same_client_msg_id_from_two_users_is_two_messages(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
 ) -> None:
     # Given alice and bob whose clients happen to pick the same clientMsgId
     chat_id = make_chat("u_alice", "u_bob")
     # When both send with it
-    a = send_message(store, make_caller("u_alice"), frame(chat_id, "same"), DEDUP_TTL_S)
-    b = send_message(store, make_caller("u_bob"), frame(chat_id, "same"), DEDUP_TTL_S)
+    a = send_message(ledger, make_caller("u_alice"), frame(chat_id, "same"), POLICY).ack
+    b = send_message(ledger, make_caller("u_bob"), frame(chat_id, "same"), POLICY).ack
     # Then idempotency is per user: two messages, seq 1 and 2
     assert (a.seq, b.seq) == (1, 2)
     assert [m["sender"] for m in aws_env.messages(chat_id)] == ["u_alice", "u_bob"]
 
 
-def test_concurrent_duplicate_sends_from_threads_store_one_message(
+def test_concurrent_duplicates_make_one_message_and_one_seq(
     aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
 ) -> None:
-    # Given two threads sending the same (user, clientMsgId), both reading the empty head
-    # before either writes (a barrier right after the read forces that interleaving)
+    # Given four threads sending the same (user, clientMsgId), all of which read "no claim yet"
+    # before any of them claims it
     chat_id = make_chat("u_alice", "u_bob")
-    locked = ChatStore(store.chats_table, store.messages_table, ddb=LockedDdb(store.ddb))
-    barrier = threading.Barrier(2, timeout=10)
-    waited = threading.local()
+    locked = ledger_on(LockedDdb(store.ddb))
+    barrier = threading.Barrier(4, timeout=30)
+    local = threading.local()
 
-    class RacingStore(StoreProxy):
-        def send_context(self, chat_id: str, user_id: str, client_msg_id: str) -> SendContext:
-            context = self.real.send_context(chat_id, user_id, client_msg_id)
-            if not getattr(waited, "done", False):
-                waited.done = True
+    class ReadTogether(Proxy):
+        def context(self, *args: Any) -> SendContext:
+            context = self.real.context(*args)
+            if not getattr(local, "waited", False):
+                local.waited = True
                 barrier.wait()
             return context
 
-    racing = RacingStore(locked)
+    racing = dataclasses.replace(locked, sends=ReadTogether(locked.sends))
     acks: list[AckFrame] = []
     errors: list[BaseException] = []
 
     def send() -> None:
         try:
-            acks.append(send_message(racing, make_caller("u_alice"), frame(chat_id, "cm-race"), DEDUP_TTL_S))  # type: ignore[arg-type]
+            acks.append(send_message(racing, make_caller("u_alice"), frame(chat_id, "cm-race"), POLICY).ack)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    # When both run
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    # When they all run
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=30)
-    # Then both get the same ACK, and one message with one seq exists
+        t.join(timeout=60)
+    # Then all get the same ACK, one message exists, and only one seq was reserved
     assert errors == []
-    assert len(acks) == 2 and acks[0] == acks[1]
+    assert len(acks) == 4 and all(a == acks[0] for a in acks)
     assert acks[0].seq == 1
     assert [m["serverMsgId"] for m in aws_env.messages(chat_id)] == [acks[0].server_msg_id]
-    assert head_of(store, chat_id) == 1
-
-
-def test_lost_dedup_race_answers_the_winners_ack(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
-    # Given a send whose duplicate (same user, same clientMsgId) is stored by another request
-    # between this one's read and its write, so this one's transaction is cancelled on the dedup record
-    chat_id = make_chat("u_alice", "u_bob")
-    alice = make_caller("u_alice")
-    winner: list[AckFrame] = []
-
-    class LosingStore(StoreProxy):
-        def append_message(self, message: StoredMessage, client_msg_id: str, dedup_expires_at: int) -> None:
-            if not winner:
-                winner.append(send_message(self.real, alice, frame(chat_id, client_msg_id), DEDUP_TTL_S))
-            self.real.append_message(message, client_msg_id, dedup_expires_at)
-
-    # When the losing send completes
-    loser = send_message(LosingStore(store), alice, frame(chat_id, "cm-dup"), DEDUP_TTL_S)  # type: ignore[arg-type]
-    # Then it answers the winner's ACK, and only the winner's message is stored
-    assert ack_key(loser) == ack_key(winner[0])
-    assert [m["serverMsgId"] for m in aws_env.messages(chat_id)] == [winner[0].server_msg_id]
-    assert head_of(store, chat_id) == 1
-
-
-def test_head_moved_between_read_and_write_retries_with_next_seq(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
-    # Given bob's message lands after alice's send read head 0 but before it wrote seq 1
-    chat_id = make_chat("u_alice", "u_bob")
-    bob_acks: list[AckFrame] = []
-    attempts: list[int] = []
-    sleeps: list[float] = []
-
-    class InterleavedStore(StoreProxy):
-        def append_message(self, message: StoredMessage, client_msg_id: str, dedup_expires_at: int) -> None:
-            attempts.append(message.seq)
-            if not bob_acks:
-                bob = make_caller("u_bob")
-                bob_acks.append(send_message(self.real, bob, frame(chat_id, "bob-1"), DEDUP_TTL_S))
-            self.real.append_message(message, client_msg_id, dedup_expires_at)
-
-    # When alice's send completes
-    ack = send_message(
-        InterleavedStore(store),  # type: ignore[arg-type]
-        make_caller("u_alice"),
-        frame(chat_id, "alice-1", b"from alice"),
-        DEDUP_TTL_S,
-        sleep=sleeps.append,
-    )
-    # Then it tried seq 1, then seq 2, and was stored as seq 2 after bob's seq 1: no gap
-    assert attempts == [1, 2]
-    assert all(0 <= s <= 0.2 for s in sleeps)
-    assert (bob_acks[0].seq, ack.seq) == (1, 2)
-    stored = aws_env.messages(chat_id)
-    assert [(m["seq"], m["sender"], bytes(m["ciphertext"])) for m in stored] == [
-        (1, "u_bob", b"ciphertext"),
-        (2, "u_alice", b"from alice"),
-    ]
-
-
-def test_append_at_a_taken_seq_raises_head_moved_and_writes_nothing(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
-    # Given a chat whose head is 1
-    chat_id = make_chat("u_alice", "u_bob")
-    first = send_message(store, make_caller("u_alice"), frame(chat_id, "first"), DEDUP_TTL_S)
-    stale = StoredMessage(
-        chat_id=chat_id,
-        seq=1,
-        server_msg_id="m_stale",
-        sender="u_bob",
-        sender_device="d_phone",
-        ciphertext=b"x",
-        media_ids=[],
-        created_at="2026-11-28T03:21:07.123Z",
-    )
-    # When a send computed from the old head (seq 1) is appended
-    # Then the store refuses it as HeadMoved and keeps no trace of it (no message, no dedup record)
-    with pytest.raises(HeadMoved) as err:
-        store.append_message(stale, "stale-cm", 2_000_000_000)
-    assert err.value.head_seq == 1  # the head that won, so the sender can retry above it
-    assert [m["serverMsgId"] for m in aws_env.messages(chat_id)] == [first.server_msg_id]
-    assert store.previous_send(chat_id, "u_bob", "stale-cm") is None
-    assert head_of(store, chat_id) == 1
-
-
-class BusyStore:
-    """A chat whose head moves under every attempt."""
-
-    def __init__(self, report_head: bool) -> None:
-        self.report_head = report_head
-        self.appends = 0
-        self.reads = 0
-
-    def send_context(self, chat_id: str, user_id: str, client_msg_id: str) -> SendContext:
-        self.reads += 1
-        meta = ChatMeta(
-            chat_id=chat_id, kind="group", name=None, head_seq=self.appends, member_count=2, created_at="t"
-        )
-        return SendContext(chat=meta, role="member", previous=None)
-
-    def append_message(self, message: StoredMessage, client_msg_id: str, dedup_expires_at: int) -> None:
-        self.appends += 1
-        raise HeadMoved(self.appends if self.report_head else None)
-
-
-@pytest.mark.parametrize("report_head", [True, False], ids=["lost-race", "contention"])
-def test_send_gives_up_as_rate_limited_when_the_head_keeps_moving(
-    report_head: bool, make_caller: Callable[..., Caller]
-) -> None:
-    # Given a chat whose head moves under every attempt (the store reports the winner's head,
-    # or only that a conflicting transaction got in the way)
-    busy = BusyStore(report_head)
-    sleeps: list[float] = []
-    # When alice sends
-    # Then after a bounded number of attempts she is told RATE_LIMITED (retry with the same id)
-    with pytest.raises(RateLimited) as err:
-        send_message(busy, make_caller("u_alice"), frame("c_busy", "cm"), DEDUP_TTL_S, sleep=sleeps.append)  # type: ignore[arg-type]
-    assert err.value.code == "RATE_LIMITED"
-    assert busy.appends == send_logic.MAX_ATTEMPTS
-    # And contention backs off (at most 0.2 s a time) instead of hammering the chat head
-    assert all(0 <= s <= 0.2 for s in sleeps)
-    if not report_head:
-        assert len(sleeps) >= send_logic.MAX_ATTEMPTS - 1
+    assert head_of(locked, chat_id) == 1
+    assert len(claims(aws_env, chat_id)) == 1
+    # And the next new message takes the next seq
+    assert send_message(locked, make_caller("u_alice"), frame(chat_id, "cm-next"), POLICY).ack.seq == 2
 
 
 def test_non_member_is_forbidden_and_nothing_is_written(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
 ) -> None:
     # Given a chat of bob and carol
     chat_id = make_chat("u_bob", "u_carol")
     chats_before = aws_env.scan("chats")
     # When mallory sends to it
-    # Then Forbidden, and no message, head move or dedup record
+    # Then FORBIDDEN, and no message, no head move, no claim
     with pytest.raises(Forbidden) as err:
-        send_message(store, make_caller("u_mallory"), frame(chat_id, "cm"), DEDUP_TTL_S)
+        send_message(ledger, make_caller("u_mallory"), frame(chat_id, "cm"), POLICY)
     assert err.value.code == "FORBIDDEN"
     assert aws_env.messages() == []
     assert aws_env.scan("chats") == chats_before
+    # And the next member's message still takes seq 1
+    assert send_message(ledger, make_caller("u_bob"), frame(chat_id, "b-1"), POLICY).ack.seq == 1
+
+
+@pytest.mark.parametrize("whose", ["unknown", "other-chat"])
+def test_media_not_of_this_chat_is_not_found_and_nothing_is_written(
+    whose: str,
+    aws_env: Any,
+    ledger: Ledger,
+    make_chat: Callable[..., str],
+    make_caller: Callable[..., Caller],
+) -> None:
+    # Given alice's chat with bob, and a media id that is unknown or was uploaded to another chat
+    chat_id, other = make_chat("u_alice", "u_bob"), make_chat("u_alice", "u_carol")
+    if whose == "other-chat":
+        ledger.chats.put_media(
+            StoredMedia(
+                chat_id=other,
+                media_id="md_1",
+                uploader="u_alice",
+                content_type="image/png",
+                size=10,
+                created_at=now_iso(),
+            )
+        )
+    chats_before = aws_env.scan("chats")
+    # When alice sends a message to the chat with bob naming that media
+    # Then NOT_FOUND, and nothing is written: no message, no head move, no claim, media untouched
+    with pytest.raises(NotFound) as err:
+        send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm", media=["md_1"]), POLICY)
+    assert err.value.code == "NOT_FOUND"
+    assert aws_env.messages() == []
+    assert aws_env.scan("chats") == chats_before
+    # And her next message takes seq 1
+    assert send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm-2"), POLICY).ack.seq == 1
+
+
+class CountingDdb:
+    """Records every call into the client it wraps."""
+
+    WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+
+    def __init__(self, ddb: Any) -> None:
+        self.ddb = ddb
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.ddb, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return method(*args, **kwargs)
+
+        return call
+
+    def writes(self) -> list[tuple[str, str, str]]:
+        """(operation, table, item) of each write: the item by its chats sk or messages seq."""
+        found = []
+        for name, kwargs in self.calls:
+            if name not in self.WRITES:
+                continue
+            key = kwargs.get("Item") or kwargs.get("Key") or {}
+            item = key["sk"]["S"].split("#")[0] if "sk" in key else f"seq {key['seq']['N']}" if key else "*"
+            found.append((name, kwargs.get("TableName", "*"), item))
+        return found
+
+
+def test_a_plain_send_is_four_single_item_writes(
+    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given a chat with a message in it already, and a client that counts calls
+    chat_id = make_chat("u_alice", "u_bob")
+    counted = CountingDdb(store.ddb)
+    ledger = ledger_on(counted)
+    send_message(ledger, make_caller("u_bob"), frame(chat_id, "warm-up"), POLICY)
+    counted.calls.clear()
+    # When alice sends a message without media
+    ack = send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm"), POLICY).ack
+    # Then exactly four single-item writes happened, in order: claim, reserve, record, message
+    chats, messages = aws_env.tables["chats"], aws_env.tables["messages"]
+    assert counted.writes() == [
+        ("put_item", chats, "DEDUP"),
+        ("update_item", chats, "META"),
+        ("update_item", chats, "DEDUP"),
+        ("put_item", messages, "seq 2"),
+    ]
+    assert ack.seq == 2
+    # And no transaction at all
+    assert all(name != "transact_write_items" for name, _ in counted.calls)
+
+
+def test_a_send_with_media_marks_it_in_the_message_transaction(
+    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given media alice uploaded to her chat with bob
+    chat_id = make_chat("u_alice", "u_bob")
+    store.put_media(
+        StoredMedia(
+            chat_id=chat_id,
+            media_id="md_1",
+            uploader="u_alice",
+            content_type="image/png",
+            size=10,
+            created_at=now_iso(),
+        )
+    )
+    counted = CountingDdb(store.ddb)
+    # When she sends a message naming it
+    sent = send_message(
+        ledger_on(counted), make_caller("u_alice"), frame(chat_id, "cm", media=["md_1"]), POLICY
+    )
+    # Then claim, reserve and record are single writes, and the message goes with the media mark
+    chats = aws_env.tables["chats"]
+    assert counted.writes() == [
+        ("put_item", chats, "DEDUP"),
+        ("update_item", chats, "META"),
+        ("update_item", chats, "DEDUP"),
+        ("transact_write_items", "*", "*"),
+    ]
+    # And the message names the media, which is now attached
+    assert [m["mediaIds"] for m in aws_env.messages(chat_id)] == [["md_1"]]
+    assert sent.message.media_ids == ["md_1"]
+    media = store.get_media(chat_id, "md_1")
+    assert media is not None and media.attached
 
 
 def test_store_holds_the_ciphertext_bytes_exactly_as_sent(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
 ) -> None:
     # Given bytes that are not text (every byte value, NULs included)
     data = b"\x00" + bytes(range(255, -1, -1)) + b"\x00\x00"
     chat_id = make_chat("u_alice", "u_bob")
     # When alice sends them
-    send_message(store, make_caller("u_alice", "d_tablet"), frame(chat_id, "bin", data), DEDUP_TTL_S)
+    send_message(ledger, make_caller("u_alice", "d_tablet"), frame(chat_id, "bin", data), POLICY)
     # Then the table item and the replayed message hold exactly those bytes
     [item] = aws_env.messages(chat_id)
     assert bytes(item["ciphertext"]) == data
-    [replayed] = store.messages_after(chat_id, 0, 10)
+    [replayed] = ledger.messages.after(chat_id, 0, 10)
+    assert isinstance(replayed, StoredMessage)
     assert replayed.ciphertext == data
     assert (replayed.sender, replayed.sender_device) == ("u_alice", "d_tablet")
     assert base64.b64decode(replayed.to_frame().ciphertext) == data
+
+
+def test_server_msg_id_names_its_seq(
+    ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given two ids minted for seq 7, and the id of a stored message
+    a, b = new_server_msg_id(7), new_server_msg_id(7)
+    chat_id = make_chat("u_alice", "u_bob")
+    ack = send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm"), POLICY).ack
+    # When their seqs are read back
+    # Then each names its seq, and ids for the same seq still differ
+    assert (seq_of_server_msg_id(a), seq_of_server_msg_id(b)) == (7, 7)
+    assert a != b and a.startswith("m_7_")
+    assert seq_of_server_msg_id(ack.server_msg_id) == ack.seq == 1
+
+
+@pytest.mark.parametrize("bad", ["", "m", "m_7", "m_x_abc", "x_7_abc", "m_7_abc_def", "m_-7_abc", "7"])
+def test_an_id_not_minted_here_names_no_seq(bad: str) -> None:
+    # Given a server message id not of the form m_<seq>_<random>
+    # When its seq is asked for
+    # Then there is none
+    assert seq_of_server_msg_id(bad) is None

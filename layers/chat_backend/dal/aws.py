@@ -19,7 +19,14 @@ _CONFIG = Config(
 )
 
 # Presigned S3 URLs and POST policies must be SigV4 (SigV2 is refused by buckets made since 2020).
-_SERVICE_CONFIG = {"s3": _CONFIG.merge(Config(signature_version="s3v4"))}
+# Pushes fail fast and are not retried by botocore: a failed recipient is retried alone, later,
+# through the delivery queue (logic/push.py), so it never holds up the others or the ACK.
+_SERVICE_CONFIG = {
+    "s3": _CONFIG.merge(Config(signature_version="s3v4")),
+    "apigatewaymanagementapi": _CONFIG.merge(
+        Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1, read_timeout=2)
+    ),
+}
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -52,6 +59,14 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def av(value: Any) -> dict[str, Any]:
     return cast(dict[str, Any], _serializer.serialize(value))
+
+
+def cancellation_codes(exc: ClientError) -> list[str] | None:
+    """Per item, why a cancelled transaction was cancelled ("None" for an item that was fine);
+    None when `exc` is not a cancelled transaction."""
+    if exc.response["Error"]["Code"] != "TransactionCanceledException":
+        return None
+    return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
 
 
 def is_conditional_failure(exc: ClientError) -> bool:

@@ -8,7 +8,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, is_conditional_failure
-from chat_backend.dal.chat_store import BATCH_GET_MAX_KEYS, batch_get
+from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get
+from chat_backend.models import epoch_ms
 
 DEVICE_PREFIX = "dev_"
 
@@ -70,25 +71,54 @@ class ConnectionRegistry:
             raise
         return _devices(resp.get("Attributes", {}))
 
-    def devices_of(self, user_ids: list[str], pool: Executor | None = None) -> dict[str, dict[str, str]]:
+    def beat(self, user_id: str, device_id: str, connection_id: str, now_ms: int) -> int | None:
+        """Note a heartbeat of the device's connection; returns the time of its previous one (or of
+        the connection, for the first), epoch ms. None when the device has another connection now."""
+        try:
+            resp = self.ddb.update_item(
+                TableName=self.table,
+                Key={"userId": av(user_id)},
+                UpdateExpression="SET #d.beatAt = :now",
+                ConditionExpression="#d.connectionId = :cid",
+                ExpressionAttributeNames={"#d": _device_attr(device_id)},
+                ExpressionAttributeValues={":now": av(now_ms), ":cid": av(connection_id)},
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
+        device = resp["Attributes"][_device_attr(device_id)]["M"]
+        if "beatAt" in device:
+            return int(device["beatAt"]["N"])
+        return epoch_ms(device["connectedAt"]["S"])
+
+    def devices_of(
+        self, user_ids: list[str], pool: Executor | None = None, consistent: bool = False
+    ) -> dict[str, dict[str, str]]:
         """userId -> {deviceId: connectionId} for the users with a live connection; 100 users per
-        call, the calls run on `pool` when given (a 10,000-member group is 100 calls)."""
+        call, the calls run on `pool` when given (a 10,000-member group is 100 calls). Read
+        `consistent` after storing a message, so a device registered before the read is seen
+        (and one registered after it finds the message by the sync it runs on connect)."""
         chunks = [
             user_ids[start : start + BATCH_GET_MAX_KEYS]
             for start in range(0, len(user_ids), BATCH_GET_MAX_KEYS)
         ]
         found: dict[str, dict[str, str]] = {}
+
+        def chunk_devices(chunk: list[str]) -> dict[str, dict[str, str]]:
+            return self._devices_chunk(chunk, consistent)
+
         for part in (
-            pool.map(self._devices_chunk, chunks)
-            if pool and len(chunks) > 1
-            else map(self._devices_chunk, chunks)
+            pool.map(chunk_devices, chunks) if pool and len(chunks) > 1 else map(chunk_devices, chunks)
         ):
             found.update(part)
         return found
 
-    def _devices_chunk(self, user_ids: list[str]) -> dict[str, dict[str, str]]:
+    def _devices_chunk(self, user_ids: list[str], consistent: bool) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
-        for item in batch_get(self.ddb, self.table, {"Keys": [{"userId": av(u)} for u in user_ids]}):
+        request = {"Keys": [{"userId": av(u)} for u in user_ids], "ConsistentRead": consistent}
+        for item in batch_get(self.ddb, self.table, request):
             devices = _devices(item)
             if devices:
                 found[item["userId"]["S"]] = devices

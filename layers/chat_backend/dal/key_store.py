@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, is_conditional_failure
-from chat_backend.dal.chat_store import batch_write
+from chat_backend.dal.batching import batch_write
 
 DEVICE_PREFIX = "DEVICE#"
 OTPK_PREFIX = "OTPK#"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
-from chat_backend.dal.chat_store import BATCH_GET_MAX_KEYS, batch_get, batch_write
+from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get, batch_write
 from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
 
 STATE = "STATE"

@@ -15,7 +15,9 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
-from chat_backend.dal.chat_store import META, batch_get_tables, chat_meta, member_sk
+from chat_backend.dal.batching import batch_get_tables
+from chat_backend.dal.chat_keys import META, member_sk
+from chat_backend.dal.chat_store import chat_meta
 from chat_backend.models import ChatMeta
 
 ReceiptKind = Literal["DELIVERED", "READ"]
@@ -64,8 +66,11 @@ def _watermark(item: dict[str, Any]) -> Watermark:
     )
 
 
-def _message_ref(item: dict[str, Any]) -> MessageRef:
+def _message_ref(item: dict[str, Any]) -> MessageRef | None:
+    """None for a VOID (a seq that carries no message: no id, no sender, nobody to tell)."""
     v = from_item(item)
+    if "serverMsgId" not in v:
+        return None
     return MessageRef(seq=int(v["seq"]), server_msg_id=v["serverMsgId"], sender=v["sender"])
 
 
@@ -120,7 +125,7 @@ class ReceiptStore:
             Limit=limit,
             ConsistentRead=True,
         )
-        return [_message_ref(i) for i in resp["Items"]]
+        return [ref for ref in map(_message_ref, resp["Items"]) if ref is not None]
 
     # --- watermarks ------------------------------------------------------------------------------
 

@@ -22,9 +22,12 @@ def create_chat(store: ChatStore, caller: Caller, frame: CreateChatFrame) -> Cha
         raise BadRequest("members lists the others; the creator is added by the server")
     if len(frame.members) + 1 > MAX_GROUP_MEMBERS:
         raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
+    pair: tuple[str, str] | None = None
     if frame.kind == "direct":
         chat_id = direct_chat_id(caller.user_id, frame.members[0])
         name = None
+        first, second = sorted((caller.user_id, frame.members[0]))
+        pair = (first, second)
     else:
         chat_id = f"g_{uuid.uuid4().hex}"
         name = frame.name
@@ -35,6 +38,7 @@ def create_chat(store: ChatStore, caller: Caller, frame: CreateChatFrame) -> Cha
         head_seq=0,
         member_count=len(frame.members) + 1,
         created_at=now_iso(),
+        pair=pair,
     )
     members = {caller.user_id: "admin"} | {m: "member" for m in frame.members}
     try:

@@ -1,37 +1,21 @@
-"""deliver: push an envelope's frame to each recipient connection, with bounded concurrency.
+"""deliver: push a delivery-queue envelope (a large group's fan-out, or a retry) to its recipients.
 
-A 410 means the recipient's connection is gone: its record is removed (only if it still names
-that connection) and the message waits in the store for the device's next sync. Any other
-failure fails the envelope, so the queue retries it; duplicates on the wire are dropped by the
-SDK by (chatId, seq).
+Every recipient is pushed in parallel and on its own (logic/push.py): a failed one goes back on
+the queue alone with a longer delay, a gone one loses its connection record, and after the last
+attempt it is dropped (its device syncs). A presence push is dropped, not delivered late, once the
+watched user's state has moved on, so a retry never overwrites a newer status.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-from chat_backend.dal.connection_poster import ConnectionPoster
-from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.errors import ConnectionGone
-from chat_backend.models import DeliveryEnvelope, Recipient
+from chat_backend.dal.presence_store import PresenceStore
+from chat_backend.logic.push import Pusher, PushResult
+from chat_backend.models import DeliveryEnvelope
 
 
-def deliver(
-    envelope: DeliveryEnvelope,
-    poster: ConnectionPoster,
-    registry: ConnectionRegistry,
-    pool: ThreadPoolExecutor,
-) -> int:
-    """Returns how many connections were gone."""
-
-    def push(recipient: Recipient) -> bool:
-        try:
-            poster.post(recipient.connection_id, envelope.frame)
-        except ConnectionGone:
-            registry.unregister(recipient.user_id, recipient.device_id, recipient.connection_id)
-            return True
-        return False
-
-    if len(envelope.recipients) == 1:  # the common 1:1 case: no thread hop
-        return int(push(envelope.recipients[0]))
-    return sum(pool.map(push, envelope.recipients))
+def deliver(envelope: DeliveryEnvelope, pusher: Pusher, presence: PresenceStore) -> PushResult:
+    if envelope.presence is not None:
+        state = presence.state_of(envelope.presence.user_id)
+        if state is None or state.version != envelope.presence.version:
+            return PushResult(dropped=len(envelope.recipients))
+    return pusher.push(envelope.frame, envelope.recipients, envelope.attempt, envelope.presence)

@@ -1,10 +1,13 @@
 """addMembers / removeMembers / getMembers.
 
-Every membership change is one transaction that also appends a system message at the chat's
-next seq, so every device sees the change in the chat's order, and that only succeeds from the
-head it was decided at: a concurrent send or membership change makes it re-read and decide again.
-That is what keeps the 10,000-member limit under concurrent adds, and what stops a removed member
-from sending (its send sees the head move and the membership version change, and re-checks).
+A membership change is appended to the chat as a system message at its own seq, so every device
+sees it in the chat's order, and it is ordered against sends by the chat's counter
+(`dal/sequencer.py`): the change reserves its seq with the membership version it was decided at
+and marks itself in flight, which holds every later send back until the change's transaction
+(announcement + member items + count) commits. A send reserved before it is sequenced before it;
+a removed member's later send reads the new membership and is refused. So no message of a removed
+member is sequenced after its removal, and the 10,000-member limit holds under concurrent adds
+(one change at a time, each decided on the membership it commits over).
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Literal
 
-from chat_backend.dal.chat_store import ChatStore, HeadMoved
+from chat_backend.dal.chat_store import ChangeConflict, ChangeLost, ChatStore
+from chat_backend.dal.sequencer import MembershipMoved
 from chat_backend.errors import BadRequest, Forbidden, GroupFull, RateLimited
+from chat_backend.logic import holes
 from chat_backend.logic.chats import chat_frame
-from chat_backend.logic.send import new_server_msg_id
+from chat_backend.logic.send import Ledger, new_server_msg_id
 from chat_backend.models import (
     MAX_GROUP_MEMBERS,
+    SYSTEM_SENDER,
     AddMembersFrame,
     Caller,
     ChatFrame,
@@ -29,24 +36,32 @@ from chat_backend.models import (
     GetMembersFrame,
     MemberEntry,
     MembersFrame,
+    PendingChange,
     RemoveMembersFrame,
     StoredMessage,
-    now_iso,
+    iso_at,
 )
 
-SYSTEM_SENDER = "system"
 # One transaction holds the META update, the announcement and the member items (100 at most);
 # a removal also deletes the member's receipt watermarks.
 MEMBERS_PER_ADD = 95
 MEMBERS_PER_REMOVAL = 45
 MEMBERS_PAGE = 500
 MAX_ATTEMPTS = 12
+COMMIT_ATTEMPTS = 4  # a change's transaction meeting another operation on its items
 
 MembershipEvent = Literal["added", "removed"]
+Sleep = Callable[[float], None]
 
 
 def announcement(
-    chat_id: str, seq: int, event: MembershipEvent, members: list[str], by: str, members_version: int
+    chat_id: str,
+    seq: int,
+    event: MembershipEvent,
+    members: list[str],
+    by: str,
+    members_version: int,
+    at: float,
 ) -> StoredMessage:
     """The system message of a membership change (PROTOCOL.md, Chats), stored under the
     membership it makes."""
@@ -59,45 +74,35 @@ def announcement(
         sender_device=None,
         ciphertext=body.encode(),
         media_ids=[],
-        created_at=now_iso(),
+        created_at=iso_at(at),
         members_version=members_version,
     )
 
 
-def removed_by(message: StoredMessage) -> list[str]:
-    """The members a system message removed (they still get that message pushed)."""
-    if message.sender != SYSTEM_SENDER:
-        return []
-    try:
-        body = json.loads(message.ciphertext)
-    except ValueError:
-        return []
-    return list(body.get("members", [])) if body.get("event") == "removed" else []
-
-
-def add_members(store: ChatStore, caller: Caller, frame: AddMembersFrame) -> ChatFrame:
+def add_members(ledger: Ledger, caller: Caller, frame: AddMembersFrame, grace_s: float) -> ChatFrame:
     users = list(frame.members)
     chat: ChatMeta | None = None
     if len(users) > MEMBERS_PER_ADD:
         # Several transactions: an add that cannot fit is refused whole, before the first of them.
         # (One transaction decides and checks the limit itself, in `_change`.)
-        context = store.membership(frame.chat_id, [caller.user_id, *users])
+        context = ledger.chats.membership(frame.chat_id, [caller.user_id, *users])
         chat = _check_can_change(context.chat, context.roles, caller, frame.chat_id, self_leave=False)
         users = [u for u in users if u not in context.roles]
         if chat.member_count + len(users) > MAX_GROUP_MEMBERS:
             raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
     for start in range(0, len(users), MEMBERS_PER_ADD):
-        chat = _change(store, caller, frame.chat_id, users[start : start + MEMBERS_PER_ADD], "added")
+        chat = _change(
+            ledger, caller, frame.chat_id, users[start : start + MEMBERS_PER_ADD], "added", grace_s
+        )
     assert chat is not None  # members has at least one entry, or the whole-add check read the chat
     return chat_frame(frame.request_id, chat, "admin")
 
 
-def remove_members(store: ChatStore, caller: Caller, frame: RemoveMembersFrame) -> ChatFrame:
+def remove_members(ledger: Ledger, caller: Caller, frame: RemoveMembersFrame, grace_s: float) -> ChatFrame:
     chat: ChatMeta | None = None
     for start in range(0, len(frame.members), MEMBERS_PER_REMOVAL):
-        chat = _change(
-            store, caller, frame.chat_id, frame.members[start : start + MEMBERS_PER_REMOVAL], "removed"
-        )
+        chunk = frame.members[start : start + MEMBERS_PER_REMOVAL]
+        chat = _change(ledger, caller, frame.chat_id, chunk, "removed", grace_s)
     assert chat is not None  # members has at least one entry
     left = caller.user_id in frame.members
     return chat_frame(frame.request_id, chat, "member" if left else "admin")
@@ -116,18 +121,27 @@ def get_members(store: ChatStore, caller: Caller, frame: GetMembersFrame) -> Mem
 
 
 def _change(
-    store: ChatStore,
+    ledger: Ledger,
     caller: Caller,
     chat_id: str,
     users: list[str],
     event: MembershipEvent,
-    sleep: Callable[[float], None] = time.sleep,
+    grace_s: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Sleep = time.sleep,
 ) -> ChatMeta:
-    """Apply one chunk: decide from a consistent read, write from that head, re-read on a race."""
+    """Apply one chunk: decide from a consistent read, reserve the seq at that membership, commit;
+    decide again if the membership moved or the change could not commit."""
     self_leave = event == "removed" and users == [caller.user_id]
     for attempt in range(MAX_ATTEMPTS):
-        context = store.membership(chat_id, [caller.user_id, *users])
+        context = ledger.chats.membership(chat_id, [caller.user_id, *users])
         chat = _check_can_change(context.chat, context.roles, caller, chat_id, self_leave)
+        if chat.change is not None:  # another change in flight: wait for it, or end it if it died
+            if not holes.abandon_stale_change(
+                ledger.messages, ledger.sequencer, chat, int(clock() * 1000), grace_s
+            ):
+                _pause(sleep, attempt)
+            continue
         if event == "added":
             changed = [u for u in users if u not in context.roles]
             if chat.member_count + len(changed) > MAX_GROUP_MEMBERS:
@@ -136,24 +150,61 @@ def _change(
             changed = [u for u in users if u in context.roles]
         if not changed:
             return chat  # nothing to do: adding members again, removing non-members
+        token = uuid.uuid4().hex
+        try:
+            seq = ledger.sequencer.begin_change(chat_id, chat.members_version, token, int(clock() * 1000))
+        except MembershipMoved:
+            _pause(sleep, attempt)
+            continue
         message = announcement(
-            chat_id, chat.head_seq + 1, event, changed, caller.user_id, chat.members_version + 1
+            chat_id, seq, event, changed, caller.user_id, chat.members_version + 1, clock()
         )
         added = {u: "member" for u in changed} if event == "added" else {}
         removed = changed if event == "removed" else []
-        try:
-            store.change_members(chat, message, added, removed)
-        except HeadMoved:
-            sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+        if not _commit(ledger, chat, token, message, added, removed, clock, sleep):
             continue
         return chat.model_copy(
             update={
-                "head_seq": message.seq,
+                "head_seq": seq,
                 "member_count": chat.member_count + len(added) - len(removed),
                 "members_version": chat.members_version + 1,
+                "change": None,
             }
         )
-    raise RateLimited(f"chat {chat_id} is busy; try again")
+    raise RateLimited(f"chat {chat_id} is busy with other membership changes; try again", 500)
+
+
+def _commit(
+    ledger: Ledger,
+    chat: ChatMeta,
+    token: str,
+    message: StoredMessage,
+    added: dict[str, str],
+    removed: list[str],
+    clock: Callable[[], float],
+    sleep: Sleep,
+) -> bool:
+    """The change's transaction, retried while it only met other operations on its items. A
+    change that cannot commit fills its own seq (so nothing can land there later) and ends."""
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            ledger.chats.commit_change(chat, token, message, added, removed)
+            return True
+        except ChangeLost:
+            return False
+        except ChangeConflict:
+            _pause(sleep, attempt)
+    pending = chat.model_copy(update={"change": _pending(token, message.seq)})
+    holes.fill_hole(ledger.messages, ledger.sequencer, pending, message.seq, int(clock() * 1000))
+    return False
+
+
+def _pending(token: str, seq: int) -> PendingChange:
+    return PendingChange(token=token, seq=seq, at_ms=0)
+
+
+def _pause(sleep: Sleep, attempt: int) -> None:
+    sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
 
 
 def _check_can_change(

@@ -7,7 +7,9 @@ the last device shortens it to `PRESENCE_GRACE_S` and schedules a settle job tha
 grace and turns the user OFFLINE (and pushes it) only if nobody came back. So a heartbeat that
 lapses without a $disconnect still reads OFFLINE, and a device that flaps between connected and
 disconnected within the grace pushes nothing at all. Pushes happen only on a change of the
-announced status and ride the delivery queue in one FIFO group per watched user.
+announced status, straight from the function that made it; a failed one is retried through the
+delivery queue only while that status is still the user's (its version), so it never lands after
+a newer one.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from concurrent.futures import Executor
 from chat_backend import wiring
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
-from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.dal.presence_store import PresenceState, PresenceStore, SettleQueue
 from chat_backend.errors import BadRequest, ConnectionGone, Forbidden
-from chat_backend.logic.fanout import envelopes_for, recipients_of
+from chat_backend.logic.audience import recipients_of
 from chat_backend.logic.members import visible_to
-from chat_backend.models import MAX_PRESENCE_USERS, Caller, PresenceFrame, PresenceNoticeFrame, iso_at
+from chat_backend.logic.push import Pusher
+from chat_backend.models import (
+    MAX_PRESENCE_USERS,
+    Caller,
+    PresenceFrame,
+    PresenceGuard,
+    PresenceNoticeFrame,
+    iso_at,
+)
 
 # A connect or heartbeat keeps the user ONLINE this long: above the SDK's 4-minute heartbeat,
 # below API Gateway's 10-minute idle timeout (which closes a silent connection and fires $disconnect).
@@ -59,9 +67,7 @@ def notice_of(user_id: str, state: PresenceState | None, now: float) -> Presence
 # --- status changes ------------------------------------------------------------------------------
 
 
-def renew(
-    presence: PresenceStore, registry: ConnectionRegistry, queue: DeliveryQueue, user_id: str, now: float
-) -> bool:
+def renew(presence: PresenceStore, pusher: Pusher, user_id: str, now: float) -> bool:
     """A device connected or heartbeated: the user is ONLINE for another lease. Pushes ONLINE
     only if the user read OFFLINE until now (a return within the grace pushes nothing).
     Returns whether it pushed."""
@@ -70,7 +76,7 @@ def renew(
         return False
     version = before.version + 1 if before else 1
     after = PresenceState(user_id, "ONLINE", _ms(now + LEASE_S), _ms(now), version)
-    return push(presence, registry, queue, after, now)
+    return push(presence, pusher, after, now)
 
 
 def device_left(
@@ -98,8 +104,7 @@ def schedule_settle(settle_queue: SettleQueue, user_id: str, now: float) -> None
 
 def settle(
     presence: PresenceStore,
-    registry: ConnectionRegistry,
-    queue: DeliveryQueue,
+    pusher: Pusher,
     settle_queue: SettleQueue,
     user_id: str,
     now: float,
@@ -110,7 +115,7 @@ def settle(
     state = presence.state_of(user_id)
     if state is None or state.status == "OFFLINE":
         return False
-    if registry.devices_of([user_id]):
+    if pusher.registry.devices_of([user_id]):
         return False  # a device is back; its heartbeats keep the lease (and its disconnect settles)
     if state.lease_until_ms > _ms(now):
         # Still in a grace (a clock ahead of ours, or a later disconnect whose job coalesced into
@@ -120,31 +125,23 @@ def settle(
     if not presence.mark_offline(state):
         return False  # a connect or another disconnect wrote first; it decides (and has its own job)
     offline = PresenceState(user_id, "OFFLINE", state.lease_until_ms, state.last_active_ms, state.version + 1)
-    return push(presence, registry, queue, offline, now)
+    return push(presence, pusher, offline, now)
 
 
-def push(
-    presence: PresenceStore,
-    registry: ConnectionRegistry,
-    queue: DeliveryQueue,
-    state: PresenceState,
-    now: float,
-) -> bool:
-    """PRESENCE to the devices subscribed to the user now, on their current connections. One FIFO
-    group per watched user keeps its changes in order; the dedup id (the state's version) makes a
-    retried job push nothing twice."""
+def push(presence: PresenceStore, pusher: Pusher, state: PresenceState, now: float) -> bool:
+    """PRESENCE to the devices subscribed to the user now, on their current connections. A retry
+    of a failed one carries the state's version and is dropped once the state has moved on."""
     subscriptions = {(s.subscriber, s.device_id) for s in presence.subscribers(state.user_id, int(now))}
     if not subscriptions:
         return False
     watchers = sorted({user for user, _ in subscriptions})
     recipients = [
         r
-        for r in recipients_of(watchers, registry.devices_of(watchers), state.user_id, None)
+        for r in recipients_of(watchers, pusher.registry.devices_of(watchers), state.user_id, None)
         if (r.user_id, r.device_id) in subscriptions
     ]
     notice = notice_of(state.user_id, state, now).to_json()
-    group = f"presence:{state.user_id}"
-    queue.enqueue(envelopes_for(group, f"{group}:{state.version}", notice, recipients))
+    pusher.push(notice, recipients, presence=PresenceGuard(user_id=state.user_id, version=state.version))
     return bool(recipients)
 
 
@@ -204,12 +201,10 @@ def renew_subscriptions(
 def heartbeat(
     store: ChatStore,
     presence: PresenceStore,
-    registry: ConnectionRegistry,
-    queue: DeliveryQueue,
-    pool: Executor,
+    pusher: Pusher,
     caller: Caller,
     now: float,
 ) -> None:
     """A device is alive: renew the user's lease and the device's subscriptions."""
-    renew(presence, registry, queue, caller.user_id, now)
-    renew_subscriptions(store, presence, pool, caller, now)
+    renew(presence, pusher, caller.user_id, now)
+    renew_subscriptions(store, presence, pusher.pool, caller, now)

@@ -8,33 +8,32 @@ the protocol, by construction. READ implies DELIVERED.
 Who hears of it:
 - Chats of at most LARGE_GROUP members: one RECEIPT per distinct sender of the newly covered
   messages (not the receipting user's own, not "system" ones), to every connected device of that
-  sender, through the delivery queue in the chat's FIFO group (so it never overtakes the MESSAGE
-  on the sender's other devices). The sender of the message a per-message receipt names gets the
+  sender, pushed at once by this function (a failed push is retried alone through the delivery
+  queue). The sender of the message a per-message receipt names gets the
   per-message form; the other senders get the watermark form.
 - Larger groups: no per-member RECEIPT. A summary job per newly covered message of another
   sender goes to the summaries queue; its dedup id holds the message and the current window, so
   there is at most one job per message per window however many members receipt it, and the job
   (delayed by the queue by one window) recounts the watermarks and pushes RECEIPT_SUMMARY.
 
-The watermark is written before anything is enqueued: should the enqueue fail, the receipt is
-kept and only the push is lost (the sender still sees it with `receipts`); the other order could
-forward a receipt that was never stored. Pushes are a latency optimisation over the store.
+The watermark is written before anything is pushed or enqueued: should that fail, the receipt
+is kept and only the push is lost (the sender still sees it with `receipts`); the other order
+could forward a receipt that was never stored. Pushes are a latency optimisation over the store.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 
-from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue, Envelope, FifoQueue, QueuedMessage
+from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
 from chat_backend.dal.receipt_store import MessageRef, ReceiptContext, ReceiptStore
 from chat_backend.errors import BadRequest, Forbidden, NotFound
-from chat_backend.logic.fanout import envelopes_for, recipients_of
-from chat_backend.logic.members import SYSTEM_SENDER
+from chat_backend.logic.audience import recipients_of
+from chat_backend.logic.push import Pusher, PushResult
 from chat_backend.logic.send import seq_of_server_msg_id
 from chat_backend.models import (
+    SYSTEM_SENDER,
     Caller,
     ChatMeta,
     ReceiptEntry,
@@ -58,15 +57,11 @@ NOTIFY_SCAN_MAX = 100
 # a member catching up on a long backlog does not flood the queue.
 SUMMARY_JOBS_MAX = 20
 RECEIPTS_PAGE = 500  # users per RECEIPTS page unless the caller says otherwise
-NO_ONE = ""  # as recipients_of's excluded sender: no user id is empty, so nobody is left out
-# SQS deduplication ids hold at most 128 characters; envelopes_for appends ":<form>:<chunk>".
-DEDUP_ID_MAX = 100
 
 
 def record_receipt(
     receipts: ReceiptStore,
-    registry: ConnectionRegistry,
-    delivery: DeliveryQueue,
+    pusher: Pusher,
     summaries: FifoQueue,
     caller: Caller,
     frame: ReceiptFrame,
@@ -108,35 +103,19 @@ def record_receipt(
         return
     notice = ReceiptNoticeFrame(chat_id=frame.chat_id, user_id=caller.user_id, receipt_type=frame.type, at=at)
     senders = list(dict.fromkeys(m.sender for m in covered))
-    devices = registry.devices_of(senders)
-    dedup = receipt_dedup_id(frame.chat_id, caller.user_id, frame.type, seq)
+    devices = pusher.registry.devices_of(senders)
     per_message = [message.sender] if message is not None and message.sender in senders else []
     watermark_form = [s for s in senders if s not in per_message]
-    envelopes: list[Envelope] = []
     if per_message and message is not None:
-        envelopes += envelopes_for(
-            frame.chat_id,
-            f"{dedup}:m",
+        pusher.push(
             notice.model_copy(update={"server_msg_id": message.server_msg_id, "seq": seq}).to_json(),
             recipients_of(per_message, devices, caller.user_id, None),
         )
     if watermark_form:
-        envelopes += envelopes_for(
-            frame.chat_id,
-            f"{dedup}:w",
+        pusher.push(
             notice.model_copy(update={"up_to_seq": seq}).to_json(),
             recipients_of(watermark_form, devices, caller.user_id, None),
         )
-    delivery.enqueue(envelopes)
-
-
-def receipt_dedup_id(chat_id: str, user_id: str, receipt_type: str, seq: int) -> str:
-    """`receipt:{chat}:{user}:{type}:{seq}`: the same receipt replayed is dropped by SQS. Two ids of
-    up to 64 characters can make it too long for SQS; then it is a digest of the same key."""
-    key = f"receipt:{chat_id}:{user_id}:{receipt_type}:{seq}"
-    if len(key) <= DEDUP_ID_MAX:
-        return key
-    return f"receipt:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def summary_jobs(chat_id: str, messages: Sequence[MessageRef], window: float) -> list[QueuedMessage]:
@@ -153,16 +132,14 @@ def summary_jobs(chat_id: str, messages: Sequence[MessageRef], window: float) ->
     ]
 
 
-def summarize(
-    receipts: ReceiptStore, registry: ConnectionRegistry, delivery: DeliveryQueue, jobs: Sequence[SummaryJob]
-) -> int:
+def summarize(receipts: ReceiptStore, pusher: Pusher, jobs: Sequence[SummaryJob]) -> PushResult:
     """Count delivered (which includes read) and read for each job's message, reading each chat's
     watermarks once for the whole batch, and push RECEIPT_SUMMARY to the sender's connected
-    devices. The sender's own watermark is not counted. Returns how many envelopes it took."""
+    devices. The sender's own watermark is not counted."""
     unique = {(j.chat_id, j.seq): j for j in jobs}
     chat_ids = list(dict.fromkeys(chat_id for chat_id, _ in sorted(unique)))
-    devices = registry.devices_of(sorted({j.sender for j in unique.values()}))
-    envelopes: list[Envelope] = []
+    devices = pusher.registry.devices_of(sorted({j.sender for j in unique.values()}))
+    result = PushResult()
     for chat_id in chat_ids:
         marks = list(receipts.watermarks(chat_id))
         for job in sorted((j for j in unique.values() if j.chat_id == chat_id), key=lambda j: j.seq):
@@ -172,15 +149,8 @@ def summarize(
             summary = ReceiptSummaryFrame(
                 chat_id=chat_id, server_msg_id=job.server_msg_id, delivered=delivered, read=read
             )
-            # Same counts, same dedup id: a retried batch or an unchanged recount pushes nothing twice.
-            envelopes += envelopes_for(
-                chat_id,
-                f"summary:{chat_id}:{job.seq}:{delivered}:{read}",
-                summary.to_json(),
-                recipients_of([job.sender], devices, NO_ONE, None),
-            )
-    delivery.enqueue(envelopes)
-    return len(envelopes)
+            result += pusher.push(summary.to_json(), recipients_of([job.sender], devices, None, None))
+    return result
 
 
 def list_receipts(

@@ -1,17 +1,34 @@
-"""sync: replay what a device missed, chat by chat in seq order, then the heads of all its chats."""
+"""sync: replay what a device missed, chat by chat in seq order, then the heads of all its chats.
+
+Each chat is replayed as a gapless run from the cursor: a hole (a seq reserved by a writer that
+died or stalled) past the hole grace is filled with a VOID and replayed as one; a younger hole
+ends that chat's run for now (its writer may still store it; the client asks again).
+"""
 
 from __future__ import annotations
 
-from chat_backend.dal.chat_store import ChatStore
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from chat_backend.dal.connection_poster import ConnectionPoster
-from chat_backend.models import Caller, SyncDoneFrame, SyncFrame
+from chat_backend.logic import holes
+from chat_backend.logic.send import Ledger
+from chat_backend.models import Caller, ChatMeta, Stored, SyncDoneFrame, SyncFrame, epoch_ms
 
 
-def sync(store: ChatStore, poster: ConnectionPoster, caller: Caller, frame: SyncFrame) -> SyncDoneFrame:
+def sync(
+    ledger: Ledger,
+    poster: ConnectionPoster,
+    caller: Caller,
+    frame: SyncFrame,
+    grace_s: float,
+    clock: Callable[[], float] = time.time,
+) -> SyncDoneFrame:
     """Cursors naming chats the caller is not in are ignored: they yield nothing and are not
     listed in heads, so a non-member learns nothing about them."""
-    chat_ids = sorted(store.chat_ids_of(caller.user_id))
-    heads = store.heads(caller.user_id, chat_ids)
+    chat_ids = sorted(ledger.chats.chat_ids_of(caller.user_id))
+    heads = ledger.chats.heads(caller.user_id, chat_ids)
     remaining = frame.limit
     more = False
     for chat_id in sorted(heads):
@@ -21,10 +38,52 @@ def sync(store: ChatStore, poster: ConnectionPoster, caller: Caller, frame: Sync
         if remaining == 0:
             more = True
             break
-        messages = store.messages_after(chat_id, cursor, remaining)
-        for message in messages:
-            poster.post(caller.connection_id, message.to_frame().to_json())
-        remaining -= len(messages)
-        if messages and messages[-1].seq < heads[chat_id]:
-            more = True
+        run = replay_run(ledger, chat_id, cursor, heads[chat_id], remaining, int(clock() * 1000), grace_s)
+        for item in run.items:
+            poster.post(caller.connection_id, item.to_frame().to_json())
+        remaining -= len(run.items)
+        more |= run.truncated
     return SyncDoneFrame(request_id=frame.request_id, heads=heads, more=more)
+
+
+@dataclass(frozen=True)
+class Run:
+    items: list[Stored]
+    truncated: bool  # stopped at the limit with more after it
+
+
+def replay_run(
+    ledger: Ledger, chat_id: str, cursor: int, head: int, limit: int, now_ms: int, grace_s: float
+) -> Run:
+    """Up to `limit` items from cursor + 1 to `head`, without a gap; old holes become VOIDs on the way."""
+    found = ledger.messages.after(chat_id, cursor, limit)
+    run: list[Stored] = []
+    expected = cursor + 1
+    chat: ChatMeta | None = None
+
+    def fill(seq: int) -> Stored:
+        nonlocal chat
+        chat = chat or ledger.chats.get_chat(chat_id)
+        assert chat is not None  # the chat has a head, so its META exists
+        return holes.fill_hole(ledger.messages, ledger.sequencer, chat, seq, now_ms)
+
+    for item in found:
+        if expected < item.seq and not holes.is_old(epoch_ms(item.created_at), now_ms, grace_s):
+            return Run(run, truncated=False)  # a young hole: its writer may still store it
+        while expected < item.seq and len(run) < limit:
+            run.append(fill(expected))
+            expected += 1
+        if len(run) == limit:
+            return Run(run, truncated=True)
+        run.append(item)
+        expected = item.seq + 1
+    if len(found) == limit:
+        return Run(run, truncated=expected <= head)
+    # Nothing stored past the last item: the seqs up to the head are holes, as old as the head.
+    chat = ledger.chats.get_chat(chat_id)
+    if chat is None or not holes.is_old(chat.head_at_ms, now_ms, grace_s):
+        return Run(run, truncated=False)
+    while expected <= chat.head_seq and len(run) < limit:
+        run.append(fill(expected))
+        expected += 1
+    return Run(run, truncated=expected <= chat.head_seq)

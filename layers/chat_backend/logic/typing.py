@@ -1,27 +1,38 @@
 """typing: relay "user is typing" to the chat's other members' connected devices. Never stored.
 
-It rides the delivery queue like a message (same envelopes, same chat FIFO group, same pushes
-and 410 handling), so a typing notice never overtakes a message sent before it.
+Best effort and unordered: a TYPING notice travels on its own (pushed by the presence function
+while a message travels from the send function), so it may arrive before or after a message the
+same user sent around the same time; a client clears the typing state when that user's message
+arrives. Small chats are pushed at once; large groups go through the delivery queue. The member
+list comes from the warm function's cache (one read per membership version, not per keystroke).
 """
 
 from __future__ import annotations
 
-import uuid
-
 from chat_backend.dal.chat_store import ChatStore
-from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import Forbidden
-from chat_backend.logic.fanout import envelopes_for, members_of, recipients_of
+from chat_backend.logic.audience import MemberListCache, members_now, recipients_of
+from chat_backend.logic.direct import push_to_members
+from chat_backend.logic.push import Pusher, envelopes
 from chat_backend.models import Caller, TypingFrame, TypingNoticeFrame
 
 
 def relay_typing(
-    store: ChatStore, registry: ConnectionRegistry, queue: DeliveryQueue, caller: Caller, frame: TypingFrame
+    chats: ChatStore,
+    cache: MemberListCache,
+    pusher: Pusher,
+    caller: Caller,
+    frame: TypingFrame,
+    direct_push_max_members: int,
 ) -> None:
-    members = members_of(store, frame.chat_id)  # also answers whether the caller is in the chat
-    if caller.user_id not in members:
+    context = chats.membership(frame.chat_id, [caller.user_id])
+    chat = context.chat
+    if chat is None or caller.user_id not in context.roles:
         raise Forbidden(f"not a member of {frame.chat_id}")
-    recipients = recipients_of(members, registry.devices_of(members), caller.user_id, None)
+    members = members_now(chats, cache, chat)
     notice = TypingNoticeFrame(chat_id=frame.chat_id, user_id=caller.user_id).to_json()
-    queue.enqueue(envelopes_for(frame.chat_id, f"typing:{uuid.uuid4().hex}", notice, recipients))
+    if chat.member_count <= direct_push_max_members:
+        push_to_members(pusher, notice, members, caller.user_id, None)
+        return
+    devices = pusher.registry.devices_of(members, pusher.pool)
+    pusher.queue.enqueue(envelopes(notice, recipients_of(members, devices, caller.user_id, None)))

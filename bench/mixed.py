@@ -1,0 +1,112 @@
+"""A mix of chats at a fixed offered rate: 100 users online, in 50 direct chats and 20 groups of 50
+(members drawn from the same 100 users). Each message goes to a chat drawn at random, from a
+random member of it, open loop. Every copy is timed from the send until the gateway writes it to
+a recipient device's connection (the server's part of send -> deliver; the simulated clients'
+CPU on this machine does not count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from bench.report import cpu_snapshot, gateway_latencies_ms, percentiles, print_function_profile
+from chat_client import ChatClient, mint_token
+from local_stack.child import RunningStack
+
+USERS = 100
+GROUPS = 20
+GROUP_SIZE = 50
+SETTLE_S = 3.0  # after the last send, for the last pushes (and retries) to land
+
+
+@dataclass
+class Chat:
+    chat_id: str
+    kind: str
+    members: list[str]
+
+
+async def make_chats(stack: RunningStack, rng: random.Random) -> tuple[dict[str, ChatClient], list[Chat]]:
+    run = uuid.uuid4().hex[:6]
+    users = [f"mix{run}_{i}" for i in range(USERS)]
+    clients = {
+        u: ChatClient(stack.url, mint_token(u, "d1", secret=stack.secret), auto_delivered=False)
+        for u in users
+    }
+    await asyncio.gather(*(c.connect() for c in clients.values()))
+    chats = []
+    for i in range(0, USERS, 2):
+        chat = await clients[users[i]].create_chat("direct", [users[i + 1]])
+        chats.append(Chat(chat["chatId"], "direct", [users[i], users[i + 1]]))
+    for g in range(GROUPS):
+        members = rng.sample(users, GROUP_SIZE)
+        chat = await clients[members[0]].create_chat("group", members[1:], name=f"g{g}")
+        chats.append(Chat(chat["chatId"], "group", members))
+    return clients, chats
+
+
+async def run_mixed(stack: RunningStack, rate: float, seconds: float, seed: int = 7) -> dict[str, Any]:
+    rng = random.Random(seed)
+    clients, chats = await make_chats(stack, rng)
+    sent_at: dict[tuple[str, int], float] = {}
+    kinds = {c.chat_id: c.kind for c in chats}
+
+    async def send_one(chat: Chat, n: int) -> None:
+        started = time.time()
+        ack = await clients[rng.choice(chat.members)].send(chat.chat_id, f"mix {n}".encode())
+        sent_at[(ack.chat_id, ack.seq)] = started
+
+    stack.reset_stats()
+    stack.track_frames([c.chat_id for c in chats])
+    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
+    cpu_before = cpu_snapshot(pids)
+    sends: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    n = 0
+    while (now := time.perf_counter()) - start < seconds:
+        due = start + n / rate
+        if due > now:
+            await asyncio.sleep(due - now)
+        sends.append(asyncio.create_task(send_one(rng.choice(chats), n)))
+        n += 1
+    await asyncio.wait_for(asyncio.gather(*sends), 120)
+    await asyncio.sleep(SETTLE_S)
+    elapsed = time.perf_counter() - start
+    writes = stack.tracked_frames()
+    stats = stack.stats()
+    cpu_after = cpu_snapshot(pids)
+    await asyncio.gather(*(c.close() for c in clients.values()))
+
+    def latencies(kind: str | None) -> list[float]:
+        chosen = {k: v for k, v in sent_at.items() if kind is None or kinds[k[0]] == kind}
+        return gateway_latencies_ms(writes, chosen)
+
+    return {
+        "run": f"mixed: {USERS} users, {USERS // 2} direct chats + {GROUPS} groups of {GROUP_SIZE}",
+        "offered_msgs_per_s": rate,
+        "sent": n,
+        "acked": len(sent_at),
+        "copies_delivered": len(latencies(None)),
+        "send_to_gateway_write_ms": percentiles(latencies(None)),
+        "direct_chats_ms": percentiles(latencies("direct")),
+        "groups_ms": percentiles(latencies("group")),
+        "function_profile": stats.get("functions", {}),
+        "cpu_cores_used": {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids},
+    }
+
+
+def print_mixed(row: dict[str, Any]) -> None:
+    t, d, g = row["send_to_gateway_write_ms"], row["direct_chats_ms"], row["groups_ms"]
+    print(
+        f"{row['run']} | offered {row['offered_msgs_per_s']} msg/s, {row['acked']}/{row['sent']} ACKed, "
+        f"{row['copies_delivered']} copies | send -> gateway write p50 {t[50]} p95 {t[95]} p99 {t[99]} ms "
+        f"(direct p99 {d[99]}, groups p99 {g[99]})"
+    )
+    print("    CPU cores used by process:", row["cpu_cores_used"])
+    print_function_profile(row["function_profile"])

@@ -1,0 +1,204 @@
+"""The messages table: one item per (chatId, seq), a message or a VOID, written once.
+
+Every write here is conditional on the seq being free, which is what settles a race between a
+slow writer and whoever fills its seq with a VOID: the first to write wins, the other learns it
+(`SeqTaken`) and nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chat_backend.dal.aws import av, cancellation_codes, client, from_item, is_conditional_failure, to_item
+from chat_backend.dal.chat_keys import media_sk
+from chat_backend.models import SYSTEM_SENDER, Stored, StoredMessage, StoredVoid
+
+VOID = "VOID"  # the `kind` of a seq that carries no message
+
+
+class SeqTaken(Exception):
+    """The seq already holds an item (a VOID that beat a slow writer, or the message itself)."""
+
+
+class MediaNotInChat(Exception):
+    """A send named a mediaId that is not a MEDIA# item of its chat (unknown, or another chat's)."""
+
+
+def stored_from_item(item: dict[str, Any]) -> Stored:
+    v = from_item(item)
+    version = int(v["membersVersion"]) if "membersVersion" in v else None
+    if v.get("kind") == VOID:
+        return StoredVoid(
+            chat_id=v["chatId"], seq=int(v["seq"]), created_at=v["createdAt"], members_version=version
+        )
+    return StoredMessage(
+        chat_id=v["chatId"],
+        seq=int(v["seq"]),
+        server_msg_id=v["serverMsgId"],
+        sender=v["sender"],
+        sender_device=v.get("senderDevice"),
+        ciphertext=bytes(v["ciphertext"]),
+        media_ids=list(v.get("mediaIds", [])),
+        created_at=v["createdAt"],
+        members_version=version,
+        fanout=v.get("fanout", "queued"),
+    )
+
+
+def stored_from_image(image: dict[str, Any]) -> Stored:
+    """An item from a stream record's NewImage (same attribute-value shape as an item). Lambda
+    delivers stream records as JSON, so binary values arrive there base64-encoded."""
+    return stored_from_item(
+        {k: {"B": base64.b64decode(v["B"])} if isinstance(v.get("B"), str) else v for k, v in image.items()}
+    )
+
+
+def message_values(message: StoredMessage) -> dict[str, Any]:
+    return {
+        "chatId": message.chat_id,
+        "seq": message.seq,
+        "serverMsgId": message.server_msg_id,
+        "sender": message.sender,
+        "senderDevice": message.sender_device,
+        "ciphertext": message.ciphertext,
+        "mediaIds": message.media_ids,
+        "createdAt": message.created_at,
+        "membersVersion": message.members_version,
+        "fanout": message.fanout,
+    }
+
+
+def void_values(void: StoredVoid) -> dict[str, Any]:
+    # A VOID is always pushed by the fan-out function: holes are rare, so the slower path is fine.
+    return {
+        "chatId": void.chat_id,
+        "seq": void.seq,
+        "kind": VOID,
+        "createdAt": void.created_at,
+        "membersVersion": void.members_version,
+        "fanout": "queued",
+    }
+
+
+class MessageStore:
+    def __init__(self, messages_table: str, chats_table: str, ddb: Any | None = None) -> None:
+        self.messages_table = messages_table
+        self.chats_table = chats_table  # where a message's MEDIA# items live
+        self.ddb = ddb or client("dynamodb")
+
+    def put_message(self, message: StoredMessage) -> None:
+        """Store the message at its seq if that seq is free (else SeqTaken). Attached media are
+        marked in the same transaction, each only if it is a MEDIA# item of this very chat (else a
+        member could attach, then download, another chat's media): MediaNotInChat, nothing stored."""
+        put = {
+            "TableName": self.messages_table,
+            "Item": to_item(message_values(message)),
+            "ConditionExpression": "attribute_not_exists(seq)",
+        }
+        if not message.media_ids:
+            try:
+                self.ddb.put_item(**put)
+            except ClientError as exc:
+                if is_conditional_failure(exc):
+                    raise SeqTaken() from exc
+                raise
+            return
+        media_updates = [
+            {
+                "Update": {
+                    "TableName": self.chats_table,
+                    "Key": {"chatId": av(message.chat_id), "sk": av(media_sk(media_id))},
+                    "UpdateExpression": "SET attached = :t",
+                    "ConditionExpression": "attribute_exists(sk)",
+                    "ExpressionAttributeValues": {":t": av(True)},
+                }
+            }
+            for media_id in dict.fromkeys(message.media_ids)  # one operation per item in a transaction
+        ]
+        try:
+            self.ddb.transact_write_items(TransactItems=[{"Put": put}, *media_updates])
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes is None:
+                raise
+            if codes and codes[0] == "ConditionalCheckFailed":
+                raise SeqTaken() from exc
+            if "ConditionalCheckFailed" in codes[1:]:
+                raise MediaNotInChat() from exc
+            raise
+
+    def fill_void(self, void: StoredVoid) -> Stored:
+        """Put a VOID at the seq unless something is there already; returns what the seq holds now
+        (the VOID, or the message that got there first)."""
+        try:
+            self.ddb.put_item(
+                TableName=self.messages_table,
+                Item=to_item(void_values(void)),
+                ConditionExpression="attribute_not_exists(seq)",
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            found = self.at(void.chat_id, void.seq)
+            if found is None:  # cannot be: conditional puts are never undone
+                raise RuntimeError(f"{void.chat_id}#{void.seq} was taken, then vanished") from exc
+            return found
+        return void
+
+    def at(self, chat_id: str, seq: int) -> Stored | None:
+        resp = self.ddb.get_item(
+            TableName=self.messages_table,
+            Key={"chatId": av(chat_id), "seq": av(seq)},
+            ConsistentRead=True,
+        )
+        return stored_from_item(resp["Item"]) if "Item" in resp else None
+
+    def version_before(self, chat_id: str, seq: int) -> int:
+        """The membership version of the last item stored before `seq` (0: none): the version a
+        hole at `seq` was reserved under, give or take abandoned changes (which change nobody)."""
+        resp = self.ddb.query(
+            TableName=self.messages_table,
+            KeyConditionExpression="chatId = :c AND seq < :s",
+            ExpressionAttributeValues={":c": av(chat_id), ":s": av(seq)},
+            ProjectionExpression="membersVersion",
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = resp["Items"]
+        return int(items[0]["membersVersion"]["N"]) if items and "membersVersion" in items[0] else 0
+
+    def after(self, chat_id: str, cursor: int, limit: int) -> list[Stored]:
+        """Up to `limit` items with seq > cursor, ascending (a hole is simply not there)."""
+        resp = self.ddb.query(
+            TableName=self.messages_table,
+            KeyConditionExpression="chatId = :c AND seq > :s",
+            ExpressionAttributeValues={":c": av(chat_id), ":s": av(cursor)},
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [stored_from_item(i) for i in resp["Items"]]
+
+    def announcements_after(self, chat_id: str, seq: int) -> Iterator[StoredMessage]:
+        """The system messages (membership changes) after `seq`, ascending. Reads the messages in
+        between (filtered server-side): only used when a stream consumer lags a membership change."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.messages_table,
+            "KeyConditionExpression": "chatId = :c AND seq > :s",
+            "FilterExpression": "sender = :system",
+            "ExpressionAttributeValues": {":c": av(chat_id), ":s": av(seq), ":system": av(SYSTEM_SENDER)},
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self.ddb.query(**kwargs)
+            for item in resp["Items"]:
+                stored = stored_from_item(item)
+                if isinstance(stored, StoredMessage):
+                    yield stored
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]

@@ -1,0 +1,91 @@
+"""A chat's sequence counter: META's `headSeq`, advanced by one single-item UpdateItem per seq.
+
+DynamoDB applies updates of one item one after another, so any number of concurrent writers each
+get their own seq at once: nobody retries against a head someone else moved (the v1 design's
+retry storm). Every reservation is conditional on the membership the writer checked
+(`membersVersion`, and no membership change in flight), which is what orders sends and
+membership changes: a send reserved before a change is sequenced before it, and one that would
+come after sees the condition fail and checks its membership again.
+
+A membership change reserves its seq the same way, bumps `membersVersion` and marks itself in
+flight (`changeToken` / `changeSeq` / `changeAt`) until its transaction commits
+(`ChatStore.commit_change`) or someone abandons it (`clear_change`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chat_backend.dal.aws import av, client, is_conditional_failure
+from chat_backend.dal.chat_keys import META
+
+# A single write that meets an ongoing transaction on its item is refused with this (nothing
+# written): for us, the same as "the membership moved" (re-read and try again).
+TRANSACTION_CONFLICT = "TransactionConflictException"
+CHANGE_ATTRS = "changeToken, changeSeq, changeAt"
+
+
+class MembershipMoved(Exception):
+    """The chat's membership changed, or a change is in flight, since the caller read it."""
+
+
+class Sequencer:
+    def __init__(self, chats_table: str, ddb: Any | None = None) -> None:
+        self.chats_table = chats_table
+        self.ddb = ddb or client("dynamodb")
+
+    def reserve(self, chat_id: str, members_version: int, now_ms: int) -> int:
+        """The chat's next seq, for a writer that checked membership at `members_version`."""
+        return self._advance(
+            chat_id,
+            "SET headSeq = headSeq + :one, headAt = :now",
+            {":one": av(1), ":now": av(now_ms), ":v": av(members_version)},
+        )
+
+    def begin_change(self, chat_id: str, members_version: int, token: str, now_ms: int) -> int:
+        """The seq of a membership change decided at `members_version`; from now until it commits
+        or is cleared, no send reserves (they wait) and no other change begins."""
+        return self._advance(
+            chat_id,
+            "SET headSeq = headSeq + :one, headAt = :now, membersVersion = membersVersion + :one, "
+            "changeToken = :token, changeSeq = headSeq + :one, changeAt = :now",
+            {":one": av(1), ":now": av(now_ms), ":v": av(members_version), ":token": av(token)},
+        )
+
+    def clear_change(self, chat_id: str, token: str) -> bool:
+        """Abandon the change `token` (its seq must already hold a VOID, so it can never commit).
+        False when it is no longer the change in flight."""
+        try:
+            self.ddb.update_item(
+                TableName=self.chats_table,
+                Key=self._meta_key(chat_id),
+                UpdateExpression=f"REMOVE {CHANGE_ATTRS}",
+                ConditionExpression="changeToken = :token",
+                ExpressionAttributeValues={":token": av(token)},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def _advance(self, chat_id: str, update: str, values: dict[str, Any]) -> int:
+        try:
+            resp = self.ddb.update_item(
+                TableName=self.chats_table,
+                Key=self._meta_key(chat_id),
+                UpdateExpression=update,
+                ConditionExpression="membersVersion = :v AND attribute_not_exists(changeToken)",
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc) or exc.response["Error"]["Code"] == TRANSACTION_CONFLICT:
+                raise MembershipMoved(chat_id) from exc
+            raise
+        return int(resp["Attributes"]["headSeq"]["N"])
+
+    def _meta_key(self, chat_id: str) -> dict[str, Any]:
+        return {"chatId": av(chat_id), "sk": av(META)}

@@ -1,0 +1,282 @@
+"""A membership change in two steps (logic/members.py): `Sequencer.begin_change` reserves its seq
+and marks it in flight, `ChatStore.commit_change` writes announcement + members + count at once.
+What happens between the two: another change waits, a dead change is abandoned after the grace,
+a change whose seq was VOIDed meanwhile (ChangeLost) decides again, nothing is ever half-written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from chat_backend.dal.chat_store import ChangeConflict, ChangeLost, ChatStore
+from chat_backend.errors import RateLimited
+from chat_backend.logic import holes
+from chat_backend.logic import members as members_logic
+from chat_backend.logic.members import add_members, announcement, remove_members
+from chat_backend.logic.send import Ledger
+from chat_backend.models import AddMembersFrame, Caller, ChatMeta, RemoveMembersFrame, StoredMessage
+from chat_backend.services import services
+
+GRACE_S = 5.0
+
+
+@pytest.fixture
+def ledger(aws_env: Any) -> Ledger:
+    return services().ledger
+
+
+def change(action: str, chat_id: str, members: list[str]) -> Any:
+    model = AddMembersFrame if action == "addMembers" else RemoveMembersFrame
+    return model.model_validate({"action": action, "requestId": "r1", "chatId": chat_id, "members": members})
+
+
+def member_ids(store: ChatStore, chat_id: str) -> set[str]:
+    return {u for page in store.member_pages(chat_id) for u in page}
+
+
+def timeline(aws_env: Any, chat_id: str) -> list[tuple[int, Any]]:
+    """The chat's seqs: "VOID", or an announcement's body with its membership version."""
+    found: list[tuple[int, Any]] = []
+    for m in aws_env.messages(chat_id):
+        if m.get("kind") == "VOID":
+            found.append((int(m["seq"]), "VOID"))
+        else:
+            found.append((int(m["seq"]), (json.loads(bytes(m["ciphertext"])), int(m["membersVersion"]))))
+    return found
+
+
+def meta_item(aws_env: Any, chat_id: str) -> dict[str, Any]:
+    [meta] = [i for i in aws_env.scan("chats") if i["chatId"] == chat_id and i["sk"] == "META"]
+    return meta
+
+
+def in_flight(meta: dict[str, Any]) -> bool:
+    return bool({"changeToken", "changeSeq", "changeAt"} & set(meta))
+
+
+@dataclasses.dataclass
+class OtherChange:
+    """Another admin's change that reserved its seq and has not committed yet."""
+
+    chat: ChatMeta
+    token: str
+    message: StoredMessage
+
+    def commit(self, ledger: Ledger) -> None:
+        ledger.chats.commit_change(self.chat, self.token, self.message, {"u_dave": "member"}, [])
+
+
+def begin_other_change(ledger: Ledger, chat_id: str, at_ms: int) -> OtherChange:
+    chat = ledger.chats.get_chat(chat_id)
+    assert chat is not None
+    seq = ledger.sequencer.begin_change(chat_id, chat.members_version, "other-token", at_ms)
+    message = announcement(
+        chat_id, seq, "added", ["u_dave"], "u_alice", chat.members_version + 1, time.time()
+    )
+    return OtherChange(chat, "other-token", message)
+
+
+def test_a_change_is_in_flight_between_its_seq_and_its_commit_which_writes_it_whole(
+    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice's group with bob, and a look at the tables just before the change commits
+    chat_id = make_chat("u_alice", "u_bob")
+    seen: list[tuple[dict[str, Any], list[Any], set[str]]] = []
+
+    class Watched(ChatStore):
+        def commit_change(self, chat: ChatMeta, token: str, *args: Any) -> None:
+            seen.append((meta_item(aws_env, chat_id), aws_env.messages(chat_id), member_ids(self, chat_id)))
+            super().commit_change(chat, token, *args)
+
+    store = ledger.chats
+    watched = Watched(store.chats_table, store.messages_table, receipts_table=store.receipts_table)
+    # When alice adds carol
+    add_members(
+        dataclasses.replace(ledger, chats=watched),
+        make_caller("u_alice"),
+        change("addMembers", chat_id, ["u_carol"]),
+        GRACE_S,
+    )
+    # Then before the commit, seq 1 and version 1 were reserved and marked in flight, and nothing
+    # else of the change was written
+    [(meta, messages, members)] = seen
+    assert (int(meta["headSeq"]), int(meta["membersVersion"]), int(meta["changeSeq"])) == (1, 1, 1)
+    assert meta["changeToken"] and int(meta["memberCount"]) == 2
+    assert (messages, members) == ([], {"u_alice", "u_bob"})
+    # And after it, announcement, member and count are there, and the change is no longer in flight
+    assert timeline(aws_env, chat_id) == [
+        (1, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 1))
+    ]
+    assert member_ids(store, chat_id) == {"u_alice", "u_bob", "u_carol"}
+    meta = meta_item(aws_env, chat_id)
+    assert int(meta["memberCount"]) == 3 and not in_flight(meta)
+
+
+def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env: Any,
+    ledger: Ledger,
+    make_chat: Callable[..., str],
+    make_caller: Callable[..., Caller],
+) -> None:
+    # Given another admin's add of dave that has its seq (1) and has not committed yet
+    chat_id = make_chat("u_alice", "u_bob")
+    other = begin_other_change(ledger, chat_id, int(time.time() * 1000))
+    pauses: list[int] = []
+
+    def pause(sleep: Any, attempt: int) -> None:  # the other change commits while we wait
+        pauses.append(attempt)
+        if len(pauses) == 1:
+            other.commit(ledger)
+
+    monkeypatch.setattr(members_logic, "_pause", pause)
+    # When alice adds carol
+    answer = add_members(ledger, make_caller("u_alice"), change("addMembers", chat_id, ["u_carol"]), GRACE_S)
+    # Then her add waited for the other change, and landed after it at seq 2 / version 2
+    assert pauses == [0]
+    assert timeline(aws_env, chat_id) == [
+        (1, ({"event": "added", "members": ["u_dave"], "by": "u_alice"}, 1)),
+        (2, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 2)),
+    ]
+    assert answer.member_count == 4
+    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol", "u_dave"}
+    meta = meta_item(aws_env, chat_id)
+    assert (int(meta["memberCount"]), int(meta["membersVersion"]), in_flight(meta)) == (4, 2, False)
+
+
+def test_a_change_meeting_a_young_change_that_never_commits_gives_up_having_written_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env: Any,
+    ledger: Ledger,
+    make_chat: Callable[..., str],
+    make_caller: Callable[..., Caller],
+) -> None:
+    # Given another admin's change in flight, younger than the grace, that never commits
+    chat_id = make_chat("u_alice", "u_bob")
+    begin_other_change(ledger, chat_id, int(time.time() * 1000))
+    before = meta_item(aws_env, chat_id)
+    monkeypatch.setattr(members_logic, "_pause", lambda sleep, attempt: None)
+    # When alice removes bob
+    # Then she is told to try again (RATE_LIMITED, with a wait)
+    with pytest.raises(RateLimited) as refused:
+        remove_members(ledger, make_caller("u_alice"), change("removeMembers", chat_id, ["u_bob"]), 60.0)
+    assert refused.value.retry_after_ms > 0
+    # And bob is still in, no seq was spent, and the other change was left in flight (not abandoned)
+    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob"}
+    assert meta_item(aws_env, chat_id) == before
+    assert aws_env.messages(chat_id) == []
+
+
+def test_a_change_in_flight_older_than_the_grace_is_abandoned_and_its_seq_voided(
+    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given another admin's add of dave that reserved seq 1 a minute ago and died
+    chat_id = make_chat("u_alice", "u_bob")
+    dead = begin_other_change(ledger, chat_id, int((time.time() - 60) * 1000))
+    # When alice adds carol (hole grace 5 s)
+    answer = add_members(ledger, make_caller("u_alice"), change("addMembers", chat_id, ["u_carol"]), GRACE_S)
+    # Then the dead change's seq holds a VOID and alice's add is announced after it
+    assert timeline(aws_env, chat_id) == [
+        (1, "VOID"),
+        (2, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 2)),
+    ]
+    assert answer.member_count == 3
+    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
+    assert not in_flight(meta_item(aws_env, chat_id))
+    # And should the dead change's writer wake up, its commit is refused and writes nothing
+    with pytest.raises(ChangeLost):
+        dead.commit(ledger)
+    assert "u_dave" not in member_ids(ledger.chats, chat_id)
+    assert int(meta_item(aws_env, chat_id)["memberCount"]) == 3
+    assert [seq for seq, _ in timeline(aws_env, chat_id)] == [1, 2]
+
+
+def test_a_change_whose_seq_was_voided_before_it_committed_decides_again_at_a_later_seq(
+    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice's group with bob, where alice's add of carol and dave stalls after reserving its
+    # seq: meanwhile a sync fills that seq with a VOID, and another admin adds carol
+    chat_id = make_chat("u_alice", "u_bob")
+    lost: list[str] = []
+
+    class Stalling(ChatStore):
+        def commit_change(self, chat: ChatMeta, token: str, message: StoredMessage, *args: Any) -> None:
+            if not lost:
+                lost.append(token)
+                current = ledger.chats.get_chat(chat_id)
+                assert current is not None and current.change is not None
+                holes.fill_hole(
+                    ledger.messages, ledger.sequencer, current, message.seq, int(time.time() * 1000)
+                )
+                add_members(
+                    ledger, make_caller("u_alice"), change("addMembers", chat_id, ["u_carol"]), GRACE_S
+                )
+            super().commit_change(chat, token, message, *args)
+
+    store = ledger.chats
+    stalling = Stalling(store.chats_table, store.messages_table, receipts_table=store.receipts_table)
+    # When alice's add goes on (its commit meets ChangeLost)
+    answer = add_members(
+        dataclasses.replace(ledger, chats=stalling),
+        make_caller("u_alice"),
+        change("addMembers", chat_id, ["u_carol", "u_dave"]),
+        GRACE_S,
+    )
+    # Then it decided again on the membership it found: carol was in by then, so it adds dave alone,
+    # at seq 3 / version 3; its lost seq 1 holds only the VOID
+    assert lost
+    assert timeline(aws_env, chat_id) == [
+        (1, "VOID"),
+        (2, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 2)),
+        (3, ({"event": "added", "members": ["u_dave"], "by": "u_alice"}, 3)),
+    ]
+    # And every member is counted once, with nothing left in flight
+    assert answer.member_count == 4
+    assert member_ids(store, chat_id) == {"u_alice", "u_bob", "u_carol", "u_dave"}
+    meta = meta_item(aws_env, chat_id)
+    assert (int(meta["memberCount"]), int(meta["headSeq"]), in_flight(meta)) == (4, 3, False)
+
+
+def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env: Any,
+    ledger: Ledger,
+    make_chat: Callable[..., str],
+    make_caller: Callable[..., Caller],
+) -> None:
+    # Given a removal whose first transaction meets other operations on its items every time it tries
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    monkeypatch.setattr(members_logic, "_pause", lambda sleep, attempt: None)
+    tries: list[int] = []
+
+    class Contended(ChatStore):
+        def commit_change(self, chat: ChatMeta, token: str, message: StoredMessage, *args: Any) -> None:
+            tries.append(message.seq)
+            if message.seq == 1:
+                raise ChangeConflict(chat.chat_id)
+            super().commit_change(chat, token, message, *args)
+
+    store = ledger.chats
+    contended = Contended(store.chats_table, store.messages_table, receipts_table=store.receipts_table)
+    # When alice removes bob
+    answer = remove_members(
+        dataclasses.replace(ledger, chats=contended),
+        make_caller("u_alice"),
+        change("removeMembers", chat_id, ["u_bob"]),
+        GRACE_S,
+    )
+    # Then after a bounded number of tries at seq 1 it gave that seq up (a VOID, so nothing can land
+    # there later) and the removal was announced once, at seq 2
+    assert tries == [1] * members_logic.COMMIT_ATTEMPTS + [2]
+    assert timeline(aws_env, chat_id) == [
+        (1, "VOID"),
+        (2, ({"event": "removed", "members": ["u_bob"], "by": "u_alice"}, 2)),
+    ]
+    assert (answer.member_count, member_ids(store, chat_id)) == (2, {"u_alice", "u_carol"})
+    meta = meta_item(aws_env, chat_id)
+    assert (int(meta["memberCount"]), in_flight(meta)) == (2, False)
