@@ -22,7 +22,7 @@ from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.dal.send_store import SendStore
 from chat_backend.dal.sequencer import Sequencer
-from chat_backend.logic.audience import MemberListCache
+from chat_backend.logic.audience import MemberListCache, MembershipCache
 from chat_backend.logic.auth import TokenVerifier
 from chat_backend.logic.push import Pusher, RetryPolicy
 from chat_backend.logic.send import Ledger, SendPolicy
@@ -50,6 +50,7 @@ class Services:
             sequencer=Sequencer(chats_table),
             messages=self.messages,
             member_lists=self.member_lists,
+            memberships=MembershipCache(),
         )
 
     @cached_property

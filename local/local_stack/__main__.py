@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
-import sys
-import warnings
 
-from jwt.warnings import InsecureKeyLengthWarning
-
+from local_stack.logs import configure_logging
 from local_stack.stack import LocalStack, LocalStackConfig
 
 
@@ -30,14 +26,7 @@ async def serve(config: LocalStackConfig) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("CHAT_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    # The protocol's default local secret is short; that is a local-only, documented choice.
-    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    configure_logging()
     # The functions' own structured logs: quieter than the one line per invocation.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", os.environ.get("CHAT_FUNCTION_LOG_LEVEL", "WARNING"))
     # Metrics are recorded but not printed (one EMF blob per invocation on stdout is noise here);

@@ -41,6 +41,33 @@ class CrashFault:
     operation: str  # "<service>.<Operation>", e.g. "dynamodb.UpdateItem"
     contains: str  # a substring the call's parameters must contain (e.g. "headSeq"); "" matches any
     remaining: int
+    # Firings shared by every worker process holding this fault (the count holds across them).
+    shared: SharedCount | None = None
+
+    def take(self) -> bool:
+        """One firing, if any is left."""
+        if self.shared is not None:
+            return self.shared.take()
+        if self.remaining == 0:
+            return False
+        self.remaining -= 1
+        return True
+
+
+class SharedCount:
+    """A count of firings in shared memory (multiprocessing.Array slot): -1 is unlimited."""
+
+    def __init__(self, array: Any, slot: int) -> None:
+        self.array, self.slot = array, slot
+
+    def take(self) -> bool:
+        with self.array.get_lock():
+            left = self.array[self.slot]
+            if left == 0:
+                return False
+            if left > 0:
+                self.array[self.slot] = left - 1
+            return True
 
 
 @dataclass
@@ -60,20 +87,28 @@ class Faults:
         self.posts: list[PostFaultSpec] = []
         self.fired = 0
 
-    def set(self, spec: dict[str, Any]) -> None:
+    @staticmethod
+    def parse(spec: dict[str, Any]) -> CrashFault | PostFaultSpec:
+        """A fault from its JSON form; ValueError / KeyError when it is not one."""
         count = int(spec.get("count", 1))
+        if spec["kind"] == "crash":
+            return CrashFault(spec["function"], spec["operation"], spec.get("contains", ""), count)
+        if spec["kind"] == "post":
+            mode = spec.get("mode", "500")
+            if mode not in ("drop", "500", "429"):
+                raise ValueError(f"unknown post fault mode {mode!r}")
+            return PostFaultSpec(spec["userId"], spec["deviceId"], mode, count)
+        raise ValueError(f"unknown fault kind {spec['kind']!r}")
+
+    def set(self, spec: dict[str, Any], shared: SharedCount | None = None) -> None:
+        fault = self.parse(spec)
+        if isinstance(fault, CrashFault):
+            fault.shared = shared
         with self._lock:
-            if spec["kind"] == "crash":
-                self.crashes.append(
-                    CrashFault(spec["function"], spec["operation"], spec.get("contains", ""), count)
-                )
-            elif spec["kind"] == "post":
-                mode = spec.get("mode", "500")
-                if mode not in ("drop", "500", "429"):
-                    raise ValueError(f"unknown post fault mode {mode!r}")
-                self.posts.append(PostFaultSpec(spec["userId"], spec["deviceId"], mode, count))
+            if isinstance(fault, CrashFault):
+                self.crashes.append(fault)
             else:
-                raise ValueError(f"unknown fault kind {spec['kind']!r}")
+                self.posts.append(fault)
 
     def clear(self) -> int:
         """Remove every fault; returns how many times faults fired since the last clear."""
@@ -90,12 +125,11 @@ class Faults:
         with self._lock:
             for fault in self.crashes:
                 if (
-                    fault.remaining != 0
-                    and fault.function == function
+                    fault.function == function
                     and fault.operation == operation
                     and fault.contains in repr(params)
+                    and fault.take()
                 ):
-                    fault.remaining -= 1
                     self.fired += 1
                     return True
         return False

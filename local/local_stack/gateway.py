@@ -70,12 +70,13 @@ def _new_id() -> str:
 
 
 class FrameTap:
-    """When MESSAGE frames of the tracked chats were written: chatId -> seq -> [epoch s, ...]."""
+    """When MESSAGE frames of the tracked chats were first written to each connection:
+    chatId -> seq -> connectionId -> epoch s (a repeated push of the same frame is not counted)."""
 
     def __init__(self) -> None:
         self.chats: set[str] = set()
         self.everything = False
-        self.writes: dict[str, dict[int, list[float]]] = {}
+        self.writes: dict[str, dict[int, dict[str, float]]] = {}
 
     def track(self, chat_ids: list[str] | None) -> None:
         """These chats (None: every chat) from now on; forgets what was kept."""
@@ -83,13 +84,15 @@ class FrameTap:
         self.chats = set(chat_ids or [])
         self.writes = {}
 
-    def wrote(self, data: str) -> None:
+    def wrote(self, connection_id: str, data: str) -> None:
         if not (self.everything or self.chats) or not data.startswith('{"type":"MESSAGE"'):
             return
         at = time.time()
         frame = json.loads(data)
         if self.everything or frame["chatId"] in self.chats:
-            self.writes.setdefault(frame["chatId"], {}).setdefault(frame["seq"], []).append(at)
+            self.writes.setdefault(frame["chatId"], {}).setdefault(frame["seq"], {}).setdefault(
+                connection_id, at
+            )
 
 
 class Gateway:
@@ -298,7 +301,7 @@ class Gateway:
                 await conn.ws.send_str(data)
             except (ConnectionError, RuntimeError):
                 return False
-        self.tap.wrote(data)
+        self.tap.wrote(conn.connection_id, data)
         return True
 
     # --- the @connections management API --------------------------------------------------------

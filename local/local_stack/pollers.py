@@ -37,6 +37,7 @@ log = logging.getLogger("local_stack.poller")
 
 
 IMAGE_KEYS = ("Keys", "NewImage", "OldImage")
+FAST_IDLE_MAX_S = 0.1
 
 
 def _json_attribute_values(value: Any) -> Any:
@@ -96,6 +97,7 @@ class StreamPoller:
         self.ddb = ddb
         self.streams = streams
         self.idle_sleep_s = idle_sleep_s
+        self._idle_polls = 0  # fast profile: empty polls in a row (the idle sleep doubles with them)
         self.timing = timing or fast_profile()
         self.shards: dict[str, ShardState] = {}
         self.stream_arn = ""
@@ -118,6 +120,7 @@ class StreamPoller:
             except Exception as exc:  # the emulator hiccuped: keep polling, as Lambda would
                 log.warning("stream %s: poll failed: %r", self.trigger.table, exc)
                 await asyncio.sleep(0.5)
+            self._idle_polls = 0 if progressed else self._idle_polls + 1
             if not progressed:
                 await asyncio.sleep(self._idle_sleep_s())
 
@@ -182,7 +185,10 @@ class StreamPoller:
 
     def _idle_sleep_s(self) -> float:
         if not self.timing.enabled:
-            return self.idle_sleep_s
+            # Fast: poll again at once while records flow, then back off to FAST_IDLE_MAX_S when
+            # idle (an idle stream costs next to nothing; the first record after a lull waits a
+            # little, still far less than AWS's 250 ms).
+            return min(FAST_IDLE_MAX_S, self.idle_sleep_s * 2 ** min(self._idle_polls - 1, 8))
         # aws: until a shard is due for a read or its first pending record becomes visible.
         interval = self.timing.stream_poll_interval_s
         now = asyncio.get_running_loop().time()

@@ -12,15 +12,13 @@ import boto3
 from aiohttp import web
 
 from chat_backend import wiring
-from chat_backend.dal import aws as functions_aws
-from local_stack.aws_calls import AwsCallCounter
 from local_stack.bootstrap import bootstrap
-from local_stack.faults import Faults
+from local_stack.faults import CrashFault, Faults
 from local_stack.gateway import Gateway
 from local_stack.invoker import Invoker
 from local_stack.pollers import QueuePoller, StreamPoller
 from local_stack.processes import ChildProcess, dynamodb_local, ensure_port_free, moto_server
-from local_stack.timing import ApiCallLatency, TimingProfile, fast_profile, profile_from_env
+from local_stack.timing import TimingProfile, fast_profile, profile_from_env
 
 log = logging.getLogger("local_stack")
 
@@ -35,7 +33,8 @@ class LocalStackConfig:
     max_duration_s: float = 7200.0
     stream_idle_sleep_s: float = 0.02
     queue_receivers: int = 4
-    lambda_concurrency: int = 32
+    lambda_processes: int = 2  # worker processes the functions run in (lambda_worker.py)
+    lambda_concurrency: int = 32  # concurrent invocations per worker process
     # CHAT_TIMING: "fast" (no injected delays) or "aws" (each hop takes what it takes on AWS).
     timing: TimingProfile = field(default_factory=fast_profile)
 
@@ -51,6 +50,7 @@ class LocalStackConfig:
             jwt_secret=env.get(wiring.JWT_SECRET_ENV, "local-dev-secret"),
             idle_timeout_s=float(env.get("CHAT_IDLE_TIMEOUT_S", "600")),
             max_duration_s=float(env.get("CHAT_MAX_CONNECTION_S", "7200")),
+            lambda_processes=int(env.get("CHAT_LAMBDA_PROCESSES", "2")),
             lambda_concurrency=timing.lambda_concurrency,
             timing=timing,
         )
@@ -65,7 +65,6 @@ class LocalStack:
     def __init__(self, config: LocalStackConfig) -> None:
         self.config = config
         self.children: list[ChildProcess] = []
-        self.counter = AwsCallCounter()
         self.faults = Faults()
         self.gateway: Gateway | None = None
         self.invoker: Invoker | None = None
@@ -88,13 +87,10 @@ class LocalStack:
         sqs = plumbing.client("sqs", endpoint_url=moto.url)
         s3 = plumbing.client("s3", endpoint_url=moto.url)
         os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs, s3))
-        functions_aws.client.cache_clear()
-        self.counter.install(functions_aws.session().events)
-        ApiCallLatency(self.config.timing).install(functions_aws.session().events)
-        self.faults.install(functions_aws.session().events)
 
         timing = self.config.timing
-        self.invoker = Invoker(max_concurrency=self.config.lambda_concurrency, timing=timing)
+        # After the environment is final: the workers start with it.
+        self.invoker = Invoker(self.config.lambda_processes, self.config.lambda_concurrency, timing=timing)
         self.gateway = Gateway(
             self.invoker,
             self.config.idle_timeout_s,
@@ -151,25 +147,29 @@ class LocalStack:
         )
 
     async def _stats(self, request: web.Request) -> web.Response:
+        """The functions' AWS calls (counted in the workers), invocations, and the processes."""
+        assert self.invoker is not None
         invoker = self.invoker
+        workers = {f"lambda worker {n}": pid for n, pid in enumerate(invoker.pids(), 1)}
         return web.json_response(
             {
-                **self.counter.snapshot(),
-                "invocations": invoker.invocations if invoker else 0,
-                "functions": invoker.duration_summary() if invoker else {},
-                "errors": invoker.errors if invoker else 0,
+                **await invoker.call_stats(),
+                "invocations": invoker.invocations,
+                "functions": invoker.duration_summary(),
+                "errors": invoker.errors,
                 "timing": self.config.timing.name,
                 "connections": len(self.gateway.connections) if self.gateway else 0,
                 "pids": {
-                    "gateway+functions": os.getpid(),
+                    "gateway": os.getpid(),
+                    **workers,
                     **{c.name: c.proc.pid for c in self.children if c.proc},
                 },
             }
         )
 
     async def _reset_stats(self, request: web.Request) -> web.Response:
-        self.counter.reset()
         if self.invoker:
+            await self.invoker.control("reset")
             self.invoker.reset_stats()
         return web.json_response({})
 
@@ -181,18 +181,32 @@ class LocalStack:
 
     async def _tracked_frames(self, request: web.Request) -> web.Response:
         assert self.gateway is not None
-        return web.json_response(self.gateway.tap.writes)
+        writes = self.gateway.tap.writes
+        return web.json_response(
+            {
+                chat: {seq: list(by_conn.values()) for seq, by_conn in seqs.items()}
+                for chat, seqs in writes.items()
+            }
+        )
 
     async def _set_fault(self, request: web.Request) -> web.Response:
         """Inject a fault (local_stack/faults.py); tests only."""
+        assert self.invoker is not None
+        spec = await request.json()
         try:
-            self.faults.set(await request.json())
+            fault = Faults.parse(spec)
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"message": str(exc)}, status=400)
+        if isinstance(fault, CrashFault):  # met inside a function: the workers hold those
+            await self.invoker.inject_crash(spec)
+        else:  # met by the gateway
+            self.faults.set(spec)
         return web.json_response({})
 
     async def _clear_faults(self, request: web.Request) -> web.Response:
-        return web.json_response({"fired": self.faults.clear()})
+        assert self.invoker is not None
+        fired = self.faults.clear() + sum(await self.invoker.control("clear_faults"))
+        return web.json_response({"fired": fired})
 
     async def stop(self) -> None:
         for task in self._tasks:

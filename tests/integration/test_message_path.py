@@ -163,6 +163,7 @@ async def test_a_connection_dropped_mid_stream_loses_nothing_after_reconnect(
     # Then bob, after reconnecting and syncing, has all 40 exactly once and in order
     received = await collect(bob, 40)
     assert [m.seq for m in received] == list(range(1, 41))
+    await asyncio.wait_for(bob.connected.wait(), 10)  # the reconnect counts once its sync is done
     assert bob.reconnects >= 1
     await asyncio.sleep(0.5)
     assert bob.messages.empty()

@@ -20,7 +20,7 @@ from chat_backend.dal.send_store import SendContext, SendStore
 from chat_backend.dal.sequencer import Sequencer
 from chat_backend.errors import BadRequest, ChatError, Forbidden, GroupFull, RateLimited
 from chat_backend.logic import members as members_logic
-from chat_backend.logic.audience import MemberListCache
+from chat_backend.logic.audience import MemberListCache, MembershipCache
 from chat_backend.logic.members import add_members, get_members, remove_members
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.logic.sync import sync
@@ -298,6 +298,7 @@ def locked_ledger(ledger: Ledger) -> Ledger:
         sequencer=Sequencer(chats.chats_table, ddb),
         messages=MessageStore(chats.messages_table, chats.chats_table, ddb),
         member_lists=MemberListCache(),
+        memberships=MembershipCache(),
     )
 
 

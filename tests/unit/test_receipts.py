@@ -277,7 +277,7 @@ def test_a_watermark_covering_a_void_seq_tells_the_senders_around_it(
     send(ledger, "u_alice", chat_id)
     chat = ledger.chats.get_chat(chat_id)
     assert chat is not None
-    hole = ledger.sequencer.reserve(chat_id, chat.members_version, 1_800_000_000_000)
+    hole = ledger.sequencer.reserve(chat_id, chat.members_version, 1_800_000_000_000).head_seq
     ledger.messages.fill_void(StoredVoid(chat_id=chat_id, seq=hole, created_at=now_iso()))
     assert send(ledger, "u_alice", chat_id).seq == 3
     # When bob reads up to 3
@@ -383,7 +383,7 @@ def test_a_server_msg_id_naming_a_void_seq_is_not_found(
     chat_id = make_chat("u_alice", "u_bob")
     chat = ledger.chats.get_chat(chat_id)
     assert chat is not None
-    hole = ledger.sequencer.reserve(chat_id, chat.members_version, 1_800_000_000_000)
+    hole = ledger.sequencer.reserve(chat_id, chat.members_version, 1_800_000_000_000).head_seq
     ledger.messages.fill_void(StoredVoid(chat_id=chat_id, seq=hole, created_at=now_iso()))
     # When bob receipts an id claiming that seq, Then NOT_FOUND and nothing is stored
     with pytest.raises(NotFound):

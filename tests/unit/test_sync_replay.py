@@ -218,7 +218,7 @@ def hole(ledger: Ledger, chat_id: str, at_s: float) -> int:
     """A seq reserved at `at_s` by a writer that never stores anything there."""
     chat = ledger.chats.get_chat(chat_id)
     assert chat is not None
-    return ledger.sequencer.reserve(chat_id, chat.members_version, int(at_s * 1000))
+    return ledger.sequencer.reserve(chat_id, chat.members_version, int(at_s * 1000)).head_seq
 
 
 def frames_of(poster: Any) -> list[tuple[str, str, int]]:

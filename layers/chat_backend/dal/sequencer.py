@@ -20,6 +20,8 @@ from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, is_conditional_failure
 from chat_backend.dal.chat_keys import META
+from chat_backend.dal.chat_store import chat_meta
+from chat_backend.models import ChatMeta
 
 # A single write that meets an ongoing transaction on its item is refused with this (nothing
 # written): for us, the same as "the membership moved" (re-read and try again).
@@ -36,23 +38,29 @@ class Sequencer:
         self.chats_table = chats_table
         self.ddb = ddb or client("dynamodb")
 
-    def reserve(self, chat_id: str, members_version: int, now_ms: int) -> int:
-        """The chat's next seq, for a writer that checked membership at `members_version`."""
-        return self._advance(
-            chat_id,
-            "SET headSeq = headSeq + :one, headAt = :now",
-            {":one": av(1), ":now": av(now_ms), ":v": av(members_version)},
+    def reserve(self, chat_id: str, members_version: int, now_ms: int) -> ChatMeta:
+        """The chat's next seq (the returned chat's `head_seq`), for a writer that checked
+        membership at `members_version`."""
+        return chat_meta(
+            self._advance(
+                chat_id,
+                "SET headSeq = headSeq + :one, headAt = :now",
+                {":one": av(1), ":now": av(now_ms), ":v": av(members_version)},
+                "ALL_NEW",
+            )
         )
 
     def begin_change(self, chat_id: str, members_version: int, token: str, now_ms: int) -> int:
         """The seq of a membership change decided at `members_version`; from now until it commits
         or is cleared, no send reserves (they wait) and no other change begins."""
-        return self._advance(
+        updated = self._advance(
             chat_id,
             "SET headSeq = headSeq + :one, headAt = :now, membersVersion = membersVersion + :one, "
             "changeToken = :token, changeSeq = headSeq + :one, changeAt = :now",
             {":one": av(1), ":now": av(now_ms), ":v": av(members_version), ":token": av(token)},
+            "UPDATED_NEW",
         )
+        return int(updated["headSeq"]["N"])
 
     def clear_change(self, chat_id: str, token: str) -> bool:
         """Abandon the change `token` (its seq must already hold a VOID, so it can never commit).
@@ -71,7 +79,7 @@ class Sequencer:
             raise
         return True
 
-    def _advance(self, chat_id: str, update: str, values: dict[str, Any]) -> int:
+    def _advance(self, chat_id: str, update: str, values: dict[str, Any], returned: str) -> dict[str, Any]:
         try:
             resp = self.ddb.update_item(
                 TableName=self.chats_table,
@@ -79,13 +87,13 @@ class Sequencer:
                 UpdateExpression=update,
                 ConditionExpression="membersVersion = :v AND attribute_not_exists(changeToken)",
                 ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_NEW",
+                ReturnValues=returned,
             )
         except ClientError as exc:
             if is_conditional_failure(exc) or exc.response["Error"]["Code"] == TRANSACTION_CONFLICT:
                 raise MembershipMoved(chat_id) from exc
             raise
-        return int(resp["Attributes"]["headSeq"]["N"])
+        return dict(resp["Attributes"])
 
     def _meta_key(self, chat_id: str) -> dict[str, Any]:
         return {"chatId": av(chat_id), "sk": av(META)}

@@ -52,6 +52,36 @@ class MemberListCache:
                 self._held -= len(evicted)
 
 
+class MembershipCache:
+    """Who was last seen to be a member of which chat, at which membership version: a send by a
+    known member skips its read and goes straight to its claim and reservation, which is
+    conditional on that version, so a membership changed since is still caught (the reservation
+    fails and the send reads again). Only ever a hint; bounded, least recently used first out."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._chats: OrderedDict[tuple[str, str], ChatMeta] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, chat_id: str, user_id: str) -> ChatMeta | None:
+        with self._lock:
+            found = self._chats.get((chat_id, user_id))
+            if found is not None:
+                self._chats.move_to_end((chat_id, user_id))
+            return found
+
+    def put(self, user_id: str, chat: ChatMeta) -> None:
+        with self._lock:
+            self._chats[(chat.chat_id, user_id)] = chat
+            self._chats.move_to_end((chat.chat_id, user_id))
+            while len(self._chats) > self.max_entries:
+                self._chats.popitem(last=False)
+
+    def forget(self, chat_id: str, user_id: str) -> None:
+        with self._lock:
+            self._chats.pop((chat_id, user_id), None)
+
+
 def members_for_send(chats: ChatStore, cache: MemberListCache, chat: ChatMeta) -> list[str]:
     """The members of `chat` as read at its version, for a writer whose seq reservation is
     conditional on that version (so the list is that version's if the reservation succeeds; the

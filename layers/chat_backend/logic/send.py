@@ -4,6 +4,8 @@ Sequencing v2 (docs: README "How it works"), one writer never waiting on another
 1. One consistent read: the chat (head, membership version, any change in flight), the sender's
    membership, any claim on this clientMsgId, the attached media. Not a member: FORBIDDEN;
    unknown media: NOT_FOUND; a finished claim: the stored ACK. Nothing is written for any of these.
+   A warm function that saw this sender in this chat before skips the read (`MembershipCache`):
+   step 3's condition checks the membership version it saw, and a miss comes back here.
 2. Claim the clientMsgId (a lease). A concurrent duplicate loses here and waits for the winner's
    answer, so duplicates never reserve a seq.
 3. Reserve seq n: one UpdateItem on the counter, conditional on the membership checked in 1
@@ -11,7 +13,8 @@ Sequencing v2 (docs: README "How it works"), one writer never waiting on another
 4. Record n in the claim, under the lease (so a retry can tell "stored at n" from "died").
 5. Put the message at n if n is free. A VOID got there first (this writer was too slow): back to 3.
 Four single-item writes (1 WCU each up to 1 KB) whatever the contention; a message with media
-puts it in a transaction with the media items instead (2 WCU per item).
+puts it in a transaction with the media items instead (2 WCU per item). A known sender's send is
+those four writes and nothing else before the push.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from chat_backend.dal.send_store import SendClaim, SendContext, SendStore
 from chat_backend.dal.sequencer import MembershipMoved, Sequencer
 from chat_backend.errors import ChatError, Forbidden, NotFound, RateLimited
 from chat_backend.logic import holes
-from chat_backend.logic.audience import MemberListCache, members_for_send
+from chat_backend.logic.audience import MemberListCache, MembershipCache, members_for_send
 from chat_backend.models import (
     AckFrame,
     Caller,
@@ -61,6 +64,7 @@ class Ledger:
     sequencer: Sequencer
     messages: MessageStore
     member_lists: MemberListCache
+    memberships: MembershipCache
 
 
 @dataclass(frozen=True)
@@ -110,22 +114,24 @@ class _Send:
         self.deadline = clock() + policy.wait_s
 
     def run(self) -> Sent:
-        context = self._context()
-        while True:
+        chat = self.ledger.memberships.get(self.frame.chat_id, self.caller.user_id)
+        if chat is None or self.frame.media_ids:
+            context = self._context()
             if context.claim is not None:
                 return self._await_answer(context.claim)
-            lease = uuid.uuid4().hex
-            existing = self.ledger.sends.claim(
-                self.frame.chat_id,
-                self.caller.user_id,
-                self.frame.client_msg_id,
-                lease,
-                self._now_ms() + int(self.policy.lease_s * 1000),
-                int(self.clock()) + self.policy.dedup_ttl_s,
-            )
-            if existing is None:
-                return self._sequence(context.chat, lease)
-            context = SendContext(context.chat, context.role, existing, [])
+            chat = context.chat
+        lease = uuid.uuid4().hex
+        existing = self.ledger.sends.claim(
+            self.frame.chat_id,
+            self.caller.user_id,
+            self.frame.client_msg_id,
+            lease,
+            self._now_ms() + int(self.policy.lease_s * 1000),
+            int(self.clock()) + self.policy.dedup_ttl_s,
+        )
+        if existing is not None:
+            return self._await_answer(existing)
+        return self._sequence(chat, lease)
 
     # --- the owner ---------------------------------------------------------------------------------
 
@@ -147,11 +153,17 @@ class _Send:
                 members_for_send(self.ledger.chats, self.ledger.member_lists, settled) if direct else None
             )
             try:
-                seq = self.ledger.sequencer.reserve(settled.chat_id, settled.members_version, self._now_ms())
+                reserved = self.ledger.sequencer.reserve(
+                    settled.chat_id, settled.members_version, self._now_ms()
+                )
             except MembershipMoved:
+                self.ledger.memberships.forget(self.frame.chat_id, self.caller.user_id)
                 chat = self._context().chat  # a removed sender is refused here
                 continue
-            if audience is not None:  # the reservation proved it is this version's list
+            seq = reserved.head_seq
+            # The reservation proved the membership (and member list) read at this version holds.
+            self.ledger.memberships.put(self.caller.user_id, reserved)
+            if audience is not None:
                 self.ledger.member_lists.put(settled.chat_id, settled.members_version, audience)
             message = self._message(seq, settled, "direct" if direct else "queued")
             record = SendRecord(server_msg_id=message.server_msg_id, seq=seq, created_at=message.created_at)
