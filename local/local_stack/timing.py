@@ -89,9 +89,11 @@ COLD_START = Latency(450.0, 800.0)
 IDLE_RECLAIM_S = 600.0
 # A warm instance was recycled anyway (estimate: keeps the steady-state cold share "under 1%").
 RECYCLE_PROBABILITY = 0.002
-# The default account concurrency is 1,000; 128 threads are enough for this stack once calls
-# sleep (the fast profile keeps the local stack's 32).
-AWS_LAMBDA_CONCURRENCY = 128
+# Concurrent invocations per Lambda worker process (the default account concurrency is 1,000).
+# With the functions' own pool of 32 threads for parallel pushes, 32 keeps a worker's concurrent
+# HTTP calls within its boto3 connection pool (64): beyond it every call opens and drops a TCP
+# connection. Under aws timing a sleeping call holds no connection, so more invocations fit.
+AWS_LAMBDA_CONCURRENCY = 64
 FAST_LAMBDA_CONCURRENCY = 32
 
 # --- API Gateway WebSocket ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from chat_backend.dal.send_store import SendContext, SendStore
 from chat_backend.dal.sequencer import Sequencer
 from chat_backend.errors import Forbidden, NotFound
 from chat_backend.logic.audience import MemberListCache, MembershipCache
+from chat_backend.logic.members import remove_members
 from chat_backend.logic.send import (
     Ledger,
     SendPolicy,
@@ -25,7 +26,15 @@ from chat_backend.logic.send import (
     send_message,
     seq_of_server_msg_id,
 )
-from chat_backend.models import AckFrame, Caller, SendFrame, StoredMedia, StoredMessage, now_iso
+from chat_backend.models import (
+    AckFrame,
+    Caller,
+    RemoveMembersFrame,
+    SendFrame,
+    StoredMedia,
+    StoredMessage,
+    now_iso,
+)
 from chat_backend.services import services
 from tests.unit.conftest import LockedDdb
 
@@ -384,6 +393,48 @@ def test_a_plain_send_is_four_single_item_writes(
     assert ack.seq == 2
     # And no transaction at all
     assert all(name != "transact_write_items" for name, _ in counted.calls)
+
+
+def test_a_known_senders_next_send_reads_nothing_before_its_writes(
+    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given alice sent once through this (warm) function
+    chat_id = make_chat("u_alice", "u_bob")
+    counted = CountingDdb(store.ddb)
+    ledger = ledger_on(counted)
+    alice = make_caller("u_alice")
+    send_message(ledger, alice, frame(chat_id, "first"), POLICY)
+    counted.calls.clear()
+    # When she sends again
+    ack = send_message(ledger, alice, frame(chat_id, "second"), POLICY).ack
+    # Then the four writes are the only calls: her membership was checked by the reservation
+    assert [name for name, _ in counted.calls] == ["put_item", "update_item", "update_item", "put_item"]
+    assert ack.seq == 2
+
+
+def test_a_member_removed_since_its_last_send_is_refused_even_by_a_warm_function(
+    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+) -> None:
+    # Given bob sent once through this (warm) function, then was removed by alice
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    ledger = ledger_on(store.ddb)
+    bob = make_caller("u_bob")
+    send_message(ledger, bob, frame(chat_id, "before"), POLICY)
+    remove_members(
+        ledger,
+        make_caller("u_alice"),
+        RemoveMembersFrame.model_validate(
+            {"action": "removeMembers", "requestId": "r", "chatId": chat_id, "members": ["u_bob"]}
+        ),
+        POLICY.hole_grace_s,
+    )
+    items_before = aws_env.scan("chats")
+    # When bob sends again
+    with pytest.raises(Forbidden):
+        send_message(ledger, bob, frame(chat_id, "after"), POLICY)
+    # Then nothing of it is left (its claim was released) and no seq was reserved after the removal
+    assert aws_env.scan("chats") == items_before
+    assert [m["seq"] for m in aws_env.messages(chat_id)] == [1, 2]
 
 
 def test_a_send_with_media_marks_it_in_the_message_transaction(
