@@ -12,14 +12,12 @@ send no receipts (the SDK's automatic DELIVERED is off), so they measure the mes
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.report import cpu_snapshot, gateway_latencies_ms, percentiles, print_function_profile
+from bench.report import CpuMeter, gateway_latencies_ms, percentiles, print_details
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack
 
@@ -118,8 +116,7 @@ async def run_rate(
     padding = b"\x00" * max(0, size - STAMP.size)
     stack.reset_stats()
     stack.track_frames([p.chat_id for p in pairs])
-    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
-    cpu_before = cpu_snapshot(pids)
+    cpu = CpuMeter(stack.stats()["pids"])
     stop = asyncio.Event()
     drains = [asyncio.create_task(drain(p, result, stop)) for p in pairs]
     start = time.perf_counter()
@@ -136,8 +133,7 @@ async def run_rate(
     result.delivered_per_s = result.delivered / elapsed
     result.gateway_latency_ms = gateway_latencies_ms(stack.tracked_frames(), result.sent_at)
     result.stats = stack.stats()
-    cpu_after = cpu_snapshot(pids)
-    result.stats["cpu_share"] = {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids}
+    result.stats["cpu_share"] = cpu.cores_used(elapsed)
     return result
 
 
@@ -145,8 +141,7 @@ async def run_receipts(stack: RunningStack, pairs: list[Pair], seconds: float) -
     """Closed loop: each receiver sends DELIVERED k, then READ k, then k+1..., each once the
     sender has the RECEIPT of the previous one. Every receipt moves a watermark by one message."""
     stack.reset_stats()
-    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
-    cpu_before = cpu_snapshot(pids)
+    cpu = CpuMeter(stack.stats()["pids"])
     latency_ms: list[float] = []
     start = time.perf_counter()
     end = start + seconds
@@ -167,7 +162,6 @@ async def run_receipts(stack: RunningStack, pairs: list[Pair], seconds: float) -
     await asyncio.gather(*(mark(p) for p in pairs))
     elapsed = time.perf_counter() - start
     stats = stack.stats()
-    cpu_after = cpu_snapshot(pids)
     calls = stats.get("calls", {})
     done = max(1, len(latency_ms))
     return {
@@ -178,7 +172,7 @@ async def run_receipts(stack: RunningStack, pairs: list[Pair], seconds: float) -
         "aws_calls_per_receipt": round(sum(calls.values()) / done, 2),
         "aws_calls_by_operation_per_receipt": {k: round(v / done, 2) for k, v in sorted(calls.items())},
         "function_profile": stats.get("functions", {}),
-        "cpu_cores_used": {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids},
+        "cpu_cores_used": cpu.cores_used(elapsed),
     }
 
 
@@ -189,9 +183,7 @@ def print_receipts(row: dict[str, Any]) -> None:
         f"{row['seconds']} s) | receipt->sender's RECEIPT p50 {r[50]} p95 {r[95]} p99 {r[99]} ms | "
         f"AWS calls/receipt {row['aws_calls_per_receipt']}"
     )
-    print("    calls per receipt:", json.dumps(row["aws_calls_by_operation_per_receipt"]))
-    print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
-    print_function_profile(row["function_profile"])
+    print_details(row, "aws_calls_by_operation_per_receipt", "receipt")
 
 
 def report(result: RunResult, size: int) -> dict[str, Any]:
@@ -229,6 +221,4 @@ def print_row(row: dict[str, Any]) -> None:
         f"AWS calls/msg {row['aws_calls_per_delivered_msg']} | "
         f"WCU/send {row['dynamodb_write_units_per_send']}"
     )
-    print("    calls per delivered message:", json.dumps(row["aws_calls_by_operation_per_msg"]))
-    print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
-    print_function_profile(row["function_profile"])
+    print_details(row, "aws_calls_by_operation_per_msg", "delivered message")

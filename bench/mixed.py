@@ -8,14 +8,13 @@ CPU on this machine does not count).
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import cpu_snapshot, gateway_latencies_ms, percentiles, print_function_profile
+from bench.report import CpuMeter, gateway_latencies_ms, percentiles, print_details
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack
 
@@ -87,15 +86,14 @@ async def run_mixed(
     await asyncio.sleep(SETTLE_S)
     stack.reset_stats()
     stack.track_frames([c.chat_id for c in chats])
-    pids = stack.stats()["pids"] | {"bench client": os.getpid()}
-    cpu_before = cpu_snapshot(pids)
+    cpu = CpuMeter(stack.stats()["pids"])
     start = time.perf_counter()
     sent, sent_at = await offer(clients, chats, rng, rate, seconds)
     await asyncio.sleep(SETTLE_S)
     elapsed = time.perf_counter() - start
     writes = stack.tracked_frames()
     stats = stack.stats()
-    cpu_after = cpu_snapshot(pids)
+    cores = cpu.cores_used(elapsed)
     await asyncio.gather(*(c.close() for c in clients.values()))
 
     def latencies(kind: str | None) -> list[float]:
@@ -112,7 +110,7 @@ async def run_mixed(
         "direct_chats_ms": percentiles(latencies("direct")),
         "groups_ms": percentiles(latencies("group")),
         "function_profile": stats.get("functions", {}),
-        "cpu_cores_used": {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in pids},
+        "cpu_cores_used": cores,
     }
 
 
@@ -123,5 +121,4 @@ def print_mixed(row: dict[str, Any]) -> None:
         f"{row['copies_delivered']} copies | send -> gateway write p50 {t[50]} p95 {t[95]} p99 {t[99]} ms "
         f"(direct p99 {d[99]}, groups p99 {g[99]})"
     )
-    print("    CPU cores used by process:", row["cpu_cores_used"])
-    print_function_profile(row["function_profile"])
+    print_details(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,26 @@ def cpu_seconds(pid: int) -> float:
 
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+class CpuMeter:
+    """The CPU each of the stack's processes (and this one) used over a run, in cores."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids | {"bench client": os.getpid()}
+        self.before = cpu_snapshot(self.pids)
+
+    def cores_used(self, elapsed_s: float) -> dict[str, float]:
+        after = cpu_snapshot(self.pids)
+        return {k: round((after[k] - self.before[k]) / elapsed_s, 2) for k in self.pids}
+
+
+def print_details(row: dict[str, Any], calls_key: str | None = None, calls_label: str = "") -> None:
+    """The lines under a run's headline: AWS calls by operation, CPU by process, functions."""
+    if calls_key is not None:
+        print(f"    calls per {calls_label}:", json.dumps(row[calls_key]))
+    print("    CPU cores used by process:", json.dumps(row["cpu_cores_used"]))
+    print_function_profile(row["function_profile"])
 
 
 def print_function_profile(profile: dict[str, dict[str, Any]]) -> None:

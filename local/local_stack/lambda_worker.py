@@ -14,6 +14,7 @@ Messages: ("invoke", id, function, event) -> ("result", id, ok, result or error,
 from __future__ import annotations
 
 import importlib.util
+import signal
 import threading
 import time
 import uuid
@@ -80,6 +81,8 @@ def load_handler(name: str) -> ModuleType:
 
 def serve(conn: Connection, config: WorkerConfig, fault_counts: Any) -> None:
     """The worker process's main: until told to stop (or the Invoker goes away)."""
+    # Ctrl-C reaches the whole process group: the stack stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging()
     from chat_backend.dal import aws as functions_aws  # after the environment is final
 

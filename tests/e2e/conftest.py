@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import pytest
 
 from chat_client import ChatClient, mint_token
+from tests.integration.helpers import connecting
 
 E2E_DIR = Path(__file__).resolve().parent
 TOKEN_REFRESH_MARGIN_S = 300  # fetch a new ID token when the cached one expires within this
@@ -187,16 +188,10 @@ def new_user(tokens: Tokens) -> Callable[[str], str]:
 
 @pytest.fixture
 async def connect(stack: Target, tokens: Tokens) -> AsyncIterator[Callable[..., object]]:
-    clients: list[ChatClient] = []
-
-    async def _connect(user: str, device: str = "d1", **kwargs: Any) -> ChatClient:
-        client = ChatClient(
-            stack.url, lambda: tokens.token(user, device), device=tokens.device_param(device), **kwargs
+    def client_of(user: str, device: str, **options: Any) -> ChatClient:
+        return ChatClient(
+            stack.url, lambda: tokens.token(user, device), device=tokens.device_param(device), **options
         )
-        await client.connect()
-        clients.append(client)
-        return client
 
-    yield _connect
-    for client in clients:
-        await client.close()
+    async with connecting(client_of) as connect:
+        yield connect

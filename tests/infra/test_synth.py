@@ -164,7 +164,7 @@ def test_table_matches_its_wiring(stack, resources, spec):
 
 
 @pytest.mark.parametrize("spec", wiring.QUEUES, ids=lambda q: q.name)
-def test_queue_is_fifo_tls_only_and_redriven_to_a_dlq(stack, resources, spec):
+def test_queue_is_as_declared_tls_only_and_redriven_to_a_dlq(stack, resources, spec):
     # Given a queue of the wiring table and the functions it triggers
     consumer_timeouts = [
         fn.timeout_s
@@ -174,7 +174,8 @@ def test_queue_is_fifo_tls_only_and_redriven_to_a_dlq(stack, resources, spec):
     # When the stack is synthesized
     queue_id = logical_id(stack, stack.queues.by_name[spec.name])
     props = resources[queue_id]["Properties"]
-    # Then it is FIFO with our own deduplication ids, and redriven after max_receive_count receives
+    # Then it is FIFO (with our own deduplication ids) or standard as declared, and redriven after
+    # max_receive_count receives
     assert props.get("FifoQueue", False) is spec.fifo
     if spec.fifo:
         assert props["ContentBasedDeduplication"] is False
@@ -216,6 +217,9 @@ def test_trigger_is_an_event_source_mapping_reporting_item_failures(stack, resou
         assert mapping["MaximumRetryAttempts"] == trigger.max_retries
         (destination,) = references(mapping["DestinationConfig"]["OnFailure"]["Destination"])
         assert resources[destination]["Type"] == "AWS::SQS::Queue"
+        # And only the records its filter matches invoke it (the same pattern the local stack applies)
+        filters = [json.loads(f["Pattern"]) for f in mapping.get("FilterCriteria", {}).get("Filters", [])]
+        assert filters == ([trigger.filter_pattern] if trigger.filter_pattern else [])
     else:
         # And a queue trigger consumes its queue
         queue_id = logical_id(stack, stack.queues.by_name[trigger.queue])

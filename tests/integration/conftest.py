@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack, start_local_stack
+from tests.integration.helpers import connecting
 
 IDLE_TIMEOUT_S = 20
 RECEIPTS_PAGE_SIZE = 2
@@ -36,17 +38,11 @@ def new_user() -> Callable[[str], str]:
 
 @pytest.fixture
 async def connect(stack: RunningStack) -> AsyncIterator[Callable[..., object]]:
-    clients: list[ChatClient] = []
+    def client_of(user: str, device: str, **options: Any) -> ChatClient:
+        return ChatClient(stack.url, mint_token(user, device, secret=stack.secret), **options)
 
-    async def _connect(user: str, device: str = "d1", **kwargs: object) -> ChatClient:
-        client = ChatClient(stack.url, mint_token(user, device, secret=stack.secret), **kwargs)  # type: ignore[arg-type]
-        await client.connect()
-        clients.append(client)
-        return client
-
-    yield _connect
-    for client in clients:
-        await client.close()
+    async with connecting(client_of) as connect:
+        yield connect
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,17 +14,10 @@ import websockets
 
 from chat_client import ChatAuthError, ChatClient, ChatServerError, mint_token
 from local_stack.child import RunningStack
+from tests.integration.helpers import direct_chat
 
 Connect = Callable[..., Any]
 B64 = base64.b64encode(b"x").decode()
-
-
-async def chat_with_bob(
-    connect: Connect, new_user: Callable[[str], str]
-) -> tuple[ChatClient, ChatClient, str]:
-    alice_id, bob_id = new_user("alice"), new_user("bob")
-    alice, bob = await connect(alice_id), await connect(bob_id)
-    return alice, bob, (await alice.create_chat("direct", [bob_id]))["chatId"]
 
 
 def send_frame(chat_id: str, **overrides: Any) -> dict[str, Any]:
@@ -78,7 +71,7 @@ async def test_a_bad_frame_gets_a_clear_error_stores_nothing_and_the_connection_
     connect: Connect, new_user: Callable[[str], str], case: str, make_frame: Callable[[str], str], code: str
 ) -> None:
     # Given alice and bob in a chat with no messages yet
-    alice, bob, chat_id = await chat_with_bob(connect, new_user)
+    _, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     # When alice sends a bad frame
     await alice.send_raw(make_frame(chat_id))
     # Then she gets an ERROR with the expected code
@@ -96,7 +89,7 @@ async def test_an_error_echoes_the_frames_request_id_and_client_msg_id(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice in a chat
-    alice, _, chat_id = await chat_with_bob(connect, new_user)
+    _, _, alice, _, chat_id = await direct_chat(connect, new_user)
     # When a send with a bad ciphertext carries a clientMsgId, and a bad sync a requestId
     await alice.send_raw(json.dumps(send_frame(chat_id, clientMsgId="cm-7", ciphertext="%%%")))
     first = await asyncio_get(alice.errors)
@@ -111,7 +104,7 @@ async def test_a_non_member_gets_forbidden_and_learns_nothing_about_the_chat(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice and bob's chat with one message, and mallory who is not in it
-    alice, bob, chat_id = await chat_with_bob(connect, new_user)
+    _, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     await alice.send(chat_id, b"private")
     mallory = await connect(new_user("mallory"))
     # When mallory sends to it, and syncs naming it in her cursors
@@ -135,7 +128,7 @@ async def test_from_is_taken_from_the_token_not_the_frame(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice and bob in a chat
-    alice, bob, chat_id = await chat_with_bob(connect, new_user)
+    _, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     # When alice sends a frame claiming to be from bob
     await alice.send_raw(
         json.dumps(send_frame(chat_id, clientMsgId="spoof", **{"from": bob.user_id or "bob"}))

@@ -11,6 +11,7 @@ from typing import Any
 from bench.raw import RawDevice
 from chat_client import ChatClient
 from local_stack.child import RunningStack
+from tests.integration.helpers import direct_chat
 
 Connect = Callable[..., Any]
 
@@ -80,9 +81,7 @@ async def test_an_outbox_flushed_at_once_by_one_device_is_all_stored_and_deliver
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice and bob in a direct chat
-    alice_id, bob_id = new_user("alice"), new_user("bob")
-    alice, bob = await connect(alice_id), await connect(bob_id)
-    chat_id = (await alice.create_chat("direct", [bob_id]))["chatId"]
+    _, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     # When alice's device flushes 20 queued messages at once (an offline outbox on reconnect)
     acks = await asyncio.gather(*(alice.send(chat_id, f"queued {n}".encode()) for n in range(20)))
     # Then all 20 are ACKed with the seqs 1..20

@@ -13,6 +13,7 @@ import websockets
 
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack
+from tests.integration.helpers import direct_chat
 
 Connect = Callable[..., Any]
 
@@ -25,15 +26,13 @@ async def test_a_sent_message_is_acked_and_delivered_to_the_other_member(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice and bob online, with a direct chat between them
-    alice_id, bob_id = new_user("alice"), new_user("bob")
-    alice, bob = await connect(alice_id), await connect(bob_id)
-    chat = await alice.create_chat("direct", [bob_id])
+    alice_id, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     # When alice sends a message
-    ack = await alice.send(chat["chatId"], b"ciphertext-1")
+    ack = await alice.send(chat_id, b"ciphertext-1")
     # Then she gets an ACK with seq 1, and bob receives the same message, `from` set by the server
-    assert ack.seq == 1 and ack.chat_id == chat["chatId"]
+    assert ack.seq == 1 and ack.chat_id == chat_id
     message = await bob.next_message(10)
-    assert (message.chat_id, message.seq, message.server_msg_id) == (chat["chatId"], 1, ack.server_msg_id)
+    assert (message.chat_id, message.seq, message.server_msg_id) == (chat_id, 1, ack.server_msg_id)
     assert message.sender == alice_id and message.sender_device == "d1"
     assert message.ciphertext == b"ciphertext-1"
 

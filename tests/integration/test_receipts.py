@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chat_client import ChatServerError
+from tests.integration.helpers import direct_chat
 
 from .conftest import RECEIPTS_PAGE_SIZE
 
@@ -72,9 +73,7 @@ async def test_a_stranger_can_neither_receipt_nor_ask(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice's message to bob, and mallory outside the chat
-    alice_id, bob_id = new_user("alice"), new_user("bob")
-    alice, bob = await connect(alice_id), await connect(bob_id)
-    chat_id = (await alice.create_chat("direct", [bob_id]))["chatId"]
+    _, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     ack = await alice.send(chat_id, b"hello")
     mallory = await connect(new_user("mallory"))
     # When mallory sends a READ receipt for it, Then FORBIDDEN, and alice hears nothing from her
@@ -101,9 +100,7 @@ async def test_the_sdk_tells_the_sender_by_itself_that_messages_were_delivered(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice and bob in a direct chat, bob's client with its default automatic DELIVERED
-    alice_id, bob_id = new_user("alice"), new_user("bob")
-    alice, bob = await connect(alice_id), await connect(bob_id)
-    chat_id = (await alice.create_chat("direct", [bob_id]))["chatId"]
+    _, bob_id, alice, bob, chat_id = await direct_chat(connect, new_user)
     # When alice sends three messages and bob's client receives them (the app calls nothing)
     acks = [await alice.send(chat_id, f"m{i}".encode()) for i in range(3)]
     for _ in acks:

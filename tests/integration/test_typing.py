@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.helpers import direct_chat
+
 Connect = Callable[..., Any]
 
 
@@ -14,9 +16,7 @@ async def test_typing_is_relayed_to_the_other_member_and_not_stored(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice and bob online in a direct chat
-    alice_id, bob_id = new_user("alice"), new_user("bob")
-    alice, bob = await connect(alice_id), await connect(bob_id)
-    chat_id = (await alice.create_chat("direct", [bob_id]))["chatId"]
+    alice_id, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     # When alice starts typing
     await alice.send_frame({"action": "typing", "chatId": chat_id})
     # Then bob gets a TYPING frame naming her
@@ -30,9 +30,7 @@ async def test_typing_in_a_chat_one_is_not_in_is_forbidden(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice and bob's chat, and mallory outside it
-    alice_id, bob_id = new_user("alice"), new_user("bob")
-    alice, bob = await connect(alice_id), await connect(bob_id)
-    chat_id = (await alice.create_chat("direct", [bob_id]))["chatId"]
+    _, _, _, bob, chat_id = await direct_chat(connect, new_user)
     mallory = await connect(new_user("mallory"))
     # When mallory sends typing for it
     await mallory.send_frame({"action": "typing", "chatId": chat_id})

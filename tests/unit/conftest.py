@@ -1,5 +1,7 @@
-"""Shared fixtures of the unit tests: moto-backed tables and queue built from the wiring table,
-API Gateway WebSocket events, a fake Lambda context, the real handler files, and plain fakes.
+"""Shared fixtures of the unit tests: moto-backed tables and queue built from the wiring table, the
+functions' repositories (store, registry, queue, ledger, receipts), seeded chats, API Gateway
+WebSocket events, a fake Lambda context, the real handler files (`route` sends one a frame), and
+plain fakes (a recording poster, a Pusher posting to it). Plain helpers are in helpers.py.
 
 Nothing here is autouse except a guard that keeps every test away from real AWS (fake credentials,
 no endpoint overrides) and clears the process-wide caches, so it is harmless for tests that never
@@ -12,7 +14,6 @@ import importlib.util
 import json
 import os
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +31,13 @@ from chat_backend import config, services, wiring
 from chat_backend.dal import aws
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
-from chat_backend.models import Caller, ChatMeta, now_iso
+from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
+from chat_backend.dal.receipt_store import ReceiptStore
+from chat_backend.logic.push import Pusher
+from chat_backend.logic.send import Ledger
+from chat_backend.models import ChatMeta, now_iso
 from local_stack.bootstrap import create_table
+from tests.unit.helpers import MakeChat, Receipting
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO / "functions"
@@ -196,6 +201,12 @@ def io_pool() -> Iterator[ThreadPoolExecutor]:
 
 
 @pytest.fixture
+def ledger(aws_env: AwsEnv) -> Ledger:
+    """The functions' ledger: what a send (or a membership change) reads and writes."""
+    return services.services().ledger
+
+
+@pytest.fixture
 def management_api(aws_env: AwsEnv) -> Any:
     """The very apigatewaymanagementapi client the functions' poster uses (cached per process),
     so a botocore Stubber attached to it sees every PostToConnection."""
@@ -223,37 +234,13 @@ def make_chat(store: ChatStore) -> Callable[..., str]:
     return make
 
 
-class LockedDdb:
-    """Serialises calls into in-process moto, which is not thread-safe inside TransactWriteItems
-    (it snapshots and restores whole tables). The races under test are between the reads and
-    the writes of concurrent use cases, which this keeps intact."""
-
-    def __init__(self, ddb: Any) -> None:
-        self.ddb = ddb
-        self.lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.ddb, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self.lock:
-                return method(*args, **kwargs)
-
-        return call
+@pytest.fixture
+def chat_id(make_chat: MakeChat) -> str:
+    """alice's chat with bob: a group of the two, alice its admin."""
+    return make_chat("u_alice", "u_bob")
 
 
 # --- events and handlers -------------------------------------------------------------------------
-
-
-def caller(user_id: str = "u_alice", device_id: str = "d_phone", connection_id: str | None = None) -> Caller:
-    return Caller(
-        user_id=user_id, device_id=device_id, connection_id=connection_id or f"conn-{user_id}-{device_id}"
-    )
-
-
-@pytest.fixture
-def make_caller() -> Callable[..., Caller]:
-    return caller
 
 
 def _request_context(route_key: str, event_type: str, connection_id: str) -> dict[str, Any]:
@@ -330,11 +317,6 @@ def make_connect_event() -> Callable[..., dict[str, Any]]:
     return connect_event
 
 
-@pytest.fixture
-def make_disconnect_event() -> Callable[..., dict[str, Any]]:
-    return disconnect_event
-
-
 @dataclass
 class FakeLambdaContext:
     function_name: str = "chat-unit-test"
@@ -368,6 +350,17 @@ def handler_of() -> Callable[[str], Callable[[dict[str, Any], Any], dict[str, An
     return lambda name: load_handler(name).handler
 
 
+@pytest.fixture
+def route(lambda_context: FakeLambdaContext) -> Callable[..., dict[str, Any]]:
+    """Sends `body` to functions/<name> as a WebSocket MESSAGE event (with message_event's
+    keywords: user_id, device_id, connection_id, route_key) and returns the function's response."""
+
+    def call(name: str, body: Any, **event: Any) -> dict[str, Any]:
+        return load_handler(name).handler(message_event(body, **event), lambda_context)
+
+    return call
+
+
 # --- plain fakes ---------------------------------------------------------------------------------
 
 
@@ -387,3 +380,26 @@ class RecordingPoster:
 @pytest.fixture
 def poster() -> RecordingPoster:
     return RecordingPoster()
+
+
+@pytest.fixture
+def pusher(
+    poster: RecordingPoster, registry: ConnectionRegistry, queue: DeliveryQueue, io_pool: ThreadPoolExecutor
+) -> Pusher:
+    """A Pusher posting to the recording `poster`, retrying through the delivery queue."""
+    return Pusher(poster, registry, queue, io_pool)  # type: ignore[arg-type]
+
+
+# --- receipts ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receipts(aws_env: AwsEnv) -> ReceiptStore:
+    return services.services().receipts
+
+
+@pytest.fixture
+def receipt(receipts: ReceiptStore, pusher: Pusher, poster: RecordingPoster) -> Receipting:
+    """Records a receipt the way the receipts function does, pushing to `poster`."""
+    summaries: FifoQueue = services.services().summaries_queue
+    return Receipting(receipts, pusher, summaries, poster)

@@ -4,99 +4,25 @@ fan-out that lags behind a membership change rebuilds the older list from the an
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
-import pytest
-
-from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.logic import holes
 from chat_backend.logic.audience import MemberListCache, members_at, recipients_of
 from chat_backend.logic.fanout import fan_out
-from chat_backend.logic.members import add_members, remove_members
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
-from chat_backend.models import (
-    AddMembersFrame,
-    Caller,
-    DeliveryEnvelope,
-    RemoveMembersFrame,
-    SendFrame,
-    Stored,
-    StoredMessage,
-)
-from chat_backend.services import services
+from chat_backend.models import Caller, DeliveryEnvelope, Stored, StoredMessage
+from tests.unit.helpers import CountingDdb, MakeChat, add, caller, chats_on, online_all, remove, send_frame
 
-GRACE_S = 5.0
 QUEUED = SendPolicy(dedup_ttl_s=3600, direct_push_max_members=0)  # every message goes by the stream
 
 
-@pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services().ledger
-
-
-@pytest.fixture
-def pusher(poster: Any, registry: ConnectionRegistry, queue: DeliveryQueue, io_pool: Executor) -> Pusher:
-    return Pusher(poster, registry, queue, io_pool)
-
-
-class CountingDdb:
-    """Counts the member-list queries (MEMBER# items of a chat); each takes `delay_s` longer."""
-
-    def __init__(self, ddb: Any, delay_s: float = 0.0) -> None:
-        self.ddb, self.delay_s = ddb, delay_s
-        self.member_queries: list[str] = []
-        self.lock = threading.Lock()
-
-    def query(self, **kwargs: Any) -> Any:
-        if kwargs.get("ExpressionAttributeValues", {}).get(":m") == {"S": "MEMBER#"}:
-            with self.lock:
-                self.member_queries.append(kwargs["ExpressionAttributeValues"][":c"]["S"])
-            time.sleep(self.delay_s)
-        return self.ddb.query(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.ddb, name)
-
-
-def counted(store: ChatStore, delay_s: float = 0.0) -> tuple[ChatStore, CountingDdb]:
-    ddb = CountingDdb(store.ddb, delay_s)
-    return ChatStore(store.chats_table, store.messages_table, ddb, store.receipts_table), ddb
-
-
-def connect_all(registry: ConnectionRegistry, *users: str) -> None:
-    for user in users:
-        registry.register(user, "d1", f"conn-{user}", "2026-11-28T03:00:00.000Z", 2_000_000_000)
-
-
-def say(ledger: Ledger, caller: Caller, chat_id: str, text: str) -> StoredMessage:
-    frame = SendFrame.model_validate(
-        {
-            "action": "send",
-            "clientMsgId": text,
-            "chatId": chat_id,
-            "ciphertext": base64.b64encode(text.encode()).decode(),
-        }
-    )
-    return send_message(ledger, caller, frame, QUEUED).message
-
-
-def add(ledger: Ledger, caller: Caller, chat_id: str, users: list[str]) -> None:
-    frame = {"action": "addMembers", "requestId": "r", "chatId": chat_id, "members": users}
-    add_members(ledger, caller, AddMembersFrame.model_validate(frame), GRACE_S)
-
-
-def remove(ledger: Ledger, caller: Caller, chat_id: str, users: list[str]) -> None:
-    frame = {"action": "removeMembers", "requestId": "r", "chatId": chat_id, "members": users}
-    remove_members(ledger, caller, RemoveMembersFrame.model_validate(frame), GRACE_S)
+def say(ledger: Ledger, who: Caller, chat_id: str, text: str) -> StoredMessage:
+    """`text` sent as a message for the stream to fan out."""
+    return send_message(ledger, who, send_frame(chat_id, text), QUEUED).message
 
 
 def reached(aws_env: Any) -> dict[int, set[str]]:
@@ -111,18 +37,13 @@ def reached(aws_env: Any) -> dict[int, set[str]]:
 
 
 def test_a_member_removed_right_after_a_message_still_receives_it(
-    aws_env: Any,
-    ledger: Ledger,
-    pusher: Pusher,
-    registry: ConnectionRegistry,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: MakeChat
 ) -> None:
     # Given alice's group with bob and carol, all online; alice sends message 1, and her removal of
     # bob (seq 2) commits before the stream's fan-out gets to message 1
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    connect_all(registry, "u_alice", "u_bob", "u_carol")
-    alice = make_caller("u_alice", "d1")
+    online_all(registry, "u_alice", "u_bob", "u_carol", device_id="d1")
+    alice = caller("u_alice", "d1")
     first = say(ledger, alice, chat_id, "one")
     remove(ledger, alice, chat_id, ["u_bob"])
     cache = MemberListCache()
@@ -143,17 +64,12 @@ def test_a_member_removed_right_after_a_message_still_receives_it(
 
 
 def test_members_added_after_a_message_do_not_receive_it_but_get_their_own_announcement(
-    aws_env: Any,
-    ledger: Ledger,
-    pusher: Pusher,
-    registry: ConnectionRegistry,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: MakeChat
 ) -> None:
     # Given alice's group with bob, all online, and dave online; alice sends message 1, then adds dave
     chat_id = make_chat("u_alice", "u_bob")
-    connect_all(registry, "u_alice", "u_bob", "u_dave")
-    alice = make_caller("u_alice", "d1")
+    online_all(registry, "u_alice", "u_bob", "u_dave", device_id="d1")
+    alice = caller("u_alice", "d1")
     say(ledger, alice, chat_id, "before dave")
     add(ledger, alice, chat_id, ["u_dave"])
     # When the stream fans out both in one batch
@@ -163,14 +79,14 @@ def test_members_added_after_a_message_do_not_receive_it_but_get_their_own_annou
 
 
 def test_members_at_rebuilds_every_older_version_from_the_announcements_since(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a chat whose membership moved on after each of its items:
     # 1 message (v0) | 2 dave added (v1) | 3 message (v1) | 4 bob removed (v2)
     # | 5 VOID of an abandoned change (stamped v2, the version of the item before it: the abandoned
     # change, v3, changed nobody) | 6 erin added, bob back (v4)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     say(ledger, alice, chat_id, "one")
     add(ledger, alice, chat_id, ["u_dave"])
     say(ledger, alice, chat_id, "three")
@@ -204,18 +120,14 @@ def test_members_at_rebuilds_every_older_version_from_the_announcements_since(
 
 
 def test_member_lists_are_read_once_per_chat_and_version_across_batches(
-    aws_env: Any,
-    ledger: Ledger,
-    pusher: Pusher,
-    registry: ConnectionRegistry,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: MakeChat
 ) -> None:
     # Given a group with bob online, one warm cache, and a store that counts member-list queries
     chat_id = make_chat("u_alice", "u_bob")
-    connect_all(registry, "u_bob", "u_carol")
-    alice = make_caller("u_alice", "d1")
-    chats, ddb = counted(ledger.chats)
+    online_all(registry, "u_bob", "u_carol", device_id="d1")
+    alice = caller("u_alice", "d1")
+    ddb = CountingDdb(ledger.chats.ddb)
+    chats = chats_on(ledger.chats, ddb)
     cache = MemberListCache()
     # When three messages at version 0 are fanned out in three stream batches
     for text in ("one", "two", "three"):
@@ -232,19 +144,15 @@ def test_member_lists_are_read_once_per_chat_and_version_across_batches(
 
 
 def test_member_lists_are_read_once_per_chat_and_version_within_a_batch(
-    aws_env: Any,
-    ledger: Ledger,
-    pusher: Pusher,
-    registry: ConnectionRegistry,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: MakeChat
 ) -> None:
     # Given a group with bob online, and a store whose member queries take 50 ms
     chat_id = make_chat("u_alice", "u_bob")
-    connect_all(registry, "u_bob")
-    alice = make_caller("u_alice", "d1")
+    online_all(registry, "u_bob", device_id="d1")
+    alice = caller("u_alice", "d1")
     batch = [say(ledger, alice, chat_id, text) for text in ("one", "two", "three")]
-    chats, ddb = counted(ledger.chats, delay_s=0.05)
+    ddb = CountingDdb(ledger.chats.ddb, member_query_delay_s=0.05)
+    chats = chats_on(ledger.chats, ddb)
     # When one stream batch of three messages at version 0 is fanned out
     fan_out(chats, ledger.messages, MemberListCache(), pusher, batch)
     # Then all three reached bob, and the member list was queried once
@@ -253,16 +161,12 @@ def test_member_lists_are_read_once_per_chat_and_version_within_a_batch(
 
 
 def test_a_void_filled_while_a_membership_change_is_in_flight_is_fanned_out(
-    aws_env: Any,
-    ledger: Ledger,
-    pusher: Pusher,
-    registry: ConnectionRegistry,
-    make_chat: Callable[..., str],
+    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: MakeChat
 ) -> None:
     # Given a group whose seq 1 was reserved by a sender that died, then an add in flight at seq 2,
     # and a sync filling seq 1 with a VOID meanwhile
     chat_id = make_chat("u_alice", "u_bob")
-    connect_all(registry, "u_alice", "u_bob")
+    online_all(registry, "u_alice", "u_bob", device_id="d1")
     ledger.sequencer.reserve(chat_id, 0, int(time.time() * 1000))
     ledger.sequencer.begin_change(chat_id, 0, "in-flight", int(time.time() * 1000))
     chat = ledger.chats.get_chat(chat_id)

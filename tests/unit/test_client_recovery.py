@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from chat_client import ChatServerError
+from chat_client import ChatClient, ChatServerError
 from tests.unit.test_client_sdk import FakeChatServer, eventually, make_client
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -69,10 +70,8 @@ class V11Server(FakeChatServer):
 
 @pytest.fixture
 async def server() -> AsyncIterator[V11Server]:
-    srv = V11Server()
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with V11Server() as srv:
+        yield srv
 
 
 # --- VOID ----------------------------------------------------------------------------------------
@@ -136,15 +135,26 @@ async def test_a_pong_with_a_head_past_the_cursor_makes_the_client_sync(server):
 # --- leaving a chat ------------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def bob_holding_message_1(server: V11Server, gap_sync_delay: float) -> AsyncIterator[ChatClient]:
+    """bob connected, in c_1 with alice, holding its message 1 (alice's "m1")."""
+    server.add_chat("c_1", ["alice", "bob"])
+    server.store("c_1", "alice", "m1")
+    async with make_client(server, "bob", gap_sync_delay=gap_sync_delay) as bob:
+        assert (await bob.next_message(timeout=2)).seq == 1
+        yield bob
+
+
+def removed_after_message_2(server: V11Server) -> tuple[dict[str, Any], dict[str, Any]]:
+    """alice's message 2 in c_1, then her removal of bob (seq 3), stored but not pushed."""
+    return server.store("c_1", "alice", "m2"), server.store_removal("c_1", ["bob"], by="alice")
+
+
 async def test_the_removal_of_this_user_drops_the_chat_at_its_announcement(server):
     # Given bob in c_1 holding message 1; then message 2, alice removing bob (seq 3), and messages
     # 4 and 5 stored; gap syncs wait 0.3 s
-    server.add_chat("c_1", ["alice", "bob"])
-    server.store("c_1", "alice", "m1")
-    async with make_client(server, "bob", gap_sync_delay=0.3) as bob:
-        assert (await bob.next_message(timeout=2)).seq == 1
-        second = server.store("c_1", "alice", "m2")
-        removal = server.store_removal("c_1", ["bob"], by="alice")
+    async with bob_holding_message_1(server, gap_sync_delay=0.3) as bob:
+        second, removal = removed_after_message_2(server)
         server.store("c_1", "alice", "m4")
         fifth = server.store("c_1", "alice", "m5")
         # When 5 (a push racing the removal, held behind the missing 4) and the removal arrive
@@ -166,12 +176,8 @@ async def test_the_removal_of_this_user_drops_the_chat_at_its_announcement(serve
 
 async def test_an_item_held_right_after_the_removal_is_not_shown(server):
     # Given bob in c_1 holding message 1; then message 2, alice removing bob (seq 3), message 4
-    server.add_chat("c_1", ["alice", "bob"])
-    server.store("c_1", "alice", "m1")
-    async with make_client(server, "bob", gap_sync_delay=30) as bob:
-        assert (await bob.next_message(timeout=2)).seq == 1
-        second = server.store("c_1", "alice", "m2")
-        removal = server.store_removal("c_1", ["bob"], by="alice")
+    async with bob_holding_message_1(server, gap_sync_delay=30) as bob:
+        second, removal = removed_after_message_2(server)
         fourth = server.store("c_1", "alice", "m4")
         # When 4 (a push racing the removal) and the removal are held before 2 arrives
         for frame in (fourth, removal, second):

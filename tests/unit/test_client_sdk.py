@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 import jwt
@@ -58,6 +58,13 @@ class FakeChatServer:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     # -- test helpers
     def add_chat(self, chat_id: str, members: list[str]) -> None:
@@ -212,10 +219,8 @@ class FakeChatServer:
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeChatServer]:
-    srv = FakeChatServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with FakeChatServer() as srv:
+        yield srv
 
 
 def make_client(server: FakeChatServer, user: str, device: str = "d_1", **kwargs: Any) -> ChatClient:

@@ -4,23 +4,25 @@ reachable on which connection."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.logic.connections import connect
-from chat_backend.models import Caller, epoch_ms
+from chat_backend.models import epoch_ms
+from tests.unit.conftest import connect_event, disconnect_event, load_handler
+from tests.unit.helpers import caller
 
 TTL_S = 7200
 
 
-def test_register_makes_each_device_reachable(
-    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
-) -> None:
+def test_register_makes_each_device_reachable(registry: ConnectionRegistry) -> None:
     # Given alice connects on two devices and bob on one
-    connect(registry, make_caller("u_alice", "d_phone", "conn-a1"), TTL_S)
-    connect(registry, make_caller("u_alice", "d_laptop", "conn-a2"), TTL_S)
-    connect(registry, make_caller("u_bob", "d_phone", "conn-b1"), TTL_S)
+    connect(registry, caller("u_alice", "d_phone", "conn-a1"), TTL_S)
+    connect(registry, caller("u_alice", "d_laptop", "conn-a2"), TTL_S)
+    connect(registry, caller("u_bob", "d_phone", "conn-b1"), TTL_S)
     # When their devices are looked up, with a user who never connected
     devices = registry.devices_of(["u_alice", "u_bob", "u_carol"])
     # Then each device maps to its connection, and carol is absent
@@ -30,12 +32,10 @@ def test_register_makes_each_device_reachable(
     }
 
 
-def test_connection_record_expires_after_the_ttl(
-    aws_env: Any, registry: ConnectionRegistry, make_caller: Callable[..., Caller]
-) -> None:
+def test_connection_record_expires_after_the_ttl(aws_env: Any, registry: ConnectionRegistry) -> None:
     # Given alice connects now
     before = int(time.time())
-    connect(registry, make_caller("u_alice", "d_phone", "conn-a1"), TTL_S)
+    connect(registry, caller("u_alice", "d_phone", "conn-a1"), TTL_S)
     # When her record is read
     [item] = aws_env.scan("connections")
     # Then it carries a TTL about two hours out, so a lost $disconnect does not leave it forever
@@ -44,35 +44,29 @@ def test_connection_record_expires_after_the_ttl(
     assert item["dev_d_phone"]["connectedAt"].endswith("Z")
 
 
-def test_reconnect_replaces_the_devices_connection(
-    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
-) -> None:
+def test_reconnect_replaces_the_devices_connection(registry: ConnectionRegistry) -> None:
     # Given alice's phone connected, then reconnected on a new connection
-    connect(registry, make_caller("u_alice", "d_phone", "conn-old"), TTL_S)
-    connect(registry, make_caller("u_alice", "d_phone", "conn-new"), TTL_S)
+    connect(registry, caller("u_alice", "d_phone", "conn-old"), TTL_S)
+    connect(registry, caller("u_alice", "d_phone", "conn-new"), TTL_S)
     # When her devices are looked up
     # Then only the newer connection is listed
     assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-new"}}
 
 
-def test_disconnect_removes_the_device_when_its_connection_matches(
-    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
-) -> None:
+def test_disconnect_removes_the_device_when_its_connection_matches(registry: ConnectionRegistry) -> None:
     # Given alice connected on phone and laptop
-    connect(registry, make_caller("u_alice", "d_phone", "conn-a1"), TTL_S)
-    connect(registry, make_caller("u_alice", "d_laptop", "conn-a2"), TTL_S)
+    connect(registry, caller("u_alice", "d_phone", "conn-a1"), TTL_S)
+    connect(registry, caller("u_alice", "d_laptop", "conn-a2"), TTL_S)
     # When the phone's connection closes
     registry.unregister("u_alice", "d_phone", "conn-a1")
     # Then the phone is no longer reachable and the laptop still is
     assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_laptop": "conn-a2"}}
 
 
-def test_late_disconnect_of_a_replaced_connection_keeps_the_newer_one(
-    registry: ConnectionRegistry, make_caller: Callable[..., Caller]
-) -> None:
+def test_late_disconnect_of_a_replaced_connection_keeps_the_newer_one(registry: ConnectionRegistry) -> None:
     # Given alice's phone reconnected (conn-new) before the old connection's $disconnect arrived
-    connect(registry, make_caller("u_alice", "d_phone", "conn-old"), TTL_S)
-    connect(registry, make_caller("u_alice", "d_phone", "conn-new"), TTL_S)
+    connect(registry, caller("u_alice", "d_phone", "conn-old"), TTL_S)
+    connect(registry, caller("u_alice", "d_phone", "conn-new"), TTL_S)
     # When the old connection's disconnect is processed
     removed = registry.unregister("u_alice", "d_phone", "conn-old")
     # Then nothing is removed: the newer connection stays
@@ -134,38 +128,47 @@ def test_beat_of_a_replaced_or_unknown_connection_returns_none_and_writes_nothin
 # --- the connect function ------------------------------------------------------------------------
 
 
+@dataclass
+class ConnectFunction:
+    """functions/connect, handed the $connect and $disconnect events of a device's connection."""
+
+    context: Any
+
+    def connect(self, user_id: str, device_id: str, connection_id: str) -> dict[str, Any]:
+        return load_handler("connect").handler(connect_event(user_id, device_id, connection_id), self.context)
+
+    def disconnect(self, user_id: str, device_id: str, connection_id: str) -> dict[str, Any]:
+        event = disconnect_event(user_id, device_id, connection_id)
+        return load_handler("connect").handler(event, self.context)
+
+
+@pytest.fixture
+def connect_function(lambda_context: Any) -> ConnectFunction:
+    return ConnectFunction(lambda_context)
+
+
 def test_connect_function_registers_on_connect_and_unregisters_on_disconnect(
-    registry: ConnectionRegistry,
-    handler_of: Callable[[str], Any],
-    make_connect_event: Callable[..., dict[str, Any]],
-    make_disconnect_event: Callable[..., dict[str, Any]],
-    lambda_context: Any,
+    registry: ConnectionRegistry, connect_function: ConnectFunction
 ) -> None:
     # Given the connect function, and alice's phone connecting on conn-a1 with the authorizer's identity
-    handler = handler_of("connect")
     # When $connect is handled
-    connected = handler(make_connect_event("u_alice", "d_phone", "conn-a1"), lambda_context)
+    connected = connect_function.connect("u_alice", "d_phone", "conn-a1")
     # Then the connection is accepted and her phone is reachable on it
     assert connected == {"statusCode": 200}
     assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-a1"}}
     # And when $disconnect is handled for it, the phone is no longer reachable
-    disconnected = handler(make_disconnect_event("u_alice", "d_phone", "conn-a1"), lambda_context)
+    disconnected = connect_function.disconnect("u_alice", "d_phone", "conn-a1")
     assert disconnected == {"statusCode": 200}
     assert registry.devices_of(["u_alice"]) == {}
 
 
 def test_connect_function_ignores_disconnect_of_a_replaced_connection(
-    registry: ConnectionRegistry,
-    handler_of: Callable[[str], Any],
-    make_connect_event: Callable[..., dict[str, Any]],
-    make_disconnect_event: Callable[..., dict[str, Any]],
-    lambda_context: Any,
+    registry: ConnectionRegistry, connect_function: ConnectFunction
 ) -> None:
     # Given alice's phone connected on conn-old, then again on conn-new
-    handler = handler_of("connect")
-    handler(make_connect_event("u_alice", "d_phone", "conn-old"), lambda_context)
-    handler(make_connect_event("u_alice", "d_phone", "conn-new"), lambda_context)
+    connect_function.connect("u_alice", "d_phone", "conn-old")
+    connect_function.connect("u_alice", "d_phone", "conn-new")
     # When conn-old's $disconnect arrives late
-    handler(make_disconnect_event("u_alice", "d_phone", "conn-old"), lambda_context)
+    connect_function.disconnect("u_alice", "d_phone", "conn-old")
     # Then the phone stays reachable on conn-new
     assert registry.devices_of(["u_alice"]) == {"u_alice": {"d_phone": "conn-new"}}

@@ -23,6 +23,7 @@ from chat_backend.errors import ConnectionGone
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher, PushResult, RetryPolicy
 from chat_backend.models import DeliveryEnvelope, PresenceGuard, Recipient
 from tests.unit.conftest import CALLBACK_URL, RecordingPoster
+from tests.unit.helpers import HandlerOf, online
 
 FRAME = json.dumps({"type": "MESSAGE", "chatId": "c_9", "seq": 4012, "from": "u_alice"})
 BOB = Recipient(user_id="u_bob", device_id="d_phone", connection_id="conn-bob")
@@ -32,7 +33,7 @@ DAVE = Recipient(user_id="u_dave", device_id="d_phone", connection_id="conn-dave
 
 def connect(registry: ConnectionRegistry, *recipients: Recipient) -> None:
     for r in recipients:
-        registry.register(r.user_id, r.device_id, r.connection_id, "2026-11-28T03:00:00.000Z", 2_000_000_000)
+        online(registry, r.user_id, r.device_id, r.connection_id)
 
 
 def expect_post(stub: Stubber, connection_id: str, frame: str = FRAME) -> None:
@@ -58,8 +59,7 @@ SERVER_ERROR = ("InternalServerErrorException", 500)
 
 
 @pytest.fixture
-def in_order() -> Iterator[ThreadPoolExecutor]:
-    """One worker, so posts happen in recipient order, which the Stubber's queue expects."""
+def one_worker() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         yield pool
 
@@ -114,6 +114,28 @@ def pusher_of(
     return Pusher(poster=poster, registry=registry, queue=queue, pool=pool, retry=RetryPolicy(**retry))
 
 
+@pytest.fixture
+def in_order(
+    api_poster: ConnectionPoster,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    one_worker: ThreadPoolExecutor,
+) -> Pusher:
+    """A Pusher posting through the Stubber with one worker, so posts happen in recipient order,
+    which the Stubber's queue expects."""
+    return pusher_of(api_poster, registry, queue, one_worker)
+
+
+Retrying = Callable[..., Pusher]
+
+
+@pytest.fixture
+def retrying(api_poster: ConnectionPoster, registry: ConnectionRegistry, queue: DeliveryQueue) -> Retrying:
+    """retrying(**RetryPolicy fields): a Pusher posting through the Stubber, for one recipient at a
+    time (no pool)."""
+    return lambda **retry: pusher_of(api_poster, registry, queue, None, **retry)
+
+
 # --- the poster ----------------------------------------------------------------------------------
 
 
@@ -160,24 +182,19 @@ def test_every_recipient_is_posted_in_parallel(
 
 
 def test_a_gone_recipient_loses_only_its_own_connection_record(
-    registry: ConnectionRegistry,
-    queue: DeliveryQueue,
-    api_poster: ConnectionPoster,
-    stub: Stubber,
-    in_order: ThreadPoolExecutor,
-    enqueued: Enqueued,
+    registry: ConnectionRegistry, stub: Stubber, enqueued: Enqueued, in_order: Pusher
 ) -> None:
     # Given bob's phone (gone) and tablet, carol's phone (live), and dave's phone, whose recipient
     # names an old connection that a reconnect has already replaced with conn-dave-new
     connect(registry, BOB, CAROL)
-    registry.register("u_bob", "d_tablet", "conn-bob-tablet", "2026-11-28T03:00:00.000Z", 2_000_000_000)
-    registry.register("u_dave", "d_phone", "conn-dave-new", "2026-11-28T03:00:00.000Z", 2_000_000_000)
+    online(registry, "u_bob", "d_tablet", "conn-bob-tablet")
+    online(registry, "u_dave", "d_phone", "conn-dave-new")
     old_dave = Recipient(user_id="u_dave", device_id="d_phone", connection_id="conn-dave-old")
     expect_gone(stub, "conn-bob")
     expect_post(stub, "conn-carol")
     expect_gone(stub, "conn-dave-old")
     # When the frame is pushed to the three
-    result = pusher_of(api_poster, registry, queue, in_order).push(FRAME, [BOB, CAROL, old_dave])
+    result = in_order.push(FRAME, [BOB, CAROL, old_dave])
     # Then carol got it, two connections were gone and nothing is retried
     stub.assert_no_pending_responses()
     assert result == PushResult(pushed=1, gone=2)
@@ -210,14 +227,7 @@ def test_a_single_recipient_is_posted_without_the_pool(
 
 @pytest.mark.parametrize(("code", "status"), [THROTTLED, SERVER_ERROR], ids=["429", "500"])
 def test_a_failing_recipient_is_retried_alone_and_does_not_hold_up_the_others(
-    code: str,
-    status: int,
-    registry: ConnectionRegistry,
-    queue: DeliveryQueue,
-    api_poster: ConnectionPoster,
-    stub: Stubber,
-    in_order: ThreadPoolExecutor,
-    enqueued: Enqueued,
+    code: str, status: int, registry: ConnectionRegistry, stub: Stubber, enqueued: Enqueued, in_order: Pusher
 ) -> None:
     # Given bob first in line, whose post fails, then carol and dave, posted one after the other
     connect(registry, BOB, CAROL, DAVE)
@@ -225,7 +235,7 @@ def test_a_failing_recipient_is_retried_alone_and_does_not_hold_up_the_others(
     expect_post(stub, "conn-carol")
     expect_post(stub, "conn-dave")
     # When the frame is pushed to the three (no push of it made before)
-    result = pusher_of(api_poster, registry, queue, in_order).push(FRAME, [BOB, CAROL, DAVE])
+    result = in_order.push(FRAME, [BOB, CAROL, DAVE])
     # Then carol and dave were posted at once all the same
     stub.assert_no_pending_responses()
     assert result == PushResult(pushed=2, retried=1)
@@ -279,18 +289,11 @@ def test_a_timed_out_recipient_is_retried_while_the_others_are_posted_meanwhile(
     ids=["first-retry", "second-retry", "base-2-fourth-retry", "capped-at-15-minutes"],
 )
 def test_the_retry_delay_doubles_with_each_attempt(
-    base: int,
-    attempt: int,
-    delay: int,
-    registry: ConnectionRegistry,
-    queue: DeliveryQueue,
-    api_poster: ConnectionPoster,
-    stub: Stubber,
-    enqueued: Enqueued,
+    base: int, attempt: int, delay: int, stub: Stubber, enqueued: Enqueued, retrying: Retrying
 ) -> None:
     # Given `attempt` pushes of the frame to bob already failed, and bob is throttled again
     expect_error(stub, "conn-bob", *THROTTLED)
-    pusher = pusher_of(api_poster, registry, queue, None, max_attempts=10, base_delay_s=base)
+    pusher = retrying(max_attempts=10, base_delay_s=base)
     # When it is pushed once more
     result = pusher.push(FRAME, [BOB], attempt=attempt)
     # Then it is queued for attempt + 1, delayed base * 2**attempt (at most SQS's 900 s)
@@ -300,14 +303,10 @@ def test_the_retry_delay_doubles_with_each_attempt(
 
 
 def test_after_the_last_attempt_a_recipient_is_dropped(
-    registry: ConnectionRegistry,
-    queue: DeliveryQueue,
-    api_poster: ConnectionPoster,
-    stub: Stubber,
-    enqueued: Enqueued,
+    stub: Stubber, enqueued: Enqueued, retrying: Retrying
 ) -> None:
     # Given at most 3 pushes per recipient, and bob throttled on every one
-    pusher = pusher_of(api_poster, registry, queue, None, max_attempts=3, base_delay_s=1)
+    pusher = retrying(max_attempts=3, base_delay_s=1)
     for _ in range(2):
         expect_error(stub, "conn-bob", *THROTTLED)
     # When the second push fails, Then a third is queued
@@ -343,8 +342,8 @@ def test_many_failing_recipients_are_retried_in_envelopes_of_100(
 
 @pytest.fixture
 def serial_io(monkeypatch: pytest.MonkeyPatch, aws_env: Any) -> None:
-    """The functions post one at a time, so the Stubber's queue sees recipient order. Request it
-    before any fixture that builds the services."""
+    """The functions post one at a time, so the Stubber's queue sees recipient order (the services
+    built before are dropped: the functions build them again, with this)."""
     monkeypatch.setenv("CHAT_IO_CONCURRENCY", "1")
     config.settings.cache_clear()
     services.services.cache_clear()
@@ -370,17 +369,26 @@ def sqs_record(message_id: str, env: DeliveryEnvelope) -> dict[str, Any]:
     }
 
 
+Deliver = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def deliver(serial_io: None, handler_of: HandlerOf, lambda_context: Any) -> Deliver:
+    """Runs the deliver function on one SQS batch of the envelopes, as messages sqs-1, sqs-2, ..."""
+
+    def run(*envelopes: DeliveryEnvelope) -> dict[str, Any]:
+        records = [sqs_record(f"sqs-{n}", env) for n, env in enumerate(envelopes, 1)]
+        return handler_of("deliver")({"Records": records}, lambda_context)
+
+    return run
+
+
 def frame_of(chat_id: str, seq: int) -> str:
     return json.dumps({"type": "MESSAGE", "chatId": chat_id, "seq": seq})
 
 
 def test_deliver_function_retries_a_failing_recipient_alone_and_reports_no_failure(
-    serial_io: None,
-    registry: ConnectionRegistry,
-    stub: Stubber,
-    enqueued: Enqueued,
-    handler_of: Callable[[str], Any],
-    lambda_context: Any,
+    registry: ConnectionRegistry, stub: Stubber, enqueued: Enqueued, deliver: Deliver
 ) -> None:
     # Given an envelope (a retry already: attempt 2) to bob, throttled, and carol, live
     connect(registry, BOB, CAROL)
@@ -388,7 +396,7 @@ def test_deliver_function_retries_a_failing_recipient_alone_and_reports_no_failu
     expect_error(stub, "conn-bob", *THROTTLED)
     expect_post(stub, "conn-carol")
     # When the deliver function handles it
-    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    result = deliver(env)
     # Then carol got the frame and the record succeeded: bob's retry is a message of its own,
     # attempt 3, after 1 * 2**2 s
     stub.assert_no_pending_responses()
@@ -398,12 +406,7 @@ def test_deliver_function_retries_a_failing_recipient_alone_and_reports_no_failu
 
 
 def test_deliver_function_fails_the_record_only_when_the_retry_cannot_be_queued(
-    serial_io: None,
-    aws_env: Any,
-    registry: ConnectionRegistry,
-    stub: Stubber,
-    handler_of: Callable[[str], Any],
-    lambda_context: Any,
+    aws_env: Any, registry: ConnectionRegistry, stub: Stubber, deliver: Deliver
 ) -> None:
     # Given a delivery queue that no longer takes messages, an envelope to carol (live) and one to
     # bob (throttled) after it
@@ -413,21 +416,15 @@ def test_deliver_function_fails_the_record_only_when_the_retry_cannot_be_queued(
     to_bob = DeliveryEnvelope(frame=frame_of("c_2", 1), recipients=[BOB])
     expect_post(stub, "conn-carol", to_carol.frame)
     expect_error(stub, "conn-bob", *THROTTLED, frame=to_bob.frame)
-    event = {"Records": [sqs_record("sqs-1", to_carol), sqs_record("sqs-2", to_bob)]}
     # When the deliver function handles the batch
-    result = handler_of("deliver")(event, lambda_context)
+    result = deliver(to_carol, to_bob)
     # Then carol's went through, and only bob's record is reported failed, for SQS to retry it
     stub.assert_no_pending_responses()
     assert result == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}]}
 
 
 def test_deliver_function_drops_a_gone_connection_and_succeeds(
-    serial_io: None,
-    registry: ConnectionRegistry,
-    stub: Stubber,
-    enqueued: Enqueued,
-    handler_of: Callable[[str], Any],
-    lambda_context: Any,
+    registry: ConnectionRegistry, stub: Stubber, enqueued: Enqueued, deliver: Deliver
 ) -> None:
     # Given an envelope to bob's gone phone and carol's live one
     connect(registry, BOB, CAROL)
@@ -435,7 +432,7 @@ def test_deliver_function_drops_a_gone_connection_and_succeeds(
     expect_post(stub, "conn-carol")
     env = DeliveryEnvelope(frame=FRAME, recipients=[BOB, CAROL])
     # When the deliver function handles it
-    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    result = deliver(env)
     # Then the record succeeds (the message waits in the store for bob's sync), bob's record is
     # gone and nothing is retried
     stub.assert_no_pending_responses()
@@ -451,13 +448,11 @@ PRESENCE = json.dumps({"type": "PRESENCE", "userId": "u_alice", "status": "ONLIN
 def test_deliver_function_drops_a_presence_push_once_the_status_has_moved_on(
     guard_version: int,
     posted: bool,
-    serial_io: None,
     registry: ConnectionRegistry,
     stub: Stubber,
     attempted: list[str],
     enqueued: Enqueued,
-    handler_of: Callable[[str], Any],
-    lambda_context: Any,
+    deliver: Deliver,
 ) -> None:
     # Given alice's presence state at version 2, and a retried PRESENCE push of hers to bob
     # guarded by version 1 (stale), 2 (current) or 3 (a state that is not there)
@@ -475,7 +470,7 @@ def test_deliver_function_drops_a_presence_push_once_the_status_has_moved_on(
         presence=PresenceGuard(user_id="u_alice", version=guard_version),
     )
     # When the deliver function handles it
-    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    result = deliver(env)
     # Then only the current one is posted; the others are dropped, not retried
     assert result == {"batchItemFailures": []}
     assert attempted == (["conn-bob"] if posted else [])
@@ -484,13 +479,7 @@ def test_deliver_function_drops_a_presence_push_once_the_status_has_moved_on(
 
 
 def test_deliver_function_drops_a_presence_push_of_a_user_without_state(
-    serial_io: None,
-    registry: ConnectionRegistry,
-    stub: Stubber,
-    attempted: list[str],
-    enqueued: Enqueued,
-    handler_of: Callable[[str], Any],
-    lambda_context: Any,
+    registry: ConnectionRegistry, stub: Stubber, attempted: list[str], enqueued: Enqueued, deliver: Deliver
 ) -> None:
     # Given a retried PRESENCE push of a user who has no presence state
     connect(registry, BOB)
@@ -498,6 +487,6 @@ def test_deliver_function_drops_a_presence_push_of_a_user_without_state(
         frame=PRESENCE, recipients=[BOB], attempt=1, presence=PresenceGuard(user_id="u_ghost", version=1)
     )
     # When the deliver function handles it, Then nothing is posted or retried
-    result = handler_of("deliver")({"Records": [sqs_record("sqs-1", env)]}, lambda_context)
+    result = deliver(env)
     assert result == {"batchItemFailures": []}
     assert attempted == [] and enqueued.entries == []

@@ -7,9 +7,9 @@ test_audience.py; how SQS batches are cut, in test_delivery_queue.py."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
-from collections.abc import Callable
-from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,36 +19,56 @@ from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import SQS_MAX_BYTES, DeliveryQueue
 from chat_backend.logic.audience import MemberListCache
 from chat_backend.logic.fanout import fan_out
-from chat_backend.logic.members import remove_members
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.models import (
     MAX_CIPHERTEXT_BYTES,
     MAX_MEDIA_IDS,
-    Caller,
     DeliveryEnvelope,
-    RemoveMembersFrame,
-    SendFrame,
     StoredMessage,
     StoredVoid,
 )
-from chat_backend.services import services
+from tests.unit.conftest import RecordingPoster
+from tests.unit.helpers import HandlerOf, MakeChat, caller, online, online_all, remove, send_frame
 
 QUEUED = SendPolicy(dedup_ttl_s=3600, direct_push_max_members=0)  # every message goes by the stream
 
 
-@pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services().ledger
+class CountingSqs:
+    """The delivery queue's client, keeping the entries of every SendMessageBatch call."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs = sqs
+        self.batches: list[list[dict[str, Any]]] = []
+
+    def send_message_batch(self, **kwargs: Any) -> Any:
+        self.batches.append(kwargs["Entries"])
+        return self.sqs.send_message_batch(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
 
 
 @pytest.fixture
-def pusher(poster: Any, registry: ConnectionRegistry, queue: DeliveryQueue, io_pool: Executor) -> Pusher:
-    return Pusher(poster, registry, queue, io_pool)
+def sqs(queue: DeliveryQueue) -> CountingSqs:
+    return CountingSqs(queue.sqs)
 
 
-def fan(ledger: Ledger, pusher: Pusher, items: list[Any]) -> int:
-    return fan_out(ledger.chats, ledger.messages, MemberListCache(), pusher, items)
+@dataclass
+class Fan:
+    """fan_out as the fanout function runs it (a cold member-list cache), posting to `poster` and
+    queueing through the counting `sqs`."""
+
+    ledger: Ledger
+    pusher: Pusher
+
+    def __call__(self, items: list[Any]) -> int:
+        return fan_out(self.ledger.chats, self.ledger.messages, MemberListCache(), self.pusher, items)
+
+
+@pytest.fixture
+def fan(ledger: Ledger, pusher: Pusher, queue: DeliveryQueue, sqs: CountingSqs) -> Fan:
+    return Fan(ledger, dataclasses.replace(pusher, queue=DeliveryQueue(queue.queue_url, sqs)))
 
 
 def stored_message(
@@ -74,12 +94,6 @@ def stored_message(
     )
 
 
-def connect(registry: ConnectionRegistry, user_id: str, device_id: str) -> str:
-    connection_id = f"conn-{user_id}-{device_id}"
-    registry.register(user_id, device_id, connection_id, "2026-11-28T03:00:00.000Z", 2_000_000_000)
-    return connection_id
-
-
 def queued(aws_env: Any) -> list[DeliveryEnvelope]:
     return [DeliveryEnvelope.model_validate_json(m["Body"]) for m in aws_env.receive_all()]
 
@@ -93,30 +107,17 @@ def reached(envelopes: list[DeliveryEnvelope]) -> dict[int, set[str]]:
     return found
 
 
-class CountingSqs:
-    def __init__(self, sqs: Any) -> None:
-        self.sqs = sqs
-        self.batches: list[list[dict[str, Any]]] = []
-
-    def send_message_batch(self, **kwargs: Any) -> Any:
-        self.batches.append(kwargs["Entries"])
-        return self.sqs.send_message_batch(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sqs, name)
-
-
 def test_a_message_goes_to_every_online_device_of_the_members_but_the_sending_one(
-    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: Callable[..., str]
+    aws_env: Any, registry: ConnectionRegistry, make_chat: MakeChat, fan: Fan
 ) -> None:
     # Given alice and bob online on two devices each, carol offline, dave online but not a member
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    alice_laptop = connect(registry, "u_alice", "d_laptop")
-    connect(registry, "u_alice", "d_phone")
-    bob = {connect(registry, "u_bob", "d_phone"), connect(registry, "u_bob", "d_tablet")}
-    connect(registry, "u_dave", "d_phone")
+    alice_laptop = online(registry, "u_alice", "d_laptop")
+    online(registry, "u_alice", "d_phone")
+    bob = {online(registry, "u_bob", "d_phone"), online(registry, "u_bob", "d_tablet")}
+    online(registry, "u_dave", "d_phone")
     # When alice's phone's message (stored for the fan-out) is fanned out
-    count = fan(ledger, pusher, [stored_message(chat_id, seq=7)])
+    count = fan([stored_message(chat_id, seq=7)])
     # Then one envelope names her laptop and bob's two devices: not her phone, carol or dave
     [envelope] = queued(aws_env)
     assert count == 1
@@ -135,15 +136,15 @@ def test_a_message_goes_to_every_online_device_of_the_members_but_the_sending_on
 
 
 def test_only_queued_items_are_fanned_out_and_a_direct_one_is_left_to_the_send(
-    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: Callable[..., str]
+    aws_env: Any, registry: ConnectionRegistry, make_chat: MakeChat, fan: Fan
 ) -> None:
     # Given bob online, and a stream batch of a small chat's message (pushed by the send itself)
     # and a large group's message (stored for the fan-out)
     chat_id = make_chat("u_alice", "u_bob")
-    connect(registry, "u_bob", "d_phone")
+    online(registry, "u_bob", "d_phone")
     items = [stored_message(chat_id, seq=1, fanout="direct"), stored_message(chat_id, seq=2)]
     # When the batch is fanned out
-    count = fan(ledger, pusher, items)
+    count = fan(items)
     # Then only the queued message was enqueued
     assert count == 1
     assert reached(queued(aws_env)) == {2: {"conn-u_bob-d_phone"}}
@@ -151,20 +152,17 @@ def test_only_queued_items_are_fanned_out_and_a_direct_one_is_left_to_the_send(
 
 def test_offline_members_cost_nothing(
     aws_env: Any,
-    ledger: Ledger,
-    poster: Any,
+    poster: RecordingPoster,
     registry: ConnectionRegistry,
-    queue: DeliveryQueue,
-    io_pool: Executor,
-    make_chat: Callable[..., str],
+    make_chat: MakeChat,
+    fan: Fan,
+    sqs: CountingSqs,
 ) -> None:
     # Given a chat whose other members are offline, and the sender on the sending device only
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    connect(registry, "u_alice", "d_phone")
-    sqs = CountingSqs(queue.sqs)
-    pusher = Pusher(poster, registry, DeliveryQueue(queue.queue_url, sqs), io_pool)
+    online(registry, "u_alice", "d_phone")
     # When alice's message is fanned out
-    count = fan(ledger, pusher, [stored_message(chat_id)])
+    count = fan([stored_message(chat_id)])
     # Then no envelope is built and no SQS call made (they will get it from sync), nothing posted
     assert count == 0
     assert sqs.batches == []
@@ -173,15 +171,15 @@ def test_offline_members_cost_nothing(
 
 
 def test_envelopes_hold_at_most_100_recipients_each_once(
-    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: Callable[..., str]
+    aws_env: Any, registry: ConnectionRegistry, make_chat: MakeChat, fan: Fan
 ) -> None:
     # Given a group of 300 members, 250 online on one device each, the sender u_000 among them
     users = [f"u_{n:03d}" for n in range(300)]
     chat_id = make_chat(*users)
     for user in users[:250]:
-        connect(registry, user, "d_phone")
+        online(registry, user, "d_phone")
     # When u_000's message is fanned out
-    count = fan(ledger, pusher, [stored_message(chat_id, seq=42, sender="u_000")])
+    count = fan([stored_message(chat_id, seq=42, sender="u_000")])
     # Then its 249 recipients go out in three envelopes of at most 100
     envelopes = queued(aws_env)
     assert count == 3
@@ -194,43 +192,31 @@ def test_envelopes_hold_at_most_100_recipients_each_once(
 
 
 def test_a_void_is_fanned_out_as_a_void_frame_to_every_online_member(
-    aws_env: Any, ledger: Ledger, pusher: Pusher, registry: ConnectionRegistry, make_chat: Callable[..., str]
+    aws_env: Any, registry: ConnectionRegistry, make_chat: MakeChat, fan: Fan
 ) -> None:
     # Given alice and bob online, and seq 3 filled with a VOID (its writer died)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    online = {connect(registry, "u_alice", "d_phone"), connect(registry, "u_bob", "d_phone")}
+    devices = online_all(registry, "u_alice", "u_bob")
     void = StoredVoid(chat_id=chat_id, seq=3, created_at="2026-11-28T03:21:07.123Z", members_version=0)
     # When the VOID is fanned out
-    count = fan(ledger, pusher, [void])
+    count = fan([void])
     # Then every online member's device (nobody sent it) gets a VOID frame for seq 3
     [envelope] = queued(aws_env)
     assert count == 1
     assert json.loads(envelope.frame) == {"type": "VOID", "chatId": chat_id, "seq": 3}
-    assert {r.connection_id for r in envelope.recipients} == online
+    assert {r.connection_id for r in envelope.recipients} == devices
 
 
 def test_a_removal_announcement_also_reaches_the_removed_members_and_nothing_after_it(
-    aws_env: Any,
-    ledger: Ledger,
-    pusher: Pusher,
-    registry: ConnectionRegistry,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, registry: ConnectionRegistry, make_chat: MakeChat, fan: Fan
 ) -> None:
     # Given alice's group with bob, carol and dave, all online
     chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave")
-    for user in ("u_alice", "u_bob", "u_carol", "u_dave"):
-        connect(registry, user, "d1")
+    online_all(registry, "u_alice", "u_bob", "u_carol", "u_dave", device_id="d1")
     # When alice removes bob and carol, then sends a message, and the stream fans both out
-    removal = RemoveMembersFrame.model_validate(
-        {"action": "removeMembers", "requestId": "r", "chatId": chat_id, "members": ["u_bob", "u_carol"]}
-    )
-    remove_members(ledger, make_caller("u_alice", "d1"), removal, 5.0)
-    frame = SendFrame.model_validate(
-        {"action": "send", "clientMsgId": "c1", "chatId": chat_id, "ciphertext": "Ym9i"}
-    )
-    send_message(ledger, make_caller("u_alice", "d1"), frame, QUEUED)
-    fan(ledger, pusher, ledger.messages.after(chat_id, 0, 10))
+    remove(ledger, caller("u_alice", "d1"), chat_id, ["u_bob", "u_carol"])
+    send_message(ledger, caller("u_alice", "d1"), send_frame(chat_id, "c1", b"bob"), QUEUED)
+    fan(ledger.messages.after(chat_id, 0, 10))
     # Then bob and carol get their removal (the last thing they get of the chat), not the message after it
     assert reached(queued(aws_env)) == {
         1: {"conn-u_alice-d1", "conn-u_bob-d1", "conn-u_carol-d1", "conn-u_dave-d1"},
@@ -240,12 +226,11 @@ def test_a_removal_announcement_also_reaches_the_removed_members_and_nothing_aft
 
 def test_envelopes_of_64_kib_messages_for_100_recipients_are_sent_in_batches_cut_by_bytes(
     aws_env: Any,
-    ledger: Ledger,
-    poster: Any,
-    registry: ConnectionRegistry,
     queue: DeliveryQueue,
-    io_pool: Executor,
-    make_chat: Callable[..., str],
+    registry: ConnectionRegistry,
+    make_chat: MakeChat,
+    fan: Fan,
+    sqs: CountingSqs,
 ) -> None:
     # Given a group of 101 members with the longest ids allowed, all online, and a stream batch of
     # ten messages with 64 KiB ciphertexts and 32 media ids each (the largest messages there are)
@@ -253,17 +238,15 @@ def test_envelopes_of_64_kib_messages_for_100_recipients_are_sent_in_batches_cut
     chat_id = make_chat(*users)
     device = "d".ljust(64, "x")
     for user in users:
-        connect(registry, user, device)
+        online(registry, user, device)
     media = [f"md_{n:02d}_".ljust(64, "m") for n in range(MAX_MEDIA_IDS)]
     big = bytes(range(256)) * (MAX_CIPHERTEXT_BYTES // 256)
     items = [
         stored_message(chat_id, seq=s, sender=users[0], device=device, ciphertext=big, media_ids=media)
         for s in range(1, 11)
     ]
-    sqs = CountingSqs(queue.sqs)
-    pusher = Pusher(poster, registry, DeliveryQueue(queue.queue_url, sqs), io_pool)
     # When the batch is fanned out
-    count = fan(ledger, pusher, items)
+    count = fan(items)
     # Then ten envelopes of 100 recipients each, together over 1 MiB, went out in two
     # SendMessageBatch calls, none of them over 1 MiB, and none failed
     bodies = [e["MessageBody"].encode() for batch in sqs.batches for e in batch]
@@ -320,27 +303,18 @@ def test_fanout_function_queues_the_queued_records_of_a_batch_and_skips_direct_o
     aws_env: Any,
     ledger: Ledger,
     registry: ConnectionRegistry,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
-    handler_of: Callable[[str], Any],
+    make_chat: MakeChat,
+    handler_of: HandlerOf,
     lambda_context: Any,
 ) -> None:
     # Given bob online, and two of alice's stored messages as the stream delivers them: one of a
     # large group (queued), one pushed by the send itself (direct)
     chat_id = make_chat("u_alice", "u_bob")
-    bob_phone = connect(registry, "u_bob", "d_phone")
-    alice = make_caller("u_alice", "d_phone")
+    bob_phone = online(registry, "u_bob", "d_phone")
+    alice = caller("u_alice", "d_phone")
 
     def send(client_msg_id: str, data: bytes, policy: SendPolicy) -> int:
-        frame = SendFrame.model_validate(
-            {
-                "action": "send",
-                "clientMsgId": client_msg_id,
-                "chatId": chat_id,
-                "ciphertext": base64.b64encode(data).decode(),
-            }
-        )
-        return send_message(ledger, alice, frame, policy).ack.seq
+        return send_message(ledger, alice, send_frame(chat_id, client_msg_id, data), policy).ack.seq
 
     queued_seq = send("c1", b"\xffhello\x00", QUEUED)
     direct_seq = send("c2", b"small", SendPolicy(dedup_ttl_s=3600))

@@ -14,7 +14,8 @@ import pytest
 
 from chat_backend.dal.key_store import KeyStore, PreKey, SignedPreKeyRecord
 from chat_backend.services import services
-from tests.unit.conftest import AwsEnv, LockedDdb, message_event
+from tests.unit.conftest import AwsEnv, message_event
+from tests.unit.helpers import LockedDdb
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

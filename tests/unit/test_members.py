@@ -5,66 +5,34 @@ test_members_changes.py."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from chat_backend.dal.chat_store import ChatStore
-from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.send_store import SendContext, SendStore
-from chat_backend.dal.sequencer import Sequencer
 from chat_backend.errors import BadRequest, ChatError, Forbidden, GroupFull, RateLimited
 from chat_backend.logic import members as members_logic
-from chat_backend.logic.audience import MemberListCache, MembershipCache
 from chat_backend.logic.members import add_members, get_members, remove_members
-from chat_backend.logic.send import Ledger, SendPolicy, send_message
+from chat_backend.logic.send import Ledger, send_message
 from chat_backend.logic.sync import sync
-from chat_backend.models import (
-    MAX_GROUP_MEMBERS,
-    AddMembersFrame,
-    Caller,
-    ChatMeta,
-    GetMembersFrame,
-    RemoveMembersFrame,
-    SendFrame,
-    SyncFrame,
-    now_iso,
-)
+from chat_backend.models import MAX_GROUP_MEMBERS, ChatMeta, GetMembersFrame, SyncFrame, now_iso
 from chat_backend.services import services
-from tests.unit.conftest import LockedDdb
-
-GRACE_S = 5.0
-POLICY = SendPolicy(dedup_ttl_s=3600)
-
-
-@pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services().ledger
-
-
-def change(action: str, chat_id: str, members: list[str]) -> Any:
-    model = AddMembersFrame if action == "addMembers" else RemoveMembersFrame
-    return model.model_validate({"action": action, "requestId": "r1", "chatId": chat_id, "members": members})
-
-
-def send_frame(chat_id: str, text: str) -> SendFrame:
-    return SendFrame.model_validate(
-        {
-            "action": "send",
-            "clientMsgId": text,
-            "chatId": chat_id,
-            "ciphertext": base64.b64encode(text.encode()).decode(),
-        }
-    )
-
-
-def member_ids(store: ChatStore, chat_id: str) -> set[str]:
-    return {u for page in store.member_pages(chat_id) for u in page}
+from tests.unit.helpers import (
+    GRACE_S,
+    POLICY,
+    LockedDdb,
+    MakeChat,
+    add_frame,
+    caller,
+    ledger_on,
+    member_ids,
+    meta_item,
+    remove_frame,
+    run_threads,
+    send_frame,
+)
 
 
 def announcements(aws_env: Any, chat_id: str) -> list[tuple[int, dict[str, Any]]]:
@@ -75,20 +43,14 @@ def announcements(aws_env: Any, chat_id: str) -> list[tuple[int, dict[str, Any]]
     ]
 
 
-def meta_item(aws_env: Any, chat_id: str) -> dict[str, Any]:
-    [meta] = [i for i in aws_env.scan("chats") if i["chatId"] == chat_id and i["sk"] == "META"]
-    return meta
-
-
 def test_admin_adds_members_and_the_change_is_a_system_message_at_the_next_seq(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's group with bob, holding one message from bob
-    chat_id = make_chat("u_alice", "u_bob")
-    send_message(ledger, make_caller("u_bob"), send_frame(chat_id, "hi"), POLICY)
+    send_message(ledger, caller("u_bob"), send_frame(chat_id, "hi"), POLICY)
     # When alice adds carol and dave (and bob again, who is already in)
     answer = add_members(
-        ledger, make_caller("u_alice"), change("addMembers", chat_id, ["u_carol", "u_dave", "u_bob"]), GRACE_S
+        ledger, caller("u_alice"), add_frame(chat_id, ["u_carol", "u_dave", "u_bob"]), GRACE_S
     )
     # Then the group has four members, and the answer says so
     assert (answer.chat_id, answer.member_count, answer.role, answer.request_id) == (
@@ -103,18 +65,17 @@ def test_admin_adds_members_and_the_change_is_a_system_message_at_the_next_seq(
         (2, {"event": "added", "members": ["u_carol", "u_dave"], "by": "u_alice"})
     ]
     # And the new members can send in it at the next seq
-    assert send_message(ledger, make_caller("u_carol"), send_frame(chat_id, "hello"), POLICY).ack.seq == 3
+    assert send_message(ledger, caller("u_carol"), send_frame(chat_id, "hello"), POLICY).ack.seq == 3
 
 
 def test_a_change_reserves_the_next_seq_with_a_new_membership_version_and_leaves_nothing_in_flight(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's group with bob (membership version 0, head 0)
-    chat_id = make_chat("u_alice", "u_bob")
     # When alice adds carol, then removes bob
-    alice = make_caller("u_alice")
-    add_members(ledger, alice, change("addMembers", chat_id, ["u_carol"]), GRACE_S)
-    answer = remove_members(ledger, alice, change("removeMembers", chat_id, ["u_bob"]), GRACE_S)
+    alice = caller("u_alice")
+    add_members(ledger, alice, add_frame(chat_id, ["u_carol"]), GRACE_S)
+    answer = remove_members(ledger, alice, remove_frame(chat_id, ["u_bob"]), GRACE_S)
     # Then each change took the next seq and the next membership version, stored on its announcement
     by_seq = {int(m["seq"]): m for m in aws_env.messages(chat_id)}
     assert {seq: int(m["membersVersion"]) for seq, m in by_seq.items()} == {1: 1, 2: 2}
@@ -128,7 +89,7 @@ def test_a_change_reserves_the_next_seq_with_a_new_membership_version_and_leaves
 
 
 def test_a_non_admin_cannot_add_or_remove_others_and_nothing_changes(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given alice's group with bob and carol
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
@@ -136,25 +97,22 @@ def test_a_non_admin_cannot_add_or_remove_others_and_nothing_changes(
     # When bob (a member, not an admin) tries to add dave, or to remove carol
     # Then both are FORBIDDEN and nothing was written (not even a seq reserved)
     with pytest.raises(Forbidden, match="only admins"):
-        add_members(ledger, make_caller("u_bob"), change("addMembers", chat_id, ["u_dave"]), GRACE_S)
+        add_members(ledger, caller("u_bob"), add_frame(chat_id, ["u_dave"]), GRACE_S)
     with pytest.raises(Forbidden, match="only admins"):
-        remove_members(ledger, make_caller("u_bob"), change("removeMembers", chat_id, ["u_carol"]), GRACE_S)
+        remove_members(ledger, caller("u_bob"), remove_frame(chat_id, ["u_carol"]), GRACE_S)
     assert (aws_env.scan("chats"), aws_env.messages(chat_id)) == before
 
 
-def test_a_stranger_cannot_change_or_list_members(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_a_stranger_cannot_change_or_list_members(aws_env: Any, ledger: Ledger, chat_id: str) -> None:
     # Given alice's group, and mallory who is not in it
-    chat_id = make_chat("u_alice", "u_bob")
-    mallory = make_caller("u_mallory")
+    mallory = caller("u_mallory")
     before = aws_env.scan("chats")
     # When mallory tries to add herself, remove bob, or list the members
     # Then each is FORBIDDEN, and the chat is unchanged
     with pytest.raises(Forbidden, match="not a member"):
-        add_members(ledger, mallory, change("addMembers", chat_id, ["u_mallory"]), GRACE_S)
+        add_members(ledger, mallory, add_frame(chat_id, ["u_mallory"]), GRACE_S)
     with pytest.raises(Forbidden, match="not a member"):
-        remove_members(ledger, mallory, change("removeMembers", chat_id, ["u_bob"]), GRACE_S)
+        remove_members(ledger, mallory, remove_frame(chat_id, ["u_bob"]), GRACE_S)
     with pytest.raises(Forbidden, match="not a member"):
         get_members(
             ledger.chats,
@@ -166,17 +124,13 @@ def test_a_stranger_cannot_change_or_list_members(
 
 
 def test_a_member_may_leave_and_then_cannot_send_or_sync_the_chat(
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
-    poster: Any,
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat, poster: Any
 ) -> None:
     # Given alice's group with bob and carol
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    bob = make_caller("u_bob")
+    bob = caller("u_bob")
     # When bob removes himself
-    answer = remove_members(ledger, bob, change("removeMembers", chat_id, ["u_bob"]), GRACE_S)
+    answer = remove_members(ledger, bob, remove_frame(chat_id, ["u_bob"]), GRACE_S)
     # Then he is out, the others stay, and the change is in the chat as a system message
     assert (answer.member_count, answer.role) == (2, "member")
     assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_carol"}
@@ -191,33 +145,30 @@ def test_a_member_may_leave_and_then_cannot_send_or_sync_the_chat(
     assert poster.frames() == []
 
 
-def test_a_direct_chats_members_never_change(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_a_direct_chats_members_never_change(aws_env: Any, ledger: Ledger, make_chat: MakeChat) -> None:
     # Given a direct chat of alice and bob
     direct = make_chat("u_alice", "u_bob", kind="direct")
     # When alice adds carol to it, or removes bob, or bob leaves it
     # Then each is BAD_REQUEST: a direct chat has exactly its pair
     with pytest.raises(BadRequest):
-        add_members(ledger, make_caller("u_alice"), change("addMembers", direct, ["u_carol"]), GRACE_S)
+        add_members(ledger, caller("u_alice"), add_frame(direct, ["u_carol"]), GRACE_S)
     with pytest.raises(BadRequest):
-        remove_members(ledger, make_caller("u_alice"), change("removeMembers", direct, ["u_bob"]), GRACE_S)
+        remove_members(ledger, caller("u_alice"), remove_frame(direct, ["u_bob"]), GRACE_S)
     with pytest.raises(BadRequest):
-        remove_members(ledger, make_caller("u_bob"), change("removeMembers", direct, ["u_bob"]), GRACE_S)
+        remove_members(ledger, caller("u_bob"), remove_frame(direct, ["u_bob"]), GRACE_S)
     assert member_ids(ledger.chats, direct) == {"u_alice", "u_bob"}
     assert aws_env.messages(direct) == []
 
 
 def test_adding_members_already_in_or_removing_strangers_writes_nothing(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's group with bob
-    chat_id = make_chat("u_alice", "u_bob")
     before = aws_env.scan("chats")
     # When alice adds bob again, and removes dave who was never in
-    alice = make_caller("u_alice")
-    added = add_members(ledger, alice, change("addMembers", chat_id, ["u_bob"]), GRACE_S)
-    removed = remove_members(ledger, alice, change("removeMembers", chat_id, ["u_dave"]), GRACE_S)
+    alice = caller("u_alice")
+    added = add_members(ledger, alice, add_frame(chat_id, ["u_bob"]), GRACE_S)
+    removed = remove_members(ledger, alice, remove_frame(chat_id, ["u_dave"]), GRACE_S)
     # Then both answer the group as it is, and no seq, version or announcement was spent on them
     assert added.member_count == removed.member_count == 2
     assert aws_env.scan("chats") == before
@@ -225,35 +176,27 @@ def test_adding_members_already_in_or_removing_strangers_writes_nothing(
 
 
 def test_the_member_limit_is_enforced_with_group_full_and_nothing_written(
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a limit of 4 members (the real limit is used in the race below) and a group of 3
     monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 4)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     # When alice adds two more
     # Then it is GROUP_FULL and nobody was added
     with pytest.raises(GroupFull):
-        add_members(ledger, alice, change("addMembers", chat_id, ["u_dave", "u_erin"]), GRACE_S)
+        add_members(ledger, alice, add_frame(chat_id, ["u_dave", "u_erin"]), GRACE_S)
     assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
     assert aws_env.messages(chat_id) == []
     assert int(meta_item(aws_env, chat_id)["headSeq"]) == 0
     # And the 4th member fits, the 5th does not
-    assert add_members(ledger, alice, change("addMembers", chat_id, ["u_dave"]), GRACE_S).member_count == 4
+    assert add_members(ledger, alice, add_frame(chat_id, ["u_dave"]), GRACE_S).member_count == 4
     with pytest.raises(GroupFull):
-        add_members(ledger, alice, change("addMembers", chat_id, ["u_erin"]), GRACE_S)
+        add_members(ledger, alice, add_frame(chat_id, ["u_erin"]), GRACE_S)
 
 
 def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a limit of 100 and a group of 3
     monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 100)
@@ -262,19 +205,18 @@ def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
     # When alice adds more than one transaction holds, and more than the group has room for
     # Then it is GROUP_FULL before the first transaction: nobody was added, nothing announced
     with pytest.raises(GroupFull):
-        add_members(ledger, make_caller("u_alice"), change("addMembers", chat_id, newcomers), GRACE_S)
+        add_members(ledger, caller("u_alice"), add_frame(chat_id, newcomers), GRACE_S)
     assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
     assert aws_env.messages(chat_id) == []
 
 
 def test_a_large_add_lands_as_consecutive_announcements_in_seq_order(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's group with bob
-    chat_id = make_chat("u_alice", "u_bob")
     newcomers = [f"u_new{i:03d}" for i in range(200)]
     # When alice adds 200 members at once (more than one transaction holds)
-    answer = add_members(ledger, make_caller("u_alice"), change("addMembers", chat_id, newcomers), GRACE_S)
+    answer = add_members(ledger, caller("u_alice"), add_frame(chat_id, newcomers), GRACE_S)
     # Then they land as announcements at seqs 1, 2, 3, each a new membership version, in the order asked
     found = announcements(aws_env, chat_id)
     assert [seq for seq, _ in found] == [1, 2, 3]
@@ -286,37 +228,19 @@ def test_a_large_add_lands_as_consecutive_announcements_in_seq_order(
     assert int(meta_item(aws_env, chat_id)["memberCount"]) == 202
 
 
-def locked_ledger(ledger: Ledger) -> Ledger:
-    """The same tables through one serialised client (moto is not thread-safe in transactions)."""
-    ddb = LockedDdb(ledger.chats.ddb)
-    chats = ledger.chats
-    return Ledger(
-        chats=ChatStore(
-            chats.chats_table, chats.messages_table, ddb=ddb, receipts_table=chats.receipts_table
-        ),
-        sends=SendStore(chats.chats_table, ddb),
-        sequencer=Sequencer(chats.chats_table, ddb),
-        messages=MessageStore(chats.messages_table, chats.chats_table, ddb),
-        member_lists=MemberListCache(),
-        memberships=MembershipCache(),
-    )
-
-
-def test_concurrent_adds_that_would_pass_10000_together_never_exceed_it(
-    aws_env: Any, ledger: Ledger, make_caller: Callable[..., Caller]
-) -> None:
+def test_concurrent_adds_that_would_pass_10000_together_never_exceed_it(aws_env: Any, ledger: Ledger) -> None:
     # Given a group counting 9,990 members (alice and bob stored; the count is what the limit checks)
     chat_id = "c_nearly_full"
     meta = ChatMeta(
         chat_id=chat_id, kind="group", name=None, head_seq=0, member_count=9990, created_at=now_iso()
     )
     ledger.chats.create_chat(meta, "u_alice", {"u_alice": "admin", "u_bob": "member"})
-    racing = locked_ledger(ledger)
-    alice = make_caller("u_alice")
+    racing = ledger_on(LockedDdb(ledger.chats.ddb))
+    alice = caller("u_alice")
     outcomes: list[str] = []
 
     def add(batch: int) -> None:
-        frame = change("addMembers", chat_id, [f"u_b{batch}_{i}" for i in range(4)])
+        frame = add_frame(chat_id, [f"u_b{batch}_{i}" for i in range(4)])
         for _ in range(20):  # a busy chat answers RATE_LIMITED: the client tries again
             try:
                 add_members(racing, alice, frame, GRACE_S)
@@ -329,11 +253,7 @@ def test_concurrent_adds_that_would_pass_10000_together_never_exceed_it(
                 return
 
     # When six adds of four new members each race (room for ten)
-    threads = [threading.Thread(target=add, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(add, [(n,) for n in range(6)])
     # Then two got in whole and four were told GROUP_FULL, with none of theirs added
     assert sorted(outcomes) == ["GROUP_FULL"] * 4 + ["added"] * 2, outcomes
     chat = ledger.chats.get_chat(chat_id)
@@ -344,18 +264,17 @@ def test_concurrent_adds_that_would_pass_10000_together_never_exceed_it(
 
 
 def test_concurrent_changes_announce_in_seq_order_with_rising_versions(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's group with bob
-    chat_id = make_chat("u_alice", "u_bob")
-    racing = locked_ledger(ledger)
-    alice = make_caller("u_alice")
+    racing = ledger_on(LockedDdb(ledger.chats.ddb))
+    alice = caller("u_alice")
     errors: list[Exception] = []
 
     def add(user: str) -> None:
         for _ in range(20):
             try:
-                add_members(racing, alice, change("addMembers", chat_id, [user]), GRACE_S)
+                add_members(racing, alice, add_frame(chat_id, [user]), GRACE_S)
                 return
             except RateLimited:
                 continue
@@ -364,11 +283,7 @@ def test_concurrent_changes_announce_in_seq_order_with_rising_versions(
                 return
 
     # When eight adds race
-    threads = [threading.Thread(target=add, args=(f"u_new{i}",)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(add, [(f"u_new{i}",) for i in range(8)])
     # Then all got in, each announced once, at seqs 1..8 whose versions rise with the seq
     assert errors == []
     stored = aws_env.messages(chat_id)
@@ -379,11 +294,8 @@ def test_concurrent_changes_announce_in_seq_order_with_rising_versions(
     assert int(meta_item(aws_env, chat_id)["memberCount"]) == 10
 
 
-def test_a_send_racing_the_senders_removal_is_refused(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_a_send_racing_the_senders_removal_is_refused(aws_env: Any, ledger: Ledger, chat_id: str) -> None:
     # Given bob in alice's group, whose send reads the chat just before alice removes him
-    chat_id = make_chat("u_alice", "u_bob")
 
     class RemovedAfterRead(SendStore):
         raced = False
@@ -394,9 +306,7 @@ def test_a_send_racing_the_senders_removal_is_refused(
             context = super().context(chat_id, user_id, client_msg_id, media_ids)
             if not self.raced:
                 self.raced = True
-                remove_members(
-                    ledger, make_caller("u_alice"), change("removeMembers", chat_id, ["u_bob"]), GRACE_S
-                )
+                remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_bob"]), GRACE_S)
             return context
 
     racing = dataclasses.replace(ledger, sends=RemovedAfterRead(ledger.chats.chats_table))
@@ -404,14 +314,12 @@ def test_a_send_racing_the_senders_removal_is_refused(
     # Then it is FORBIDDEN (its reservation was conditional on the membership it read), and only
     # the removal is in the chat
     with pytest.raises(Forbidden):
-        send_message(racing, make_caller("u_bob"), send_frame(chat_id, "sneaky"), POLICY)
+        send_message(racing, caller("u_bob"), send_frame(chat_id, "sneaky"), POLICY)
     assert [m["sender"] for m in aws_env.messages(chat_id)] == ["system"]
     assert int(meta_item(aws_env, chat_id)["headSeq"]) == 1
 
 
-def test_get_members_pages_through_a_large_group(
-    ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_get_members_pages_through_a_large_group(ledger: Ledger, make_chat: MakeChat) -> None:
     # Given a group of 1,201 members
     users = [f"u_{i:05d}" for i in range(1200)]
     chat_id = make_chat("u_alice", *users)
@@ -423,7 +331,7 @@ def test_get_members_pages_through_a_large_group(
         frame = GetMembersFrame.model_validate(
             {"action": "getMembers", "requestId": f"r{pages}", "chatId": chat_id, "cursor": cursor}
         )
-        page = get_members(ledger.chats, make_caller(users[0]), frame)
+        page = get_members(ledger.chats, caller(users[0]), frame)
         pages += 1
         assert len(page.members) <= members_logic.MEMBERS_PAGE
         seen += [(m.user_id, m.role) for m in page.members]
@@ -437,16 +345,14 @@ def test_get_members_pages_through_a_large_group(
     assert {role for user, role in seen if user != "u_alice"} == {"member"}
 
 
-def test_a_removed_member_no_longer_counts_in_receipts(
-    ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_a_removed_member_no_longer_counts_in_receipts(ledger: Ledger, make_chat: MakeChat) -> None:
     # Given bob and carol, who both read alice's first message in her group
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    send_message(ledger, make_caller("u_alice"), send_frame(chat_id, "news"), POLICY)
+    send_message(ledger, caller("u_alice"), send_frame(chat_id, "news"), POLICY)
     receipts = services().receipts
     for user in ("u_bob", "u_carol"):
         receipts.advance(chat_id, user, "READ", 1, "2026-11-28T10:00:00.000Z")
     # When alice removes bob
-    remove_members(ledger, make_caller("u_alice"), change("removeMembers", chat_id, ["u_bob"]), GRACE_S)
+    remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_bob"]), GRACE_S)
     # Then only carol's watermark is left to count
     assert [w.user_id for w in receipts.watermarks(chat_id)] == ["u_carol"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,24 +18,8 @@ from chat_backend.logic import holes
 from chat_backend.logic import members as members_logic
 from chat_backend.logic.members import add_members, announcement, remove_members
 from chat_backend.logic.send import Ledger
-from chat_backend.models import AddMembersFrame, Caller, ChatMeta, RemoveMembersFrame, StoredMessage
-from chat_backend.services import services
-
-GRACE_S = 5.0
-
-
-@pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services().ledger
-
-
-def change(action: str, chat_id: str, members: list[str]) -> Any:
-    model = AddMembersFrame if action == "addMembers" else RemoveMembersFrame
-    return model.model_validate({"action": action, "requestId": "r1", "chatId": chat_id, "members": members})
-
-
-def member_ids(store: ChatStore, chat_id: str) -> set[str]:
-    return {u for page in store.member_pages(chat_id) for u in page}
+from chat_backend.models import ChatMeta, StoredMessage
+from tests.unit.helpers import GRACE_S, MakeChat, add_frame, caller, member_ids, meta_item, remove_frame
 
 
 def timeline(aws_env: Any, chat_id: str) -> list[tuple[int, Any]]:
@@ -48,11 +31,6 @@ def timeline(aws_env: Any, chat_id: str) -> list[tuple[int, Any]]:
         else:
             found.append((int(m["seq"]), (json.loads(bytes(m["ciphertext"])), int(m["membersVersion"]))))
     return found
-
-
-def meta_item(aws_env: Any, chat_id: str) -> dict[str, Any]:
-    [meta] = [i for i in aws_env.scan("chats") if i["chatId"] == chat_id and i["sk"] == "META"]
-    return meta
 
 
 def in_flight(meta: dict[str, Any]) -> bool:
@@ -81,11 +59,17 @@ def begin_other_change(ledger: Ledger, chat_id: str, at_ms: int) -> OtherChange:
     return OtherChange(chat, "other-token", message)
 
 
+def with_chats(ledger: Ledger, store_class: type[ChatStore]) -> Ledger:
+    """The ledger whose chat store is a `store_class` (staging a race) on the same tables."""
+    store = ledger.chats
+    staged = store_class(store.chats_table, store.messages_table, receipts_table=store.receipts_table)
+    return dataclasses.replace(ledger, chats=staged)
+
+
 def test_a_change_is_in_flight_between_its_seq_and_its_commit_which_writes_it_whole(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's group with bob, and a look at the tables just before the change commits
-    chat_id = make_chat("u_alice", "u_bob")
     seen: list[tuple[dict[str, Any], list[Any], set[str]]] = []
 
     class Watched(ChatStore):
@@ -93,15 +77,9 @@ def test_a_change_is_in_flight_between_its_seq_and_its_commit_which_writes_it_wh
             seen.append((meta_item(aws_env, chat_id), aws_env.messages(chat_id), member_ids(self, chat_id)))
             super().commit_change(chat, token, *args)
 
-    store = ledger.chats
-    watched = Watched(store.chats_table, store.messages_table, receipts_table=store.receipts_table)
+    watched = with_chats(ledger, Watched)
     # When alice adds carol
-    add_members(
-        dataclasses.replace(ledger, chats=watched),
-        make_caller("u_alice"),
-        change("addMembers", chat_id, ["u_carol"]),
-        GRACE_S,
-    )
+    add_members(watched, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
     # Then before the commit, seq 1 and version 1 were reserved and marked in flight, and nothing
     # else of the change was written
     [(meta, messages, members)] = seen
@@ -112,20 +90,15 @@ def test_a_change_is_in_flight_between_its_seq_and_its_commit_which_writes_it_wh
     assert timeline(aws_env, chat_id) == [
         (1, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 1))
     ]
-    assert member_ids(store, chat_id) == {"u_alice", "u_bob", "u_carol"}
+    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
     meta = meta_item(aws_env, chat_id)
     assert int(meta["memberCount"]) == 3 and not in_flight(meta)
 
 
 def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given another admin's add of dave that has its seq (1) and has not committed yet
-    chat_id = make_chat("u_alice", "u_bob")
     other = begin_other_change(ledger, chat_id, int(time.time() * 1000))
     pauses: list[int] = []
 
@@ -136,7 +109,7 @@ def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
 
     monkeypatch.setattr(members_logic, "_pause", pause)
     # When alice adds carol
-    answer = add_members(ledger, make_caller("u_alice"), change("addMembers", chat_id, ["u_carol"]), GRACE_S)
+    answer = add_members(ledger, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
     # Then her add waited for the other change, and landed after it at seq 2 / version 2
     assert pauses == [0]
     assert timeline(aws_env, chat_id) == [
@@ -150,21 +123,16 @@ def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
 
 
 def test_a_change_meeting_a_young_change_that_never_commits_gives_up_having_written_nothing(
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given another admin's change in flight, younger than the grace, that never commits
-    chat_id = make_chat("u_alice", "u_bob")
     begin_other_change(ledger, chat_id, int(time.time() * 1000))
     before = meta_item(aws_env, chat_id)
     monkeypatch.setattr(members_logic, "_pause", lambda sleep, attempt: None)
     # When alice removes bob
     # Then she is told to try again (RATE_LIMITED, with a wait)
     with pytest.raises(RateLimited) as refused:
-        remove_members(ledger, make_caller("u_alice"), change("removeMembers", chat_id, ["u_bob"]), 60.0)
+        remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_bob"]), 60.0)
     assert refused.value.retry_after_ms > 0
     # And bob is still in, no seq was spent, and the other change was left in flight (not abandoned)
     assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob"}
@@ -173,13 +141,12 @@ def test_a_change_meeting_a_young_change_that_never_commits_gives_up_having_writ
 
 
 def test_a_change_in_flight_older_than_the_grace_is_abandoned_and_its_seq_voided(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given another admin's add of dave that reserved seq 1 a minute ago and died
-    chat_id = make_chat("u_alice", "u_bob")
     dead = begin_other_change(ledger, chat_id, int((time.time() - 60) * 1000))
     # When alice adds carol (hole grace 5 s)
-    answer = add_members(ledger, make_caller("u_alice"), change("addMembers", chat_id, ["u_carol"]), GRACE_S)
+    answer = add_members(ledger, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
     # Then the dead change's seq holds a VOID and alice's add is announced after it
     assert timeline(aws_env, chat_id) == [
         (1, "VOID"),
@@ -197,11 +164,10 @@ def test_a_change_in_flight_older_than_the_grace_is_abandoned_and_its_seq_voided
 
 
 def test_a_change_whose_seq_was_voided_before_it_committed_decides_again_at_a_later_seq(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's group with bob, where alice's add of carol and dave stalls after reserving its
     # seq: meanwhile a sync fills that seq with a VOID, and another admin adds carol
-    chat_id = make_chat("u_alice", "u_bob")
     lost: list[str] = []
 
     class Stalling(ChatStore):
@@ -213,20 +179,12 @@ def test_a_change_whose_seq_was_voided_before_it_committed_decides_again_at_a_la
                 holes.fill_hole(
                     ledger.messages, ledger.sequencer, current, message.seq, int(time.time() * 1000)
                 )
-                add_members(
-                    ledger, make_caller("u_alice"), change("addMembers", chat_id, ["u_carol"]), GRACE_S
-                )
+                add_members(ledger, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
             super().commit_change(chat, token, message, *args)
 
-    store = ledger.chats
-    stalling = Stalling(store.chats_table, store.messages_table, receipts_table=store.receipts_table)
+    stalling = with_chats(ledger, Stalling)
     # When alice's add goes on (its commit meets ChangeLost)
-    answer = add_members(
-        dataclasses.replace(ledger, chats=stalling),
-        make_caller("u_alice"),
-        change("addMembers", chat_id, ["u_carol", "u_dave"]),
-        GRACE_S,
-    )
+    answer = add_members(stalling, caller("u_alice"), add_frame(chat_id, ["u_carol", "u_dave"]), GRACE_S)
     # Then it decided again on the membership it found: carol was in by then, so it adds dave alone,
     # at seq 3 / version 3; its lost seq 1 holds only the VOID
     assert lost
@@ -237,17 +195,13 @@ def test_a_change_whose_seq_was_voided_before_it_committed_decides_again_at_a_la
     ]
     # And every member is counted once, with nothing left in flight
     assert answer.member_count == 4
-    assert member_ids(store, chat_id) == {"u_alice", "u_bob", "u_carol", "u_dave"}
+    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol", "u_dave"}
     meta = meta_item(aws_env, chat_id)
     assert (int(meta["memberCount"]), int(meta["headSeq"]), in_flight(meta)) == (4, 3, False)
 
 
 def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at_the_next(
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a removal whose first transaction meets other operations on its items every time it tries
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
@@ -261,15 +215,9 @@ def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at
                 raise ChangeConflict(chat.chat_id)
             super().commit_change(chat, token, message, *args)
 
-    store = ledger.chats
-    contended = Contended(store.chats_table, store.messages_table, receipts_table=store.receipts_table)
+    contended = with_chats(ledger, Contended)
     # When alice removes bob
-    answer = remove_members(
-        dataclasses.replace(ledger, chats=contended),
-        make_caller("u_alice"),
-        change("removeMembers", chat_id, ["u_bob"]),
-        GRACE_S,
-    )
+    answer = remove_members(contended, caller("u_alice"), remove_frame(chat_id, ["u_bob"]), GRACE_S)
     # Then after a bounded number of tries at seq 1 it gave that seq up (a VOID, so nothing can land
     # there later) and the removal was announced once, at seq 2
     assert tries == [1] * members_logic.COMMIT_ATTEMPTS + [2]
@@ -277,6 +225,6 @@ def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at
         (1, "VOID"),
         (2, ({"event": "removed", "members": ["u_bob"], "by": "u_alice"}, 2)),
     ]
-    assert (answer.member_count, member_ids(store, chat_id)) == (2, {"u_alice", "u_carol"})
+    assert (answer.member_count, member_ids(ledger.chats, chat_id)) == (2, {"u_alice", "u_carol"})
     meta = meta_item(aws_env, chat_id)
     assert (int(meta["memberCount"]), in_flight(meta)) == (2, False)

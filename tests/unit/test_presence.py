@@ -27,7 +27,8 @@ from chat_backend.logic.push import Pusher, PushResult, RetryPolicy
 from chat_backend.models import Caller, DeliveryEnvelope, PresenceFrame, iso_at
 from chat_backend.services import services
 from chat_backend.wiring import PRESENCE_GRACE_S
-from tests.unit.conftest import RecordingPoster, caller
+from tests.unit.conftest import RecordingPoster
+from tests.unit.helpers import caller
 
 T0 = 1_900_000_000.0  # a fixed clock: every step of these tests says when it happens
 TTL_S = 7200

@@ -4,14 +4,11 @@ and the sender-only receipts query (logic/receipts.py, dal/receipt_store.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from chat_backend import services
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.errors import Forbidden, NotFound
 from chat_backend.logic import receipts as receipts_logic
@@ -20,35 +17,21 @@ from chat_backend.logic.receipts import list_receipts, summarize
 from chat_backend.logic.send import Ledger
 from chat_backend.models import ReceiptsQueryFrame, SummaryJob
 from tests.unit.conftest import RecordingPoster
-from tests.unit.test_receipts import Receipting, fake_management_api, online, pushed, send, watermark, who
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-@pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services.services().ledger
-
-
-@pytest.fixture
-def receipts(aws_env: Any) -> ReceiptStore:
-    return services.services().receipts
+from tests.unit.helpers import (
+    HandlerOf,
+    MakeChat,
+    Receipting,
+    caller,
+    fake_management_api,
+    online,
+    pushed,
+    send,
+    watermark,
+)
 
 
 @pytest.fixture
-def pusher(
-    registry: ConnectionRegistry, queue: DeliveryQueue, io_pool: Any, poster: RecordingPoster
-) -> Pusher:
-    return Pusher(poster=poster, registry=registry, queue=queue, pool=io_pool)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def receipt(receipts: ReceiptStore, pusher: Pusher, poster: RecordingPoster) -> Receipting:
-    return Receipting(receipts, pusher, services.services().summaries_queue, poster)
-
-
-@pytest.fixture
-def big_group(make_chat: Callable[..., str]) -> str:
+def big_group(make_chat: MakeChat) -> str:
     """300 members: alice (admin), bob, carol, dave and 296 others."""
     return make_chat("u_alice", "u_bob", "u_carol", "u_dave", *(f"u_m{i:03}" for i in range(296)))
 
@@ -61,11 +44,7 @@ def jobs_of(queued: list[dict[str, Any]]) -> list[tuple[str, int]]:
 
 
 def test_in_a_large_group_receipts_enqueue_one_summary_job_per_message_per_window(
-    aws_env: Any,
-    ledger: Ledger,
-    registry: ConnectionRegistry,
-    big_group: str,
-    receipt: Receipting,
+    aws_env: Any, ledger: Ledger, registry: ConnectionRegistry, big_group: str, receipt: Receipting
 ) -> None:
     # Given alice (online) sent two messages and bob one to a 300-member group
     online(registry, "u_alice")
@@ -90,10 +69,7 @@ def test_in_a_large_group_receipts_enqueue_one_summary_job_per_message_per_windo
 
 
 def test_a_receipt_covering_a_long_backlog_enqueues_jobs_for_the_newest_messages_only(
-    aws_env: Any,
-    ledger: Ledger,
-    big_group: str,
-    receipt: Receipting,
+    aws_env: Any, ledger: Ledger, big_group: str, receipt: Receipting
 ) -> None:
     # Given alice sent more messages than one receipt makes summary jobs for
     total = receipts_logic.SUMMARY_JOBS_MAX + 5
@@ -117,7 +93,7 @@ def test_a_summary_counts_delivered_and_read_and_goes_to_the_senders_devices(
     poster: RecordingPoster,
     big_group: str,
     receipt: Receipting,
-    handler_of: Callable[[str], Handler],
+    handler_of: HandlerOf,
     lambda_context: Any,
 ) -> None:
     # Given alice (phone + laptop online) sent messages 1 and 2 to a 300-member group, read her own
@@ -185,10 +161,7 @@ def test_a_summary_for_a_sender_with_no_device_online_pushes_nothing(
 
 
 def test_the_sender_pages_through_who_has_a_message(
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    receipts: ReceiptStore,
-    receipt: Receipting,
+    ledger: Ledger, make_chat: MakeChat, receipts: ReceiptStore, receipt: Receipting
 ) -> None:
     # Given alice's message 1 in a group: bob and dave read it, carol and erin got it, frank did not
     chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave", "u_erin", "u_frank")
@@ -206,7 +179,7 @@ def test_the_sender_pages_through_who_has_a_message(
             {"action": "receipts", "requestId": "r1", "chatId": chat_id, "serverMsgId": ack.server_msg_id}
             | ({"cursor": cursor} if cursor else {})
         )
-        return json.loads(list_receipts(receipts, who("u_alice"), query, page_size=2).to_json())
+        return json.loads(list_receipts(receipts, caller("u_alice"), query, page_size=2).to_json())
 
     # When alice asks page after page
     seen: list[tuple[str, str]] = []
@@ -224,9 +197,7 @@ def test_the_sender_pages_through_who_has_a_message(
 
 
 def test_only_the_sender_may_ask_for_a_messages_receipts(
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    receipts: ReceiptStore,
+    ledger: Ledger, make_chat: MakeChat, receipts: ReceiptStore
 ) -> None:
     # Given alice's message in a group with bob, and mallory outside it
     chat_id = make_chat("u_alice", "u_bob")
@@ -236,7 +207,7 @@ def test_only_the_sender_may_ask_for_a_messages_receipts(
         query = ReceiptsQueryFrame.model_validate(
             {"action": "receipts", "requestId": "r1", "chatId": chat_id, "serverMsgId": server_msg_id}
         )
-        return list_receipts(receipts, who(user_id), query)
+        return list_receipts(receipts, caller(user_id), query)
 
     # When bob (a member, not the sender) asks, Then FORBIDDEN: receipts are the sender's alone
     with pytest.raises(Forbidden, match="only the sender"):

@@ -16,11 +16,22 @@ import pytest
 from chat_backend.dal.chat_store import ChangeLost
 from chat_backend.dal.send_store import SendContext
 from chat_backend.errors import Forbidden, RateLimited
-from chat_backend.logic.members import announcement, remove_members
+from chat_backend.logic.members import announcement
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
-from chat_backend.models import Caller, RemoveMembersFrame, StoredMessage, StoredVoid
-from chat_backend.services import services
-from tests.unit.test_send_sequencing import POLICY, T0, FakeClock, Proxy, claims, frame, head_of, layout
+from chat_backend.models import StoredMessage, StoredVoid
+from tests.unit.helpers import (
+    POLICY,
+    T0,
+    FakeClock,
+    MakeChat,
+    Proxy,
+    caller,
+    claims,
+    head_of,
+    layout,
+    remove,
+    send_frame,
+)
 
 
 class Crash(Exception):
@@ -48,20 +59,14 @@ def crashing(ledger: Ledger, part: str, method: str) -> Ledger:
     return dataclasses.replace(ledger, **{part: Crashing(getattr(ledger, part))})
 
 
-@pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services().ledger
-
-
 # --- duplicates and leases ---------------------------------------------------------------------
 
 
 def test_duplicate_during_the_claimants_lease_waits_for_its_answer(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's send has claimed, reserved and recorded seq 1 and is about to store it
-    chat_id = make_chat("u_alice", "u_bob")
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     recorded, go = threading.Event(), threading.Event()
 
     class Paused(Proxy):
@@ -77,7 +82,7 @@ def test_duplicate_during_the_claimants_lease_waits_for_its_answer(
             send_message(
                 dataclasses.replace(ledger, messages=Paused(ledger.messages)),
                 alice,
-                frame(chat_id, "cm"),
+                send_frame(chat_id, "cm"),
                 POLICY,
                 clock=clock,
             )
@@ -93,7 +98,9 @@ def test_duplicate_during_the_claimants_lease_waits_for_its_answer(
         owner.join(10)
 
     # When her retry (same clientMsgId) arrives then, well within the lease
-    retry = send_message(ledger, alice, frame(chat_id, "cm"), POLICY, clock=clock, sleep=let_owner_finish)
+    retry = send_message(
+        ledger, alice, send_frame(chat_id, "cm"), POLICY, clock=clock, sleep=let_owner_finish
+    )
     # Then it waited (and took nothing over) and answers the claimant's very ACK
     assert waits != []
     assert retry.ack == owner_result[0].ack
@@ -103,21 +110,20 @@ def test_duplicate_during_the_claimants_lease_waits_for_its_answer(
 
 
 def test_duplicate_gives_up_as_rate_limited_while_a_long_lease_holds(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's send recorded seq 1 under a 30 s lease and then stalled
-    chat_id = make_chat("u_alice", "u_bob")
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     policy = SendPolicy(dedup_ttl_s=3600, lease_s=30, wait_s=1)
     clock = FakeClock()
     with pytest.raises(Crash):
         send_message(
-            crashing(ledger, "messages", "put_message"), alice, frame(chat_id, "cm"), policy, clock=clock
+            crashing(ledger, "messages", "put_message"), alice, send_frame(chat_id, "cm"), policy, clock=clock
         )
     # When her retry waits out its 1 s
     # Then it is told RATE_LIMITED, to come back once the lease has run out
     with pytest.raises(RateLimited) as err:
-        send_message(ledger, alice, frame(chat_id, "cm"), policy, clock=clock, sleep=clock.sleep)
+        send_message(ledger, alice, send_frame(chat_id, "cm"), policy, clock=clock, sleep=clock.sleep)
     assert 28_000 <= err.value.retry_after_ms <= 29_000
     assert 1 <= sum(clock.sleeps) <= 1.3
     # And it wrote nothing: no message, no VOID, no other seq
@@ -144,18 +150,16 @@ def test_a_claim_whose_lease_ran_out_is_taken_over_and_stored_exactly_once(
     retry_at: float,
     aws_env: Any,
     ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    chat_id: str,
 ) -> None:
     # Given alice's send claimed its clientMsgId (5 s lease) and died at some step
-    chat_id = make_chat("u_alice", "u_bob")
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     clock = FakeClock()
     with pytest.raises(Crash):
-        send_message(crashing(ledger, *crash_in), alice, frame(chat_id, "cm"), POLICY, clock=clock)
+        send_message(crashing(ledger, *crash_in), alice, send_frame(chat_id, "cm"), POLICY, clock=clock)
     # When her retry arrives (after the lease, or during it: then it waits the lease out)
     clock.now = T0 + retry_at
-    retry = send_message(ledger, alice, frame(chat_id, "cm"), POLICY, clock=clock, sleep=clock.sleep)
+    retry = send_message(ledger, alice, send_frame(chat_id, "cm"), POLICY, clock=clock, sleep=clock.sleep)
     # Then the message is stored once, at the seq of the ACK, and any recorded-but-empty seq is a VOID
     assert layout(aws_env, chat_id) == expected
     assert retry.ack.seq == expected[-1][0] == head_of(ledger, chat_id)
@@ -166,17 +170,16 @@ def test_a_claim_whose_lease_ran_out_is_taken_over_and_stored_exactly_once(
     assert clock.now >= T0 + POLICY.lease_s
     assert (clock.sleeps == []) == (retry_at > POLICY.lease_s)
     # And a further retry answers the same ACK, writing nothing
-    assert send_message(ledger, alice, frame(chat_id, "cm"), POLICY, clock=clock).ack == retry.ack
+    assert send_message(ledger, alice, send_frame(chat_id, "cm"), POLICY, clock=clock).ack == retry.ack
     assert layout(aws_env, chat_id) == expected
     assert len(claims(aws_env, chat_id)) == 1
 
 
 def test_a_slow_writer_whose_seq_was_voided_sends_at_a_new_seq(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice's send reserved and recorded seq 1, and took so long that its seq was voided
     # (by a sync or a duplicate) just before it stores its message
-    chat_id = make_chat("u_alice", "u_bob")
     tried: list[int] = []
 
     class VoidedFirst(Proxy):
@@ -190,23 +193,17 @@ def test_a_slow_writer_whose_seq_was_voided_sends_at_a_new_seq(
 
     slow = dataclasses.replace(ledger, messages=VoidedFirst(ledger.messages))
     # When the send goes on
-    sent = send_message(slow, make_caller("u_alice"), frame(chat_id, "cm"), POLICY)
+    sent = send_message(slow, caller("u_alice"), send_frame(chat_id, "cm"), POLICY)
     # Then it found seq 1 taken, reserved again and stored the message at seq 2, exactly once
     assert tried == [1, 2]
     assert sent.ack.seq == 2
     assert layout(aws_env, chat_id) == [(1, "VOID"), (2, "u_alice")]
     assert aws_env.messages(chat_id)[1]["serverMsgId"] == sent.ack.server_msg_id
     # And a retry answers the ACK of seq 2
-    assert send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm"), POLICY).ack == sent.ack
+    assert send_message(ledger, caller("u_alice"), send_frame(chat_id, "cm"), POLICY).ack == sent.ack
 
 
 # --- membership --------------------------------------------------------------------------------
-
-
-def removal(chat_id: str, user: str) -> RemoveMembersFrame:
-    return RemoveMembersFrame.model_validate(
-        {"action": "removeMembers", "requestId": "r1", "chatId": chat_id, "members": [user]}
-    )
 
 
 def hooked_context(ledger: Ledger, hook: Callable[[], None]) -> Ledger:
@@ -225,24 +222,22 @@ def hooked_context(ledger: Ledger, hook: Callable[[], None]) -> Ledger:
 
 
 def test_a_send_racing_its_senders_removal_is_refused_not_sequenced_after_it(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given bob's send has read that he is a member, and alice's removal of bob commits right then
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    racing = hooked_context(
-        ledger, lambda: remove_members(ledger, make_caller("u_alice"), removal(chat_id, "u_bob"), 5)
-    )
+    racing = hooked_context(ledger, lambda: remove(ledger, caller("u_alice"), chat_id, ["u_bob"]))
     # When bob's send goes on
     # Then it is FORBIDDEN
     with pytest.raises(Forbidden):
-        send_message(racing, make_caller("u_bob"), frame(chat_id, "late"), POLICY)
+        send_message(racing, caller("u_bob"), send_frame(chat_id, "late"), POLICY)
     # And the chat holds only the removal announcement: nothing of bob after it
     assert layout(aws_env, chat_id) == [(1, "system")]
     assert head_of(ledger, chat_id) == 1
     # And his claim was released: nothing answers that clientMsgId
     assert claims(aws_env, chat_id) == []
     # And the next message is sequenced right after the announcement
-    assert send_message(ledger, make_caller("u_carol"), frame(chat_id, "c-1"), POLICY).ack.seq == 2
+    assert send_message(ledger, caller("u_carol"), send_frame(chat_id, "c-1"), POLICY).ack.seq == 2
 
 
 def begin(ledger: Ledger, chat_id: str, at_s: float) -> tuple[Any, str, int]:
@@ -263,7 +258,7 @@ def commit(ledger: Ledger, begun: tuple[Any, str, int], event: str, user: str, a
 
 
 def test_a_send_racing_a_removal_in_flight_waits_for_it_then_is_refused(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given bob's send has read that he is a member, and then alice's removal of bob begins
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
@@ -282,7 +277,7 @@ def test_a_send_racing_a_removal_in_flight_waits_for_it_then_is_refused(
     # Then it is FORBIDDEN, after waiting for the change (not before)
     with pytest.raises(Forbidden):
         send_message(
-            racing, make_caller("u_bob"), frame(chat_id, "late"), POLICY, clock=clock, sleep=removal_commits
+            racing, caller("u_bob"), send_frame(chat_id, "late"), POLICY, clock=clock, sleep=removal_commits
         )
     assert len(commits) == 1
     # And the chat holds only the announcement, and bob's claim is gone
@@ -291,10 +286,9 @@ def test_a_send_racing_a_removal_in_flight_waits_for_it_then_is_refused(
 
 
 def test_a_send_waits_for_a_change_in_flight_and_proceeds_after_it_commits(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice is adding carol: the change has its seq (1) but has not committed yet
-    chat_id = make_chat("u_alice", "u_bob")
     clock = FakeClock()
     begun = begin(ledger, chat_id, clock())
     waits: list[float] = []
@@ -308,8 +302,8 @@ def test_a_send_waits_for_a_change_in_flight_and_proceeds_after_it_commits(
     # When bob sends meanwhile
     sent = send_message(
         ledger,
-        make_caller("u_bob"),
-        frame(chat_id, "b-1"),
+        caller("u_bob"),
+        send_frame(chat_id, "b-1"),
         POLICY,
         clock=clock,
         sleep=add_commits_during_second_wait,
@@ -325,19 +319,14 @@ def test_a_send_waits_for_a_change_in_flight_and_proceeds_after_it_commits(
 
 @pytest.mark.parametrize("sent_after", [6.0, 0.0], ids=["already-stale", "goes-stale-while-waiting"])
 def test_a_change_in_flight_past_the_grace_is_abandoned_by_the_send(
-    sent_after: float,
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    sent_after: float, aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice began adding carol at T0 and died before committing
-    chat_id = make_chat("u_alice", "u_bob")
     begun = begin(ledger, chat_id, T0)
     # When bob sends (5 s grace) once the change is 6 s old, or right away (and keeps waiting)
     clock = FakeClock(T0 + sent_after)
     sent = send_message(
-        ledger, make_caller("u_bob"), frame(chat_id, "b-1"), POLICY, clock=clock, sleep=clock.sleep
+        ledger, caller("u_bob"), send_frame(chat_id, "b-1"), POLICY, clock=clock, sleep=clock.sleep
     )
     # Then the change's seq became a VOID, and his message the next seq
     assert layout(aws_env, chat_id) == [(1, "VOID"), (2, "u_bob")]
@@ -357,7 +346,7 @@ def test_a_change_in_flight_past_the_grace_is_abandoned_by_the_send(
 
 
 def test_a_slow_writer_removed_while_its_seq_was_voided_is_not_resequenced_after_the_removal(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given bob's send reserved seq 1 and stalled; meanwhile alice removed him (announcement at 2)
     # and his empty seq 1 was filled with a VOID
@@ -366,7 +355,7 @@ def test_a_slow_writer_removed_while_its_seq_was_voided_is_not_resequenced_after
     class RemovedWhileStalled(Proxy):
         def put_message(self, message: StoredMessage) -> None:
             if message.seq == 1:
-                remove_members(ledger, make_caller("u_alice"), removal(chat_id, "u_bob"), 5)
+                remove(ledger, caller("u_alice"), chat_id, ["u_bob"])
                 self.real.fill_void(StoredVoid(chat_id=chat_id, seq=1, created_at=message.created_at))
             self.real.put_message(message)
 
@@ -374,6 +363,6 @@ def test_a_slow_writer_removed_while_its_seq_was_voided_is_not_resequenced_after
     # When his send goes on and finds its seq taken
     # Then it is FORBIDDEN instead of taking a seq after his removal
     with pytest.raises(Forbidden):
-        send_message(slow, make_caller("u_bob"), frame(chat_id, "late"), POLICY)
+        send_message(slow, caller("u_bob"), send_frame(chat_id, "late"), POLICY)
     assert layout(aws_env, chat_id) == [(1, "VOID"), (2, "system")]
     assert head_of(ledger, chat_id) == 2

@@ -7,129 +7,69 @@ from __future__ import annotations
 import base64
 import dataclasses
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from chat_backend.dal.chat_store import ChatStore
-from chat_backend.dal.message_store import MessageStore
-from chat_backend.dal.send_store import SendContext, SendStore
-from chat_backend.dal.sequencer import Sequencer
+from chat_backend.dal.send_store import SendContext
 from chat_backend.errors import Forbidden, NotFound
-from chat_backend.logic.audience import MemberListCache, MembershipCache
-from chat_backend.logic.members import remove_members
-from chat_backend.logic.send import (
-    Ledger,
-    SendPolicy,
-    new_server_msg_id,
-    send_message,
-    seq_of_server_msg_id,
+from chat_backend.logic.send import Ledger, new_server_msg_id, send_message, seq_of_server_msg_id
+from chat_backend.models import AckFrame, StoredMedia, StoredMessage, now_iso
+from tests.unit.helpers import (
+    POLICY,
+    CountingDdb,
+    LockedDdb,
+    MakeChat,
+    Proxy,
+    caller,
+    claims,
+    head_of,
+    ledger_on,
+    remove,
+    run_threads,
+    send_frame,
 )
-from chat_backend.models import (
-    AckFrame,
-    Caller,
-    RemoveMembersFrame,
-    SendFrame,
-    StoredMedia,
-    StoredMessage,
-    now_iso,
-)
-from chat_backend.services import services
-from tests.unit.conftest import LockedDdb
-
-POLICY = SendPolicy(dedup_ttl_s=3600)
-T0 = 1_800_000_000.0  # the fake clocks' start (epoch seconds)
 
 
-def frame(
-    chat_id: str, client_msg_id: str, data: bytes = b"ciphertext", media: list[str] | None = None
-) -> SendFrame:
-    return SendFrame.model_validate(
-        {
-            "action": "send",
-            "clientMsgId": client_msg_id,
-            "chatId": chat_id,
-            "ciphertext": base64.b64encode(data).decode(),
-            "mediaIds": media or [],
-        }
+def upload(store: ChatStore, chat_id: str, media_id: str) -> None:
+    """Media alice uploaded to the chat (not yet attached to a message)."""
+    media = StoredMedia(
+        chat_id=chat_id,
+        media_id=media_id,
+        uploader="u_alice",
+        content_type="image/png",
+        size=10,
+        created_at=now_iso(),
     )
+    store.put_media(media)
 
 
-def ledger_on(ddb: Any) -> Ledger:
-    """The functions' ledger, on another client (a LockedDdb, a call counter)."""
-    base = services().ledger
-    return Ledger(
-        chats=ChatStore(
-            base.chats.chats_table,
-            base.chats.messages_table,
-            ddb=ddb,
-            receipts_table=base.chats.receipts_table,
-        ),
-        sends=SendStore(base.sends.chats_table, ddb),
-        sequencer=Sequencer(base.sequencer.chats_table, ddb),
-        messages=MessageStore(base.messages.messages_table, base.messages.chats_table, ddb),
-        member_lists=MemberListCache(),
-        memberships=MembershipCache(),
-    )
+def reading_together(ledger: Ledger, parties: int) -> Ledger:
+    """The ledger whose sends, one per thread, each wait after reading their send context until
+    all `parties` have read theirs: every one of them reads before any of them writes."""
+    barrier = threading.Barrier(parties, timeout=30)
+    local = threading.local()
+
+    class ReadTogether(Proxy):
+        def context(self, *args: Any) -> SendContext:
+            context = self.real.context(*args)
+            if not getattr(local, "waited", False):
+                local.waited = True
+                barrier.wait()
+            return context
+
+    return dataclasses.replace(ledger, sends=ReadTogether(ledger.sends))
 
 
-class Proxy:
-    """Delegates to a real store; subclasses hook one method to stage a race."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-class FakeClock:
-    """A clock whose sleep advances it (and is recorded): waits cost no real time."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def head_of(ledger: Ledger, chat_id: str) -> int:
-    chat = ledger.chats.get_chat(chat_id)
-    assert chat is not None
-    return chat.head_seq
-
-
-def claims(aws_env: Any, chat_id: str) -> list[dict[str, Any]]:
-    return [i for i in aws_env.scan("chats") if i["chatId"] == chat_id and i["sk"].startswith("DEDUP#")]
-
-
-def layout(aws_env: Any, chat_id: str) -> list[tuple[int, str]]:
-    """What each stored seq of the chat holds: a sender, or VOID."""
-    return [(int(m["seq"]), m.get("kind") or m["sender"]) for m in aws_env.messages(chat_id)]
-
-
-@pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services().ledger
-
-
-def test_seqs_start_at_1_and_are_gapless(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_seqs_start_at_1_and_are_gapless(aws_env: Any, ledger: Ledger, chat_id: str) -> None:
     # Given a new chat of alice and bob
-    chat_id = make_chat("u_alice", "u_bob")
-    alice, bob = make_caller("u_alice"), make_caller("u_bob")
+    alice, bob = caller("u_alice"), caller("u_bob")
     # When they send three messages in turn
     acks = [
-        send_message(ledger, alice, frame(chat_id, "a-1"), POLICY).ack,
-        send_message(ledger, bob, frame(chat_id, "b-1"), POLICY).ack,
-        send_message(ledger, alice, frame(chat_id, "a-2"), POLICY).ack,
+        send_message(ledger, alice, send_frame(chat_id, "a-1"), POLICY).ack,
+        send_message(ledger, bob, send_frame(chat_id, "b-1"), POLICY).ack,
+        send_message(ledger, alice, send_frame(chat_id, "a-2"), POLICY).ack,
     ]
     # Then the ACKs carry seq 1, 2, 3, the store holds exactly those, and the head is 3
     assert [a.seq for a in acks] == [1, 2, 3]
@@ -143,42 +83,29 @@ def test_seqs_start_at_1_and_are_gapless(
     assert head_of(ledger, chat_id) == 3
 
 
-def test_seqs_are_per_chat(
-    ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_seqs_are_per_chat(ledger: Ledger, make_chat: MakeChat) -> None:
     # Given two chats of alice
     chat_a, chat_b = make_chat("u_alice", "u_bob"), make_chat("u_alice", "u_carol")
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     # When she sends to the first, then the second, then the first again
     seqs = [
-        send_message(ledger, alice, frame(chat_a, "1"), POLICY).ack.seq,
-        send_message(ledger, alice, frame(chat_b, "2"), POLICY).ack.seq,
-        send_message(ledger, alice, frame(chat_a, "3"), POLICY).ack.seq,
+        send_message(ledger, alice, send_frame(chat_a, "1"), POLICY).ack.seq,
+        send_message(ledger, alice, send_frame(chat_b, "2"), POLICY).ack.seq,
+        send_message(ledger, alice, send_frame(chat_a, "3"), POLICY).ack.seq,
     ]
     # Then each chat counts on its own from 1
     assert seqs == [1, 1, 2]
 
 
 def test_many_concurrent_senders_into_one_chat_all_get_distinct_gapless_seqs(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, store: ChatStore, make_chat: MakeChat
 ) -> None:
     # Given 8 members of one chat, each about to send 3 messages from its own thread, all of
     # whom read the chat (head 0) before any of them reserves a seq
     users = [f"u_{n}" for n in range(8)]
     chat_id = make_chat(*users)
     locked = ledger_on(LockedDdb(store.ddb))
-    barrier = threading.Barrier(len(users), timeout=30)
-    local = threading.local()
-
-    class ReadTogether(Proxy):
-        def context(self, *args: Any) -> SendContext:
-            context = self.real.context(*args)
-            if not getattr(local, "waited", False):
-                local.waited = True
-                barrier.wait()
-            return context
-
-    racing = dataclasses.replace(locked, sends=ReadTogether(locked.sends))
+    racing = reading_together(locked, len(users))
     acks: list[AckFrame] = []
     errors: list[BaseException] = []
 
@@ -186,17 +113,13 @@ def test_many_concurrent_senders_into_one_chat_all_get_distinct_gapless_seqs(
         try:
             for n in range(3):
                 acks.append(
-                    send_message(racing, make_caller(user), frame(chat_id, f"{user}-{n}"), POLICY).ack
+                    send_message(racing, caller(user), send_frame(chat_id, f"{user}-{n}"), POLICY).ack
                 )
         except BaseException as exc:  # surfaced below (a RateLimited would be a refusal)
             errors.append(exc)
 
-    threads = [threading.Thread(target=send_all, args=(u,)) for u in users]
     # When they all send at once
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_threads(send_all, [(u,) for u in users])
     # Then nobody is refused, every send is ACKed once, and the seqs are exactly 1..24
     assert errors == []
     assert len(acks) == 24
@@ -209,18 +132,17 @@ def test_many_concurrent_senders_into_one_chat_all_get_distinct_gapless_seqs(
 
 
 def test_retried_send_returns_identical_ack_and_writes_nothing(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, store: ChatStore, chat_id: str
 ) -> None:
     # Given alice's send was accepted
-    chat_id = make_chat("u_alice", "u_bob")
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     counted = CountingDdb(store.ddb)
     ledger = ledger_on(counted)
-    first = send_message(ledger, alice, frame(chat_id, "cm-retry"), POLICY)
+    first = send_message(ledger, alice, send_frame(chat_id, "cm-retry"), POLICY)
     chats_before, messages_before = aws_env.scan("chats"), aws_env.messages(chat_id)
     counted.calls.clear()
     # When she retries it (same clientMsgId) twice, say after a lost ACK
-    retries = [send_message(ledger, alice, frame(chat_id, "cm-retry"), POLICY) for _ in range(2)]
+    retries = [send_message(ledger, alice, send_frame(chat_id, "cm-retry"), POLICY) for _ in range(2)]
     # Then every answer is the same ACK (serverMsgId, seq, createdAt) and the same stored message
     assert [r.ack for r in retries] == [first.ack] * 2
     assert [r.message for r in retries] == [first.message] * 2
@@ -230,56 +152,39 @@ def test_retried_send_returns_identical_ack_and_writes_nothing(
     assert aws_env.scan("chats") == chats_before
     assert aws_env.messages(chat_id) == messages_before
     # And the retry reserved no seq: the next new message takes seq 2
-    assert send_message(ledger, alice, frame(chat_id, "cm-next"), POLICY).ack.seq == 2
+    assert send_message(ledger, alice, send_frame(chat_id, "cm-next"), POLICY).ack.seq == 2
 
 
 def test_same_client_msg_id_from_two_users_is_two_messages(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, chat_id: str
 ) -> None:
     # Given alice and bob whose clients happen to pick the same clientMsgId
-    chat_id = make_chat("u_alice", "u_bob")
     # When both send with it
-    a = send_message(ledger, make_caller("u_alice"), frame(chat_id, "same"), POLICY).ack
-    b = send_message(ledger, make_caller("u_bob"), frame(chat_id, "same"), POLICY).ack
+    a = send_message(ledger, caller("u_alice"), send_frame(chat_id, "same"), POLICY).ack
+    b = send_message(ledger, caller("u_bob"), send_frame(chat_id, "same"), POLICY).ack
     # Then idempotency is per user: two messages, seq 1 and 2
     assert (a.seq, b.seq) == (1, 2)
     assert [m["sender"] for m in aws_env.messages(chat_id)] == ["u_alice", "u_bob"]
 
 
 def test_concurrent_duplicates_make_one_message_and_one_seq(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, store: ChatStore, chat_id: str
 ) -> None:
     # Given four threads sending the same (user, clientMsgId), all of which read "no claim yet"
     # before any of them claims it
-    chat_id = make_chat("u_alice", "u_bob")
     locked = ledger_on(LockedDdb(store.ddb))
-    barrier = threading.Barrier(4, timeout=30)
-    local = threading.local()
-
-    class ReadTogether(Proxy):
-        def context(self, *args: Any) -> SendContext:
-            context = self.real.context(*args)
-            if not getattr(local, "waited", False):
-                local.waited = True
-                barrier.wait()
-            return context
-
-    racing = dataclasses.replace(locked, sends=ReadTogether(locked.sends))
+    racing = reading_together(locked, 4)
     acks: list[AckFrame] = []
     errors: list[BaseException] = []
 
     def send() -> None:
         try:
-            acks.append(send_message(racing, make_caller("u_alice"), frame(chat_id, "cm-race"), POLICY).ack)
+            acks.append(send_message(racing, caller("u_alice"), send_frame(chat_id, "cm-race"), POLICY).ack)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
     # When they all run
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_threads(send, [()] * 4)
     # Then all get the same ACK, one message exists, and only one seq was reserved
     assert errors == []
     assert len(acks) == 4 and all(a == acks[0] for a in acks)
@@ -288,11 +193,11 @@ def test_concurrent_duplicates_make_one_message_and_one_seq(
     assert head_of(locked, chat_id) == 1
     assert len(claims(aws_env, chat_id)) == 1
     # And the next new message takes the next seq
-    assert send_message(locked, make_caller("u_alice"), frame(chat_id, "cm-next"), POLICY).ack.seq == 2
+    assert send_message(locked, caller("u_alice"), send_frame(chat_id, "cm-next"), POLICY).ack.seq == 2
 
 
 def test_non_member_is_forbidden_and_nothing_is_written(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a chat of bob and carol
     chat_id = make_chat("u_bob", "u_carol")
@@ -300,88 +205,42 @@ def test_non_member_is_forbidden_and_nothing_is_written(
     # When mallory sends to it
     # Then FORBIDDEN, and no message, no head move, no claim
     with pytest.raises(Forbidden) as err:
-        send_message(ledger, make_caller("u_mallory"), frame(chat_id, "cm"), POLICY)
+        send_message(ledger, caller("u_mallory"), send_frame(chat_id, "cm"), POLICY)
     assert err.value.code == "FORBIDDEN"
     assert aws_env.messages() == []
     assert aws_env.scan("chats") == chats_before
     # And the next member's message still takes seq 1
-    assert send_message(ledger, make_caller("u_bob"), frame(chat_id, "b-1"), POLICY).ack.seq == 1
+    assert send_message(ledger, caller("u_bob"), send_frame(chat_id, "b-1"), POLICY).ack.seq == 1
 
 
 @pytest.mark.parametrize("whose", ["unknown", "other-chat"])
 def test_media_not_of_this_chat_is_not_found_and_nothing_is_written(
-    whose: str,
-    aws_env: Any,
-    ledger: Ledger,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    whose: str, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given alice's chat with bob, and a media id that is unknown or was uploaded to another chat
     chat_id, other = make_chat("u_alice", "u_bob"), make_chat("u_alice", "u_carol")
     if whose == "other-chat":
-        ledger.chats.put_media(
-            StoredMedia(
-                chat_id=other,
-                media_id="md_1",
-                uploader="u_alice",
-                content_type="image/png",
-                size=10,
-                created_at=now_iso(),
-            )
-        )
+        upload(ledger.chats, other, "md_1")
     chats_before = aws_env.scan("chats")
     # When alice sends a message to the chat with bob naming that media
     # Then NOT_FOUND, and nothing is written: no message, no head move, no claim, media untouched
     with pytest.raises(NotFound) as err:
-        send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm", media=["md_1"]), POLICY)
+        send_message(ledger, caller("u_alice"), send_frame(chat_id, "cm", media=["md_1"]), POLICY)
     assert err.value.code == "NOT_FOUND"
     assert aws_env.messages() == []
     assert aws_env.scan("chats") == chats_before
     # And her next message takes seq 1
-    assert send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm-2"), POLICY).ack.seq == 1
+    assert send_message(ledger, caller("u_alice"), send_frame(chat_id, "cm-2"), POLICY).ack.seq == 1
 
 
-class CountingDdb:
-    """Records every call into the client it wraps."""
-
-    WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
-
-    def __init__(self, ddb: Any) -> None:
-        self.ddb = ddb
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.ddb, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, kwargs))
-            return method(*args, **kwargs)
-
-        return call
-
-    def writes(self) -> list[tuple[str, str, str]]:
-        """(operation, table, item) of each write: the item by its chats sk or messages seq."""
-        found = []
-        for name, kwargs in self.calls:
-            if name not in self.WRITES:
-                continue
-            key = kwargs.get("Item") or kwargs.get("Key") or {}
-            item = key["sk"]["S"].split("#")[0] if "sk" in key else f"seq {key['seq']['N']}" if key else "*"
-            found.append((name, kwargs.get("TableName", "*"), item))
-        return found
-
-
-def test_a_plain_send_is_four_single_item_writes(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_a_plain_send_is_four_single_item_writes(aws_env: Any, store: ChatStore, chat_id: str) -> None:
     # Given a chat with a message in it already, and a client that counts calls
-    chat_id = make_chat("u_alice", "u_bob")
     counted = CountingDdb(store.ddb)
     ledger = ledger_on(counted)
-    send_message(ledger, make_caller("u_bob"), frame(chat_id, "warm-up"), POLICY)
+    send_message(ledger, caller("u_bob"), send_frame(chat_id, "warm-up"), POLICY)
     counted.calls.clear()
     # When alice sends a message without media
-    ack = send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm"), POLICY).ack
+    ack = send_message(ledger, caller("u_alice"), send_frame(chat_id, "cm"), POLICY).ack
     # Then exactly four single-item writes happened, in order: claim, reserve, record, message
     chats, messages = aws_env.tables["chats"], aws_env.tables["messages"]
     assert counted.writes() == [
@@ -396,66 +255,48 @@ def test_a_plain_send_is_four_single_item_writes(
 
 
 def test_a_known_senders_next_send_reads_nothing_before_its_writes(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, store: ChatStore, chat_id: str
 ) -> None:
     # Given alice sent once through this (warm) function
-    chat_id = make_chat("u_alice", "u_bob")
     counted = CountingDdb(store.ddb)
     ledger = ledger_on(counted)
-    alice = make_caller("u_alice")
-    send_message(ledger, alice, frame(chat_id, "first"), POLICY)
+    alice = caller("u_alice")
+    send_message(ledger, alice, send_frame(chat_id, "first"), POLICY)
     counted.calls.clear()
     # When she sends again
-    ack = send_message(ledger, alice, frame(chat_id, "second"), POLICY).ack
+    ack = send_message(ledger, alice, send_frame(chat_id, "second"), POLICY).ack
     # Then the four writes are the only calls: her membership was checked by the reservation
     assert [name for name, _ in counted.calls] == ["put_item", "update_item", "update_item", "put_item"]
     assert ack.seq == 2
 
 
 def test_a_member_removed_since_its_last_send_is_refused_even_by_a_warm_function(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, store: ChatStore, make_chat: MakeChat
 ) -> None:
     # Given bob sent once through this (warm) function, then was removed by alice
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
     ledger = ledger_on(store.ddb)
-    bob = make_caller("u_bob")
-    send_message(ledger, bob, frame(chat_id, "before"), POLICY)
-    remove_members(
-        ledger,
-        make_caller("u_alice"),
-        RemoveMembersFrame.model_validate(
-            {"action": "removeMembers", "requestId": "r", "chatId": chat_id, "members": ["u_bob"]}
-        ),
-        POLICY.hole_grace_s,
-    )
+    bob = caller("u_bob")
+    send_message(ledger, bob, send_frame(chat_id, "before"), POLICY)
+    remove(ledger, caller("u_alice"), chat_id, ["u_bob"], POLICY.hole_grace_s)
     items_before = aws_env.scan("chats")
     # When bob sends again
     with pytest.raises(Forbidden):
-        send_message(ledger, bob, frame(chat_id, "after"), POLICY)
+        send_message(ledger, bob, send_frame(chat_id, "after"), POLICY)
     # Then nothing of it is left (its claim was released) and no seq was reserved after the removal
     assert aws_env.scan("chats") == items_before
     assert [m["seq"] for m in aws_env.messages(chat_id)] == [1, 2]
 
 
 def test_a_send_with_media_marks_it_in_the_message_transaction(
-    aws_env: Any, store: ChatStore, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, store: ChatStore, chat_id: str
 ) -> None:
     # Given media alice uploaded to her chat with bob
-    chat_id = make_chat("u_alice", "u_bob")
-    store.put_media(
-        StoredMedia(
-            chat_id=chat_id,
-            media_id="md_1",
-            uploader="u_alice",
-            content_type="image/png",
-            size=10,
-            created_at=now_iso(),
-        )
-    )
+    upload(store, chat_id, "md_1")
     counted = CountingDdb(store.ddb)
     # When she sends a message naming it
     sent = send_message(
-        ledger_on(counted), make_caller("u_alice"), frame(chat_id, "cm", media=["md_1"]), POLICY
+        ledger_on(counted), caller("u_alice"), send_frame(chat_id, "cm", media=["md_1"]), POLICY
     )
     # Then claim, reserve and record are single writes, and the message goes with the media mark
     chats = aws_env.tables["chats"]
@@ -473,13 +314,13 @@ def test_a_send_with_media_marks_it_in_the_message_transaction(
 
 
 def test_store_holds_the_ciphertext_bytes_exactly_as_sent(
-    aws_env: Any, ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given bytes that are not text (every byte value, NULs included)
     data = b"\x00" + bytes(range(255, -1, -1)) + b"\x00\x00"
     chat_id = make_chat("u_alice", "u_bob")
     # When alice sends them
-    send_message(ledger, make_caller("u_alice", "d_tablet"), frame(chat_id, "bin", data), POLICY)
+    send_message(ledger, caller("u_alice", "d_tablet"), send_frame(chat_id, "bin", data), POLICY)
     # Then the table item and the replayed message hold exactly those bytes
     [item] = aws_env.messages(chat_id)
     assert bytes(item["ciphertext"]) == data
@@ -490,13 +331,11 @@ def test_store_holds_the_ciphertext_bytes_exactly_as_sent(
     assert base64.b64decode(replayed.to_frame().ciphertext) == data
 
 
-def test_server_msg_id_names_its_seq(
-    ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]
-) -> None:
+def test_server_msg_id_names_its_seq(ledger: Ledger, make_chat: MakeChat) -> None:
     # Given two ids minted for seq 7, and the id of a stored message
     a, b = new_server_msg_id(7), new_server_msg_id(7)
     chat_id = make_chat("u_alice", "u_bob")
-    ack = send_message(ledger, make_caller("u_alice"), frame(chat_id, "cm"), POLICY).ack
+    ack = send_message(ledger, caller("u_alice"), send_frame(chat_id, "cm"), POLICY).ack
     # When their seqs are read back
     # Then each names its seq, and ids for the same seq still differ
     assert (seq_of_server_msg_id(a), seq_of_server_msg_id(b)) == (7, 7)

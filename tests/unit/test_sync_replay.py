@@ -19,7 +19,8 @@ from chat_backend.logic.members import announcement
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.logic.sync import sync
 from chat_backend.models import Caller, SendFrame, StoredMessage, StoredVoid, SyncFrame
-from chat_backend.services import services
+from tests.unit import helpers
+from tests.unit.helpers import T0, MakeChat, Proxy, caller
 
 GRACE_S = 5.0
 POLICY = SendPolicy(dedup_ttl_s=3600, hole_grace_s=GRACE_S)
@@ -33,37 +34,24 @@ class Chats:
     empty: str  # alice + dave, no messages
 
 
-def send_frame(caller: Caller, chat_id: str, text: str) -> SendFrame:
-    return SendFrame.model_validate(
-        {
-            "action": "send",
-            "clientMsgId": f"{caller.user_id}-{text}",
-            "chatId": chat_id,
-            "ciphertext": base64.b64encode(text.encode()).decode(),
-        }
-    )
+def send_frame(who: Caller, chat_id: str, text: str) -> SendFrame:
+    """`text` sent by `who` under the clientMsgId <user>-<text>."""
+    return helpers.send_frame(chat_id, f"{who.user_id}-{text}", text.encode())
 
 
-def send(
-    ledger: Ledger, caller: Caller, chat_id: str, text: str, clock: Callable[[], float] = time.time
-) -> int:
-    return send_message(ledger, caller, send_frame(caller, chat_id, text), POLICY, clock=clock).ack.seq
+def send(ledger: Ledger, who: Caller, chat_id: str, text: str, clock: Callable[[], float] = time.time) -> int:
+    return send_message(ledger, who, send_frame(who, chat_id, text), POLICY, clock=clock).ack.seq
 
 
 @pytest.fixture
-def ledger(aws_env: Any) -> Ledger:
-    return services().ledger
-
-
-@pytest.fixture
-def chats(ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]) -> Chats:
+def chats(ledger: Ledger, make_chat: MakeChat) -> Chats:
     chats = Chats(
         with_bob=make_chat("u_alice", "u_bob", chat_id="c_bob"),
         with_carol=make_chat("u_alice", "u_carol", chat_id="c_carol"),
         not_alices=make_chat("u_bob", "u_carol", chat_id="c_secret"),
         empty=make_chat("u_dave", "u_alice", chat_id="c_dave"),
     )
-    alice, bob, carol = make_caller("u_alice"), make_caller("u_bob"), make_caller("u_carol")
+    alice, bob, carol = caller("u_alice"), caller("u_bob"), caller("u_carol")
     for n in range(1, 6):
         send(ledger, alice if n % 2 else bob, chats.with_bob, f"bob-chat-{n}")
     for n in range(1, 4):
@@ -85,10 +73,10 @@ def replayed(poster: Any) -> list[tuple[str, int]]:
 
 
 def test_sync_replays_only_seq_after_cursor_each_chat_ascending(
-    ledger: Ledger, chats: Chats, poster: Any, make_caller: Callable[..., Caller]
+    ledger: Ledger, chats: Chats, poster: Any
 ) -> None:
     # Given alice's laptop has seen the first 3 messages of her chat with bob, and nothing else
-    laptop = make_caller("u_alice", "d_laptop", "conn-laptop")
+    laptop = caller("u_alice", "d_laptop", "conn-laptop")
     # When it syncs
     done = sync(ledger, poster, laptop, sync_frame({chats.with_bob: 3}), GRACE_S)
     # Then it gets bob-chat 4, 5 and all of the carol chat (no cursor = 0), each chat in seq order,
@@ -107,11 +95,9 @@ def test_sync_replays_only_seq_after_cursor_each_chat_ascending(
     assert done.heads == {chats.with_bob: 5, chats.with_carol: 3, chats.empty: 0}
 
 
-def test_replayed_frames_are_full_message_frames(
-    ledger: Ledger, chats: Chats, poster: Any, make_caller: Callable[..., Caller]
-) -> None:
+def test_replayed_frames_are_full_message_frames(ledger: Ledger, chats: Chats, poster: Any) -> None:
     # Given alice's phone is up to date with carol's chat except its last message
-    phone = make_caller("u_alice", "d_phone")
+    phone = caller("u_alice", "d_phone")
     # When it syncs that chat only
     sync(ledger, poster, phone, sync_frame({chats.with_carol: 2, chats.with_bob: 5}), GRACE_S)
     # Then the one MESSAGE frame carries sender, device, ciphertext and times as stored
@@ -126,10 +112,10 @@ def test_replayed_frames_are_full_message_frames(
 
 
 def test_sync_respects_limit_and_the_next_call_returns_the_rest(
-    ledger: Ledger, chats: Chats, poster: Any, make_caller: Callable[..., Caller]
+    ledger: Ledger, chats: Chats, poster: Any
 ) -> None:
     # Given alice's new tablet, which has seen nothing, syncing 3 at a time
-    tablet = make_caller("u_alice", "d_tablet")
+    tablet = caller("u_alice", "d_tablet")
     # When it syncs once
     first = sync(ledger, poster, tablet, sync_frame(limit=3), GRACE_S)
     # Then it gets at most 3 messages and is told there is more
@@ -160,54 +146,50 @@ def test_sync_respects_limit_and_the_next_call_returns_the_rest(
     ],
 )
 def test_more_is_true_exactly_when_messages_were_left_behind(
-    limit: int, more: bool, ledger: Ledger, chats: Chats, poster: Any, make_caller: Callable[..., Caller]
+    limit: int, more: bool, ledger: Ledger, chats: Chats, poster: Any
 ) -> None:
     # Given alice has 8 messages to catch up on (5 + 3)
     # When she syncs with a limit of 8, 5 (one chat exactly) or 7
-    done = sync(ledger, poster, make_caller("u_alice"), sync_frame(limit=limit), GRACE_S)
+    done = sync(ledger, poster, caller("u_alice"), sync_frame(limit=limit), GRACE_S)
     # Then she gets min(limit, 8) messages, and more says whether some were left
     assert len(poster.posts) == min(limit, 8)
     assert done.more is more
 
 
 def test_heads_lists_every_chat_of_the_user_even_without_cursors_or_news(
-    ledger: Ledger, chats: Chats, poster: Any, make_caller: Callable[..., Caller]
+    ledger: Ledger, chats: Chats, poster: Any
 ) -> None:
     # Given alice is fully caught up on her chat with bob
     # When she syncs naming only that chat
-    done = sync(ledger, poster, make_caller("u_alice"), sync_frame({chats.with_bob: 5}), GRACE_S)
+    done = sync(ledger, poster, caller("u_alice"), sync_frame({chats.with_bob: 5}), GRACE_S)
     # Then heads still lists all three of her chats (the empty one with 0), and no chat she is not in
     assert done.heads == {chats.with_bob: 5, chats.with_carol: 3, chats.empty: 0}
 
 
 def test_cursor_for_a_chat_the_user_is_not_in_yields_nothing_and_no_head(
-    ledger: Ledger, chats: Chats, poster: Any, make_caller: Callable[..., Caller]
+    ledger: Ledger, chats: Chats, poster: Any
 ) -> None:
     # Given alice names bob and carol's chat (she is not in it) in her cursors
     # When she syncs
-    done = sync(ledger, poster, make_caller("u_alice"), sync_frame({chats.not_alices: 0}), GRACE_S)
+    done = sync(ledger, poster, caller("u_alice"), sync_frame({chats.not_alices: 0}), GRACE_S)
     # Then nothing of that chat is replayed, and its head is not revealed
     assert chats.not_alices not in {chat for chat, _ in replayed(poster)}
     assert chats.not_alices not in done.heads
     # While its members do see it
-    bobs = sync(ledger, poster, make_caller("u_bob"), sync_frame({chats.with_bob: 5}), GRACE_S)
+    bobs = sync(ledger, poster, caller("u_bob"), sync_frame({chats.with_bob: 5}), GRACE_S)
     assert bobs.heads == {chats.with_bob: 5, chats.not_alices: 2}
 
 
-def test_user_without_chats_gets_empty_sync_done(
-    ledger: Ledger, chats: Chats, poster: Any, make_caller: Callable[..., Caller]
-) -> None:
+def test_user_without_chats_gets_empty_sync_done(ledger: Ledger, chats: Chats, poster: Any) -> None:
     # Given a user who is in no chat
     # When she syncs
-    done = sync(ledger, poster, make_caller("u_nobody"), sync_frame(), GRACE_S)
+    done = sync(ledger, poster, caller("u_nobody"), sync_frame(), GRACE_S)
     # Then nothing is pushed and SYNC_DONE is empty
     assert poster.posts == []
     assert (done.heads, done.more) == ({}, False)
 
 
 # --- holes: seqs reserved and never written --------------------------------------------------------
-
-T0 = 1_800_000_000.0  # when the messages below are sent (fake clocks, epoch seconds)
 
 
 def at(seconds: float) -> Callable[[], float]:
@@ -230,10 +212,10 @@ def stored_kinds(aws_env: Any, chat_id: str) -> dict[int, str]:
 
 
 @pytest.fixture
-def holey(ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[..., Caller]) -> str:
+def holey(ledger: Ledger, make_chat: MakeChat) -> str:
     """alice + bob: messages at 1 and 2, a hole at 3 (reserved at T0), a message at 4; all at T0."""
     chat_id = make_chat("u_alice", "u_bob", chat_id="c_holey")
-    alice, bob = make_caller("u_alice"), make_caller("u_bob")
+    alice, bob = caller("u_alice"), caller("u_bob")
     assert [send(ledger, alice, chat_id, "1", at(T0)), send(ledger, bob, chat_id, "2", at(T0))] == [1, 2]
     assert hole(ledger, chat_id, T0) == 3
     assert send(ledger, alice, chat_id, "4", at(T0)) == 4
@@ -241,11 +223,11 @@ def holey(ledger: Ledger, make_chat: Callable[..., str], make_caller: Callable[.
 
 
 def test_a_hole_past_the_grace_is_voided_and_replayed_in_order(
-    aws_env: Any, ledger: Ledger, holey: str, poster: Any, make_caller: Callable[..., Caller]
+    aws_env: Any, ledger: Ledger, holey: str, poster: Any
 ) -> None:
     # Given a chat whose seq 3 was reserved and never written, more than the grace ago
     # When alice syncs it from the start
-    done = sync(ledger, poster, make_caller("u_alice"), sync_frame(), GRACE_S, at(T0 + GRACE_S + 1))
+    done = sync(ledger, poster, caller("u_alice"), sync_frame(), GRACE_S, at(T0 + GRACE_S + 1))
     # Then she gets every seq once, in order, seq 3 as a VOID frame naming only chat and seq
     assert frames_of(poster) == [
         ("MESSAGE", holey, 1),
@@ -260,21 +242,17 @@ def test_a_hole_past_the_grace_is_voided_and_replayed_in_order(
     assert aws_env.messages(holey)[2]["fanout"] == "queued"
     # And syncing again replays that same VOID, without storing anything more
     poster.posts.clear()
-    sync(ledger, poster, make_caller("u_bob"), sync_frame({holey: 2}), GRACE_S, at(T0 + 60))
+    sync(ledger, poster, caller("u_bob"), sync_frame({holey: 2}), GRACE_S, at(T0 + 60))
     assert frames_of(poster) == [("VOID", holey, 3), ("MESSAGE", holey, 4)]
     assert len(aws_env.messages(holey)) == 4
 
 
 def test_a_younger_hole_ends_that_chats_run_for_now(
-    aws_env: Any,
-    ledger: Ledger,
-    poster: Any,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, poster: Any, make_chat: MakeChat
 ) -> None:
     # Given a chat with a hole at 3 (reserved at T0) below a message stored at T0 + 3, and a
     # second chat of alice (listed after it) with one message
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     chat_id, other = make_chat("u_alice", "u_bob", chat_id="c_a"), make_chat("u_alice", chat_id="c_b")
     for text in ("1", "2"):
         send(ledger, alice, chat_id, text, at(T0))
@@ -296,14 +274,10 @@ def test_a_younger_hole_ends_that_chats_run_for_now(
 
 
 def test_holes_at_the_head_are_judged_by_when_the_head_moved(
-    aws_env: Any,
-    ledger: Ledger,
-    poster: Any,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, poster: Any, make_chat: MakeChat
 ) -> None:
     # Given messages 1 and 2 sent at T0, then seqs 3 and 4 reserved at T0 + 10 and never written
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     chat_id = make_chat("u_alice", "u_bob")
     for text in ("1", "2"):
         send(ledger, alice, chat_id, text, at(T0))
@@ -322,11 +296,9 @@ def test_holes_at_the_head_are_judged_by_when_the_head_moved(
     assert stored_kinds(aws_env, chat_id) == {1: "MESSAGE", 2: "MESSAGE", 3: "VOID", 4: "VOID"}
 
 
-def test_a_void_counts_toward_the_limit(
-    ledger: Ledger, holey: str, poster: Any, make_caller: Callable[..., Caller]
-) -> None:
+def test_a_void_counts_toward_the_limit(ledger: Ledger, holey: str, poster: Any) -> None:
     # Given the chat with an old hole at 3 and messages at 1, 2, 4
-    alice, later = make_caller("u_alice"), at(T0 + GRACE_S + 1)
+    alice, later = caller("u_alice"), at(T0 + GRACE_S + 1)
     # When alice syncs 3 at a time
     first = sync(ledger, poster, alice, sync_frame(limit=3), GRACE_S, later)
     # Then the first call brings 1, 2 and the VOID at 3, and says there is more
@@ -345,23 +317,11 @@ class Stalled(Exception):
         self.message = message
 
 
-class Proxy:
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
 def test_a_fill_racing_a_late_writer_replays_the_writers_message(
-    aws_env: Any,
-    ledger: Ledger,
-    poster: Any,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, poster: Any, make_chat: MakeChat
 ) -> None:
     # Given bob's send recorded seq 2 and stalled before storing it, with alice's 1 and 3 around it
-    alice, bob = make_caller("u_alice"), make_caller("u_bob")
+    alice, bob = caller("u_alice"), caller("u_bob")
     chat_id = make_chat("u_alice", "u_bob")
     send(ledger, alice, chat_id, "1", at(T0))
 
@@ -398,14 +358,10 @@ def test_a_fill_racing_a_late_writer_replays_the_writers_message(
 
 
 def test_a_change_in_flight_voided_by_sync_is_cleared(
-    aws_env: Any,
-    ledger: Ledger,
-    poster: Any,
-    make_chat: Callable[..., str],
-    make_caller: Callable[..., Caller],
+    aws_env: Any, ledger: Ledger, poster: Any, make_chat: MakeChat
 ) -> None:
     # Given alice began adding carol at T0 (the change holds seq 2) and died before committing
-    alice = make_caller("u_alice")
+    alice = caller("u_alice")
     chat_id = make_chat("u_alice", "u_bob")
     send(ledger, alice, chat_id, "1", at(T0))
     chat = ledger.chats.get_chat(chat_id)
@@ -427,6 +383,6 @@ def test_a_change_in_flight_voided_by_sync_is_cleared(
     def no_wait(seconds: float) -> None:
         raise AssertionError(f"the send waited {seconds} s for a cleared change")
 
-    bob = make_caller("u_bob")
+    bob = caller("u_bob")
     sent = send_message(ledger, bob, send_frame(bob, chat_id, "b"), POLICY, clock=at(T0 + 60), sleep=no_wait)
     assert sent.ack.seq == 3

@@ -22,6 +22,7 @@ from local_stack.timing import (
     fast_profile,
     profile_from_env,
 )
+from tests.unit.helpers import FakeClock
 
 DRAWS = 20_000
 
@@ -35,19 +36,6 @@ def assert_close(actual: float, expected: float, tolerance: float) -> None:
     assert abs(actual - expected) <= tolerance * expected, (
         f"{actual:.1f} is not within {tolerance:.0%} of {expected}"
     )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 class RecordingEvents:
@@ -106,7 +94,7 @@ def test_sqs_pickup_plus_the_producers_send_gives_the_measured_latency(
 def test_the_fast_profile_injects_no_delay_and_installs_no_hook() -> None:
     # Given the fast profile and a call hook with a fake clock
     profile = fast_profile()
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     hook = ApiCallLatency(profile, clock=clock, sleep=clock.sleep)
     events = RecordingEvents()
     # When every delay is asked for, the hook is installed, and a call goes through it
@@ -125,7 +113,7 @@ def test_the_fast_profile_injects_no_delay_and_installs_no_hook() -> None:
     # Then every delay is zero, nothing is registered, and nothing sleeps
     assert delays == [0.0] * len(delays)
     assert events.registered == []
-    assert clock.slept == []
+    assert clock.sleeps == []
     assert profile.stream_poll_interval_s == 0.0
     assert profile.lambda_concurrency == 32
 
@@ -133,7 +121,7 @@ def test_the_fast_profile_injects_no_delay_and_installs_no_hook() -> None:
 def test_a_fast_call_is_held_until_its_sampled_aws_latency() -> None:
     # Given the aws profile, a twin with the same seed to know the draw, and a fake clock
     expected_s = aws_profile(seed=5).api_call_s("dynamodb", "PutItem")
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     hook = ApiCallLatency(aws_profile(seed=5), clock=clock, sleep=clock.sleep)
     # When a PutItem answers after 1 ms
     context: dict[str, Any] = {}
@@ -144,12 +132,12 @@ def test_a_fast_call_is_held_until_its_sampled_aws_latency() -> None:
     # Then the call took exactly the sampled latency (1 ms of its own plus the rest slept)
     assert expected_s > 0.001
     assert clock.now - started == pytest.approx(expected_s)
-    assert clock.slept == [pytest.approx(expected_s - 0.001)]
+    assert clock.sleeps == [pytest.approx(expected_s - 0.001)]
 
 
 def test_a_call_already_slower_than_its_aws_latency_gets_nothing_added() -> None:
     # Given the aws profile and a fake clock
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     hook = ApiCallLatency(aws_profile(seed=6), clock=clock, sleep=clock.sleep)
     # When a PutItem takes 2 s in the emulator
     context: dict[str, Any] = {}
@@ -157,7 +145,7 @@ def test_a_call_already_slower_than_its_aws_latency_gets_nothing_added() -> None
     clock.now += 2.0
     hook.after_call(model=put_item_model(), context=context)
     # Then nothing sleeps
-    assert clock.slept == []
+    assert clock.sleeps == []
 
 
 class CannedBody:
@@ -175,7 +163,7 @@ def canned_answer(**_: Any) -> Any:
 def test_the_hooks_fit_botocores_before_call_and_after_call_events() -> None:
     # Given the hooks installed on a boto3 session, as the local stack does, and no network
     expected_s = aws_profile(seed=7).api_call_s("dynamodb", "PutItem")
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     session = boto3.session.Session(
         region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
     )
@@ -185,19 +173,29 @@ def test_the_hooks_fit_botocores_before_call_and_after_call_events() -> None:
     # When the function writes an item
     client.put_item(TableName="table", Item={"k": {"S": "1"}})
     # Then the call was held for the PutItem latency drawn for it
-    assert clock.slept == [pytest.approx(expected_s)]
+    assert clock.sleeps == [pytest.approx(expected_s)]
+
+
+def never_recycling(seed: int) -> tuple[FakeClock, ExecutionEnvironments]:
+    """Execution environments on a fake clock, where a warm instance is never recycled."""
+    clock = FakeClock(1000.0)
+    return clock, ExecutionEnvironments(random.Random(seed), recycle_probability=0.0, clock=clock)
+
+
+def invoke(pool: ExecutionEnvironments, function: str) -> bool:
+    """One invocation, returned before the next: whether it was a cold start."""
+    cold = pool.acquire(function)
+    pool.release(function)
+    return cold
 
 
 def test_the_first_invocation_is_a_cold_start_and_an_immediate_second_is_warm() -> None:
     # Given a function with no instance yet
-    clock = FakeClock()
-    pool = ExecutionEnvironments(random.Random(8), recycle_probability=0.0, clock=clock)
+    clock, pool = never_recycling(8)
     # When it is invoked, and invoked again as soon as the first returns
-    first = pool.acquire("send")
-    pool.release("send")
+    first = invoke(pool, "send")
     clock.now += 0.05
-    second = pool.acquire("send")
-    pool.release("send")
+    second = invoke(pool, "send")
     # Then only the first is a cold start
     assert (first, second) == (True, False)
     assert pool.cold_starts["send"] == 1
@@ -205,10 +203,8 @@ def test_the_first_invocation_is_a_cold_start_and_an_immediate_second_is_warm() 
 
 def test_two_concurrent_invocations_need_two_instances() -> None:
     # Given a function with one warm, idle instance
-    clock = FakeClock()
-    pool = ExecutionEnvironments(random.Random(9), recycle_probability=0.0, clock=clock)
-    pool.acquire("send")
-    pool.release("send")
+    _, pool = never_recycling(9)
+    invoke(pool, "send")
     # When two invocations run at once
     first = pool.acquire("send")
     second = pool.acquire("send")
@@ -222,10 +218,8 @@ def test_two_concurrent_invocations_need_two_instances() -> None:
 
 def test_an_instance_idle_past_the_reclaim_time_is_gone() -> None:
     # Given a function whose only instance has been idle for just over 10 minutes
-    clock = FakeClock()
-    pool = ExecutionEnvironments(random.Random(10), recycle_probability=0.0, clock=clock)
-    pool.acquire("fanout")
-    pool.release("fanout")
+    clock, pool = never_recycling(10)
+    invoke(pool, "fanout")
     clock.now += timing.IDLE_RECLAIM_S + 1
     # When it is invoked
     cold = pool.acquire("fanout")
@@ -236,12 +230,11 @@ def test_an_instance_idle_past_the_reclaim_time_is_gone() -> None:
 
 def test_a_warm_instance_is_sometimes_recycled() -> None:
     # Given the aws recycle probability and one function invoked one at a time
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     pool = ExecutionEnvironments(random.Random(11), clock=clock)
     # When it is invoked many times
     for _ in range(DRAWS):
-        pool.acquire("deliver")
-        pool.release("deliver")
+        invoke(pool, "deliver")
         clock.now += 1.0
     # Then a few warm invocations were cold starts, well under 1%
     share = pool.cold_starts["deliver"] / DRAWS
@@ -276,7 +269,7 @@ def test_the_default_is_fast_and_aws_raises_the_lambda_concurrency(monkeypatch: 
     monkeypatch.setenv("CHAT_TIMING", "aws")
     monkeypatch.setenv("CHAT_TIMING_SEED", "42")
     aws = LocalStackConfig.from_env()
-    # Then the default is today's behaviour, and aws polls streams at 4/s with 128 functions at once
+    # Then the default is today's behaviour, and aws polls streams at 4/s with 64 per worker
     assert (default.timing.name, default.lambda_concurrency, default.timing.enabled) == ("fast", 32, False)
-    assert (aws.timing.name, aws.lambda_concurrency, aws.timing.stream_poll_interval_s) == ("aws", 128, 0.25)
+    assert (aws.timing.name, aws.lambda_concurrency, aws.timing.stream_poll_interval_s) == ("aws", 64, 0.25)
     assert aws.timing.cold_start_s() == aws_profile(seed=42).cold_start_s()

@@ -318,28 +318,50 @@ class ChatStore:
                 return chat_ids
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-    def heads(self, user_id: str, chat_ids: list[str], moved_since_ms: int | None = None) -> dict[str, int]:
+    def heads(self, user_id: str, chat_ids: list[str]) -> dict[str, int]:
         """chatId -> headSeq for the chats that exist (a chat without META is not there yet) and
         that `user_id` is a member of now (the byMember index is eventually consistent, so a
         just-removed member may still be listed there; the member items, read consistently,
-        decide); only those whose head moved after `moved_since_ms` when it is given."""
-        heads: dict[str, int] = {}
-        members: set[str] = set()
-        per_call = BATCH_GET_MAX_KEYS // 2
-        for start in range(0, len(chat_ids), per_call):
-            keys = [
-                {"chatId": av(c), "sk": av(sk)}
-                for c in chat_ids[start : start + per_call]
-                for sk in (META, member_sk(user_id))
-            ]
+        decide)."""
+        heads = self._heads(chat_ids, consistent=True)
+        return {chat_id: heads[chat_id] for chat_id in self._members_of(user_id, list(heads))}
+
+    def moved_heads(self, user_id: str, chat_ids: list[str], since_ms: int) -> dict[str, int]:
+        """As `heads`, only for the chats whose head moved after `since_ms`: the heads are read
+        eventually consistently (a move just missed shows next time), the membership consistently
+        and only for the chats that moved (so a just-removed member learns nothing)."""
+        moved = {
+            chat_id: head
+            for chat_id, (head, at_ms) in self._heads_and_times(chat_ids, consistent=False).items()
+            if at_ms > since_ms
+        }
+        return {chat_id: moved[chat_id] for chat_id in self._members_of(user_id, list(moved))}
+
+    def _heads(self, chat_ids: list[str], consistent: bool) -> dict[str, int]:
+        return {c: head for c, (head, _) in self._heads_and_times(chat_ids, consistent).items()}
+
+    def _heads_and_times(self, chat_ids: list[str], consistent: bool) -> dict[str, tuple[int, int]]:
+        """chatId -> (headSeq, headAt ms) of the chats that exist."""
+        found: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(chat_ids), BATCH_GET_MAX_KEYS):
+            keys = [{"chatId": av(c), "sk": av(META)} for c in chat_ids[start : start + BATCH_GET_MAX_KEYS]]
             for item in self._batch_get(
-                self.chats_table, keys, consistent=True, projection="chatId, sk, headSeq, headAt"
+                self.chats_table, keys, consistent, projection="chatId, headSeq, headAt"
             ):
-                if item["sk"]["S"] != META:
-                    members.add(item["chatId"]["S"])
-                elif moved_since_ms is None or int(item.get("headAt", {"N": "0"})["N"]) > moved_since_ms:
-                    heads[item["chatId"]["S"]] = int(item["headSeq"]["N"])
-        return {chat_id: head for chat_id, head in heads.items() if chat_id in members}
+                at_ms = int(item.get("headAt", {"N": "0"})["N"])
+                found[item["chatId"]["S"]] = (int(item["headSeq"]["N"]), at_ms)
+        return found
+
+    def _members_of(self, user_id: str, chat_ids: list[str]) -> set[str]:
+        """Those of the chats `user_id` is a member of now (its member items, read consistently)."""
+        members: set[str] = set()
+        for start in range(0, len(chat_ids), BATCH_GET_MAX_KEYS):
+            keys = [
+                {"chatId": av(c), "sk": av(member_sk(user_id))}
+                for c in chat_ids[start : start + BATCH_GET_MAX_KEYS]
+            ]
+            members.update(i["chatId"]["S"] for i in self._batch_get(self.chats_table, keys, True, "chatId"))
+        return members
 
     def member_pages(self, chat_id: str, page_size: int = 5000) -> Iterator[list[str]]:
         """The chat's member user ids, a page at a time, read consistently."""
