@@ -32,7 +32,9 @@ class LocalStackConfig:
     idle_timeout_s: float = 600.0
     max_duration_s: float = 7200.0
     stream_idle_sleep_s: float = 0.02
-    queue_receivers: int = 4
+    # Lambda's SQS event source starts with five concurrent batches ("Lambda begins polling with
+    # five concurrent batches", Lambda docs, "Scaling and processing" for SQS), fewer when capped.
+    queue_receivers: int = 5
     lambda_processes: int = 2  # worker processes the functions run in (lambda_worker.py)
     lambda_concurrency: int = 32  # concurrent invocations per worker process
     # CHAT_TIMING: "fast" (no injected delays) or "aws" (each hop takes what it takes on AWS).

@@ -12,12 +12,14 @@ delivery function pushes them in parallel. Offline members cost one key lookup a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import as_completed
 
+from chat_backend.dal.batching import BATCH_GET_MAX_KEYS
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.logic.audience import MemberListCache, members_at, recipients_of, removed_by
-from chat_backend.logic.push import Pusher, envelopes
-from chat_backend.models import DeliveryEnvelope, Stored, StoredMessage
+from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher, envelopes
+from chat_backend.models import Recipient, Stored, StoredMessage
 
 
 def fan_out(
@@ -46,12 +48,38 @@ def fan_out(
         removed = removed_by(item) if isinstance(item, StoredMessage) else []
         audience[(item.chat_id, item.seq)] = list(dict.fromkeys([*members, *removed]))
     users = sorted({user for members in audience.values() for user in members})
-    devices = pusher.registry.devices_of(users, pusher.pool, consistent=True)
-    batch: list[DeliveryEnvelope] = []
-    for item in ordered:
-        sender = item.sender if isinstance(item, StoredMessage) else None
-        sender_device = item.sender_device if isinstance(item, StoredMessage) else None
-        recipients = recipients_of(audience[(item.chat_id, item.seq)], devices, sender, sender_device)
-        batch += envelopes(item.to_frame().to_json(), recipients)
-    pusher.queue.enqueue(batch)
-    return len(batch)
+    frames = {(i.chat_id, i.seq): i.to_frame().to_json() for i in ordered}
+    waiting: dict[tuple[str, int], list[Recipient]] = {key: [] for key in frames}
+    enqueued = 0
+
+    def send(ready: dict[tuple[str, int], list[Recipient]]) -> None:
+        nonlocal enqueued
+        batch = [
+            e for key, recipients in ready.items() if recipients for e in envelopes(frames[key], recipients)
+        ]
+        pusher.queue.enqueue(batch)  # cut into SendMessageBatch calls by count and bytes
+        enqueued += len(batch)
+
+    # The connections are looked up 100 users per call, all calls at once, and the envelopes that
+    # are full go out as each call returns: the delivery functions start pushing while the rest is
+    # still looked up. Eventually consistent (half the read units of 10,000 lookups): the items
+    # were stored a stream poll ago, far longer than DynamoDB takes to replicate a registration
+    # made before them, and a device registered after them finds them by the sync it runs on connect.
+    lookups = [
+        pusher.pool.submit(pusher.registry.devices_of, users[start : start + BATCH_GET_MAX_KEYS])
+        for start in range(0, len(users), BATCH_GET_MAX_KEYS)
+    ]
+    for lookup in as_completed(lookups):
+        devices = lookup.result()
+        ready: dict[tuple[str, int], list[Recipient]] = {}
+        for item in ordered:
+            key = (item.chat_id, item.seq)
+            sender = item.sender if isinstance(item, StoredMessage) else None
+            sender_device = item.sender_device if isinstance(item, StoredMessage) else None
+            found = [u for u in audience[key] if u in devices]
+            waiting[key] += recipients_of(found, devices, sender, sender_device)
+            full = len(waiting[key]) - len(waiting[key]) % RECIPIENTS_PER_ENVELOPE
+            ready[key], waiting[key] = waiting[key][:full], waiting[key][full:]
+        send(ready)
+    send(waiting)
+    return enqueued
