@@ -56,11 +56,10 @@ from chat_client.models import (
 from chat_client.ordering import ReorderBuffer
 from chat_client.tokens import token_identity
 from chat_client.util import backoff_delay, build_url
+from chat_client.wire import MAX_MESSAGE_BYTES, encode_frame, send_text
 
 logger = logging.getLogger("chat_client")
 
-# The server sends frames up to ~90 KB (64 KiB ciphertext as base64 plus fields); allow headroom.
-MAX_FRAME_BYTES = 256 * 1024
 RETRYABLE_SEND_CODES = frozenset({"RATE_LIMITED", "INTERNAL"})
 # After a sync, re-sync at most this many times at once while a gap it should have filled remains.
 MAX_SYNC_FOLLOWUPS = 3
@@ -83,11 +82,6 @@ class _PendingSend:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Ack, an ERROR frame (dict), an exception to raise, or None (woken by a disconnect: re-send).
     outcome: Ack | dict[str, Any] | BaseException | None = None
-
-
-def encode_frame(frame: dict[str, Any]) -> str:
-    """A client frame as the compact JSON text the server reads."""
-    return json.dumps(frame, separators=(",", ":"))
 
 
 class ChatClient:
@@ -275,7 +269,7 @@ class ChatClient:
                     if attempt > 1:
                         logger.info("re-sending %s to %s (attempt %d)", cmid, chat_id, attempt)
                     with contextlib.suppress(ConnectionClosed):
-                        await ws.send(pending.text)
+                        await send_text(ws, pending.text)
                     # On a live connection a missing ACK usually means an overloaded server, not a lost
                     # frame: wait longer after each timeout (x2, up to x8) so re-sends do not pile on.
                     wait_s = self.ack_timeout * min(2**timeouts_here, MAX_ACK_TIMEOUT_FACTOR)
@@ -298,14 +292,8 @@ class ChatClient:
                 code = str(outcome.get("code"))
                 if code not in RETRYABLE_SEND_CODES:
                     raise ChatServerError.from_frame(outcome)
-                delay = backoff_delay(error_attempts, self.reconnect_min, self.reconnect_max)
-                retry_after_ms = outcome.get("retryAfterMs")
-                if (
-                    isinstance(retry_after_ms, int)
-                    and not isinstance(retry_after_ms, bool)
-                    and retry_after_ms > 0
-                ):
-                    delay = retry_after_ms / 1000  # the server says when (PROTOCOL.md v1.1)
+                told = ChatServerError.from_frame(outcome).retry_after_s  # PROTOCOL.md v1.1
+                delay = told or backoff_delay(error_attempts, self.reconnect_min, self.reconnect_max)
                 error_attempts += 1
                 if end is not None and loop.time() + delay >= end:
                     raise ChatServerError.from_frame(outcome)
@@ -318,7 +306,7 @@ class ChatClient:
         """Send a text frame as-is (for tests of bad input). Replies land in errors / unmatched."""
         self._check_usable()
         ws = await self._wait_connected(asyncio.get_running_loop().time() + timeout)
-        await ws.send(text)
+        await send_text(ws, text)
 
     # ------------------------------------------------------------------ requests
 
@@ -326,12 +314,26 @@ class ChatClient:
         """Send a frame with a requestId (one is set if missing) and return the reply frame carrying it.
 
         Raises ChatServerError for an ERROR reply, TimeoutError after ``timeout``, ChatConnectionError
-        if the connection drops first (the reply cannot arrive on another connection).
+        if the connection drops first (the reply cannot arrive on another connection). RATE_LIMITED
+        is retried after its ``retryAfterMs`` while that fits in ``timeout``.
         """
         self._check_usable()
-        end = asyncio.get_running_loop().time() + timeout
-        ws = await self._wait_connected(end)
-        return await self._request_on(ws, frame, end)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        frame = dict(frame)
+        if not isinstance(frame.get("requestId"), str) or not frame["requestId"]:
+            frame["requestId"] = str(uuid.uuid4())
+        while True:
+            ws = await self._wait_connected(end)
+            try:
+                return await self._request_on(ws, frame, end)
+            except ChatServerError as exc:
+                # RATE_LIMITED: the same request again (same requestId) once the server's wait is over.
+                wait_s = exc.retry_after_s
+                if wait_s is None or loop.time() + wait_s >= end:
+                    raise
+                logger.info("%s rate limited; retrying in %.2fs", frame.get("action"), wait_s)
+                await asyncio.sleep(wait_s)
 
     async def create_chat(self, kind: str, members: Sequence[str], name: str | None = None) -> dict[str, Any]:
         """createChat; returns the CHAT frame (chatId, kind, name, createdAt, memberCount, role)."""
@@ -425,7 +427,7 @@ class ChatClient:
             if ws is None:
                 await self.send_frame(frame)
             else:
-                await ws.send(encode_frame(frame))
+                await send_text(ws, encode_frame(frame))
 
     async def mark_read(self, chat_id: str, seq: int) -> None:
         """READ watermark: the user has seen every message of the chat up to ``seq``. READ implies
@@ -573,7 +575,7 @@ class ChatClient:
                         "requestId": f"{AUTO_RECEIPT_PREFIX}{uuid.uuid4()}",
                     }
                     try:
-                        await ws.send(encode_frame(frame))
+                        await send_text(ws, encode_frame(frame))
                     except ConnectionClosed:
                         self._delivered_wanted.set()  # try again once reconnected
                         break
@@ -594,7 +596,7 @@ class ChatClient:
         try:
             return await ws_connect(
                 build_url(self.url, token, self.device),
-                max_size=MAX_FRAME_BYTES,
+                max_size=MAX_MESSAGE_BYTES,  # no server frame is larger (PROTOCOL.md v1.1)
                 open_timeout=self.open_timeout,
                 close_timeout=2.0,
                 compression=None,  # API Gateway does not negotiate permessage-deflate
@@ -674,7 +676,7 @@ class ChatClient:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await asyncio.sleep(self.heartbeat_interval)
-                await ws.send('{"action":"heartbeat"}')
+                await send_text(ws, '{"action":"heartbeat"}')
 
     async def _read_loop(self, ws: ClientConnection) -> None:
         try:
@@ -877,7 +879,7 @@ class ChatClient:
         self._pending_requests[rid] = fut
         try:
             try:
-                await ws.send(encode_frame(frame))
+                await send_text(ws, encode_frame(frame))
             except ConnectionClosed as exc:
                 raise ChatConnectionError(f"connection closed: {exc}") from exc
             reply = await asyncio.wait_for(fut, max(end - loop.time(), 0.0))

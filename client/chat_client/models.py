@@ -112,6 +112,14 @@ class ChatServerError(Exception):
     def from_frame(cls, frame: dict[str, Any]) -> ChatServerError:
         return cls(str(frame.get("code") or "UNKNOWN"), str(frame.get("message") or ""), frame)
 
+    @property
+    def retry_after_s(self) -> float | None:
+        """For RATE_LIMITED, how long the server asks to wait before the same frame again."""
+        wait = self.frame.get("retryAfterMs")
+        if self.code != "RATE_LIMITED" or not isinstance(wait, int) or isinstance(wait, bool) or wait <= 0:
+            return None
+        return wait / 1000
+
 
 class ChatAuthError(Exception):
     """The WebSocket handshake was refused (HTTP 401/403). Retrying with the same token cannot help."""

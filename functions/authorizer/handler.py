@@ -26,9 +26,15 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> 
     try:
         identity = services().verifier.verify(query.get("token"), query.get("device"))
     except Unauthorized as exc:
+        # A Deny (API Gateway answers 403), not a raise: a raise counts as a function error, and a
+        # stranger's bad token must not fire the error alarm.
         logger.info("connection refused", extra={"reason": exc.message})
         count("ConnectionsRefused")
-        raise Exception("Unauthorized") from None  # API Gateway's convention for a 401
+        denial = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
+            event.method_arn, principal_id="anonymous"
+        )
+        denial.deny_all_routes()
+        return denial.asdict()
     policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
         event.method_arn,
         principal_id=identity.user_id,

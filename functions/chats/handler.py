@@ -6,7 +6,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.chats import create_chat
 from chat_backend.logic.members import add_members, get_members, remove_members
-from chat_backend.models import AddMembersFrame, CreateChatFrame, GetMembersFrame, RemoveMembersFrame
+from chat_backend.models.client_frames import (
+    AddMembersFrame,
+    CreateChatFrame,
+    GetMembersFrame,
+    RemoveMembersFrame,
+)
 from chat_backend.observability import logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
@@ -32,4 +37,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             ),
             "getMembers": (GetMembersFrame, lambda caller, frame: get_members(store, caller, frame)),
         },
+        s.guard,
     )

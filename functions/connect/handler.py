@@ -6,8 +6,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.errors import RateLimited
 from chat_backend.logic.connections import close_connection, open_connection
-from chat_backend.models import Caller, ConnectEvent, DisconnectEvent
+from chat_backend.models.events import Caller, ConnectEvent, DisconnectEvent
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 
@@ -20,6 +21,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event["requestContext"]["routeKey"] == "$connect":
         ctx = parse(event=event, model=ConnectEvent).request_context
         caller = _caller(ctx.authorizer, ctx.connection_id)
+        try:
+            s.guard.admit("$connect", caller.user_id, None)
+        except RateLimited as exc:  # a reconnect loop: the handshake is refused, nothing is stored
+            count("ConnectionsThrottled")
+            return {"statusCode": 429, "headers": {"Retry-After": str(-(-exc.retry_after_ms // 1000))}}
         open_connection(s.registry, s.presence, s.pusher, caller, s.settings.connection_ttl_s)
         count("ConnectionsOpened")
     else:

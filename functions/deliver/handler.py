@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.deliver import deliver
-from chat_backend.models import DeliveryEnvelope
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 

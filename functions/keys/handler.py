@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.keys import fetch_keys, publish_keys
-from chat_backend.models import FetchKeysFrame, PublishKeysFrame
+from chat_backend.models.client_frames import FetchKeysFrame, PublishKeysFrame
 from chat_backend.observability import logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
@@ -25,4 +25,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 lambda caller, frame: fetch_keys(svc.store, svc.keys, svc.io_pool, caller, frame),
             ),
         },
+        svc.guard,
     )

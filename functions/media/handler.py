@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.media import download_media, upload_media
-from chat_backend.models import MediaDownloadFrame, MediaUploadFrame
+from chat_backend.models.client_frames import MediaDownloadFrame, MediaUploadFrame
 from chat_backend.observability import logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
@@ -28,4 +28,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 lambda caller, frame: download_media(store, bucket, caller, frame),
             ),
         },
+        services().guard,
     )

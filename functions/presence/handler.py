@@ -8,7 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chat_backend.logic.connections import beat
 from chat_backend.logic.presence import subscribe
 from chat_backend.logic.typing import relay_typing
-from chat_backend.models import Caller, HeartbeatFrame, PongFrame, PresenceFrame, TypingFrame
+from chat_backend.models.client_frames import HeartbeatFrame, PresenceFrame, TypingFrame
+from chat_backend.models.events import Caller
+from chat_backend.models.server_frames import PongFrame
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
@@ -39,4 +41,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 lambda caller, frame: subscribe(s.store, s.presence, s.poster, s.io_pool, caller, frame, now),
             ),
         },
+        s.guard,
     )

@@ -6,7 +6,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.receipts import list_receipts, record_receipt
-from chat_backend.models import Caller, ReceiptFrame, ReceiptsQueryFrame
+from chat_backend.models.client_frames import ReceiptFrame, ReceiptsQueryFrame
+from chat_backend.models.events import Caller
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
@@ -31,4 +32,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 lambda caller, frame: list_receipts(s.receipts, caller, frame, s.settings.receipts_page_size),
             ),
         },
+        s.guard,
     )

@@ -6,7 +6,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.direct import send_and_push
-from chat_backend.models import AckFrame, Caller, SendFrame
+from chat_backend.models.client_frames import SendFrame
+from chat_backend.models.events import Caller
+from chat_backend.models.server_frames import AckFrame
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.routes import handle_route
 from chat_backend.services import services
@@ -23,4 +25,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         count("SendsAcked")  # retried sends included: each got its (same) ACK
         return ack
 
-    return handle_route(event, SendFrame, send)
+    return handle_route(event, SendFrame, send, s.guard)

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.receipts import summarize
-from chat_backend.models import SummaryJob
+from chat_backend.models.queue_payloads import SummaryJob
 from chat_backend.observability import count, logger, metrics, tracer
 from chat_backend.services import services
 

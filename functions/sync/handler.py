@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.logic.sync import sync
-from chat_backend.models import SyncFrame
+from chat_backend.models.client_frames import SyncFrame
 from chat_backend.observability import logger, metrics, tracer
 from chat_backend.routes import handle_route
 from chat_backend.services import services
@@ -20,4 +20,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         event,
         SyncFrame,
         lambda caller, frame: sync(s.ledger, s.poster, caller, frame, s.settings.hole_grace_s),
+        s.guard,
     )

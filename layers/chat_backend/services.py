@@ -10,12 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, cached_property
 
+from chat_backend import wiring
 from chat_backend.config import Settings, settings
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
 from chat_backend.dal.key_store import KeyStore
+from chat_backend.dal.limit_store import LimitStore
 from chat_backend.dal.media_bucket import MediaBucket
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
@@ -25,6 +27,7 @@ from chat_backend.dal.sequencer import Sequencer
 from chat_backend.logic.audience import MemberListCache, MembershipCache
 from chat_backend.logic.auth import TokenVerifier
 from chat_backend.logic.push import Pusher, RetryPolicy
+from chat_backend.logic.rate_limits import RateLimiter, RouteGuard
 from chat_backend.logic.send import Ledger, SendPolicy
 
 
@@ -117,6 +120,14 @@ class Services:
         return TokenVerifier(
             secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
         )
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(LimitStore(self.settings.limits_table))
+
+    @cached_property
+    def guard(self) -> RouteGuard:
+        return RouteGuard(self.limiter, wiring.RATE_LIMITS)
 
     @cached_property
     def member_lists(self) -> MemberListCache:

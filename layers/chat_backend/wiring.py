@@ -105,6 +105,27 @@ class Function:
     memory_mb: int = 512
 
 
+@dataclass(frozen=True)
+class Rate:
+    """A token bucket: `burst` calls at once, refilled at `per_s` a second."""
+
+    burst: int
+    per_s: float
+
+
+@dataclass(frozen=True)
+class RouteLimit:
+    """A route's limits (logic/rate_limits.py): per user and per connection, in the bucket named
+    `bucket` (routes that share one share the budget). A `silent` route's frames over the limit are
+    dropped without an answer (fire-and-forget frames, PROTOCOL.md v1.1); others get RATE_LIMITED."""
+
+    bucket: str
+    user: Rate
+    connection: Rate | None
+    silent: bool = False
+    per_chat: Rate | None = None  # also per (user, chat) when the frame names a chat: coalescing
+
+
 TABLES: tuple[Table, ...] = (
     Table(
         name="chats",
@@ -141,6 +162,15 @@ TABLES: tuple[Table, ...] = (
         sort_key=("sk", "S"),
         ttl_attribute="expiresAt",
     ),
+    # Rate-limit buckets (logic/rate_limits.py): key `u#<user>` (or another scope), sk the bucket;
+    # one attribute per limited party holding its bucket's theoretical arrival time (GCRA). Not
+    # state: an item past `expiresAt` is the same as no item (every bucket full).
+    Table(
+        name="limits",
+        partition_key=("key", "S"),
+        sort_key=("bucket", "S"),
+        ttl_attribute="expiresAt",
+    ),
     # End-to-end encryption public keys, per user: sk DEVICE#<device> holds a device's identity key
     # and signed prekey; sk OTPK#<device>#<keyId> one unused one-time prekey (deleted when handed out).
     Table(
@@ -170,6 +200,35 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(name="media", intelligent_tiering_after_days=30, expire_noncurrent_after_days=30),
 )
 
+# Sized so that a person never meets them and a script does. Floors (issue 9): a device may send a
+# burst of 100 messages and 20/s sustained (a user with many devices 200 and 30/s); sync and
+# heartbeat are generous; a first key exchange with all of a 10,000-member group fits the burst.
+RATE_LIMITS: dict[str, RouteLimit] = {
+    "send": RouteLimit("send", user=Rate(200, 30), connection=Rate(100, 20)),
+    "sync": RouteLimit("sync", user=Rate(60, 5), connection=Rate(30, 3)),
+    "heartbeat": RouteLimit("heartbeat", user=Rate(30, 1), connection=Rate(10, 0.5), silent=True),
+    # One TYPING per user and chat every 3 s at most, whatever the keyboard does.
+    "typing": RouteLimit(
+        "typing", user=Rate(20, 5), connection=Rate(10, 3), silent=True, per_chat=Rate(1, 1 / 3)
+    ),
+    "presence": RouteLimit("presence", user=Rate(30, 1), connection=Rate(20, 1)),
+    "createChat": RouteLimit("chats", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
+    "addMembers": RouteLimit("members", user=Rate(60, 1), connection=Rate(60, 1)),
+    "removeMembers": RouteLimit("members", user=Rate(60, 1), connection=Rate(60, 1)),
+    "getMembers": RouteLimit("reads", user=Rate(300, 20), connection=Rate(200, 20)),
+    "receipt": RouteLimit("receipt", user=Rate(1000, 100), connection=Rate(500, 50), silent=True),
+    "receipts": RouteLimit("reads", user=Rate(300, 20), connection=Rate(200, 20)),
+    "publishKeys": RouteLimit("publishKeys", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
+    "fetchKeys": RouteLimit("fetchKeys", user=Rate(10_000, 50), connection=Rate(10_000, 50)),
+    "mediaUpload": RouteLimit("mediaUpload", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
+    "mediaDownload": RouteLimit("mediaDownload", user=Rate(200, 10), connection=Rate(200, 10)),
+    "$default": RouteLimit("default", user=Rate(20, 2), connection=Rate(10, 1), silent=True),
+    # A connection is opened once; the user's connects are what a reconnect loop would repeat.
+    "$connect": RouteLimit("connect", user=Rate(30, 0.2), connection=None),
+}
+# What every function serving routes needs for the limits above.
+LIMITED: dict[str, Access] = {"limits": "read_write"}
+
 # Pushing to connections: the @connections API, the registry (a 410 removes the stale
 # connection), and the delivery queue for the recipients whose push failed.
 PUSHES: dict[str, Access] = {"connections": "read_write", "delivery": "send"}
@@ -180,33 +239,33 @@ FUNCTIONS: tuple[Function, ...] = (
         name="connect",
         routes=("$connect", "$disconnect"),
         two_way=False,
-        uses={**PUSHES, "presence": "read_write", "presence_settle": "send"},
+        uses={**LIMITED, **PUSHES, "presence": "read_write", "presence_settle": "send"},
         posts_to_connections=True,  # ONLINE to the user's subscribers
     ),
     Function(
         name="send",
         routes=("send",),
         # Messages: read a duplicate's stored answer, fill a seq left by a writer that died.
-        uses={**PUSHES, "chats": "read_write", "messages": "read_write"},
+        uses={**LIMITED, **PUSHES, "chats": "read_write", "messages": "read_write"},
         posts_to_connections=True,  # small chats are pushed from here, after the commit
     ),
     Function(
         name="chats",
         routes=("createChat", "addMembers", "removeMembers", "getMembers"),
-        uses={"chats": "read_write", "messages": "read_write", "receipts": "write"},
+        uses={**LIMITED, "chats": "read_write", "messages": "read_write", "receipts": "write"},
     ),
     Function(
         name="sync",
         routes=("sync",),
         # Writes only VOIDs into holes past the grace (and ends a membership change that died).
-        uses={"chats": "read_write", "messages": "read_write"},
+        uses={**LIMITED, "chats": "read_write", "messages": "read_write"},
         posts_to_connections=True,
         timeout_s=25,  # under API Gateway's 29 s integration timeout
     ),
     Function(
         name="presence",
         routes=("heartbeat", "typing", "presence"),
-        uses={**PUSHES, "chats": "read", "presence": "read_write"},
+        uses={**LIMITED, **PUSHES, "chats": "read", "presence": "read_write"},
         posts_to_connections=True,  # presence answers, status changes, typing
     ),
     Function(
@@ -220,6 +279,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="receipts",
         routes=("receipt", "receipts"),
         uses={
+            **LIMITED,
             **PUSHES,
             "chats": "read",
             "messages": "read",
@@ -238,15 +298,15 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="keys",
         routes=("publishKeys", "fetchKeys"),
-        uses={"keys": "read_write", "chats": "read"},
+        uses={**LIMITED, "keys": "read_write", "chats": "read"},
     ),
     Function(
         name="media",
         routes=("mediaUpload", "mediaDownload"),
         # MEDIA# items live in the chats table; presigned POST (write) and GET (read) on the bucket.
-        uses={"chats": "read_write", "media": "read_write"},
+        uses={**LIMITED, "chats": "read_write", "media": "read_write"},
     ),
-    Function(name="default", routes=("$default",)),
+    Function(name="default", routes=("$default",), uses=LIMITED),
     Function(
         name="fanout",
         two_way=False,

@@ -2,12 +2,14 @@
 management API, as on AWS.
 
 - $connect runs the REQUEST authorizer (token from the query string), then the $connect route;
-  a refusal is an HTTP 401/403 and no connection exists.
+  a Deny is an HTTP 403 (an authorizer that fails, 401) and no connection exists.
 - Route selection on `$request.body.action`; a frame that is not JSON, or whose action no route
   serves, goes to `$default`. Events are shaped like API Gateway's (they parse with powertools'
   WebSocket event models) and carry the authorizer context on every route.
 - Two-way routes: the handler's `body` is sent back on the connection.
-- Frames over 128 KiB are refused with an ERROR frame; the connection stays open.
+- API Gateway's size rules (local_stack/frame_limits.py): a client frame over 32 KiB or a message
+  over 128 KiB closes the connection with 1009; a post over 128 KiB is refused with 413, and a
+  route answer over it is dropped with API Gateway's error message.
 - Idle (10 min) and maximum (2 h) connection durations are enforced (shortenable for tests).
 - For the benchmark, the time each MESSAGE frame of a tracked chat is written to a connection is
   kept (`FrameTap`): delivery timed where the server hands the frame over, not by the clients.
@@ -30,8 +32,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from chat_backend import wiring
-from chat_backend.models import MAX_FRAME_BYTES, ErrorFrame, echo_ids
 from local_stack.faults import Faults
+from local_stack.frame_limits import MAX_MESSAGE_BYTES, ApiGatewaySocket
 from local_stack.invoker import Invoker
 from local_stack.timing import TimingProfile, fast_profile
 
@@ -40,14 +42,14 @@ log = logging.getLogger("local_stack.gateway")
 API_ID = "local"
 STAGE = "local"
 ACCOUNT = "000000000000"
-# Above the protocol's limit, so an over-size frame reaches us and gets a clear ERROR.
-TRANSPORT_MAX_BYTES = 4 * MAX_FRAME_BYTES
+# Above the 128 KiB limit, so an over-size post is read and refused with API Gateway's 413.
+HTTP_MAX_BYTES = 4 * MAX_MESSAGE_BYTES
 
 
 @dataclass
 class Connection:
     connection_id: str
-    ws: web.WebSocketResponse
+    ws: ApiGatewaySocket
     authorizer: dict[str, Any]
     connected_at_ms: int
     source_ip: str
@@ -123,7 +125,7 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self, port: int) -> None:
-        app = web.Application(client_max_size=TRANSPORT_MAX_BYTES)
+        app = web.Application(client_max_size=HTTP_MAX_BYTES)
         app.add_routes(
             [
                 web.get("/", self.websocket),
@@ -193,7 +195,7 @@ class Gateway:
             return web.json_response({"message": "Forbidden"}, status=403)
         conn = Connection(
             connection_id=_new_id(),
-            ws=web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_BYTES, autoping=True),
+            ws=ApiGatewaySocket(autoping=True),
             authorizer={},
             connected_at_ms=_now_ms(),
             source_ip=request.remote or "127.0.0.1",
@@ -211,7 +213,12 @@ class Gateway:
         conn.authorizer = {"principalId": policy.get("principalId"), **(policy.get("context") or {})}
         connect_event = self._handshake_event(conn, request)
         connect_event["requestContext"]["authorizer"] = conn.authorizer
-        status = await self._invoke_lifecycle("$connect", connect_event)
+        answer = await self._invoke_lifecycle("$connect", connect_event)
+        status = int(answer.get("statusCode", 200))
+        if status == 429:  # the $connect route throttled the user: its status and Retry-After pass
+            return web.json_response(
+                {"message": "Too Many Requests"}, status=429, headers=answer.get("headers")
+            )
         if not 200 <= status < 300:
             return web.json_response({"message": "Forbidden"}, status=403)
 
@@ -240,15 +247,16 @@ class Gateway:
             self._spawn(self._invoke_lifecycle("$disconnect", event))
         return conn.ws
 
-    async def _invoke_lifecycle(self, route_key: str, event: dict[str, Any]) -> int:
+    async def _invoke_lifecycle(self, route_key: str, event: dict[str, Any]) -> dict[str, Any]:
+        """The route's answer ({"statusCode": 500} when its function failed)."""
         fn = self.routes.get(route_key)
         if fn is None:
-            return 200
+            return {"statusCode": 200}
         try:
             result = await self.invoker.invoke(fn.name, event, route_key)
         except Exception:
-            return 500
-        return int((result or {}).get("statusCode", 200))
+            return {"statusCode": 500}
+        return result if isinstance(result, dict) else {"statusCode": 200}
 
     def _select_route(self, body: str) -> str:
         try:
@@ -258,9 +266,6 @@ class Gateway:
         return action if isinstance(action, str) and action in self.routes else "$default"
 
     async def _on_frame(self, conn: Connection, body: str) -> None:
-        if len(body.encode()) > MAX_FRAME_BYTES:
-            await self._send(conn, _too_large(body))
-            return
         route_key = self._select_route(body)
         fn = self.routes.get(route_key)
         if fn is None:
@@ -273,20 +278,14 @@ class Gateway:
         try:
             result = await self.invoker.invoke(fn.name, event, route_key)
         except Exception:
-            # What API Gateway sends when the integration fails.
-            await self._send(
-                conn,
-                json.dumps(
-                    {
-                        "message": "Internal server error",
-                        "connectionId": conn.connection_id,
-                        "requestId": context["requestId"],
-                    }
-                ),
-            )
+            await self._send(conn, _integration_failed(conn, context))
             return
         if fn.two_way and isinstance(result, dict) and result.get("body") is not None:
-            await self._send(conn, result["body"])
+            answer = str(result["body"])
+            if len(answer.encode()) > MAX_MESSAGE_BYTES:  # API Gateway cannot carry it either
+                log.warning("route %s answered %d bytes; dropped", route_key, len(answer.encode()))
+                answer = _integration_failed(conn, context)
+            await self._send(conn, answer)
 
     async def _route_overhead(self) -> None:
         """API Gateway's own time between a client's frame and the route's invocation (aws timing)."""
@@ -309,6 +308,8 @@ class Gateway:
     async def post_to_connection(self, request: web.Request) -> web.Response:
         conn = self.connections.get(request.match_info["connection_id"])
         data = await request.read()
+        if len(data) > MAX_MESSAGE_BYTES:
+            return _payload_too_large()
         if conn is not None:
             fault = self.faults.post_fault(conn.authorizer.get("userId"), conn.authorizer.get("deviceId"))
             if fault == "drop":
@@ -374,10 +375,18 @@ def _gone() -> web.Response:
     return web.json_response({"message": "Gone"}, status=410, headers={"x-amzn-ErrorType": "GoneException"})
 
 
-def _too_large(body: str) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    ids = echo_ids(data if isinstance(data, dict) else None)
-    return ErrorFrame(code="TOO_LARGE", message=f"frame is over {MAX_FRAME_BYTES} bytes", **ids).to_json()
+def _payload_too_large() -> web.Response:
+    """What @connections answers to a post over 128 KiB."""
+    error = "PayloadTooLargeException"
+    return web.json_response({"message": error}, status=413, headers={"x-amzn-ErrorType": error})
+
+
+def _integration_failed(conn: Connection, context: dict[str, Any]) -> str:
+    """What API Gateway sends the caller when the route's integration fails."""
+    return json.dumps(
+        {
+            "message": "Internal server error",
+            "connectionId": conn.connection_id,
+            "requestId": context["requestId"],
+        }
+    )

@@ -35,7 +35,8 @@ from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
 from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.send import Ledger
-from chat_backend.models import ChatMeta, now_iso
+from chat_backend.models.common import now_iso
+from chat_backend.models.records import ChatMeta
 from local_stack.bootstrap import create_table
 from tests.unit.helpers import MakeChat, Receipting
 
@@ -351,9 +352,10 @@ def handler_of() -> Callable[[str], Callable[[dict[str, Any], Any], dict[str, An
 
 
 @pytest.fixture
-def route(lambda_context: FakeLambdaContext) -> Callable[..., dict[str, Any]]:
+def route(aws_env: AwsEnv, lambda_context: FakeLambdaContext) -> Callable[..., dict[str, Any]]:
     """Sends `body` to functions/<name> as a WebSocket MESSAGE event (with message_event's
-    keywords: user_id, device_id, connection_id, route_key) and returns the function's response."""
+    keywords: user_id, device_id, connection_id, route_key) and returns the function's response.
+    Every route's rate limits are kept in (moto's) DynamoDB."""
 
     def call(name: str, body: Any, **event: Any) -> dict[str, Any]:
         return load_handler(name).handler(message_event(body, **event), lambda_context)

@@ -17,6 +17,7 @@ from botocore.awsrequest import AWSResponse
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import FifoQueue
+from chat_backend.dal.limit_store import LimitStore
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.dal.send_store import SendStore
@@ -24,19 +25,14 @@ from chat_backend.dal.sequencer import Sequencer
 from chat_backend.logic.audience import MemberListCache, MembershipCache
 from chat_backend.logic.members import add_members, remove_members
 from chat_backend.logic.push import Pusher
+from chat_backend.logic.rate_limits import RateLimiter, RouteGuard
 from chat_backend.logic.receipts import record_receipt
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
-from chat_backend.models import (
-    AckFrame,
-    AddMembersFrame,
-    Caller,
-    ChatFrame,
-    ReceiptFrame,
-    RemoveMembersFrame,
-    SendFrame,
-    StoredVoid,
-    now_iso,
-)
+from chat_backend.models.client_frames import AddMembersFrame, ReceiptFrame, RemoveMembersFrame, SendFrame
+from chat_backend.models.common import now_iso
+from chat_backend.models.events import Caller
+from chat_backend.models.records import StoredVoid
+from chat_backend.models.server_frames import AckFrame, ChatFrame
 from chat_backend.services import services
 
 # What the tests' fixtures are, as parameter types.
@@ -336,3 +332,8 @@ def fake_management_api(management_api: Any) -> list[tuple[str, dict[str, Any]]]
         lambda **_: (AWSResponse(None, 200, {}, None), {}),  # type: ignore[arg-type]
     )
     return posts
+
+
+def no_limits() -> RouteGuard:
+    """A guard with no route limited: for tests of route handling itself."""
+    return RouteGuard(RateLimiter(LimitStore("unused", ddb=object())), {})

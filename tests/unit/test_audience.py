@@ -14,7 +14,9 @@ from chat_backend.logic.audience import MemberListCache, members_at, recipients_
 from chat_backend.logic.fanout import fan_out
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
-from chat_backend.models import Caller, DeliveryEnvelope, Stored, StoredMessage
+from chat_backend.models.events import Caller
+from chat_backend.models.queue_payloads import DeliveryEnvelope
+from chat_backend.models.records import Stored, StoredMessage
 from tests.unit.helpers import CountingDdb, MakeChat, add, caller, chats_on, online_all, remove, send_frame
 
 QUEUED = SendPolicy(dedup_ttl_s=3600, direct_push_max_members=0)  # every message goes by the stream

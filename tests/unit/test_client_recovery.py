@@ -26,6 +26,7 @@ class V11Server(FakeChatServer):
         super().__init__()
         self.pong_heads = True
         self.retry_after_ms: int | None = None
+        self.create_chat_errors: list[str] = []  # answered, in turn, to createChat before it works
         self.arrivals: list[tuple[float, dict[str, Any]]] = []
 
     def store_void(self, chat_id: str) -> dict[str, Any]:
@@ -47,6 +48,9 @@ class V11Server(FakeChatServer):
         if frame.get("action") == "heartbeat" and self.pong_heads:
             heads = {c: len(self.messages[c]) for c, members in self.members.items() if user in members}
             await ws.send(json.dumps({"type": "PONG", "heads": heads}))
+            return
+        if frame.get("action") == "createChat" and self.create_chat_errors:
+            await self._error(ws, self.create_chat_errors.pop(0), "injected", frame)
             return
         await super()._on_frame(ws, user, device, frame)
 
@@ -224,6 +228,31 @@ async def test_a_rate_limited_send_is_retried_after_the_time_the_server_gives(se
         first, second = server.sent_at("send")
         assert 0.28 <= second - first < 1.0
         assert ack.seq == 1 and ack.client_msg_id == "cm-w"
+
+
+async def test_a_rate_limited_request_is_sent_again_with_its_request_id_after_the_wait(server):
+    # Given a server that answers the first createChat RATE_LIMITED, retry after 200 ms
+    server.create_chat_errors = ["RATE_LIMITED"]
+    server.retry_after_ms = 200
+    async with make_client(server, "alice") as alice:
+        # When alice creates a chat
+        chat = await alice.create_chat("direct", ["bob"])
+        # Then the same request (same requestId) went again about 200 ms later and got its CHAT
+        first, second = server.received("createChat")
+        assert first["requestId"] == second["requestId"] == chat["requestId"]
+        times = server.sent_at("createChat")
+        assert 0.18 <= times[1] - times[0] < 1.0
+        assert chat["type"] == "CHAT"
+
+
+async def test_a_request_refused_for_another_reason_is_not_retried(server):
+    # Given a server that answers createChat FORBIDDEN
+    server.create_chat_errors = ["FORBIDDEN"]
+    async with make_client(server, "alice") as alice:
+        # When alice creates a chat, Then FORBIDDEN is raised after one try
+        with pytest.raises(ChatServerError) as err:
+            await alice.create_chat("direct", ["bob"])
+        assert err.value.code == "FORBIDDEN" and len(server.received("createChat")) == 1
 
 
 async def test_a_send_gives_up_at_once_when_the_retry_would_come_after_its_deadline(server):

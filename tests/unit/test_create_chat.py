@@ -9,7 +9,8 @@ import pytest
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.errors import BadRequest, GroupFull
 from chat_backend.logic.chats import create_chat
-from chat_backend.models import MAX_GROUP_MEMBERS, CreateChatFrame
+from chat_backend.models.client_frames import CreateChatFrame
+from chat_backend.models.common import MAX_GROUP_MEMBERS
 from tests.unit.helpers import caller
 
 

@@ -21,7 +21,7 @@ from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import ConnectionGone
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher, PushResult, RetryPolicy
-from chat_backend.models import DeliveryEnvelope, PresenceGuard, Recipient
+from chat_backend.models.queue_payloads import DeliveryEnvelope, PresenceGuard, Recipient
 from tests.unit.conftest import CALLBACK_URL, RecordingPoster
 from tests.unit.helpers import HandlerOf, online
 

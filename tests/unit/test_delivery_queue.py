@@ -14,7 +14,7 @@ from chat_backend.dal.delivery_queue import (
     DeliveryQueue,
     batches_by_bytes,
 )
-from chat_backend.models import DeliveryEnvelope, Recipient
+from chat_backend.models.queue_payloads import DeliveryEnvelope, Recipient
 
 
 def entries(*sizes: int) -> list[dict[str, Any]]:

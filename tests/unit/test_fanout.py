@@ -21,13 +21,9 @@ from chat_backend.logic.audience import MemberListCache
 from chat_backend.logic.fanout import fan_out
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
-from chat_backend.models import (
-    MAX_CIPHERTEXT_BYTES,
-    MAX_MEDIA_IDS,
-    DeliveryEnvelope,
-    StoredMessage,
-    StoredVoid,
-)
+from chat_backend.models.common import MAX_CIPHERTEXT_BYTES, MAX_MEDIA_IDS
+from chat_backend.models.queue_payloads import DeliveryEnvelope
+from chat_backend.models.records import StoredMessage, StoredVoid
 from tests.unit.conftest import RecordingPoster
 from tests.unit.helpers import HandlerOf, MakeChat, caller, online, online_all, remove, send_frame
 

@@ -1,4 +1,4 @@
-"""Client frames (models.py): what parses, and which protocol error each bad frame gets."""
+"""Client frames (models/client_frames.py): what parses, and which protocol error each bad frame gets."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ from typing import Any
 import pytest
 
 from chat_backend.errors import BadRequest, RateLimited, TooLarge
-from chat_backend.models import (
-    MAX_CIPHERTEXT_BYTES,
-    MAX_FRAME_BYTES,
+from chat_backend.models.client_frames import (
     CreateChatFrame,
-    ErrorFrame,
+    FetchKeysFrame,
+    MediaUploadFrame,
+    PresenceFrame,
+    ReceiptFrame,
     SendFrame,
     SyncFrame,
     decode_body,
     echo_ids,
     parse_frame,
 )
+from chat_backend.models.common import MAX_CIPHERTEXT_BYTES, MAX_FRAME_BYTES
+from chat_backend.models.server_frames import ErrorFrame
+from chat_backend.routes import handle_route
+from tests.unit.conftest import message_event
+from tests.unit.helpers import no_limits
 
 
 def b64(data: bytes) -> str:
@@ -312,3 +318,69 @@ def test_rate_limited_waits_at_least_a_millisecond_and_a_second_by_default() -> 
     assert RateLimited("busy", 0).retry_after_ms == 1
     assert RateLimited("busy", -5).retry_after_ms == 1
     assert RateLimited("busy", 250).code == "RATE_LIMITED"
+
+
+# --- input that once became INTERNAL or no answer at all ------------------------------------------
+
+SIXTY_DIGITS = "1" * 60
+HOSTILE_BODIES = [
+    pytest.param("sync", '{"action":"sync","requestId":"\\ud800"}', id="lone-surrogate-request-id"),
+    pytest.param(
+        "send", '{"action":"send","clientMsgId":"\\udc00","chatId":"c_9","ciphertext":"eA=="}', id="lone-cmid"
+    ),
+    pytest.param(
+        "sync", '{"action":"sync","requestId":"r","cursors":{"\\ud800":1}}', id="lone-surrogate-key"
+    ),
+    pytest.param(
+        "sync",
+        '{"action":"sync","requestId":"r","cursors":{"c_9":' + SIXTY_DIGITS + "}}",
+        id="60-digit-cursor",
+    ),
+    pytest.param(
+        "receipt",
+        '{"action":"receipt","chatId":"c_9","type":"READ","upToSeq":' + SIXTY_DIGITS + "}",
+        id="60-digit-upToSeq",
+    ),
+    pytest.param("sync", '{"action":"sync","requestId":"r","limit":NaN}', id="NaN"),
+    pytest.param("sync", '{"action":"sync","requestId":"r","cursors":{"c_9":Infinity}}', id="Infinity"),
+    pytest.param("sync", '{"action":"sync","requestId":"r","cursors":{"c_9":1e400}}', id="huge-float"),
+    pytest.param("fetchKeys", '{"action":"fetchKeys","requestId":"r","userId":"system"}', id="system-keys"),
+    pytest.param(
+        "createChat",
+        '{"action":"createChat","requestId":"r","kind":"direct","members":["system"]}',
+        id="system-member",
+    ),
+    pytest.param("presence", '{"action":"presence","subscribe":["system"]}', id="system-presence"),
+    pytest.param(
+        "mediaUpload",
+        '{"action":"mediaUpload","requestId":"r","chatId":"c","contentType":"a/b","size":'
+        + SIXTY_DIGITS
+        + "}",
+        id="60-digit-size",
+    ),
+]
+
+
+@pytest.mark.parametrize(("route", "body"), HOSTILE_BODIES)
+def test_hostile_input_gets_a_bad_request_that_can_be_sent(route: str, body: str) -> None:
+    # Given a frame with a lone surrogate, a number no store can hold, a JSON constant, or the
+    # reserved user id "system"
+    models = {
+        "sync": SyncFrame,
+        "send": SendFrame,
+        "receipt": ReceiptFrame,
+        "fetchKeys": FetchKeysFrame,
+        "createChat": CreateChatFrame,
+        "presence": PresenceFrame,
+        "mediaUpload": MediaUploadFrame,
+    }
+    used: list[Any] = []
+    # When the route handles it
+    response = handle_route(
+        message_event(body, route_key=route), models[route], lambda c, f: used.append(f), no_limits()
+    )
+    # Then the answer is a BAD_REQUEST (never INTERNAL) that can be written as UTF-8, and the use
+    # case never ran
+    answer = json.loads(response["body"].encode("utf-8"))
+    assert answer["type"] == "ERROR" and answer["code"] == "BAD_REQUEST", answer
+    assert used == []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chat_backend.models import MAX_MEDIA_BYTES
+from chat_backend.models.common import MAX_MEDIA_BYTES
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -17,7 +17,9 @@ from chat_backend.logic import members as members_logic
 from chat_backend.logic.members import add_members, get_members, remove_members
 from chat_backend.logic.send import Ledger, send_message
 from chat_backend.logic.sync import sync
-from chat_backend.models import MAX_GROUP_MEMBERS, ChatMeta, GetMembersFrame, SyncFrame, now_iso
+from chat_backend.models.client_frames import GetMembersFrame, SyncFrame
+from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
+from chat_backend.models.records import ChatMeta
 from chat_backend.services import services
 from tests.unit.helpers import (
     GRACE_S,

@@ -18,7 +18,7 @@ from chat_backend.logic import holes
 from chat_backend.logic import members as members_logic
 from chat_backend.logic.members import add_members, announcement, remove_members
 from chat_backend.logic.send import Ledger
-from chat_backend.models import ChatMeta, StoredMessage
+from chat_backend.models.records import ChatMeta, StoredMessage
 from tests.unit.helpers import GRACE_S, MakeChat, add_frame, caller, member_ids, meta_item, remove_frame
 
 

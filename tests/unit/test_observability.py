@@ -78,6 +78,7 @@ def test_a_refused_frame_is_counted(
 
 
 def test_an_invocation_with_no_metric_neither_fails_nor_warns(
+    aws_env: Any,  # the route's rate limit is kept in DynamoDB
     handler_of: Callable[[str], Handler],
     make_message_event: Callable[..., dict[str, Any]],
     lambda_context: Any,

@@ -15,7 +15,9 @@ from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.logic.connections import beat
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.send import Ledger
-from chat_backend.models import Caller, PongFrame, iso_at
+from chat_backend.models.common import iso_at
+from chat_backend.models.events import Caller
+from chat_backend.models.server_frames import PongFrame
 from chat_backend.services import services
 from tests.unit.helpers import MakeChat, Route, add, caller, remove, send
 

@@ -24,7 +24,10 @@ from chat_backend.logic import presence as logic
 from chat_backend.logic.connections import close_connection, open_connection
 from chat_backend.logic.deliver import deliver
 from chat_backend.logic.push import Pusher, PushResult, RetryPolicy
-from chat_backend.models import Caller, DeliveryEnvelope, PresenceFrame, iso_at
+from chat_backend.models.client_frames import PresenceFrame
+from chat_backend.models.common import iso_at
+from chat_backend.models.events import Caller
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 from chat_backend.services import services
 from chat_backend.wiring import PRESENCE_GRACE_S
 from tests.unit.conftest import RecordingPoster

@@ -16,7 +16,7 @@ from chat_backend.errors import BadRequest, ConnectionGone, Forbidden, NotFound
 from chat_backend.logic.push import Pusher, RetryPolicy
 from chat_backend.logic.receipts import record_receipt
 from chat_backend.logic.send import Ledger
-from chat_backend.models import DeliveryEnvelope
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 from tests.unit.helpers import (
     HandlerOf,
     MakeChat,

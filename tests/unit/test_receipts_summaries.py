@@ -15,7 +15,8 @@ from chat_backend.logic import receipts as receipts_logic
 from chat_backend.logic.push import Pusher, PushResult
 from chat_backend.logic.receipts import list_receipts, summarize
 from chat_backend.logic.send import Ledger
-from chat_backend.models import ReceiptsQueryFrame, SummaryJob
+from chat_backend.models.client_frames import ReceiptsQueryFrame
+from chat_backend.models.queue_payloads import SummaryJob
 from tests.unit.conftest import RecordingPoster
 from tests.unit.helpers import (
     HandlerOf,

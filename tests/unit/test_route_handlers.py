@@ -11,9 +11,11 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from chat_backend.errors import Forbidden, RateLimited
-from chat_backend.models import MAX_CIPHERTEXT_BYTES, Caller, SendFrame
+from chat_backend.models.client_frames import SendFrame
+from chat_backend.models.common import MAX_CIPHERTEXT_BYTES
+from chat_backend.models.events import Caller
 from chat_backend.routes import handle_route
-from tests.unit.helpers import MakeChat, MakeEvent, Route
+from tests.unit.helpers import MakeChat, MakeEvent, Route, no_limits
 
 
 def b64(data: bytes) -> str:
@@ -195,7 +197,7 @@ def test_only_a_rate_limited_error_frame_tells_when_to_retry(
 
     event = make_message_event(send_body("c_1", "cm-9"))
     # When the route handles it
-    frame = answer(handle_route(event, SendFrame, use_case))
+    frame = answer(handle_route(event, SendFrame, use_case, no_limits()))
     # Then the ERROR echoes the clientMsgId, and carries retryAfterMs only for RATE_LIMITED
     assert {k: frame[k] for k in ("type", "clientMsgId")} == {"type": "ERROR", "clientMsgId": "cm-9"}
     assert {k: v for k, v in frame.items() if k in ("code", "retryAfterMs")} == expected

@@ -18,7 +18,9 @@ from chat_backend.dal.chat_store import ChangeLost
 from chat_backend.logic.members import announcement
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.logic.sync import sync
-from chat_backend.models import Caller, SendFrame, StoredMessage, StoredVoid, SyncFrame
+from chat_backend.models.client_frames import SendFrame, SyncFrame
+from chat_backend.models.events import Caller
+from chat_backend.models.records import StoredMessage, StoredVoid
 from tests.unit import helpers
 from tests.unit.helpers import T0, MakeChat, Proxy, caller
 

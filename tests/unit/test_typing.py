@@ -17,7 +17,9 @@ from chat_backend.logic.audience import MemberListCache
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.send import Ledger
 from chat_backend.logic.typing import relay_typing
-from chat_backend.models import Caller, DeliveryEnvelope, TypingFrame
+from chat_backend.models.client_frames import TypingFrame
+from chat_backend.models.events import Caller
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 from tests.unit.conftest import RecordingPoster
 from tests.unit.helpers import CountingDdb, MakeChat, add, caller, chats_on, online, online_all, remove
 

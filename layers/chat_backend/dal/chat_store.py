@@ -16,7 +16,7 @@ from chat_backend.dal.aws import av, cancellation_codes, client, from_item, is_c
 from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get, batch_write
 from chat_backend.dal.chat_keys import MEMBER_PREFIX, META, media_sk, member_sk
 from chat_backend.dal.message_store import message_values
-from chat_backend.models import ChatMeta, PendingChange, StoredMedia, StoredMessage
+from chat_backend.models.records import ChatMeta, PendingChange, StoredMedia, StoredMessage
 
 TRANSACT_MAX_ITEMS = 100
 

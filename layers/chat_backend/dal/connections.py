@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, is_conditional_failure
 from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get
-from chat_backend.models import epoch_ms
+from chat_backend.models.common import epoch_ms
 
 DEVICE_PREFIX = "dev_"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat_backend.dal.aws import client
-from chat_backend.models import DeliveryEnvelope
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 
 SEND_BATCH_MAX = 10
 SQS_MAX_BYTES = 1024 * 1024  # one message, and one SendMessageBatch request in all

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, cancellation_codes, client, from_item, is_conditional_failure, to_item
 from chat_backend.dal.chat_keys import media_sk
-from chat_backend.models import SYSTEM_SENDER, Stored, StoredMessage, StoredVoid
+from chat_backend.models.common import SYSTEM_SENDER
+from chat_backend.models.records import Stored, StoredMessage, StoredVoid
 
 VOID = "VOID"  # the `kind` of a seq that carries no message
 

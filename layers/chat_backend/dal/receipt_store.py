@@ -18,7 +18,7 @@ from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
 from chat_backend.dal.batching import batch_get_tables
 from chat_backend.dal.chat_keys import META, member_sk
 from chat_backend.dal.chat_store import chat_meta
-from chat_backend.models import ChatMeta
+from chat_backend.models.records import ChatMeta
 
 ReceiptKind = Literal["DELIVERED", "READ"]
 # receipt type -> (watermark attribute, time attribute)

@@ -19,7 +19,7 @@ from chat_backend.dal.aws import av, client, from_item, is_conditional_failure, 
 from chat_backend.dal.batching import batch_get
 from chat_backend.dal.chat_keys import META, dedup_sk, media_sk, member_sk
 from chat_backend.dal.chat_store import chat_meta
-from chat_backend.models import ChatMeta, SendRecord
+from chat_backend.models.records import ChatMeta, SendRecord
 
 
 @dataclass(frozen=True)

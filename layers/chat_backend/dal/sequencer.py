@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from chat_backend.dal.aws import av, client, is_conditional_failure
 from chat_backend.dal.chat_keys import META
 from chat_backend.dal.chat_store import chat_meta
-from chat_backend.models import ChatMeta
+from chat_backend.models.records import ChatMeta
 
 # A single write that meets an ongoing transaction on its item is refused with this (nothing
 # written): for us, the same as "the membership moved" (re-read and try again).

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.message_store import MessageStore
-from chat_backend.models import SYSTEM_SENDER, ChatMeta, Recipient, StoredMessage
+from chat_backend.models.common import SYSTEM_SENDER
+from chat_backend.models.queue_payloads import Recipient
+from chat_backend.models.records import ChatMeta, StoredMessage
 
 Devices = dict[str, dict[str, str]]  # userId -> {deviceId: connectionId}
 STABLE_READ_ATTEMPTS = 5

@@ -11,6 +11,7 @@ import jwt
 from jwt.types import Options
 
 from chat_backend.errors import Unauthorized
+from chat_backend.models.common import SYSTEM_SENDER
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_DEVICE = "default"
@@ -64,11 +65,11 @@ class TokenVerifier:
                 )
             else:
                 claims = jwt.decode(token, self.secret or "", algorithms=["HS256"], options=options)
-        except jwt.PyJWTError as exc:
-            raise Unauthorized(f"invalid token: {exc}") from exc
+        except (jwt.PyJWTError, ValueError) as exc:  # ValueError: not even text (a lone surrogate)
+            raise Unauthorized(f"invalid token: {exc}"[:200]) from exc
         user_id = claims.get("sub")
         device_id = claims.get("device", DEFAULT_DEVICE if device_param is None else device_param)
-        if not isinstance(user_id, str) or not ID_PATTERN.fullmatch(user_id):
+        if not isinstance(user_id, str) or not ID_PATTERN.fullmatch(user_id) or user_id == SYSTEM_SENDER:
             raise Unauthorized("token sub is not a valid user id")
         if not isinstance(device_id, str) or not ID_PATTERN.fullmatch(device_id):
             raise Unauthorized("the device (token claim or `device` parameter) is not a valid device id")

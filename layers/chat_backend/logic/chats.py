@@ -8,7 +8,11 @@ from typing import Literal
 
 from chat_backend.dal.chat_store import ChatExists, ChatStore
 from chat_backend.errors import BadRequest, GroupFull, NotFound
-from chat_backend.models import MAX_GROUP_MEMBERS, Caller, ChatFrame, ChatMeta, CreateChatFrame, now_iso
+from chat_backend.models.client_frames import CreateChatFrame
+from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
+from chat_backend.models.events import Caller
+from chat_backend.models.records import ChatMeta
+from chat_backend.models.server_frames import ChatFrame
 
 
 def direct_chat_id(user_a: str, user_b: str) -> str:

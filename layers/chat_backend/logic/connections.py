@@ -11,7 +11,9 @@ from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.logic import presence as presence_logic
 from chat_backend.logic.push import Pusher
-from chat_backend.models import Caller, PongFrame, now_iso
+from chat_backend.models.common import now_iso
+from chat_backend.models.events import Caller
+from chat_backend.models.server_frames import PongFrame
 
 # PONG lists at most this many moved heads (PROTOCOL.md v1.1); the client syncs them all anyway.
 PONG_HEADS_MAX = 500

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from chat_backend.dal.presence_store import PresenceStore
 from chat_backend.logic.push import Pusher, PushResult
-from chat_backend.models import DeliveryEnvelope
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 
 
 def deliver(envelope: DeliveryEnvelope, pusher: Pusher, presence: PresenceStore) -> PushResult:

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from chat_backend.logic.audience import members_at, recipients_of
 from chat_backend.logic.push import Pusher, PushResult
 from chat_backend.logic.send import Ledger, SendPolicy, Sent, send_message
-from chat_backend.models import AckFrame, Caller, SendFrame
+from chat_backend.models.client_frames import SendFrame
+from chat_backend.models.events import Caller
+from chat_backend.models.server_frames import AckFrame
 
 
 def push_to_members(

@@ -19,7 +19,8 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.logic.audience import MemberListCache, members_at, recipients_of, removed_by
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher, envelopes
-from chat_backend.models import Recipient, Stored, StoredMessage
+from chat_backend.models.queue_payloads import Recipient
+from chat_backend.models.records import Stored, StoredMessage
 
 
 def fan_out(

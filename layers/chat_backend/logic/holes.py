@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.sequencer import Sequencer
-from chat_backend.models import ChatMeta, Stored, StoredVoid, iso_at
+from chat_backend.models.common import iso_at
+from chat_backend.models.records import ChatMeta, Stored, StoredVoid
 
 
 def is_old(reserved_before_ms: int | None, now_ms: int, grace_s: float) -> bool:

@@ -11,14 +11,13 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.key_store import DeviceRecord, KeyStore, PreKey, SignedPreKeyRecord
 from chat_backend.errors import Forbidden
 from chat_backend.logic.members import visible_to
-from chat_backend.models import (
-    Caller,
+from chat_backend.models.client_frames import FetchKeysFrame, PublishKeysFrame
+from chat_backend.models.events import Caller
+from chat_backend.models.server_frames import (
     DeviceKeys,
-    FetchKeysFrame,
     KeysFrame,
     KeysPublishedFrame,
     OneTimePreKeyEntry,
-    PublishKeysFrame,
     SignedPreKeyEntry,
 )
 

@@ -13,17 +13,11 @@ import uuid
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.media_bucket import MediaBucket
 from chat_backend.errors import Forbidden, NotFound, TooLarge
-from chat_backend.models import (
-    MAX_MEDIA_BYTES,
-    Caller,
-    MediaDownloadFrame,
-    MediaUploadAnswer,
-    MediaUploadFrame,
-    MediaUrlFrame,
-    StoredMedia,
-    iso_at,
-    now_iso,
-)
+from chat_backend.models.client_frames import MediaDownloadFrame, MediaUploadFrame
+from chat_backend.models.common import MAX_MEDIA_BYTES, iso_at, now_iso
+from chat_backend.models.events import Caller
+from chat_backend.models.records import StoredMedia
+from chat_backend.models.server_frames import MediaUploadAnswer, MediaUrlFrame
 
 URL_TTL_S = 15 * 60
 

@@ -26,21 +26,11 @@ from chat_backend.errors import BadRequest, Forbidden, GroupFull, RateLimited
 from chat_backend.logic import holes
 from chat_backend.logic.chats import chat_frame
 from chat_backend.logic.send import Ledger, new_server_msg_id
-from chat_backend.models import (
-    MAX_GROUP_MEMBERS,
-    SYSTEM_SENDER,
-    AddMembersFrame,
-    Caller,
-    ChatFrame,
-    ChatMeta,
-    GetMembersFrame,
-    MemberEntry,
-    MembersFrame,
-    PendingChange,
-    RemoveMembersFrame,
-    StoredMessage,
-    iso_at,
-)
+from chat_backend.models.client_frames import AddMembersFrame, GetMembersFrame, RemoveMembersFrame
+from chat_backend.models.common import MAX_GROUP_MEMBERS, SYSTEM_SENDER, iso_at
+from chat_backend.models.events import Caller
+from chat_backend.models.records import ChatMeta, PendingChange, StoredMessage
+from chat_backend.models.server_frames import ChatFrame, MemberEntry, MembersFrame
 
 # One transaction holds the META update, the announcement and the member items (100 at most);
 # a removal also deletes the member's receipt watermarks.

@@ -24,14 +24,11 @@ from chat_backend.errors import BadRequest, ConnectionGone, Forbidden
 from chat_backend.logic.audience import recipients_of
 from chat_backend.logic.members import visible_to
 from chat_backend.logic.push import Pusher
-from chat_backend.models import (
-    MAX_PRESENCE_USERS,
-    Caller,
-    PresenceFrame,
-    PresenceGuard,
-    PresenceNoticeFrame,
-    iso_at,
-)
+from chat_backend.models.client_frames import MAX_PRESENCE_USERS, PresenceFrame
+from chat_backend.models.common import iso_at
+from chat_backend.models.events import Caller
+from chat_backend.models.queue_payloads import PresenceGuard
+from chat_backend.models.server_frames import PresenceNoticeFrame
 
 # A connect or heartbeat keeps the user ONLINE this long: above the SDK's 4-minute heartbeat,
 # below API Gateway's 10-minute idle timeout (which closes a silent connection and fires $disconnect).

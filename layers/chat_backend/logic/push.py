@@ -19,7 +19,7 @@ from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import ConnectionGone
-from chat_backend.models import DeliveryEnvelope, PresenceGuard, Recipient
+from chat_backend.models.queue_payloads import DeliveryEnvelope, PresenceGuard, Recipient
 
 RECIPIENTS_PER_ENVELOPE = 100  # ~17 KB of recipients beside a frame of at most 128 KiB
 

@@ -32,18 +32,16 @@ from chat_backend.errors import BadRequest, Forbidden, NotFound
 from chat_backend.logic.audience import recipients_of
 from chat_backend.logic.push import Pusher, PushResult
 from chat_backend.logic.send import seq_of_server_msg_id
-from chat_backend.models import (
-    SYSTEM_SENDER,
-    Caller,
-    ChatMeta,
+from chat_backend.models.client_frames import ReceiptFrame, ReceiptsQueryFrame
+from chat_backend.models.common import SYSTEM_SENDER, now_iso
+from chat_backend.models.events import Caller
+from chat_backend.models.queue_payloads import SummaryJob
+from chat_backend.models.records import ChatMeta
+from chat_backend.models.server_frames import (
     ReceiptEntry,
-    ReceiptFrame,
     ReceiptNoticeFrame,
     ReceiptsFrame,
-    ReceiptsQueryFrame,
     ReceiptSummaryFrame,
-    SummaryJob,
-    now_iso,
 )
 from chat_backend.wiring import RECEIPT_SUMMARY_WINDOW_S
 

@@ -31,16 +31,11 @@ from chat_backend.dal.sequencer import MembershipMoved, Sequencer
 from chat_backend.errors import ChatError, Forbidden, NotFound, RateLimited
 from chat_backend.logic import holes
 from chat_backend.logic.audience import MemberListCache, MembershipCache, members_for_send
-from chat_backend.models import (
-    AckFrame,
-    Caller,
-    ChatMeta,
-    Fanout,
-    SendFrame,
-    SendRecord,
-    StoredMessage,
-    iso_at,
-)
+from chat_backend.models.client_frames import SendFrame
+from chat_backend.models.common import Fanout, iso_at
+from chat_backend.models.events import Caller
+from chat_backend.models.records import ChatMeta, SendRecord, StoredMessage
+from chat_backend.models.server_frames import AckFrame
 
 MAX_ATTEMPTS = 12  # membership changes or lost seqs in a row before giving up (RATE_LIMITED)
 CHANGE_POLL_S = 0.01  # first wait for a membership change in flight to commit (doubles, to 0.2 s)

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.logic import holes
 from chat_backend.logic.send import Ledger
-from chat_backend.models import Caller, ChatMeta, Stored, SyncDoneFrame, SyncFrame, epoch_ms
+from chat_backend.models.client_frames import SyncFrame
+from chat_backend.models.common import epoch_ms
+from chat_backend.models.events import Caller
+from chat_backend.models.records import ChatMeta, Stored
+from chat_backend.models.server_frames import SyncDoneFrame
 
 
 def sync(

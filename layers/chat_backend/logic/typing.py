@@ -14,7 +14,9 @@ from chat_backend.errors import Forbidden
 from chat_backend.logic.audience import MemberListCache, members_now, recipients_of
 from chat_backend.logic.direct import push_to_members
 from chat_backend.logic.push import Pusher, envelopes
-from chat_backend.models import Caller, TypingFrame, TypingNoticeFrame
+from chat_backend.models.client_frames import TypingFrame
+from chat_backend.models.events import Caller
+from chat_backend.models.server_frames import TypingNoticeFrame
 
 
 def relay_typing(

@@ -1,0 +1,302 @@
+"""Client frames (PROTOCOL.md): what a connection may send, and how a frame's text becomes one.
+
+Client frames are strict: a wrong type is an error, not a coercion ("5" is not a seq).
+Unknown fields are ignored, as the protocol says.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from chat_backend.errors import BadRequest, TooLarge
+from chat_backend.models.common import (
+    DEFAULT_SYNC_LIMIT,
+    MAX_CIPHERTEXT_BYTES,
+    MAX_FRAME_BYTES,
+    MAX_GROUP_MEMBERS,
+    MAX_MEDIA_IDS,
+    MAX_SYNC_LIMIT,
+    Id,
+    ReceiptType,
+    RequestId,
+    Seq,
+    UserId,
+)
+
+
+def _decoded_size(value: str, what: str) -> int:
+    """Bytes that base64 `value` decodes to; ValueError if it is not base64."""
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{what} is not valid base64") from exc
+
+
+def _decode_ciphertext(value: str) -> str:
+    size = _decoded_size(value, "ciphertext")
+    if size > MAX_CIPHERTEXT_BYTES:
+        raise CiphertextTooLarge(size)
+    return value
+
+
+class CiphertextTooLarge(ValueError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"ciphertext is {size} bytes decoded; at most {MAX_CIPHERTEXT_BYTES}")
+
+
+Ciphertext = Annotated[str, StringConstraints(min_length=1), AfterValidator(_decode_ciphertext)]
+
+
+class ClientFrame(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class SendFrame(ClientFrame):
+    action: Literal["send"]
+    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        alias="clientMsgId"
+    )
+    chat_id: Id = Field(alias="chatId")
+    ciphertext: Ciphertext
+    media_ids: list[Id] = Field(default_factory=list, alias="mediaIds", max_length=MAX_MEDIA_IDS)
+
+    @property
+    def ciphertext_bytes(self) -> bytes:
+        return base64.b64decode(self.ciphertext)
+
+
+class SyncFrame(ClientFrame):
+    action: Literal["sync"]
+    request_id: RequestId = Field(alias="requestId")
+    cursors: dict[Id, Seq] = Field(default_factory=dict)
+    limit: Annotated[int, Field(ge=1, le=MAX_SYNC_LIMIT)] = DEFAULT_SYNC_LIMIT
+
+
+class CreateChatFrame(ClientFrame):
+    action: Literal["createChat"]
+    request_id: RequestId = Field(alias="requestId")
+    kind: Literal["direct", "group"]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    members: list[UserId] = Field(min_length=1, max_length=MAX_GROUP_MEMBERS)
+
+    @model_validator(mode="after")
+    def _check_members(self) -> CreateChatFrame:
+        _unique(self.members)
+        if self.kind == "direct" and len(self.members) != 1:
+            raise ValueError("a direct chat has exactly one other member")
+        return self
+
+
+def _unique(members: list[str]) -> list[str]:
+    if len(set(members)) != len(members):
+        raise ValueError("members has duplicates")
+    return members
+
+
+Members = Annotated[list[UserId], Field(min_length=1, max_length=MAX_GROUP_MEMBERS), AfterValidator(_unique)]
+
+
+class AddMembersFrame(ClientFrame):
+    action: Literal["addMembers"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    members: Members
+
+
+class RemoveMembersFrame(ClientFrame):
+    action: Literal["removeMembers"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    members: Members
+
+
+class GetMembersFrame(ClientFrame):
+    action: Literal["getMembers"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    cursor: Id | None = None  # the last userId of the previous page
+
+
+class ReceiptFrame(ClientFrame):
+    """Per message (serverMsgId) or as a watermark (upToSeq): exactly one of the two."""
+
+    action: Literal["receipt"]
+    chat_id: Id = Field(alias="chatId")
+    type: ReceiptType
+    server_msg_id: Id | None = Field(None, alias="serverMsgId")
+    up_to_seq: Annotated[Seq, Field(ge=1)] | None = Field(None, alias="upToSeq")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ReceiptFrame:
+        if (self.server_msg_id is None) == (self.up_to_seq is None):
+            raise ValueError("give exactly one of serverMsgId and upToSeq")
+        return self
+
+
+class ReceiptsQueryFrame(ClientFrame):
+    action: Literal["receipts"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    server_msg_id: Id = Field(alias="serverMsgId")
+    cursor: Id | None = None  # the last userId of the previous page
+
+
+MAX_PRESENCE_USERS = 100
+
+
+class PresenceFrame(ClientFrame):
+    action: Literal["presence"]
+    subscribe: list[UserId] = Field(default_factory=list, max_length=MAX_PRESENCE_USERS)
+    unsubscribe: list[UserId] = Field(default_factory=list, max_length=MAX_PRESENCE_USERS)
+
+
+class HeartbeatFrame(ClientFrame):
+    action: Literal["heartbeat"]
+
+
+class TypingFrame(ClientFrame):
+    action: Literal["typing"]
+    chat_id: Id = Field(alias="chatId")
+
+
+MAX_KEY_BYTES = 1024  # a public key or signature, decoded
+MAX_ONE_TIME_PREKEYS = 100  # per publishKeys frame
+
+
+def _decode_key(value: str) -> str:
+    size = _decoded_size(value, "key")
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"{size} bytes decoded; at most {MAX_KEY_BYTES}")
+    return value
+
+
+# Public key material: base64, at most 1 KiB decoded. The server never looks inside.
+KeyBytes = Annotated[
+    str, StringConstraints(min_length=1, max_length=4 * MAX_KEY_BYTES), AfterValidator(_decode_key)
+]
+KeyId = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class SignedPreKey(ClientFrame):
+    key_id: KeyId = Field(alias="keyId")
+    public_key: KeyBytes = Field(alias="publicKey")
+    signature: KeyBytes
+
+
+class OneTimePreKey(ClientFrame):
+    key_id: KeyId = Field(alias="keyId")
+    public_key: KeyBytes = Field(alias="publicKey")
+
+
+class PublishKeysFrame(ClientFrame):
+    """The calling device's keys: identity key and signed prekey replace the previous ones; one-time
+    prekeys are added (the same keyId again replaces that key)."""
+
+    action: Literal["publishKeys"]
+    identity_key: KeyBytes = Field(alias="identityKey")
+    signed_pre_key: SignedPreKey = Field(alias="signedPreKey")
+    one_time_pre_keys: list[OneTimePreKey] = Field(
+        default_factory=list, alias="oneTimePreKeys", max_length=MAX_ONE_TIME_PREKEYS
+    )
+
+    @model_validator(mode="after")
+    def _unique_key_ids(self) -> PublishKeysFrame:
+        ids = [k.key_id for k in self.one_time_pre_keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("oneTimePreKeys has duplicate keyIds")
+        return self
+
+
+class FetchKeysFrame(ClientFrame):
+    action: Literal["fetchKeys"]
+    request_id: RequestId = Field(alias="requestId")
+    user_id: UserId = Field(alias="userId")
+
+
+# type/subtype of RFC 6838 restricted-name characters, parameters not allowed (the policy matches exactly).
+ContentType = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
+    ),
+]
+
+
+class MediaUploadFrame(ClientFrame):
+    """`size` above MAX_MEDIA_BYTES is TOO_LARGE (checked by the use case); below 1 a BAD_REQUEST."""
+
+    action: Literal["mediaUpload"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    content_type: ContentType = Field(alias="contentType")
+    size: Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class MediaDownloadFrame(ClientFrame):
+    action: Literal["mediaDownload"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    media_id: Id = Field(alias="mediaId")
+
+
+F = TypeVar("F", bound=ClientFrame)
+
+
+def decode_body(body: str | None) -> dict[str, Any]:
+    """The frame as a JSON object, or BadRequest / TooLarge."""
+    if body is None:
+        raise BadRequest("empty frame")
+    if len(body.encode()) > MAX_FRAME_BYTES:
+        raise TooLarge(f"frame is over {MAX_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise BadRequest("frame is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("frame is not a JSON object")
+    try:
+        # A \ud800 escape decodes to a lone surrogate, which no answer could echo or store.
+        json.dumps(data, ensure_ascii=False, allow_nan=False).encode()
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise BadRequest("frame has a string that is not valid Unicode (a lone surrogate)") from exc
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_frame(model: type[F], data: dict[str, Any]) -> F:
+    """Validate a decoded frame; map the first problem to the protocol's error."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, CiphertextTooLarge):
+                raise TooLarge(str(ctx_error)) from exc
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])[:100] or "frame"  # loc may hold a client's key
+        raise BadRequest(f"{where}: {first['msg']}") from exc
+
+
+def echo_ids(data: dict[str, Any] | None) -> dict[str, str | None]:
+    """requestId / clientMsgId of a frame, when it had them, for the ERROR it gets."""
+    data = data or {}
+    return {
+        key: value if isinstance(value, str) and len(value) <= 128 else None
+        for key, value in (("requestId", data.get("requestId")), ("clientMsgId", data.get("clientMsgId")))
+    }

@@ -1,0 +1,51 @@
+"""What the queues carry: delivery envelopes and receipt-summary jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    user_id: str = Field(alias="u")
+    device_id: str = Field(alias="d")
+    connection_id: str = Field(alias="c")
+
+
+class PresenceGuard(BaseModel):
+    """A PRESENCE push is still worth making only while the watched user's state is this version
+    (a retried push must not overwrite a newer status)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    user_id: str = Field(alias="u")
+    version: int = Field(alias="v")
+
+
+class DeliveryEnvelope(BaseModel):
+    """One SQS message: a frame to push and the connections to push it to. `attempt` counts the
+    pushes already tried for these recipients (0: none; a retry carries the failed ones alone)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    frame: str
+    recipients: list[Recipient]
+    attempt: int = Field(0, alias="a")
+    presence: PresenceGuard | None = Field(None, alias="p")
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().model_dump_json(by_alias=True, exclude_none=True, **kwargs)
+
+
+class SummaryJob(BaseModel):
+    """One summaries-queue message: recount the receipts of one message of a large group and tell
+    its sender (RECEIPT_SUMMARY)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    chat_id: str = Field(alias="chatId")
+    seq: int
+    server_msg_id: str = Field(alias="serverMsgId")
+    sender: str
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().model_dump_json(by_alias=True, **kwargs)

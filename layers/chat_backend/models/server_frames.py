@@ -1,0 +1,201 @@
+"""Server frames (PROTOCOL.md): everything the backend writes to a connection."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chat_backend.models.common import ReceiptType
+
+
+class ServerFrame(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class AckFrame(ServerFrame):
+    type: Literal["ACK"] = "ACK"
+    client_msg_id: str = Field(alias="clientMsgId")
+    chat_id: str = Field(alias="chatId")
+    server_msg_id: str = Field(alias="serverMsgId")
+    seq: int
+    created_at: str = Field(alias="createdAt")
+
+
+class MessageFrame(ServerFrame):
+    type: Literal["MESSAGE"] = "MESSAGE"
+    chat_id: str = Field(alias="chatId")
+    server_msg_id: str = Field(alias="serverMsgId")
+    seq: int
+    sender: str = Field(alias="from")
+    sender_device: str | None = Field(alias="fromDevice")
+    ciphertext: str
+    media_ids: list[str] = Field(alias="mediaIds")
+    created_at: str = Field(alias="createdAt")
+
+
+class VoidFrame(ServerFrame):
+    """A seq that carries no message (PROTOCOL.md v1.1): its writer died or stalled before storing
+    it. Delivered live and in sync like a message, so a client sees every seq exactly once."""
+
+    type: Literal["VOID"] = "VOID"
+    chat_id: str = Field(alias="chatId")
+    seq: int
+
+
+class SyncDoneFrame(ServerFrame):
+    type: Literal["SYNC_DONE"] = "SYNC_DONE"
+    request_id: str = Field(alias="requestId")
+    heads: dict[str, int]
+    more: bool
+
+
+class ChatFrame(ServerFrame):
+    type: Literal["CHAT"] = "CHAT"
+    request_id: str = Field(alias="requestId")
+    chat_id: str = Field(alias="chatId")
+    kind: Literal["direct", "group"]
+    name: str | None
+    created_at: str = Field(alias="createdAt")
+    member_count: int = Field(alias="memberCount")
+    role: Literal["admin", "member"]
+
+
+class TypingNoticeFrame(ServerFrame):
+    type: Literal["TYPING"] = "TYPING"
+    chat_id: str = Field(alias="chatId")
+    user_id: str = Field(alias="userId")
+
+
+class MemberEntry(ServerFrame):
+    user_id: str = Field(alias="userId")
+    role: Literal["admin", "member"]
+
+
+class MembersFrame(ServerFrame):
+    type: Literal["MEMBERS"] = "MEMBERS"
+    request_id: str = Field(alias="requestId")
+    chat_id: str = Field(alias="chatId")
+    members: list[MemberEntry]
+    next: str | None
+
+
+class ReceiptNoticeFrame(ServerFrame):
+    """RECEIPT: per message (serverMsgId + seq) or as a watermark (upToSeq); the other form's
+    fields are left out of the JSON."""
+
+    type: Literal["RECEIPT"] = "RECEIPT"
+    chat_id: str = Field(alias="chatId")
+    user_id: str = Field(alias="userId")
+    receipt_type: ReceiptType = Field(alias="receiptType")
+    server_msg_id: str | None = Field(None, alias="serverMsgId")
+    seq: int | None = None
+    up_to_seq: int | None = Field(None, alias="upToSeq")
+    at: str
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class ReceiptSummaryFrame(ServerFrame):
+    type: Literal["RECEIPT_SUMMARY"] = "RECEIPT_SUMMARY"
+    chat_id: str = Field(alias="chatId")
+    server_msg_id: str = Field(alias="serverMsgId")
+    delivered: int
+    read: int
+
+
+class ReceiptEntry(ServerFrame):
+    user_id: str = Field(alias="userId")
+    receipt_type: ReceiptType = Field(alias="receiptType")
+    at: str
+
+
+class ReceiptsFrame(ServerFrame):
+    type: Literal["RECEIPTS"] = "RECEIPTS"
+    request_id: str = Field(alias="requestId")
+    receipts: list[ReceiptEntry]
+    next: str | None
+
+
+class PresenceNoticeFrame(ServerFrame):
+    type: Literal["PRESENCE"] = "PRESENCE"
+    user_id: str = Field(alias="userId")
+    status: Literal["ONLINE", "OFFLINE"]
+    last_seen: str | None = Field(alias="lastSeen")
+
+
+class SignedPreKeyEntry(ServerFrame):
+    key_id: int = Field(alias="keyId")
+    public_key: str = Field(alias="publicKey")
+    signature: str
+
+
+class OneTimePreKeyEntry(ServerFrame):
+    key_id: int = Field(alias="keyId")
+    public_key: str = Field(alias="publicKey")
+
+
+class DeviceKeys(ServerFrame):
+    device_id: str = Field(alias="deviceId")
+    identity_key: str = Field(alias="identityKey")
+    signed_pre_key: SignedPreKeyEntry = Field(alias="signedPreKey")
+    one_time_pre_key: OneTimePreKeyEntry | None = Field(alias="oneTimePreKey")
+
+
+class KeysPublishedFrame(ServerFrame):
+    type: Literal["KEYS_PUBLISHED"] = "KEYS_PUBLISHED"
+    one_time_pre_keys: int = Field(alias="oneTimePreKeys")  # unused ones the device now has
+
+
+class KeysFrame(ServerFrame):
+    type: Literal["KEYS"] = "KEYS"
+    request_id: str = Field(alias="requestId")
+    user_id: str = Field(alias="userId")
+    devices: list[DeviceKeys]
+
+
+class PongFrame(ServerFrame):
+    """`heads` (v1.1): the chats whose head moved since the connection's previous heartbeat, so a
+    connected client notices a push it missed. Left out when there are none."""
+
+    type: Literal["PONG"] = "PONG"
+    heads: dict[str, int] | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class MediaUploadAnswer(ServerFrame):
+    """Where to POST the (encrypted) bytes: `url` with `fields` as the form, the file last."""
+
+    type: Literal["MEDIA_UPLOAD"] = "MEDIA_UPLOAD"
+    request_id: str = Field(alias="requestId")
+    media_id: str = Field(alias="mediaId")
+    url: str
+    fields: dict[str, str]
+    expires_at: str = Field(alias="expiresAt")
+
+
+class MediaUrlFrame(ServerFrame):
+    type: Literal["MEDIA_URL"] = "MEDIA_URL"
+    request_id: str = Field(alias="requestId")
+    media_id: str = Field(alias="mediaId")
+    url: str
+    expires_at: str = Field(alias="expiresAt")
+
+
+class ErrorFrame(ServerFrame):
+    type: Literal["ERROR"] = "ERROR"
+    code: str
+    message: str
+    request_id: str | None = Field(None, alias="requestId")
+    client_msg_id: str | None = Field(None, alias="clientMsgId")
+    retry_after_ms: int | None = Field(None, alias="retryAfterMs")  # RATE_LIMITED only
+
+    def to_json(self) -> str:
+        exclude = {"retry_after_ms"} if self.retry_after_ms is None else set()
+        return self.model_dump_json(by_alias=True, exclude=exclude)
