@@ -212,3 +212,46 @@ def test_a_route_without_limits_is_never_refused(aws_env: AwsEnv) -> None:
         guard.admit("sync", "u_alice", "c1")
     # Then it is never refused, and nothing is written
     assert aws_env.scan("limits") == []
+
+
+def test_frequent_frames_are_written_down_every_few_calls_and_the_limit_still_holds(aws_env: AwsEnv) -> None:
+    # Given an instance settling every 4th call, on a bucket of 10 at once
+    clock = FakeClock(T0)
+    counting = CountingDdb(aws_env.ddb)
+    limiter = limiter_on(aws_env, clock, counting)
+    user = [Party("u", Rate(10, 1))]
+    # When 3 calls come, then a fourth
+    for _ in range(3):
+        limiter.take("u#alice", "send", user, settle_every=4)
+    writes_after_three = len(counting.calls)
+    limiter.take("u#alice", "send", user, settle_every=4)
+    # Then the first three cost nothing, the fourth writes all four down at once
+    assert writes_after_three == 0 and len(counting.calls) == 1
+    [item] = aws_env.scan("limits")
+    assert int(item["u"]) == int(T0 * 1000) + 4 * 1000
+    # And the bucket still holds 10 in all: 6 more fit, the 11th does not
+    more = 0
+    for _ in range(7):
+        try:
+            limiter.take("u#alice", "send", user, settle_every=4)
+            more += 1
+        except RateLimited:
+            pass
+    assert more == 6
+
+
+def test_instances_settling_late_overshoot_by_at_most_what_each_holds_back(aws_env: AwsEnv) -> None:
+    # Given three instances settling every 4th call, on one bucket of 20
+    clock = FakeClock(T0)
+    instances = [limiter_on(aws_env, clock) for _ in range(3)]
+    user = [Party("u", Rate(20, 1))]
+    # When a script spreads 90 calls over them at one instant
+    admitted = 0
+    for i in range(90):
+        try:
+            instances[i % 3].take("u#alice", "send", user, settle_every=4)
+            admitted += 1
+        except RateLimited:
+            pass
+    # Then at least the bucket is admitted, and at most 3 more per instance
+    assert 20 <= admitted <= 20 + 3 * 3

@@ -7,10 +7,17 @@ max(TAT, now) + n * interval - now <= burst * interval, and moves TAT there; oth
 for the difference (RATE_LIMITED's `retryAfterMs`). All parties of a call (the user, the
 connection, a chat's typing notices) live in one item and move in one conditional write.
 
-Cost per call: one UpdateItem of 1 write unit ($0.625 per million at on-demand list price) and a
-DynamoDB round trip before the route's work. A call that the function already knows to be over the
-limit (from the bucket it last saw: a TAT never goes back) is refused with no AWS call at all, so
-a flood costs nothing in DynamoDB.
+Cost: one conditional UpdateItem (1 write unit, $0.625 per million at on-demand list price) per
+write, and a write settles up to `settle_every` calls (wiring.RouteLimit): an instance admits that
+many calls of a party on its own view of the bucket (the TAT it last saw, plus what it admitted
+since) and then writes them down at once. So the frequent, cheap frames (send, receipt, heartbeat,
+sync: settled every 4 calls) cost at most 0.25 write units each and a person's occasional frame,
+spread over warm instances, usually nothing; rare frames whose limit guards something scarce
+(chats, members, keys, media, connects, typing's coalescing) settle every call. The price of
+settling late: each instance may admit up to `settle_every - 1` calls of a party beyond its bucket
+before it learns the bucket is empty (and calls admitted but not yet written down are forgotten if
+the instance dies). A call the instance already knows to be over the limit (a TAT never goes
+back) is refused with no AWS call at all, so a flood costs nothing in DynamoDB.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chat_backend.dal.limit_store import LimitRaced, LimitStore, Step
 from chat_backend.errors import RateLimited
@@ -59,6 +66,22 @@ def wait_ms(parties: list[Party], tats: dict[str, int], now_ms: int) -> int | No
     return worst if worst > 0 else None
 
 
+@dataclass
+class _Bucket:
+    """What one instance knows of a bucket item: the TATs it last saw, and what it admitted since
+    without writing it down (per party: the milliseconds to add, and that party's capacity)."""
+
+    tats: dict[str, int] = field(default_factory=dict)
+    owed: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def view(self, now_ms: int) -> dict[str, int]:
+        """The TATs as they stand with what is owed added."""
+        seen = dict(self.tats)
+        for attr, (add_ms, _) in self.owed.items():
+            seen[attr] = max(seen.get(attr, 0), now_ms) + add_ms
+        return seen
+
+
 class RateLimiter:
     def __init__(
         self, store: LimitStore, clock: Callable[[], float] = time.time, memory: int = 10_000
@@ -66,48 +89,79 @@ class RateLimiter:
         self.store = store
         self.clock = clock
         self.memory = memory
-        self._seen: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
+        self._known: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, key: str, bucket: str, parties: list[Party]) -> None:
+    def take(self, key: str, bucket: str, parties: list[Party], settle_every: int = 1) -> None:
         """Spend the call's cost from every party's bucket, or raise RateLimited (nothing spent)."""
         now_ms = int(self.clock() * 1000)
-        tats = self._last_seen(key, bucket)
-        for _ in range(MAX_WRITE_ATTEMPTS):
-            if (wait := wait_ms(parties, tats, now_ms)) is not None:
+        with self._lock:
+            known = self._bucket(key, bucket)
+            if (wait := wait_ms(parties, known.view(now_ms), now_ms)) is not None:
                 raise RateLimited(f"too many {bucket} requests; try again later", retry_after_ms=wait)
-            mine = {p.attr for p in parties}
+            for p in parties:
+                owed_ms, _ = known.owed.get(p.attr, (0, p.capacity_ms))
+                known.owed[p.attr] = (owed_ms + p.cost * p.interval_ms, p.capacity_ms)
+            if all(known.owed[p.attr][0] < settle_every * p.interval_ms for p in parties):
+                return  # admitted on this instance's view; written down with a later call
+            owed, known.owed = known.owed, {}
+            tats = dict(known.tats)
+        self._settle(key, bucket, parties, owed, tats, now_ms)
+
+    def _settle(
+        self,
+        key: str,
+        bucket: str,
+        parties: list[Party],
+        owed: dict[str, tuple[int, int]],
+        tats: dict[str, int],
+        now_ms: int,
+    ) -> None:
+        """Write what is owed (this call included). If the real bucket cannot take it all, what
+        was admitted earlier on this instance's view is dropped and this call alone is decided."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
             steps = [
                 Step(
-                    attr=p.attr,
-                    add_ms=p.cost * p.interval_ms,
-                    full=tats.get(p.attr, 0) <= now_ms,
-                    max_tat=now_ms + p.capacity_ms - p.cost * p.interval_ms,
+                    attr=attr,
+                    add_ms=add_ms,
+                    full=tats.get(attr, 0) <= now_ms,
+                    max_tat=now_ms + capacity - add_ms,
                 )
-                for p in parties
+                for attr, (add_ms, capacity) in owed.items()
             ]
-            spent = [attr for attr, tat in tats.items() if tat <= now_ms and attr not in mine]
+            spent = [attr for attr, tat in tats.items() if tat <= now_ms and attr not in owed]
             try:
                 tats = self.store.advance(
                     key, bucket, steps, spent, now_ms, now_ms // 1000 + LIMIT_ITEM_TTL_S
                 )
-                self._remember(key, bucket, tats)
+                self._saw(key, bucket, tats)
                 return
             except LimitRaced as raced:  # another instance moved it, or it is over: decide again
                 tats = raced.tats
-                self._remember(key, bucket, tats)
+                self._saw(key, bucket, tats)
+            if (wait := wait_ms(parties, tats, now_ms)) is not None:
+                raise RateLimited(f"too many {bucket} requests; try again later", retry_after_ms=wait)
+            if not _fits(owed, tats, now_ms):  # the calls admitted earlier went over: not recorded
+                owed = {p.attr: (p.cost * p.interval_ms, p.capacity_ms) for p in parties}
         raise RateLimited(f"too many {bucket} requests at once", retry_after_ms=RACE_RETRY_AFTER_MS)
 
-    def _last_seen(self, key: str, bucket: str) -> dict[str, int]:
-        with self._lock:
-            return dict(self._seen.get((key, bucket), {}))
+    def _bucket(self, key: str, bucket: str) -> _Bucket:
+        """(Under the lock.) This instance's view of a bucket, the most recently used kept."""
+        found = self._known.get((key, bucket))
+        if found is None:
+            found = self._known[(key, bucket)] = _Bucket()
+            while len(self._known) > self.memory:
+                self._known.popitem(last=False)
+        self._known.move_to_end((key, bucket))
+        return found
 
-    def _remember(self, key: str, bucket: str, tats: dict[str, int]) -> None:
+    def _saw(self, key: str, bucket: str, tats: dict[str, int]) -> None:
         with self._lock:
-            self._seen[(key, bucket)] = tats
-            self._seen.move_to_end((key, bucket))
-            while len(self._seen) > self.memory:
-                self._seen.popitem(last=False)
+            self._bucket(key, bucket).tats = tats
+
+
+def _fits(owed: dict[str, tuple[int, int]], tats: dict[str, int], now_ms: int) -> bool:
+    return all(max(tats.get(a, 0), now_ms) + add - now_ms <= cap for a, (add, cap) in owed.items())
 
 
 class RouteGuard:
@@ -128,7 +182,7 @@ class RouteGuard:
             parties.append(Party(f"c:{connection_id}", limit.connection))
         if limit.per_chat is not None and chat_id is not None:
             parties.append(Party(f"t:{chat_id}", limit.per_chat))
-        self.limiter.take(f"u#{user_id}", limit.bucket, parties)
+        self.limiter.take(f"u#{user_id}", limit.bucket, parties, limit.settle_every)
 
     def is_silent(self, route_key: str) -> bool:
         """Frames of this route over the limit are dropped without an answer."""
