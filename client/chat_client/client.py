@@ -372,8 +372,20 @@ class ChatClient:
 
     async def fetch_keys(self, user_id: str) -> dict[str, Any]:
         """fetchKeys; returns the KEYS frame: every device of the user with one one-time prekey
-        each (null when it has none left). FORBIDDEN unless the user shares a chat with us."""
+        each (null when it has none left, or none for us: the client then uses the signed prekey)."""
         return await self.request({"action": "fetchKeys", "userId": user_id})
+
+    async def block(self, user_id: str) -> dict[str, Any]:
+        """Block a user: nothing of theirs reaches us any more (PROTOCOL.md v1.1); answers OK."""
+        return await self.request({"action": "block", "userId": user_id})
+
+    async def unblock(self, user_id: str) -> dict[str, Any]:
+        return await self.request({"action": "unblock", "userId": user_id})
+
+    async def set_privacy(self, group_add: str) -> dict[str, Any]:
+        """Who may add us to groups: "everyone", "chatted" (users we share a direct chat with) or
+        "nobody"; answers OK."""
+        return await self.request({"action": "setPrivacy", "groupAdd": group_add})
 
     async def send_frame(self, frame: dict[str, Any], timeout: float = 10.0) -> None:
         """Fire-and-forget a client frame (receipt, presence, typing, publishKeys...)."""

@@ -26,10 +26,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle_routes(
         event,
         {
-            "createChat": (CreateChatFrame, lambda caller, frame: create_chat(store, caller, frame)),
+            "createChat": (
+                CreateChatFrame,
+                lambda caller, frame: create_chat(store, s.consent, s.io_pool, caller, frame),
+            ),
             "addMembers": (
                 AddMembersFrame,
-                lambda caller, frame: add_members(ledger, caller, frame, grace_s),
+                lambda caller, frame: add_members(ledger, s.consent, s.io_pool, caller, frame, grace_s),
             ),
             "removeMembers": (
                 RemoveMembersFrame,

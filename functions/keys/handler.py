@@ -22,7 +22,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "publishKeys": (PublishKeysFrame, lambda caller, frame: publish_keys(svc.keys, caller, frame)),
             "fetchKeys": (
                 FetchKeysFrame,
-                lambda caller, frame: fetch_keys(svc.store, svc.keys, svc.io_pool, caller, frame),
+                lambda caller, frame: fetch_keys(
+                    svc.consent, svc.keys, svc.limiter, svc.io_pool, caller, frame
+                ),
             ),
         },
         svc.guard,

@@ -29,7 +29,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return pong
 
     def typing(caller: Caller, frame: TypingFrame) -> None:
-        relay_typing(s.store, s.member_lists, s.pusher, caller, frame, s.settings.direct_push_max_members)
+        relay_typing(
+            s.store, s.consent, s.member_lists, s.pusher, caller, frame, s.settings.direct_push_max_members
+        )
 
     return handle_routes(
         event,

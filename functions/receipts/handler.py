@@ -20,7 +20,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
 
     def record(caller: Caller, frame: ReceiptFrame) -> None:
-        record_receipt(s.receipts, s.pusher, s.summaries_queue, caller, frame)
+        record_receipt(s.receipts, s.consent, s.pusher, s.summaries_queue, caller, frame)
         count("ReceiptsRecorded")  # repeats included: they are accepted (and change nothing)
 
     return handle_routes(

@@ -15,6 +15,7 @@ from chat_backend.config import Settings, settings
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
+from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
 from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.limit_store import LimitStore
@@ -120,6 +121,10 @@ class Services:
         return TokenVerifier(
             secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
         )
+
+    @cached_property
+    def consent(self) -> ConsentStore:
+        return ConsentStore(self.settings.consent_table)
 
     @cached_property
     def limiter(self) -> RateLimiter:

@@ -174,6 +174,14 @@ TABLES: tuple[Table, ...] = (
         sort_key=("bucket", "S"),
         ttl_attribute="expiresAt",
     ),
+    # Consent, per user: sk PRIVACY holds the user's settings (`groupAdd`); BLOCKS#<user> one user
+    # this user blocks, and BLOCKEDBY#<user> its mirror on the blocked user's partition (so what a
+    # user does can be kept from everyone who blocks them with one Query).
+    Table(
+        name="consent",
+        partition_key=("userId", "S"),
+        sort_key=("sk", "S"),
+    ),
     # End-to-end encryption public keys, per user: sk DEVICE#<device> holds a device's identity key
     # and signed prekey; sk OTPK#<device>#<keyId> one unused one-time prekey (deleted when handed out).
     Table(
@@ -209,7 +217,7 @@ BUCKETS: tuple[Bucket, ...] = (
 FREQUENT = 4  # frames a person sends often settle every 4th call (at most 0.25 write units each)
 RATE_LIMITS: dict[str, RouteLimit] = {
     "send": RouteLimit("send", user=Rate(200, 30), connection=Rate(100, 20), settle_every=FREQUENT),
-    "sync": RouteLimit("sync", user=Rate(60, 5), connection=Rate(30, 3), settle_every=FREQUENT),
+    "sync": RouteLimit("sync", user=Rate(120, 10), connection=Rate(60, 5), settle_every=FREQUENT),
     "heartbeat": RouteLimit(
         "heartbeat", user=Rate(30, 1), connection=Rate(10, 0.5), silent=True, settle_every=FREQUENT
     ),
@@ -218,7 +226,8 @@ RATE_LIMITS: dict[str, RouteLimit] = {
         "typing", user=Rate(20, 5), connection=Rate(10, 3), silent=True, per_chat=Rate(1, 1 / 3)
     ),
     "presence": RouteLimit("presence", user=Rate(30, 1), connection=Rate(20, 1)),
-    "createChat": RouteLimit("chats", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
+    # A new phone's contacts may start many direct chats at once; then one a second.
+    "createChat": RouteLimit("chats", user=Rate(100, 1), connection=Rate(100, 1)),
     "addMembers": RouteLimit("members", user=Rate(60, 1), connection=Rate(60, 1)),
     "removeMembers": RouteLimit("members", user=Rate(60, 1), connection=Rate(60, 1)),
     "getMembers": RouteLimit("reads", user=Rate(300, 20), connection=Rate(200, 20)),
@@ -226,6 +235,9 @@ RATE_LIMITS: dict[str, RouteLimit] = {
         "receipt", user=Rate(1000, 100), connection=Rate(500, 50), silent=True, settle_every=FREQUENT
     ),
     "receipts": RouteLimit("reads", user=Rate(300, 20), connection=Rate(200, 20)),
+    "block": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
+    "unblock": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
+    "setPrivacy": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
     "publishKeys": RouteLimit("publishKeys", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
     "fetchKeys": RouteLimit("fetchKeys", user=Rate(10_000, 50), connection=Rate(10_000, 50)),
     "mediaUpload": RouteLimit("mediaUpload", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
@@ -302,6 +314,13 @@ FUNCTIONS: tuple[Function, ...] = (
         trigger=QueueTrigger(queue="summaries", max_concurrency=2),
         uses={**PUSHES, "receipts": "read", "summaries": "consume"},
         posts_to_connections=True,
+    ),
+    Function(
+        name="consent",
+        routes=("block", "unblock", "setPrivacy"),
+        # A block also marks the pair's direct chat (its META's blockedBy) and ends the blocked
+        # user's presence subscriptions to the blocker.
+        uses={**LIMITED, "consent": "read_write", "chats": "read_write", "presence": "read_write"},
     ),
     Function(
         name="keys",

@@ -8,10 +8,6 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from chat_client import ChatServerError
-
 Connect = Callable[..., Any]
 
 
@@ -63,22 +59,25 @@ async def test_devices_publish_and_a_chat_partner_fetches_each_one_time_prekey_o
     assert [d["deviceId"] for d in own["devices"]] == ["d_laptop"]
 
 
-async def test_a_stranger_is_forbidden_whether_the_user_exists_or_not(
+async def test_anyone_may_fetch_keys_but_a_blocked_user_gets_no_one_time_prekey(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
-    bob_id, mallory_id = new_user("bob"), new_user("mallory")
+    # Given bob's device with two one-time prekeys; carol and mallory share no chat with him, and
+    # bob blocks mallory
+    bob_id, carol_id, mallory_id = new_user("bob"), new_user("carol"), new_user("mallory")
     bob = await connect(bob_id)
-    await bob.publish_keys(b64("ik"), signed("d1"), one_time("d1", range(1)))
-    mallory = await connect(mallory_id)
-
-    with pytest.raises(ChatServerError) as existing:
-        await mallory.fetch_keys(bob_id)
-    with pytest.raises(ChatServerError) as unknown:
-        await mallory.fetch_keys(new_user("nobody"))
-    assert existing.value.code == unknown.value.code == "FORBIDDEN"
-    assert str(existing.value) == str(unknown.value)
-
-    # And nothing was handed out: bob still has his one-time prekey
+    await bob.publish_keys(b64("ik"), signed("d1"), one_time("d1", range(2)))
+    await bob.block(mallory_id)
+    carol, mallory = await connect(carol_id), await connect(mallory_id)
+    # When each fetches his keys (a first encrypted message to a new contact needs them)
+    for_carol = await carol.fetch_keys(bob_id)
+    for_mallory = await mallory.fetch_keys(bob_id)
+    # Then both get his device; carol with a one-time prekey, mallory with the null of a device
+    # that has none left, so she cannot tell she is blocked
+    assert for_carol["devices"][0]["oneTimePreKey"] is not None
+    assert for_mallory["devices"][0]["oneTimePreKey"] is None
+    assert for_mallory["devices"][0]["identityKey"] == for_carol["devices"][0]["identityKey"]
+    # And bob still has the prekey mallory did not get
     republished = await bob.publish_keys(b64("ik"), signed("d1"))
     assert republished["oneTimePreKeys"] == 1
 

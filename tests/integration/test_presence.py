@@ -36,23 +36,32 @@ async def presence_frames(
 
 
 async def pair(connect: Connect, new_user: Callable[[str], str]) -> tuple[str, str, Any]:
-    """Alice (never connected yet) and Bob online, in a direct chat created by Bob."""
+    """Bob online, in a direct chat alice created (so her presence is open to him: a chat he made
+    would not open it) from a device that has left since."""
     alice_id, bob_id = new_user("alice"), new_user("bob")
-    bob = await connect(bob_id)
-    await bob.create_chat("direct", [alice_id])
-    return alice_id, bob_id, bob
+    alice = await connect(alice_id, "setup")
+    await alice.create_chat("direct", [bob_id])
+    await alice.close()
+    return alice_id, bob_id, await connect(bob_id)
+
+
+async def watch_until_offline(bob: Any, alice_id: str) -> dict[str, Any]:
+    """Bob subscribes to alice and waits until she reads OFFLINE (her setup device's grace)."""
+    await bob.subscribe_presence([alice_id])
+    frames = await presence_frames(bob, OFFLINE_WITHIN_S + 5, until_status="OFFLINE", then_s=0)
+    assert frames and frames[-1]["status"] == "OFFLINE", frames
+    return frames[-1]
 
 
 async def test_subscribe_answers_the_current_status_then_pushes_online_and_offline(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
-    # Given bob in a chat with alice, who is not connected
+    # Given bob in a chat with alice, who has left
     alice_id, _, bob = await pair(connect, new_user)
-    # When bob subscribes to her
-    await bob.subscribe_presence([alice_id])
-    # Then he is told at once that she is OFFLINE, never seen
-    answer = await bob.next_frame("PRESENCE", timeout=5)
-    assert answer == {"type": "PRESENCE", "userId": alice_id, "status": "OFFLINE", "lastSeen": None}
+    # When bob subscribes to her, Then he is told her status at once, and OFFLINE with when she
+    # was last seen once her grace is over
+    offline_before = await watch_until_offline(bob, alice_id)
+    assert offline_before["lastSeen"] is not None
     # And when she connects, he is pushed ONLINE
     alice = await connect(alice_id)
     online = await bob.next_frame("PRESENCE", timeout=5)
@@ -89,8 +98,7 @@ async def test_a_flapping_user_yields_one_online_and_one_offline(
 ) -> None:
     # Given bob subscribed to alice, who is offline
     alice_id, _, bob = await pair(connect, new_user)
-    await bob.subscribe_presence([alice_id])
-    assert (await bob.next_frame("PRESENCE", timeout=5))["status"] == "OFFLINE"
+    await watch_until_offline(bob, alice_id)
     # When alice connects and disconnects 10 times quickly, then stays away
     for _ in range(10):
         alice = await connect(alice_id)
@@ -124,10 +132,9 @@ async def test_offline_only_when_the_last_device_leaves(
 async def test_a_subscription_is_renewed_by_heartbeat_or_subscribing_again(
     connect: Connect, new_user: Callable[[str], str], renew: str
 ) -> None:
-    # Given bob subscribed to alice
+    # Given bob subscribed to alice, who is offline
     alice_id, _, bob = await pair(connect, new_user)
-    await bob.subscribe_presence([alice_id])
-    await bob.next_frame("PRESENCE", timeout=5)
+    await watch_until_offline(bob, alice_id)
     # When he renews it
     if renew == "heartbeat":
         await bob.send_frame({"action": "heartbeat"})

@@ -29,6 +29,7 @@ from moto import mock_aws
 
 from chat_backend import config, services, wiring
 from chat_backend.dal import aws
+from chat_backend.dal.chat_keys import direct_chat_id
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
@@ -219,7 +220,9 @@ def make_chat(store: ChatStore) -> Callable[..., str]:
     """Seed a chat through the store: the first user is its admin, the others members."""
 
     def make(*members: str, chat_id: str | None = None, kind: str = "group") -> str:
-        chat_id = chat_id or f"c_{uuid.uuid4().hex[:12]}"
+        """kind="direct": the pair's direct chat, as both sides had chosen it (each sent in it)."""
+        direct = kind == "direct"
+        chat_id = chat_id or (direct_chat_id(*members) if direct else f"c_{uuid.uuid4().hex[:12]}")
         meta = ChatMeta(
             chat_id=chat_id,
             kind=kind,  # type: ignore[arg-type]
@@ -227,6 +230,8 @@ def make_chat(store: ChatStore) -> Callable[..., str]:
             head_seq=0,
             member_count=len(members),
             created_at=now_iso(),
+            pair=(min(members), max(members)) if direct else None,
+            engaged=frozenset(members) if direct else frozenset(),
         )
         roles = {user: ("admin" if i == 0 else "member") for i, user in enumerate(members)}
         store.create_chat(meta, members[0], roles)

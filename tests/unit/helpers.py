@@ -23,12 +23,19 @@ from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.dal.send_store import SendStore
 from chat_backend.dal.sequencer import Sequencer
 from chat_backend.logic.audience import MemberListCache, MembershipCache
+from chat_backend.logic.chats import create_chat
 from chat_backend.logic.members import add_members, remove_members
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.rate_limits import RateLimiter, RouteGuard
 from chat_backend.logic.receipts import record_receipt
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
-from chat_backend.models.client_frames import AddMembersFrame, ReceiptFrame, RemoveMembersFrame, SendFrame
+from chat_backend.models.client_frames import (
+    AddMembersFrame,
+    CreateChatFrame,
+    ReceiptFrame,
+    RemoveMembersFrame,
+    SendFrame,
+)
 from chat_backend.models.common import now_iso
 from chat_backend.models.events import Caller
 from chat_backend.models.records import StoredVoid
@@ -95,7 +102,17 @@ def remove_frame(chat_id: str, members: list[str]) -> RemoveMembersFrame:
 
 
 def add(ledger: Ledger, by: Caller, chat_id: str, users: list[str], grace_s: float = GRACE_S) -> ChatFrame:
-    return add_members(ledger, by, add_frame(chat_id, users), grace_s)
+    return adding(ledger, by, add_frame(chat_id, users), grace_s)
+
+
+def adding(ledger: Ledger, by: Caller, frame: AddMembersFrame, grace_s: float = GRACE_S) -> ChatFrame:
+    """addMembers with the functions' consent store and pool."""
+    return add_members(ledger, services().consent, services().io_pool, by, frame, grace_s)
+
+
+def creating(store: ChatStore, by: Caller, frame: CreateChatFrame) -> ChatFrame:
+    """createChat with the functions' consent store and pool."""
+    return create_chat(store, services().consent, services().io_pool, by, frame)
 
 
 def remove(ledger: Ledger, by: Caller, chat_id: str, users: list[str], grace_s: float = GRACE_S) -> ChatFrame:
@@ -296,6 +313,7 @@ class Receipting:
     def __call__(self, user_id: str, chat_id: str, kind: str = "READ", **form: Any) -> None:
         record_receipt(
             self.receipts,
+            services().consent,
             self.pusher,
             self.summaries,
             caller(user_id),

@@ -8,10 +8,9 @@ import pytest
 
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.errors import BadRequest, GroupFull
-from chat_backend.logic.chats import create_chat
 from chat_backend.models.client_frames import CreateChatFrame
 from chat_backend.models.common import MAX_GROUP_MEMBERS
-from tests.unit.helpers import caller
+from tests.unit.helpers import caller, creating
 
 
 def create_frame(
@@ -33,10 +32,10 @@ def roles_in(aws_env: Any, chat_id: str) -> dict[str, str]:
 
 def test_direct_chat_is_unique_per_pair_from_either_side(aws_env: Any, store: ChatStore) -> None:
     # Given alice created a direct chat with bob
-    first = create_chat(store, caller("u_alice"), create_frame("direct", ["u_bob"], request_id="r1"))
+    first = creating(store, caller("u_alice"), create_frame("direct", ["u_bob"], request_id="r1"))
     # When bob creates a direct chat with alice, and alice creates hers again
-    from_bob = create_chat(store, caller("u_bob"), create_frame("direct", ["u_alice"], request_id="r2"))
-    again = create_chat(store, caller("u_alice"), create_frame("direct", ["u_bob"], request_id="r3"))
+    from_bob = creating(store, caller("u_bob"), create_frame("direct", ["u_alice"], request_id="r2"))
+    again = creating(store, caller("u_alice"), create_frame("direct", ["u_bob"], request_id="r3"))
     # Then all three name the same chat, each answer echoes its own requestId,
     # alice is its admin and bob a member
     assert first.chat_id == from_bob.chat_id == again.chat_id
@@ -55,8 +54,8 @@ def test_direct_chats_of_different_pairs_differ(store: ChatStore) -> None:
     # Given alice
     alice = caller("u_alice")
     # When she creates direct chats with bob and with carol
-    with_bob = create_chat(store, alice, create_frame("direct", ["u_bob"]))
-    with_carol = create_chat(store, alice, create_frame("direct", ["u_carol"]))
+    with_bob = creating(store, alice, create_frame("direct", ["u_bob"]))
+    with_carol = creating(store, alice, create_frame("direct", ["u_carol"]))
     # Then they are two chats
     assert with_bob.chat_id != with_carol.chat_id
 
@@ -65,7 +64,7 @@ def test_direct_chat_has_no_name_even_if_one_is_sent(store: ChatStore) -> None:
     # Given a direct createChat carrying a name
     frame = create_frame("direct", ["u_bob"], name="ignored")
     # When alice creates it
-    chat = create_chat(store, caller("u_alice"), frame)
+    chat = creating(store, caller("u_alice"), frame)
     # Then the chat has no name, as the protocol shows for direct chats
     assert chat.name is None
 
@@ -75,7 +74,7 @@ def test_direct_chat_with_self_is_bad_request(aws_env: Any, store: ChatStore) ->
     # When she creates a direct chat whose other member is herself
     # Then BAD_REQUEST, and nothing is stored
     with pytest.raises(BadRequest) as err:
-        create_chat(store, caller("u_alice"), create_frame("direct", ["u_alice"]))
+        creating(store, caller("u_alice"), create_frame("direct", ["u_alice"]))
     assert err.value.code == "BAD_REQUEST"
     assert aws_env.scan("chats") == []
 
@@ -84,7 +83,7 @@ def test_group_member_count_is_others_plus_creator(aws_env: Any, store: ChatStor
     # Given alice and three others
     others = ["u_bob", "u_carol", "u_dave"]
     # When she creates a group with them
-    chat = create_chat(store, caller("u_alice"), create_frame("group", others, name="team"))
+    chat = creating(store, caller("u_alice"), create_frame("group", others, name="team"))
     # Then the group has 4 members, she is admin, the others members, and each sees it among their chats
     assert (chat.kind, chat.name, chat.member_count, chat.role) == ("group", "team", 4, "admin")
     assert roles_in(aws_env, chat.chat_id) == {
@@ -102,8 +101,8 @@ def test_groups_with_the_same_members_are_distinct_chats(store: ChatStore) -> No
     # Given alice
     alice = caller("u_alice")
     # When she creates two groups with the same member
-    one = create_chat(store, alice, create_frame("group", ["u_bob"]))
-    two = create_chat(store, alice, create_frame("group", ["u_bob"]))
+    one = creating(store, alice, create_frame("group", ["u_bob"]))
+    two = creating(store, alice, create_frame("group", ["u_bob"]))
     # Then they are two chats, each with her as admin
     assert one.chat_id != two.chat_id
     assert (one.role, two.role) == ("admin", "admin")
@@ -113,7 +112,7 @@ def test_large_group_stores_every_member(store: ChatStore) -> None:
     # Given 150 others (more than one transaction holds)
     others = [f"u_{n:04d}" for n in range(150)]
     # When alice creates a group with them
-    chat = create_chat(store, caller("u_alice"), create_frame("group", others))
+    chat = creating(store, caller("u_alice"), create_frame("group", others))
     # Then the member count is 151 and every member is listed, page by page
     assert chat.member_count == 151
     pages = list(store.member_pages(chat.chat_id, page_size=64))
@@ -127,6 +126,6 @@ def test_group_of_10000_others_is_group_full(aws_env: Any, store: ChatStore) -> 
     # When alice creates the group
     # Then GROUP_FULL, and nothing is stored
     with pytest.raises(GroupFull) as err:
-        create_chat(store, caller("u_alice"), create_frame("group", others))
+        creating(store, caller("u_alice"), create_frame("group", others))
     assert err.value.code == "GROUP_FULL"
     assert aws_env.scan("chats") == []

@@ -1,6 +1,7 @@
-"""keys (logic/keys.py, dal/key_store.py, the keys function): devices publish public keys; users
-who share a chat fetch them, each one-time prekey handed out once (null when none are left);
-strangers are FORBIDDEN with nothing handed out; bad frames are BAD_REQUEST with nothing written."""
+"""keys (logic/keys.py, dal/key_store.py, the keys function): devices publish public keys; anyone
+fetches them (a first message to a new contact needs them), each one-time prekey handed out once
+(null when none are left, to a user the owner blocks, and past a claimer's budget: the same null);
+bad frames are BAD_REQUEST with nothing written."""
 
 from __future__ import annotations
 
@@ -138,19 +139,48 @@ def test_fetching_own_keys_lists_the_other_devices_only(keys_handler: Handler, l
     assert services().keys.count_one_time("u_bob", "d_phone") == 1
 
 
-def test_stranger_is_forbidden_alike_for_existing_and_unknown_users_and_nothing_is_handed_out(
-    keys_handler: Handler, lambda_context: Any, make_chat: Callable[..., str], aws_env: AwsEnv
+def test_a_stranger_gets_keys_for_a_first_message_and_an_unknown_user_has_none(
+    keys_handler: Handler, lambda_context: Any, aws_env: AwsEnv
 ) -> None:
-    make_chat("u_alice", "u_bob")
-    make_chat("u_mallory", "u_eve")
+    # Given bob's phone published two one-time prekeys; mallory shares no chat with him
     call(keys_handler, lambda_context, publish_frame("d_phone", [1, 2]), "u_bob")
-    before = aws_env.scan("keys")
-
+    # When mallory fetches bob's keys, and a user's who does not exist
     existing = fetch(keys_handler, lambda_context, "u_mallory", "u_bob", rid="r1")
-    unknown = fetch(keys_handler, lambda_context, "u_mallory", "u_nobody", rid="r1")
-    assert existing["type"] == "ERROR" and existing["code"] == "FORBIDDEN" and existing["requestId"] == "r1"
-    assert existing == unknown
-    assert aws_env.scan("keys") == before
+    unknown = fetch(keys_handler, lambda_context, "u_mallory", "u_nobody", rid="r2")
+    # Then she gets bob's device with one one-time prekey, and no devices for the unknown user
+    [device] = existing["devices"]
+    assert device["oneTimePreKey"] is not None
+    assert unknown == {"type": "KEYS", "requestId": "r2", "userId": "u_nobody", "devices": []}
+
+
+def test_a_blocked_user_gets_no_one_time_prekeys_and_cannot_tell(
+    keys_handler: Handler, lambda_context: Any, aws_env: AwsEnv
+) -> None:
+    # Given bob's phone with 5 one-time prekeys, and bob blocking mallory
+    call(keys_handler, lambda_context, publish_frame("d_phone", range(5)), "u_bob")
+    services().consent.block("u_bob", "u_mallory", 0)
+    # When mallory fetches bob's keys
+    answer = fetch(keys_handler, lambda_context, "u_mallory", "u_bob")
+    # Then she gets his identity and signed prekey, with the null a device out of prekeys has,
+    # and none of his prekeys was spent
+    [device] = answer["devices"]
+    assert device["oneTimePreKey"] is None and device["identityKey"] and device["signedPreKey"]
+    assert services().keys.count_one_time("u_bob", "d_phone") == 5
+
+
+def test_one_user_cannot_drain_anothers_one_time_prekeys(
+    keys_handler: Handler, lambda_context: Any, aws_env: AwsEnv
+) -> None:
+    # Given bob's phone with 100 one-time prekeys
+    call(keys_handler, lambda_context, publish_frame("d_phone", range(100)), "u_bob")
+    # When mallory fetches his keys 50 times in a row
+    answers = [fetch(keys_handler, lambda_context, "u_mallory", "u_bob", rid=f"r{n}") for n in range(50)]
+    # Then she got one-time prekeys only within her budget (10 at once), the rest null, and bob's
+    # other contacts still find prekeys
+    claimed = [a["devices"][0]["oneTimePreKey"] for a in answers if a["devices"][0]["oneTimePreKey"]]
+    assert len(claimed) == 10
+    assert fetch(keys_handler, lambda_context, "u_carol", "u_bob")["devices"][0]["oneTimePreKey"] is not None
+    assert services().keys.count_one_time("u_bob", "d_phone") == 89
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from chat_backend.dal.send_store import SendContext, SendStore
 from chat_backend.errors import BadRequest, ChatError, Forbidden, GroupFull, RateLimited
 from chat_backend.logic import members as members_logic
-from chat_backend.logic.members import add_members, get_members, remove_members
+from chat_backend.logic.members import get_members, remove_members
 from chat_backend.logic.send import Ledger, send_message
 from chat_backend.logic.sync import sync
 from chat_backend.models.client_frames import GetMembersFrame, SyncFrame
@@ -27,6 +27,7 @@ from tests.unit.helpers import (
     LockedDdb,
     MakeChat,
     add_frame,
+    adding,
     caller,
     ledger_on,
     member_ids,
@@ -51,9 +52,7 @@ def test_admin_adds_members_and_the_change_is_a_system_message_at_the_next_seq(
     # Given alice's group with bob, holding one message from bob
     send_message(ledger, caller("u_bob"), send_frame(chat_id, "hi"), POLICY)
     # When alice adds carol and dave (and bob again, who is already in)
-    answer = add_members(
-        ledger, caller("u_alice"), add_frame(chat_id, ["u_carol", "u_dave", "u_bob"]), GRACE_S
-    )
+    answer = adding(ledger, caller("u_alice"), add_frame(chat_id, ["u_carol", "u_dave", "u_bob"]), GRACE_S)
     # Then the group has four members, and the answer says so
     assert (answer.chat_id, answer.member_count, answer.role, answer.request_id) == (
         chat_id,
@@ -76,7 +75,7 @@ def test_a_change_reserves_the_next_seq_with_a_new_membership_version_and_leaves
     # Given alice's group with bob (membership version 0, head 0)
     # When alice adds carol, then removes bob
     alice = caller("u_alice")
-    add_members(ledger, alice, add_frame(chat_id, ["u_carol"]), GRACE_S)
+    adding(ledger, alice, add_frame(chat_id, ["u_carol"]), GRACE_S)
     answer = remove_members(ledger, alice, remove_frame(chat_id, ["u_bob"]), GRACE_S)
     # Then each change took the next seq and the next membership version, stored on its announcement
     by_seq = {int(m["seq"]): m for m in aws_env.messages(chat_id)}
@@ -99,7 +98,7 @@ def test_a_non_admin_cannot_add_or_remove_others_and_nothing_changes(
     # When bob (a member, not an admin) tries to add dave, or to remove carol
     # Then both are FORBIDDEN and nothing was written (not even a seq reserved)
     with pytest.raises(Forbidden, match="only admins"):
-        add_members(ledger, caller("u_bob"), add_frame(chat_id, ["u_dave"]), GRACE_S)
+        adding(ledger, caller("u_bob"), add_frame(chat_id, ["u_dave"]), GRACE_S)
     with pytest.raises(Forbidden, match="only admins"):
         remove_members(ledger, caller("u_bob"), remove_frame(chat_id, ["u_carol"]), GRACE_S)
     assert (aws_env.scan("chats"), aws_env.messages(chat_id)) == before
@@ -112,7 +111,7 @@ def test_a_stranger_cannot_change_or_list_members(aws_env: Any, ledger: Ledger, 
     # When mallory tries to add herself, remove bob, or list the members
     # Then each is FORBIDDEN, and the chat is unchanged
     with pytest.raises(Forbidden, match="not a member"):
-        add_members(ledger, mallory, add_frame(chat_id, ["u_mallory"]), GRACE_S)
+        adding(ledger, mallory, add_frame(chat_id, ["u_mallory"]), GRACE_S)
     with pytest.raises(Forbidden, match="not a member"):
         remove_members(ledger, mallory, remove_frame(chat_id, ["u_bob"]), GRACE_S)
     with pytest.raises(Forbidden, match="not a member"):
@@ -153,7 +152,7 @@ def test_a_direct_chats_members_never_change(aws_env: Any, ledger: Ledger, make_
     # When alice adds carol to it, or removes bob, or bob leaves it
     # Then each is BAD_REQUEST: a direct chat has exactly its pair
     with pytest.raises(BadRequest):
-        add_members(ledger, caller("u_alice"), add_frame(direct, ["u_carol"]), GRACE_S)
+        adding(ledger, caller("u_alice"), add_frame(direct, ["u_carol"]), GRACE_S)
     with pytest.raises(BadRequest):
         remove_members(ledger, caller("u_alice"), remove_frame(direct, ["u_bob"]), GRACE_S)
     with pytest.raises(BadRequest):
@@ -169,7 +168,7 @@ def test_adding_members_already_in_or_removing_strangers_writes_nothing(
     before = aws_env.scan("chats")
     # When alice adds bob again, and removes dave who was never in
     alice = caller("u_alice")
-    added = add_members(ledger, alice, add_frame(chat_id, ["u_bob"]), GRACE_S)
+    added = adding(ledger, alice, add_frame(chat_id, ["u_bob"]), GRACE_S)
     removed = remove_members(ledger, alice, remove_frame(chat_id, ["u_dave"]), GRACE_S)
     # Then both answer the group as it is, and no seq, version or announcement was spent on them
     assert added.member_count == removed.member_count == 2
@@ -187,14 +186,14 @@ def test_the_member_limit_is_enforced_with_group_full_and_nothing_written(
     # When alice adds two more
     # Then it is GROUP_FULL and nobody was added
     with pytest.raises(GroupFull):
-        add_members(ledger, alice, add_frame(chat_id, ["u_dave", "u_erin"]), GRACE_S)
+        adding(ledger, alice, add_frame(chat_id, ["u_dave", "u_erin"]), GRACE_S)
     assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
     assert aws_env.messages(chat_id) == []
     assert int(meta_item(aws_env, chat_id)["headSeq"]) == 0
     # And the 4th member fits, the 5th does not
-    assert add_members(ledger, alice, add_frame(chat_id, ["u_dave"]), GRACE_S).member_count == 4
+    assert adding(ledger, alice, add_frame(chat_id, ["u_dave"]), GRACE_S).member_count == 4
     with pytest.raises(GroupFull):
-        add_members(ledger, alice, add_frame(chat_id, ["u_erin"]), GRACE_S)
+        adding(ledger, alice, add_frame(chat_id, ["u_erin"]), GRACE_S)
 
 
 def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
@@ -207,7 +206,7 @@ def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
     # When alice adds more than one transaction holds, and more than the group has room for
     # Then it is GROUP_FULL before the first transaction: nobody was added, nothing announced
     with pytest.raises(GroupFull):
-        add_members(ledger, caller("u_alice"), add_frame(chat_id, newcomers), GRACE_S)
+        adding(ledger, caller("u_alice"), add_frame(chat_id, newcomers), GRACE_S)
     assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
     assert aws_env.messages(chat_id) == []
 
@@ -218,7 +217,7 @@ def test_a_large_add_lands_as_consecutive_announcements_in_seq_order(
     # Given alice's group with bob
     newcomers = [f"u_new{i:03d}" for i in range(200)]
     # When alice adds 200 members at once (more than one transaction holds)
-    answer = add_members(ledger, caller("u_alice"), add_frame(chat_id, newcomers), GRACE_S)
+    answer = adding(ledger, caller("u_alice"), add_frame(chat_id, newcomers), GRACE_S)
     # Then they land as announcements at seqs 1, 2, 3, each a new membership version, in the order asked
     found = announcements(aws_env, chat_id)
     assert [seq for seq, _ in found] == [1, 2, 3]
@@ -245,7 +244,7 @@ def test_concurrent_adds_that_would_pass_10000_together_never_exceed_it(aws_env:
         frame = add_frame(chat_id, [f"u_b{batch}_{i}" for i in range(4)])
         for _ in range(20):  # a busy chat answers RATE_LIMITED: the client tries again
             try:
-                add_members(racing, alice, frame, GRACE_S)
+                adding(racing, alice, frame, GRACE_S)
                 outcomes.append("added")
                 return
             except RateLimited:
@@ -276,7 +275,7 @@ def test_concurrent_changes_announce_in_seq_order_with_rising_versions(
     def add(user: str) -> None:
         for _ in range(20):
             try:
-                add_members(racing, alice, add_frame(chat_id, [user]), GRACE_S)
+                adding(racing, alice, add_frame(chat_id, [user]), GRACE_S)
                 return
             except RateLimited:
                 continue

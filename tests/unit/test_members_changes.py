@@ -16,10 +16,19 @@ from chat_backend.dal.chat_store import ChangeConflict, ChangeLost, ChatStore
 from chat_backend.errors import RateLimited
 from chat_backend.logic import holes
 from chat_backend.logic import members as members_logic
-from chat_backend.logic.members import add_members, announcement, remove_members
+from chat_backend.logic.members import announcement, remove_members
 from chat_backend.logic.send import Ledger
 from chat_backend.models.records import ChatMeta, StoredMessage
-from tests.unit.helpers import GRACE_S, MakeChat, add_frame, caller, member_ids, meta_item, remove_frame
+from tests.unit.helpers import (
+    GRACE_S,
+    MakeChat,
+    add_frame,
+    adding,
+    caller,
+    member_ids,
+    meta_item,
+    remove_frame,
+)
 
 
 def timeline(aws_env: Any, chat_id: str) -> list[tuple[int, Any]]:
@@ -79,7 +88,12 @@ def test_a_change_is_in_flight_between_its_seq_and_its_commit_which_writes_it_wh
 
     watched = with_chats(ledger, Watched)
     # When alice adds carol
-    add_members(watched, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
+    adding(
+        watched,
+        caller("u_alice"),
+        add_frame(chat_id, ["u_carol"]),
+        GRACE_S,
+    )
     # Then before the commit, seq 1 and version 1 were reserved and marked in flight, and nothing
     # else of the change was written
     [(meta, messages, members)] = seen
@@ -109,7 +123,12 @@ def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
 
     monkeypatch.setattr(members_logic, "_pause", pause)
     # When alice adds carol
-    answer = add_members(ledger, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
+    answer = adding(
+        ledger,
+        caller("u_alice"),
+        add_frame(chat_id, ["u_carol"]),
+        GRACE_S,
+    )
     # Then her add waited for the other change, and landed after it at seq 2 / version 2
     assert pauses == [0]
     assert timeline(aws_env, chat_id) == [
@@ -146,7 +165,12 @@ def test_a_change_in_flight_older_than_the_grace_is_abandoned_and_its_seq_voided
     # Given another admin's add of dave that reserved seq 1 a minute ago and died
     dead = begin_other_change(ledger, chat_id, int((time.time() - 60) * 1000))
     # When alice adds carol (hole grace 5 s)
-    answer = add_members(ledger, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
+    answer = adding(
+        ledger,
+        caller("u_alice"),
+        add_frame(chat_id, ["u_carol"]),
+        GRACE_S,
+    )
     # Then the dead change's seq holds a VOID and alice's add is announced after it
     assert timeline(aws_env, chat_id) == [
         (1, "VOID"),
@@ -179,12 +203,22 @@ def test_a_change_whose_seq_was_voided_before_it_committed_decides_again_at_a_la
                 holes.fill_hole(
                     ledger.messages, ledger.sequencer, current, message.seq, int(time.time() * 1000)
                 )
-                add_members(ledger, caller("u_alice"), add_frame(chat_id, ["u_carol"]), GRACE_S)
+                adding(
+                    ledger,
+                    caller("u_alice"),
+                    add_frame(chat_id, ["u_carol"]),
+                    GRACE_S,
+                )
             super().commit_change(chat, token, message, *args)
 
     stalling = with_chats(ledger, Stalling)
     # When alice's add goes on (its commit meets ChangeLost)
-    answer = add_members(stalling, caller("u_alice"), add_frame(chat_id, ["u_carol", "u_dave"]), GRACE_S)
+    answer = adding(
+        stalling,
+        caller("u_alice"),
+        add_frame(chat_id, ["u_carol", "u_dave"]),
+        GRACE_S,
+    )
     # Then it decided again on the membership it found: carol was in by then, so it adds dave alone,
     # at seq 3 / version 3; its lost seq 1 holds only the VOID
     assert lost

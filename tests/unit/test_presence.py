@@ -157,8 +157,9 @@ def iso(seconds: float) -> str:
 
 @pytest.fixture
 def bob_watches_alice(world: World, make_chat: Callable[..., str]) -> World:
-    """Alice and Bob share a chat; Bob is online and subscribed to Alice, who has never connected."""
-    make_chat("u_alice", "u_bob")
+    """Alice and Bob chat directly (both chose it); Bob is online and subscribed to Alice, who has
+    never connected."""
+    make_chat("u_alice", "u_bob", kind="direct")
     world.connect(BOB_PHONE, T0)
     world.subscribe(BOB_PHONE, ["u_alice"], T0)
     world.poster.posts.clear()
@@ -166,8 +167,9 @@ def bob_watches_alice(world: World, make_chat: Callable[..., str]) -> World:
 
 
 def test_subscribe_answers_the_current_status_at_once(world: World, make_chat: Callable[..., str]) -> None:
-    # Given alice online since T0 and carol who never connected, both sharing a chat with bob
-    make_chat("u_alice", "u_bob", "u_carol")
+    # Given alice online since T0 and carol who never connected, both in direct chats with bob
+    make_chat("u_alice", "u_bob", kind="direct")
+    make_chat("u_carol", "u_bob", kind="direct")
     world.connect(ALICE_PHONE, T0)
     world.connect(BOB_PHONE, T0 + 1)
     # When bob subscribes to both
@@ -257,16 +259,19 @@ def test_reconnecting_within_the_grace_changes_nothing(bob_watches_alice: World)
 def test_a_strangers_subscription_is_forbidden_and_changes_nothing(
     world: World, make_chat: Callable[..., str], target: str
 ) -> None:
-    # Given alice online, in a chat with bob only; mallory online, in a chat with carol only
-    make_chat("u_alice", "u_bob")
-    make_chat("u_mallory", "u_carol")
+    # Given alice online, in a direct chat with bob only, and in a group mallory made for her;
+    # mallory online, in a direct chat with carol
+    make_chat("u_alice", "u_bob", kind="direct")
+    make_chat("u_mallory", "u_alice")
+    make_chat("u_mallory", "u_carol", kind="direct")
     world.connect(ALICE_PHONE, T0)
     world.connect(MALLORY, T0)
-    # When mallory subscribes to alice (or to a user who does not exist), with carol in the same frame
+    # When mallory subscribes to alice (whose presence a group forced on her does not open), or to a
+    # user who does not exist, with carol in the same frame
     with pytest.raises(Forbidden) as refused:
         world.subscribe(MALLORY, ["u_carol", target], T0 + 1)
     # Then the same refusal either way, nothing answered, nothing stored
-    assert refused.value.message == "presence of a user you share no chat with"
+    assert refused.value.message == "presence of a user who has not opened it to you"
     assert world.poster.posts == []
     assert world.sub_items() == []
     # And alice's later changes push nothing to her
@@ -280,7 +285,8 @@ def test_an_expired_subscription_gets_no_push_and_a_heartbeat_renews_it(
     world: World, make_chat: Callable[..., str]
 ) -> None:
     # Given bob subscribed to alice and carol at T0, and renewing by heartbeat only his watch of carol
-    make_chat("u_alice", "u_bob", "u_carol")
+    make_chat("u_alice", "u_bob", kind="direct")
+    make_chat("u_carol", "u_bob", kind="direct")
     world.connect(BOB_PHONE, T0)
     world.subscribe(BOB_PHONE, ["u_alice"], T0)
     bob_laptop = caller("u_bob", "d_laptop", "conn-bob-laptop")
@@ -309,7 +315,7 @@ def test_a_lapsed_lease_reads_offline_without_any_disconnect(
     world: World, make_chat: Callable[..., str]
 ) -> None:
     # Given alice connected at T0, whose device then went silent (no heartbeat, no $disconnect)
-    make_chat("u_alice", "u_bob")
+    make_chat("u_alice", "u_bob", kind="direct")
     world.connect(ALICE_PHONE, T0)
     world.connect(BOB_PHONE, T0)
     # When bob subscribes once her lease has run out
@@ -324,22 +330,41 @@ def test_a_lapsed_lease_reads_offline_without_any_disconnect(
     assert frame["status"] == "ONLINE"
 
 
-def test_a_heartbeat_drops_subscriptions_on_users_no_longer_sharing_a_chat(
+def test_a_heartbeat_drops_subscriptions_on_users_who_closed_their_presence(
     world: World, store: ChatStore, make_chat: Callable[..., str]
 ) -> None:
-    # Given bob watching alice through their only shared chat
-    chat_id = make_chat("u_alice", "u_bob")
+    # Given bob watching alice through their direct chat
+    chat_id = make_chat("u_alice", "u_bob", kind="direct")
     world.connect(BOB_PHONE, T0)
     world.subscribe(BOB_PHONE, ["u_alice"], T0)
-    # When that chat's membership of bob is gone and bob heartbeats
-    store.ddb.delete_item(
-        TableName=store.chats_table, Key={"chatId": {"S": chat_id}, "sk": {"S": "MEMBER#u_bob"}}
-    )
+    # When alice's side of the chat closes (she blocks him there) and bob heartbeats
+    store.set_blocked(chat_id, "u_alice", True)
     world.heartbeat(BOB_PHONE, T0 + 60)
     # Then his subscription ends: nothing stored, and alice's connect pushes nothing to him
     assert world.sub_items() == []
     world.connect(ALICE_PHONE, T0 + 70)
     assert world.pushes() == []
+
+
+def test_a_chat_someone_made_opens_nothing_until_its_member_writes_in_it(
+    world: World, store: ChatStore, make_chat: Callable[..., str]
+) -> None:
+    # Given a direct chat mallory made with alice, in which alice has never written
+    chat_id = make_chat("u_alice", "u_mallory", kind="direct")
+    store.ddb.update_item(
+        TableName=store.chats_table,
+        Key={"chatId": {"S": chat_id}, "sk": {"S": "META"}},
+        UpdateExpression="SET engaged = :m",
+        ExpressionAttributeValues={":m": {"SS": ["u_mallory"]}},
+    )
+    world.connect(MALLORY, T0)
+    # When mallory subscribes to alice, Then it is forbidden
+    with pytest.raises(Forbidden):
+        world.subscribe(MALLORY, ["u_alice"], T0 + 1)
+    # But alice may watch mallory, who chose the chat
+    world.connect(ALICE_PHONE, T0)
+    world.subscribe(ALICE_PHONE, ["u_mallory"], T0 + 2)
+    assert world.poster.frames()[-1]["status"] == "ONLINE"
 
 
 # --- no presence storm ---------------------------------------------------------------------------
@@ -491,7 +516,7 @@ def test_the_presence_route_answers_forbidden_for_a_stranger(
     assert json.loads(answer["body"]) == {
         "type": "ERROR",
         "code": "FORBIDDEN",
-        "message": "presence of a user you share no chat with",
+        "message": "presence of a user who has not opened it to you",
         "requestId": None,
         "clientMsgId": None,
     }

@@ -17,6 +17,7 @@ from chat_backend.logic.push import Pusher, RetryPolicy
 from chat_backend.logic.receipts import record_receipt
 from chat_backend.logic.send import Ledger
 from chat_backend.models.queue_payloads import DeliveryEnvelope
+from chat_backend.services import services
 from tests.unit.helpers import (
     HandlerOf,
     MakeChat,
@@ -180,7 +181,7 @@ def test_a_failed_receipt_push_is_retried_alone_and_a_gone_device_is_forgotten(
     pusher = Pusher(Flaky(), registry, queue, io_pool, RetryPolicy(base_delay_s=0))  # type: ignore[arg-type]
     # When bob reads it
     bob, read = caller("u_bob"), receipt_frame(chat_id, msg=ack.server_msg_id)
-    record_receipt(receipt.receipts, pusher, receipt.summaries, bob, read)
+    record_receipt(receipt.receipts, services().consent, pusher, receipt.summaries, bob, read)
     # Then the tablet got the RECEIPT at once, the laptop's record is gone, and the phone alone
     # waits on the delivery queue for a second attempt with the same RECEIPT
     [(connections, frame)] = pushed(receipt.poster)

@@ -48,11 +48,11 @@ def crashing(ledger: Ledger, part: str, method: str) -> Ledger:
             if name != method:
                 return real
 
-            def call(*args: Any) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
                 if not crashed:
                     crashed.append(True)
                     raise Crash(method)
-                return real(*args)
+                return real(*args, **kwargs)
 
             return call
 

@@ -20,6 +20,7 @@ from chat_backend.logic.typing import relay_typing
 from chat_backend.models.client_frames import TypingFrame
 from chat_backend.models.events import Caller
 from chat_backend.models.queue_payloads import DeliveryEnvelope
+from chat_backend.services import services
 from tests.unit.conftest import RecordingPoster
 from tests.unit.helpers import CountingDdb, MakeChat, add, caller, chats_on, online, online_all, remove
 
@@ -38,7 +39,7 @@ class Typist:
         self, who: Caller, chat_id: str, limit: int = DIRECT_PUSH_MAX_MEMBERS, store: ChatStore | None = None
     ) -> None:
         frame = TypingFrame.model_validate({"action": "typing", "chatId": chat_id})
-        relay_typing(store or self.store, self.cache, self.pusher, who, frame, limit)
+        relay_typing(store or self.store, services().consent, self.cache, self.pusher, who, frame, limit)
 
 
 @pytest.fixture

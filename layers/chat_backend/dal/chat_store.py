@@ -61,6 +61,8 @@ def chat_meta(item: dict[str, Any]) -> ChatMeta:
         head_at_ms=int(v["headAt"]) if "headAt" in v else None,
         change=change,
         pair=(pair[0], pair[1]) if isinstance(pair, list) and len(pair) == 2 else None,
+        blocked_by=frozenset(v.get("blockedBy", ())),
+        engaged=frozenset(v.get("engaged", ())),
     )
 
 
@@ -143,6 +145,8 @@ class ChatStore:
                 "createdAt": meta.created_at,
                 "createdBy": created_by,
                 "pair": list(meta.pair) if meta.pair else None,
+                "engaged": set(meta.engaged) or None,
+                "blockedBy": set(meta.blocked_by) or None,
             }
         )
         meta_put = {
@@ -164,6 +168,23 @@ class ChatStore:
             return
         self._batch_write(self.chats_table, member_items)
         self._put_new(meta_item, ChatExists)
+
+    def set_blocked(self, chat_id: str, blocker: str, blocked: bool) -> bool:
+        """Add `blocker` to (or take it from) a direct chat's `blockedBy`; False when the chat
+        does not exist (nothing is written: no META without a chat)."""
+        try:
+            self.ddb.update_item(
+                TableName=self.chats_table,
+                Key={"chatId": av(chat_id), "sk": av(META)},
+                UpdateExpression=("ADD" if blocked else "DELETE") + " blockedBy :b",
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeValues={":b": {"SS": [blocker]}},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def _put_new(self, item: dict[str, Any], exists: type[Exception]) -> None:
         """Put a chats-table item that must not exist yet; `exists` is raised if it does."""

@@ -47,6 +47,7 @@ def stored_from_item(item: dict[str, Any]) -> Stored:
         created_at=v["createdAt"],
         members_version=version,
         fanout=v.get("fanout", "queued"),
+        hidden_from=frozenset(v.get("hiddenFrom", ())),
     )
 
 
@@ -70,6 +71,7 @@ def message_values(message: StoredMessage) -> dict[str, Any]:
         "createdAt": message.created_at,
         "membersVersion": message.members_version,
         "fanout": message.fanout,
+        "hiddenFrom": set(message.hidden_from) or None,  # a string set; DynamoDB has no empty sets
     }
 
 

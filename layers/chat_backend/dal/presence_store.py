@@ -203,6 +203,20 @@ class PresenceStore:
             {"DeleteRequest": {"Key": self._key(target, sub_sk(subscriber, device_id))}} for target in targets
         )
 
+    def drop_subscriber(self, user_id: str, subscriber: str) -> None:
+        """Delete every device's subscription of `subscriber` on `user_id` (a block ends them)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "userId = :u AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {":u": av(user_id), ":p": av(f"{SUB_PREFIX}{subscriber}#")},
+            "ProjectionExpression": "sk",
+            "ConsistentRead": True,
+        }
+        keys = [
+            i["sk"]["S"] for page in self.ddb.get_paginator("query").paginate(**kwargs) for i in page["Items"]
+        ]
+        self._batch_write({"DeleteRequest": {"Key": self._key(user_id, sk)}} for sk in keys)
+
     def watched_by(self, subscriber: str, device_id: str, now_s: int) -> list[str]:
         """Whom the device watches now ([] once its WATCH list expired, even before TTL deletes it)."""
         resp = self.ddb.get_item(

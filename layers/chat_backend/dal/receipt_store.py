@@ -26,8 +26,8 @@ WATERMARK_ATTRS: dict[str, tuple[str, str]] = {
     "DELIVERED": ("deliveredUpTo", "deliveredAt"),
     "READ": ("readUpTo", "readAt"),
 }
-_MESSAGE_REF_NAMES = {"#seq": "seq", "#sender": "sender", "#id": "serverMsgId"}
-_MESSAGE_REF_PROJECTION = "#seq, #id, #sender"
+_MESSAGE_REF_NAMES = {"#seq": "seq", "#sender": "sender", "#id": "serverMsgId", "#hidden": "hiddenFrom"}
+_MESSAGE_REF_PROJECTION = "#seq, #id, #sender, #hidden"
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class MessageRef:
     seq: int
     server_msg_id: str
     sender: str
+    hidden_from: frozenset[str] = frozenset()  # to them the seq is a VOID (they block the sender)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,12 @@ def _message_ref(item: dict[str, Any]) -> MessageRef | None:
     v = from_item(item)
     if "serverMsgId" not in v:
         return None
-    return MessageRef(seq=int(v["seq"]), server_msg_id=v["serverMsgId"], sender=v["sender"])
+    return MessageRef(
+        seq=int(v["seq"]),
+        server_msg_id=v["serverMsgId"],
+        sender=v["sender"],
+        hidden_from=frozenset(v.get("hiddenFrom", ())),
+    )
 
 
 class ReceiptStore:

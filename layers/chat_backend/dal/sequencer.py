@@ -38,17 +38,16 @@ class Sequencer:
         self.chats_table = chats_table
         self.ddb = ddb or client("dynamodb")
 
-    def reserve(self, chat_id: str, members_version: int, now_ms: int) -> ChatMeta:
+    def reserve(self, chat_id: str, members_version: int, now_ms: int, engage: str | None = None) -> ChatMeta:
         """The chat's next seq (the returned chat's `head_seq`), for a writer that checked
-        membership at `members_version`."""
-        return chat_meta(
-            self._advance(
-                chat_id,
-                "SET headSeq = headSeq + :one, headAt = :now",
-                {":one": av(1), ":now": av(now_ms), ":v": av(members_version)},
-                "ALL_NEW",
-            )
-        )
+        membership at `members_version`. `engage`: a direct chat's sender, recorded among those
+        who chose the chat (the same write)."""
+        values = {":one": av(1), ":now": av(now_ms), ":v": av(members_version)}
+        update = "SET headSeq = headSeq + :one, headAt = :now"
+        if engage is not None:
+            values[":e"] = {"SS": [engage]}
+            update += " ADD engaged :e"
+        return chat_meta(self._advance(chat_id, update, values, "ALL_NEW"))
 
     def begin_change(self, chat_id: str, members_version: int, token: str, now_ms: int) -> int:
         """The seq of a membership change decided at `members_version`; from now until it commits

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
+from concurrent.futures import Executor
 from typing import Literal
 
+from chat_backend.dal.chat_keys import direct_chat_id
 from chat_backend.dal.chat_store import ChatExists, ChatStore
+from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.errors import BadRequest, GroupFull, NotFound
+from chat_backend.logic.consent import addable, mark_blocks
 from chat_backend.models.client_frames import CreateChatFrame
 from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
 from chat_backend.models.events import Caller
@@ -15,18 +18,17 @@ from chat_backend.models.records import ChatMeta
 from chat_backend.models.server_frames import ChatFrame
 
 
-def direct_chat_id(user_a: str, user_b: str) -> str:
-    """The same id from either side, so creating a direct chat twice finds the first one."""
-    pair = "\n".join(sorted((user_a, user_b)))
-    return "d_" + hashlib.sha256(pair.encode()).hexdigest()[:40]
-
-
-def create_chat(store: ChatStore, caller: Caller, frame: CreateChatFrame) -> ChatFrame:
+def create_chat(
+    store: ChatStore, consent: ConsentStore, pool: Executor, caller: Caller, frame: CreateChatFrame
+) -> ChatFrame:
+    """A group leaves out (and lists in `notAdded`) whoever may not be added by the caller; a
+    direct chat is created whatever the other side's blocks (its messages are then hidden)."""
     if caller.user_id in frame.members:
         raise BadRequest("members lists the others; the creator is added by the server")
     if len(frame.members) + 1 > MAX_GROUP_MEMBERS:
         raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
     pair: tuple[str, str] | None = None
+    invited, not_added = list(frame.members), None
     if frame.kind == "direct":
         chat_id = direct_chat_id(caller.user_id, frame.members[0])
         name = None
@@ -35,19 +37,23 @@ def create_chat(store: ChatStore, caller: Caller, frame: CreateChatFrame) -> Cha
     else:
         chat_id = f"g_{uuid.uuid4().hex}"
         name = frame.name
+        invited, not_added = addable(consent, store, pool, caller.user_id, invited)
     meta = ChatMeta(
         chat_id=chat_id,
         kind=frame.kind,
         name=name,
         head_seq=0,
-        member_count=len(frame.members) + 1,
+        member_count=len(invited) + 1,
         created_at=now_iso(),
         pair=pair,
+        engaged=frozenset({caller.user_id}) if pair else frozenset(),
     )
-    members = {caller.user_id: "admin"} | {m: "member" for m in frame.members}
+    members = {caller.user_id: "admin"} | {m: "member" for m in invited}
     try:
         store.create_chat(meta, caller.user_id, members)
         role = "admin"
+        if pair is not None:
+            mark_blocks(consent, store, chat_id, caller.user_id, frame.members[0])
     except ChatExists:
         # Only a direct chat's id can collide: answer with the chat both sides already have.
         existing = store.get_chat(chat_id)
@@ -55,11 +61,14 @@ def create_chat(store: ChatStore, caller: Caller, frame: CreateChatFrame) -> Cha
         if existing is None or existing_role is None:
             raise NotFound("chat could not be read back") from None
         meta, role = existing, existing_role
-    return chat_frame(frame.request_id, meta, "admin" if role == "admin" else "member")
+    return chat_frame(frame.request_id, meta, "admin" if role == "admin" else "member", not_added or None)
 
 
-def chat_frame(request_id: str, chat: ChatMeta, role: Literal["admin", "member"]) -> ChatFrame:
+def chat_frame(
+    request_id: str, chat: ChatMeta, role: Literal["admin", "member"], not_added: list[str] | None = None
+) -> ChatFrame:
     return ChatFrame(
+        not_added=not_added,
         request_id=request_id,
         chat_id=chat.chat_id,
         kind=chat.kind,

@@ -17,7 +17,7 @@ from chat_backend.logic.push import Pusher, PushResult
 from chat_backend.logic.send import Ledger, SendPolicy, Sent, send_message
 from chat_backend.models.client_frames import SendFrame
 from chat_backend.models.events import Caller
-from chat_backend.models.server_frames import AckFrame
+from chat_backend.models.server_frames import AckFrame, VoidFrame
 
 
 def push_to_members(
@@ -51,6 +51,12 @@ def push_sent(ledger: Ledger, pusher: Pusher, sent: Sent) -> PushResult:
         audience = members_at(
             ledger.chats, ledger.messages, ledger.member_lists, message.chat_id, version, message.seq
         )
-    return push_to_members(
-        pusher, message.to_frame().to_json(), audience, message.sender, message.sender_device
+    shown = [m for m in audience if m not in message.hidden_from]
+    result = push_to_members(
+        pusher, message.to_frame().to_json(), shown, message.sender, message.sender_device
     )
+    hidden = [m for m in audience if m in message.hidden_from]
+    if hidden:  # a member who blocks the sender sees the seq pass as a VOID
+        void = VoidFrame(chat_id=message.chat_id, seq=message.seq).to_json()
+        result = result + push_to_members(pusher, void, hidden, None, None)
+    return result

@@ -1,16 +1,19 @@
-"""Keys for end-to-end encryption: devices publish their public keys, and users who share a chat
-fetch them to set up sessions (X3DH). The server stores and hands out public keys only; each
-one-time prekey is handed out once, and a device whose one-time prekeys ran out is handed
-`oneTimePreKey: null` (the client then uses the signed prekey alone)."""
+"""Keys for end-to-end encryption: devices publish their public keys, and anyone fetches them to
+set up sessions (X3DH): a first encrypted message to a new contact needs them. The server stores
+and hands out public keys only; each one-time prekey is handed out once. They cannot be drained:
+one user gets at most `OTPK_CLAIMS` of another user's one-time prekeys per device at once, then one
+per `1 / OTPK_CLAIMS.per_s` seconds; past that, and to a user the owner blocks, and when a device
+has none left, the answer is the same `oneTimePreKey: null` (the client then uses the signed
+prekey alone), so it reveals neither a block nor a limit."""
 
 from __future__ import annotations
 
 from concurrent.futures import Executor
 
-from chat_backend.dal.chat_store import ChatStore
+from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.key_store import DeviceRecord, KeyStore, PreKey, SignedPreKeyRecord
-from chat_backend.errors import Forbidden
-from chat_backend.logic.members import visible_to
+from chat_backend.errors import RateLimited
+from chat_backend.logic.rate_limits import Party, RateLimiter
 from chat_backend.models.client_frames import FetchKeysFrame, PublishKeysFrame
 from chat_backend.models.events import Caller
 from chat_backend.models.server_frames import (
@@ -20,6 +23,11 @@ from chat_backend.models.server_frames import (
     OneTimePreKeyEntry,
     SignedPreKeyEntry,
 )
+from chat_backend.wiring import Rate
+
+# One user's claims on another user's one-time prekeys: a session per device of theirs at once
+# (up to 10 devices), then one more device a minute. (Sessions last: a client fetches once.)
+OTPK_CLAIMS = Rate(10, 1 / 60)
 
 
 def publish_keys(keys: KeyStore, caller: Caller, frame: PublishKeysFrame) -> KeysPublishedFrame:
@@ -35,18 +43,21 @@ def publish_keys(keys: KeyStore, caller: Caller, frame: PublishKeysFrame) -> Key
 
 
 def fetch_keys(
-    store: ChatStore, keys: KeyStore, pool: Executor, caller: Caller, frame: FetchKeysFrame
+    consent: ConsentStore,
+    keys: KeyStore,
+    limiter: RateLimiter,
+    pool: Executor,
+    caller: Caller,
+    frame: FetchKeysFrame,
 ) -> KeysFrame:
-    """Every device of `userId` that published keys, each with one one-time prekey (or null).
-    Only for a user who shares a chat with the caller, or the caller itself (its other devices);
-    anyone else is FORBIDDEN, with nothing handed out, whether the user exists or not."""
+    """Every device of `userId` that published keys (none for a user who does not exist), each with
+    one one-time prekey or null; the caller's own other devices when it names itself."""
     own = frame.user_id == caller.user_id
-    if not own and not visible_to(store, pool, caller.user_id, [frame.user_id]):
-        raise Forbidden("keys of a user you share no chat with")
     devices = [d for d in keys.devices(frame.user_id) if not (own and d.device_id == caller.device_id)]
+    may_claim = own or _may_claim(consent, limiter, caller.user_id, frame.user_id, len(devices))
 
     def entry(device: DeviceRecord) -> DeviceKeys:
-        otpk = keys.claim_one_time(frame.user_id, device.device_id)
+        otpk = keys.claim_one_time(frame.user_id, device.device_id) if may_claim else None
         spk = device.signed_pre_key
         return DeviceKeys(
             device_id=device.device_id,
@@ -62,3 +73,15 @@ def fetch_keys(
     return KeysFrame(
         request_id=frame.request_id, user_id=frame.user_id, devices=list(pool.map(entry, devices))
     )
+
+
+def _may_claim(consent: ConsentStore, limiter: RateLimiter, claimer: str, owner: str, devices: int) -> bool:
+    """Whether `claimer` gets one-time prekeys of `owner`'s devices now: not blocked by the owner,
+    and within its budget of the owner's prekeys (a bucket per claimer on the owner's item)."""
+    if devices == 0 or owner in consent.blockers_of(claimer):
+        return False
+    try:
+        limiter.take(f"u#{owner}", "otpk", [Party(f"k:{claimer}", OTPK_CLAIMS, cost=devices)])
+    except RateLimited:
+        return False
+    return True

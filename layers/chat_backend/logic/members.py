@@ -21,10 +21,12 @@ from concurrent.futures import Executor
 from typing import Literal
 
 from chat_backend.dal.chat_store import ChangeConflict, ChangeLost, ChatStore
+from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.sequencer import MembershipMoved
 from chat_backend.errors import BadRequest, Forbidden, GroupFull, RateLimited
 from chat_backend.logic import holes
 from chat_backend.logic.chats import chat_frame
+from chat_backend.logic.consent import addable
 from chat_backend.logic.send import Ledger, new_server_msg_id
 from chat_backend.models.client_frames import AddMembersFrame, GetMembersFrame, RemoveMembersFrame
 from chat_backend.models.common import MAX_GROUP_MEMBERS, SYSTEM_SENDER, iso_at
@@ -69,23 +71,30 @@ def announcement(
     )
 
 
-def add_members(ledger: Ledger, caller: Caller, frame: AddMembersFrame, grace_s: float) -> ChatFrame:
-    users = list(frame.members)
-    chat: ChatMeta | None = None
-    if len(users) > MEMBERS_PER_ADD:
-        # Several transactions: an add that cannot fit is refused whole, before the first of them.
-        # (One transaction decides and checks the limit itself, in `_change`.)
-        context = ledger.chats.membership(frame.chat_id, [caller.user_id, *users])
-        chat = _check_can_change(context.chat, context.roles, caller, frame.chat_id, self_leave=False)
-        users = [u for u in users if u not in context.roles]
-        if chat.member_count + len(users) > MAX_GROUP_MEMBERS:
-            raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
+def add_members(
+    ledger: Ledger,
+    consent: ConsentStore,
+    pool: Executor,
+    caller: Caller,
+    frame: AddMembersFrame,
+    grace_s: float,
+) -> ChatFrame:
+    """Those the caller may not add (a block, their `groupAdd`) are left out and listed in
+    `notAdded`; members already in change nothing."""
+    context = ledger.chats.membership(frame.chat_id, [caller.user_id, *frame.members])
+    chat = _check_can_change(context.chat, context.roles, caller, frame.chat_id, self_leave=False)
+    users, not_added = addable(
+        consent, ledger.chats, pool, caller.user_id, [u for u in frame.members if u not in context.roles]
+    )
+    # Several transactions: an add that cannot fit is refused whole, before the first of them.
+    # (Each transaction also decides and checks the limit itself, in `_change`.)
+    if chat.member_count + len(users) > MAX_GROUP_MEMBERS:
+        raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
     for start in range(0, len(users), MEMBERS_PER_ADD):
         chat = _change(
             ledger, caller, frame.chat_id, users[start : start + MEMBERS_PER_ADD], "added", grace_s
         )
-    assert chat is not None  # members has at least one entry, or the whole-add check read the chat
-    return chat_frame(frame.request_id, chat, "admin")
+    return chat_frame(frame.request_id, chat, "admin", not_added or None)
 
 
 def remove_members(ledger: Ledger, caller: Caller, frame: RemoveMembersFrame, grace_s: float) -> ChatFrame:
@@ -207,14 +216,3 @@ def _check_can_change(
     if roles[caller.user_id] != "admin" and not self_leave:
         raise Forbidden(f"only admins change the members of {chat_id}; a member may remove itself")
     return chat
-
-
-def visible_to(store: ChatStore, pool: Executor, user_id: str, others: list[str]) -> set[str]:
-    """Those of `others` who share a chat with the user (a user who does not exist shares none)."""
-    if not others:
-        return set()
-    mine = set(store.chat_ids_of(user_id))
-    if not mine:
-        return set()
-    theirs = pool.map(store.chat_ids_of, others)
-    return {other for other, chats in zip(others, theirs, strict=True) if mine.intersection(chats)}

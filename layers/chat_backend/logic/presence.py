@@ -1,6 +1,7 @@
 """Presence: ONLINE while any device of the user is connected and heartbeating, OFFLINE with
 `lastSeen` once the last one has gone; pushed only to the devices subscribed to the user, and
-visible only to users who share a chat with them.
+visible only to users they opened it to (logic/consent.py `presence_visible`: a direct chat the
+user chose, and no block).
 
 A user's status is a lease: connect and every heartbeat renew it for `LEASE_S`; the disconnect of
 the last device shortens it to `PRESENCE_GRACE_S` and schedules a settle job that runs after the
@@ -22,13 +23,13 @@ from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.presence_store import PresenceState, PresenceStore, SettleQueue
 from chat_backend.errors import BadRequest, ConnectionGone, Forbidden
 from chat_backend.logic.audience import recipients_of
-from chat_backend.logic.members import visible_to
+from chat_backend.logic.consent import presence_visible
 from chat_backend.logic.push import Pusher
 from chat_backend.models.client_frames import MAX_PRESENCE_USERS, PresenceFrame
 from chat_backend.models.common import iso_at
 from chat_backend.models.events import Caller
 from chat_backend.models.queue_payloads import PresenceGuard
-from chat_backend.models.server_frames import PresenceNoticeFrame
+from chat_backend.models.server_frames import OkFrame, PresenceNoticeFrame
 
 # A connect or heartbeat keeps the user ONLINE this long: above the SDK's 4-minute heartbeat,
 # below API Gateway's 10-minute idle timeout (which closes a silent connection and fires $disconnect).
@@ -153,16 +154,18 @@ def subscribe(
     caller: Caller,
     frame: PresenceFrame,
     now: float,
-) -> None:
+) -> OkFrame | None:
     """Watch `subscribe`, stop watching `unsubscribe`; answer at once with one PRESENCE per newly
-    (re)subscribed user, posted on the caller's connection. A user who shares no chat with the
-    caller makes the whole frame FORBIDDEN, with nothing changed, whether that user exists or not."""
+    (re)subscribed user, posted on the caller's connection (each echoing the frame's requestId;
+    with nothing to show, a frame with a requestId is answered OK). A user whose presence is not
+    open to the caller (a stranger, a chat someone forced on them, a block) makes the whole frame
+    FORBIDDEN, with nothing changed, whether that user exists or not."""
     wanted = list(dict.fromkeys(frame.subscribe))
     dropped = set(frame.unsubscribe)
     if dropped.intersection(wanted):
         raise BadRequest("a user is in both subscribe and unsubscribe")
-    if len(visible_to(store, pool, caller.user_id, wanted)) < len(wanted):
-        raise Forbidden("presence of a user you share no chat with")
+    if len(presence_visible(store, pool, caller.user_id, wanted)) < len(wanted):
+        raise Forbidden("presence of a user who has not opened it to you")
     watched = [u for u in presence.watched_by(caller.user_id, caller.device_id, int(now)) if u not in dropped]
     targets = list(dict.fromkeys([*watched, *wanted]))
     if len(targets) > MAX_WATCHED:
@@ -174,21 +177,27 @@ def subscribe(
     # in the answer (a change in between arrives both ways: the same status twice, nothing lost).
     states = presence.states_of(wanted)
     for user_id in wanted:
+        notice = notice_of(user_id, states.get(user_id), now).model_copy(
+            update={"request_id": frame.request_id}
+        )
         try:
-            poster.post(caller.connection_id, notice_of(user_id, states.get(user_id), now).to_json())
+            poster.post(caller.connection_id, notice.to_json())
         except ConnectionGone:
-            return  # the caller left; nobody to answer
+            return None  # the caller left; nobody to answer
+    if not wanted and frame.request_id is not None:
+        return OkFrame(request_id=frame.request_id)
+    return None
 
 
 def renew_subscriptions(
     store: ChatStore, presence: PresenceStore, pool: Executor, caller: Caller, now: float
 ) -> int:
     """A heartbeat: the device's subscriptions live another `SUBSCRIPTION_S`, except those on users
-    who no longer share a chat with the caller, which end. Returns how many were renewed."""
+    whose presence is no longer open to the caller, which end. Returns how many were renewed."""
     watched = presence.watched_by(caller.user_id, caller.device_id, int(now))
     if not watched:
         return 0
-    visible = visible_to(store, pool, caller.user_id, watched)
+    visible = presence_visible(store, pool, caller.user_id, watched)
     presence.unwatch(caller.user_id, caller.device_id, [u for u in watched if u not in visible])
     targets = [u for u in watched if u in visible]
     presence.watch(caller.user_id, caller.device_id, targets, int(now) + SUBSCRIPTION_S)

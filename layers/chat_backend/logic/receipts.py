@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
 from chat_backend.dal.receipt_store import MessageRef, ReceiptContext, ReceiptStore
 from chat_backend.errors import BadRequest, Forbidden, NotFound
@@ -59,6 +60,7 @@ RECEIPTS_PAGE = 500  # users per RECEIPTS page unless the caller says otherwise
 
 def record_receipt(
     receipts: ReceiptStore,
+    consent: ConsentStore,
     pusher: Pusher,
     summaries: FifoQueue,
     caller: Caller,
@@ -89,11 +91,16 @@ def record_receipt(
     previous = receipts.advance(frame.chat_id, caller.user_id, frame.type, seq, at)
     if previous is None:
         return  # already at or past seq: nothing changed, nothing to tell
+    # Nobody hears of a message the caller only saw as a VOID, and nobody who blocks the caller
+    # hears from it.
     covered = [
         m
         for m in receipts.messages_between(frame.chat_id, previous, seq, NOTIFY_SCAN_MAX)
-        if m.sender not in (caller.user_id, SYSTEM_SENDER)
+        if m.sender not in (caller.user_id, SYSTEM_SENDER) and caller.user_id not in m.hidden_from
     ]
+    if covered:
+        blockers = consent.blockers_of(caller.user_id)
+        covered = [m for m in covered if m.sender not in blockers]
     if not covered:
         return
     if chat.member_count > LARGE_GROUP:

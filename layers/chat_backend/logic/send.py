@@ -149,7 +149,10 @@ class _Send:
             )
             try:
                 reserved = self.ledger.sequencer.reserve(
-                    settled.chat_id, settled.members_version, self._now_ms()
+                    settled.chat_id,
+                    settled.members_version,
+                    self._now_ms(),
+                    engage=self.caller.user_id if settled.kind == "direct" else None,
                 )
             except MembershipMoved:
                 self.ledger.memberships.forget(self.frame.chat_id, self.caller.user_id)
@@ -160,7 +163,10 @@ class _Send:
             self.ledger.memberships.put(self.caller.user_id, reserved)
             if audience is not None:
                 self.ledger.member_lists.put(settled.chat_id, settled.members_version, audience)
-            message = self._message(seq, settled, "direct" if direct else "queued")
+            # A direct chat's member who blocks the sender gets a VOID at this seq (the reservation
+            # returned the chat as it is now: a block made before it is seen).
+            hidden = reserved.blocked_by - {self.caller.user_id}
+            message = self._message(seq, settled, "direct" if direct else "queued", hidden)
             record = SendRecord(server_msg_id=message.server_msg_id, seq=seq, created_at=message.created_at)
             if not self.ledger.sends.record(
                 self.frame.chat_id, self.caller.user_id, self.frame.client_msg_id, lease, record
@@ -262,7 +268,9 @@ class _Send:
     def _claim(self) -> SendClaim | None:
         return self.ledger.sends.claim_of(self.frame.chat_id, self.caller.user_id, self.frame.client_msg_id)
 
-    def _message(self, seq: int, chat: ChatMeta, fanout: Fanout) -> StoredMessage:
+    def _message(
+        self, seq: int, chat: ChatMeta, fanout: Fanout, hidden_from: frozenset[str]
+    ) -> StoredMessage:
         # createdAt is taken after the reservation: it bounds the age of any hole below this seq.
         return StoredMessage(
             chat_id=chat.chat_id,
@@ -275,6 +283,7 @@ class _Send:
             created_at=iso_at(self.clock()),
             members_version=chat.members_version,
             fanout=fanout,
+            hidden_from=hidden_from,
         )
 
     def _ack(self, record: SendRecord) -> AckFrame:

@@ -44,7 +44,7 @@ def sync(
             break
         run = replay_run(ledger, chat_id, cursor, heads[chat_id], remaining, int(clock() * 1000), grace_s)
         for item in run.items:
-            poster.post(caller.connection_id, item.to_frame().to_json())
+            poster.post(caller.connection_id, item.frame_for(caller.user_id).to_json())
         remaining -= len(run.items)
         more |= run.truncated
     return SyncDoneFrame(request_id=frame.request_id, heads=heads, more=more)

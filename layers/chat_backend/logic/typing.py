@@ -10,6 +10,7 @@ list comes from the warm function's cache (one read per membership version, not 
 from __future__ import annotations
 
 from chat_backend.dal.chat_store import ChatStore
+from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.errors import Forbidden
 from chat_backend.logic.audience import MemberListCache, members_now, recipients_of
 from chat_backend.logic.direct import push_to_members
@@ -21,6 +22,7 @@ from chat_backend.models.server_frames import TypingNoticeFrame
 
 def relay_typing(
     chats: ChatStore,
+    consent: ConsentStore,
     cache: MemberListCache,
     pusher: Pusher,
     caller: Caller,
@@ -31,7 +33,9 @@ def relay_typing(
     chat = context.chat
     if chat is None or caller.user_id not in context.roles:
         raise Forbidden(f"not a member of {frame.chat_id}")
-    members = members_now(chats, cache, chat)
+    # Nobody who blocks the typist is told.
+    blockers = consent.blockers_of(caller.user_id)
+    members = [m for m in members_now(chats, cache, chat) if m not in blockers]
     notice = TypingNoticeFrame(chat_id=frame.chat_id, user_id=caller.user_id).to_json()
     if chat.member_count <= direct_push_max_members:
         push_to_members(pusher, notice, members, caller.user_id, None)

@@ -159,6 +159,7 @@ MAX_PRESENCE_USERS = 100
 
 class PresenceFrame(ClientFrame):
     action: Literal["presence"]
+    request_id: RequestId | None = Field(None, alias="requestId")  # v1.1: echoed on the answers
     subscribe: list[UserId] = Field(default_factory=list, max_length=MAX_PRESENCE_USERS)
     unsubscribe: list[UserId] = Field(default_factory=list, max_length=MAX_PRESENCE_USERS)
 
@@ -250,6 +251,20 @@ class MediaDownloadFrame(ClientFrame):
     request_id: RequestId = Field(alias="requestId")
     chat_id: Id = Field(alias="chatId")
     media_id: Id = Field(alias="mediaId")
+
+
+class BlockFrame(ClientFrame):
+    """`block` or `unblock` (PROTOCOL.md v1.1, Consent and privacy)."""
+
+    action: Literal["block", "unblock"]
+    request_id: RequestId = Field(alias="requestId")
+    user_id: UserId = Field(alias="userId")
+
+
+class SetPrivacyFrame(ClientFrame):
+    action: Literal["setPrivacy"]
+    request_id: RequestId = Field(alias="requestId")
+    group_add: Literal["everyone", "chatted", "nobody"] = Field(alias="groupAdd")
 
 
 F = TypeVar("F", bound=ClientFrame)

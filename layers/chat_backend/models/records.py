@@ -28,6 +28,14 @@ class StoredMessage(BaseModel):
     # Who pushes it: the send function itself ("direct", small chats) or the stream's fan-out
     # function through the delivery queue ("queued": large groups, system messages).
     fanout: Fanout = "queued"
+    # Members who blocked the sender of this direct-chat message: to them its seq is a VOID.
+    hidden_from: frozenset[str] = frozenset()
+
+    def frame_for(self, reader: str) -> MessageFrame | VoidFrame:
+        """What `reader` gets at this seq: the message, or a VOID when it is hidden from them."""
+        if reader in self.hidden_from:
+            return VoidFrame(chat_id=self.chat_id, seq=self.seq)
+        return self.to_frame()
 
     def to_frame(self) -> MessageFrame:
         return MessageFrame(
@@ -53,6 +61,9 @@ class StoredVoid(BaseModel):
 
     def to_frame(self) -> VoidFrame:
         return VoidFrame(chat_id=self.chat_id, seq=self.seq)
+
+    def frame_for(self, reader: str) -> VoidFrame:
+        return self.to_frame()
 
 
 Stored = StoredMessage | StoredVoid  # what a seq of a chat holds
@@ -83,6 +94,10 @@ class ChatMeta(BaseModel):
     change: PendingChange | None = None
     # A direct chat's two members (they never change), so a send needs no member query.
     pair: tuple[str, str] | None = None
+    # A direct chat's members who block the other (their messages are hidden from the blocker),
+    # and those who chose the chat (created it or sent in it): whose presence it opens.
+    blocked_by: frozenset[str] = frozenset()
+    engaged: frozenset[str] = frozenset()
 
 
 class StoredMedia(BaseModel):

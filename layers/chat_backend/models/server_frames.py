@@ -62,6 +62,19 @@ class ChatFrame(ServerFrame):
     created_at: str = Field(alias="createdAt")
     member_count: int = Field(alias="memberCount")
     role: Literal["admin", "member"]
+    # v1.1: the users left out for privacy or a block, told to the requester only, no reason given.
+    not_added: list[str] | None = Field(None, alias="notAdded")
+
+    def to_json(self) -> str:
+        exclude = {"not_added"} if self.not_added is None else set()
+        return self.model_dump_json(by_alias=True, exclude=exclude)
+
+
+class OkFrame(ServerFrame):
+    """The answer to a request that returns nothing else (block, unblock, setPrivacy)."""
+
+    type: Literal["OK"] = "OK"
+    request_id: str = Field(alias="requestId")
 
 
 class TypingNoticeFrame(ServerFrame):
@@ -126,6 +139,11 @@ class PresenceNoticeFrame(ServerFrame):
     user_id: str = Field(alias="userId")
     status: Literal["ONLINE", "OFFLINE"]
     last_seen: str | None = Field(alias="lastSeen")
+    request_id: str | None = Field(None, alias="requestId")  # v1.1: on answers to a presence frame
+
+    def to_json(self) -> str:
+        exclude = {"request_id"} if self.request_id is None else set()
+        return self.model_dump_json(by_alias=True, exclude=exclude)
 
 
 class SignedPreKeyEntry(ServerFrame):
