@@ -24,7 +24,6 @@ from chat_stack.nag import acknowledge
 from chat_stack.runtime import ARCHITECTURE, FUNCTIONS_DIR, RUNTIME
 
 # Powertools reads these: every function logs, traces and measures as one service, in one namespace.
-POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME": "chat", "POWERTOOLS_METRICS_NAMESPACE": "Chat"}
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 FAILED_RECORD_RETENTION = Duration.days(14)
 
@@ -115,7 +114,7 @@ class Functions(Construct):
         return fn
 
     def _environment(self, spec: wiring.Function) -> dict[str, str]:
-        env = dict(POWERTOOLS_ENV)
+        env = dict(wiring.FUNCTION_ENV)
         for resource in spec.uses:
             env[wiring.resource_env_var(resource)] = self._physical_name(resource)
         if spec.authorizer:

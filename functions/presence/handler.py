@@ -29,9 +29,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return pong
 
     def typing(caller: Caller, frame: TypingFrame) -> None:
-        relay_typing(
-            s.store, s.consent, s.member_lists, s.pusher, caller, frame, s.settings.direct_push_max_members
-        )
+        max_direct = s.settings.direct_push_max_members
+        relay_typing(s.store, s.consent, s.member_lists, s.limiter, s.pusher, caller, frame, max_direct)
 
     return handle_routes(
         event,

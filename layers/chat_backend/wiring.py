@@ -246,6 +246,9 @@ RATE_LIMITS: dict[str, RouteLimit] = {
     # A connection is opened once; the user's connects are what a reconnect loop would repeat.
     "$connect": RouteLimit("connect", user=Rate(30, 0.2), connection=None),
 }
+# Devices a large group's typing notices reach per second, whoever types (a bucket per chat; a
+# notice for more devices than the burst goes to a random sample of that many).
+TYPING_FANOUT = Rate(1000, 1000)
 # What every function serving routes needs for the limits above.
 LIMITED: dict[str, Access] = {"limits": "read_write"}
 
@@ -356,6 +359,13 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
 )
 
+# Environment every function gets besides its resources, on AWS and locally alike. Tracing never
+# records a handler's response: answers carry presigned URLs, member lists and heads.
+FUNCTION_ENV: dict[str, str] = {
+    "POWERTOOLS_SERVICE_NAME": "chat",
+    "POWERTOOLS_METRICS_NAMESPACE": "Chat",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+}
 # Environment every function gets besides its resources.
 CALLBACK_URL_ENV = "WS_CALLBACK_URL"  # the @connections management endpoint
 JWT_SECRET_ENV = "CHAT_JWT_SECRET"  # local HS256 secret (the local stack only)

@@ -141,8 +141,7 @@ class LocalStack:
                 "AWS_ENDPOINT_URL_S3": moto_url,
                 wiring.CALLBACK_URL_ENV: f"http://127.0.0.1:{self.config.port}",
                 wiring.JWT_SECRET_ENV: self.config.jwt_secret,
-                "POWERTOOLS_SERVICE_NAME": "chat",
-                "POWERTOOLS_METRICS_NAMESPACE": "Chat",
+                **wiring.FUNCTION_ENV,
                 # No X-Ray daemon here (powertools also turns tracing off outside Lambda by itself).
                 "POWERTOOLS_TRACE_DISABLED": "true",
             }

@@ -147,6 +147,8 @@ def test_function_is_traced_and_named_for_powertools_with_its_own_role(stack, re
     env = props["Environment"]["Variables"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "chat"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Chat"
+    # And traces never hold a handler's answer (presigned URLs, member lists, heads)
+    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
     # And its role is its own, assumable by Lambda only, without AWS-managed policies
     role_id = props["Role"]["Fn::GetAtt"][0]
     other_roles = {

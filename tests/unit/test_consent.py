@@ -159,9 +159,9 @@ def test_typing_and_receipts_of_a_blocked_user_reach_everyone_but_the_blocker(
     connections = online_all(pusher.registry, "u_alice", "u_bob", "u_carol")
     # When bob types, then reads both messages
     typing = TypingFrame.model_validate({"action": "typing", "chatId": chat_id})
-    relay_typing(store, services().consent, MemberListCache(), pusher, caller("u_bob"), typing, 256)
-    read = ReceiptFrame.model_validate({"action": "receipt", "chatId": chat_id, "type": "READ", "upToSeq": 2})
     s = services()
+    relay_typing(store, s.consent, MemberListCache(), s.limiter, pusher, caller("u_bob"), typing, 256)
+    read = ReceiptFrame.model_validate({"action": "receipt", "chatId": chat_id, "type": "READ", "upToSeq": 2})
     record_receipt(s.receipts, s.consent, pusher, s.summaries_queue, caller("u_bob"), read)
     # Then carol got his TYPING and his RECEIPT; alice got neither
     told = {(conn, frame["type"]) for conn, frame in poster.posts}

@@ -146,6 +146,48 @@ def test_a_member_may_leave_and_then_cannot_send_or_sync_the_chat(
     assert poster.frames() == []
 
 
+def test_the_last_admin_leaving_promotes_the_longest_standing_member(
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
+) -> None:
+    # Given alice's group made with carol and bob, then dave added later
+    chat_id = make_chat("u_alice", "u_carol", "u_bob")
+    adding(ledger, caller("u_alice"), add_frame(chat_id, ["u_dave"]))
+    # When alice, its only admin, leaves
+    remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_alice"]), GRACE_S)
+    # Then bob (a founding member, first by id among those who joined with the chat) is admin, in
+    # the same change, and the announcement says so
+    roles = dict(ledger.chats.member_page(chat_id, None, 10)[0])
+    assert roles == {"u_bob": "admin", "u_carol": "member", "u_dave": "member"}
+    assert announcements(aws_env, chat_id)[-1][1] == {
+        "event": "removed",
+        "members": ["u_alice"],
+        "by": "u_alice",
+        "promoted": ["u_bob"],
+    }
+    # And he can now add members
+    assert adding(ledger, caller("u_bob"), add_frame(chat_id, ["u_erin"])).member_count == 4
+
+
+def test_an_admin_leaving_while_another_admin_stays_promotes_nobody(
+    aws_env: Any, ledger: Ledger, make_chat: MakeChat
+) -> None:
+    # Given alice's group with bob and carol, in which carol is an admin too
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    ledger.chats.ddb.update_item(
+        TableName=ledger.chats.chats_table,
+        Key={"chatId": {"S": chat_id}, "sk": {"S": "MEMBER#u_carol"}},
+        UpdateExpression="SET #r = :a",
+        ExpressionAttributeNames={"#r": "role"},
+        ExpressionAttributeValues={":a": {"S": "admin"}},
+    )
+    # When alice leaves
+    remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_alice"]), GRACE_S)
+    # Then nobody is promoted: carol is still the admin
+    roles = dict(ledger.chats.member_page(chat_id, None, 10)[0])
+    assert roles == {"u_bob": "member", "u_carol": "admin"}
+    assert "promoted" not in announcements(aws_env, chat_id)[-1][1]
+
+
 def test_a_direct_chats_members_never_change(aws_env: Any, ledger: Ledger, make_chat: MakeChat) -> None:
     # Given a direct chat of alice and bob
     direct = make_chat("u_alice", "u_bob", kind="direct")

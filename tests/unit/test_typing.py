@@ -13,6 +13,7 @@ import pytest
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.errors import Forbidden
+from chat_backend.logic import typing as typing_logic
 from chat_backend.logic.audience import MemberListCache
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.send import Ledger
@@ -21,6 +22,7 @@ from chat_backend.models.client_frames import TypingFrame
 from chat_backend.models.events import Caller
 from chat_backend.models.queue_payloads import DeliveryEnvelope
 from chat_backend.services import services
+from chat_backend.wiring import Rate
 from tests.unit.conftest import RecordingPoster
 from tests.unit.helpers import CountingDdb, MakeChat, add, caller, chats_on, online, online_all, remove
 
@@ -39,7 +41,16 @@ class Typist:
         self, who: Caller, chat_id: str, limit: int = DIRECT_PUSH_MAX_MEMBERS, store: ChatStore | None = None
     ) -> None:
         frame = TypingFrame.model_validate({"action": "typing", "chatId": chat_id})
-        relay_typing(store or self.store, services().consent, self.cache, self.pusher, who, frame, limit)
+        relay_typing(
+            store or self.store,
+            services().consent,
+            self.cache,
+            services().limiter,
+            self.pusher,
+            who,
+            frame,
+            limit,
+        )
 
 
 @pytest.fixture
@@ -146,3 +157,20 @@ def test_typing_in_a_large_group_goes_through_the_delivery_queue(
     assert {r.connection_id for r in envelope.recipients} == others
     assert json.loads(envelope.frame) == {"type": "TYPING", "chatId": chat_id, "userId": "u_alice"}
     assert aws_env.messages(chat_id) == []
+
+
+def test_a_large_groups_typing_reaches_a_bounded_number_of_devices_a_second(
+    aws_env: Any, registry: ConnectionRegistry, make_chat: MakeChat, types: Typist, monkeypatch: Any
+) -> None:
+    # Given a group over the direct-push limit with 6 members online, and a typing budget of 8
+    # devices a second (burst 8) for the chat
+    monkeypatch.setattr(typing_logic, "TYPING_FANOUT", Rate(8, 8))
+    users = [f"u_{n}" for n in range(6)]
+    chat_id = make_chat(*users)
+    online_all(registry, *users)
+    # When three members type at once (5 recipient devices each)
+    for user in users[:3]:
+        types(caller(user), chat_id, limit=3)
+    # Then only the first notice went out (5 of the 8); the others would have passed the budget
+    queued = [DeliveryEnvelope.model_validate_json(m["Body"]) for m in aws_env.receive_all()]
+    assert [json.loads(e.frame)["userId"] for e in queued] == ["u_0"]

@@ -218,14 +218,15 @@ class ChatStore:
         announcement: StoredMessage,
         added: dict[str, str],
         removed: list[str],
+        promoted: str | None = None,
     ) -> None:
         """The second half of a membership change begun by `Sequencer.begin_change` (which gave
         the announcement its seq): in one transaction, end the change in flight (only if it is still
         ours), set the member count, store the announcement at its seq (only if the seq is still
-        free) and add / remove the member items. ChangeLost when the change was abandoned or its seq
-        was filled meanwhile; nothing is written then."""
+        free), add / remove the member items, and make `promoted` an admin. ChangeLost when the
+        change was abandoned or its seq was filled meanwhile; nothing is written then."""
         per_removal = 2 if self.receipts_table else 1
-        if len(added) + per_removal * len(removed) + 2 > TRANSACT_MAX_ITEMS:
+        if len(added) + per_removal * len(removed) + 3 > TRANSACT_MAX_ITEMS:
             raise ValueError("too many members for one transaction")
         items: list[dict[str, Any]] = [
             {
@@ -276,6 +277,19 @@ class ChatStore:
                 }
                 for user in removed
             ]
+        if promoted is not None:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.chats_table,
+                        "Key": {"chatId": av(chat.chat_id), "sk": av(member_sk(promoted))},
+                        "UpdateExpression": "SET #r = :admin",
+                        "ConditionExpression": "attribute_exists(sk)",
+                        "ExpressionAttributeNames": {"#r": "role"},
+                        "ExpressionAttributeValues": {":admin": av("admin")},
+                    }
+                }
+            )
         try:
             self.ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -285,6 +299,23 @@ class ChatStore:
             if "ConditionalCheckFailed" in codes[:2]:
                 raise ChangeLost(chat.chat_id) from exc
             raise ChangeConflict(chat.chat_id) from exc
+
+    def standings(self, chat_id: str) -> list[tuple[str, str, str]]:
+        """Every member as (joinedAt, userId, role), oldest first (a consistent read of them all)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.chats_table,
+            "KeyConditionExpression": "chatId = :c AND begins_with(sk, :m)",
+            "ExpressionAttributeValues": {":c": av(chat_id), ":m": av(MEMBER_PREFIX)},
+            "ProjectionExpression": "memberUserId, #r, joinedAt",
+            "ExpressionAttributeNames": {"#r": "role"},
+            "ConsistentRead": True,
+        }
+        found = [
+            (i["joinedAt"]["S"], i["memberUserId"]["S"], i["role"]["S"])
+            for page in self.ddb.get_paginator("query").paginate(**kwargs)
+            for i in page["Items"]
+        ]
+        return sorted(found)
 
     def member_page(
         self, chat_id: str, after: str | None, limit: int

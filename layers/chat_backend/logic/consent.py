@@ -20,6 +20,7 @@ from chat_backend.dal.presence_store import PresenceStore
 from chat_backend.errors import BadRequest
 from chat_backend.models.client_frames import BlockFrame, SetPrivacyFrame
 from chat_backend.models.events import Caller
+from chat_backend.models.records import ChatMeta
 from chat_backend.models.server_frames import OkFrame
 
 
@@ -51,6 +52,14 @@ def block(
 def set_privacy(consent: ConsentStore, caller: Caller, frame: SetPrivacyFrame) -> OkFrame:
     consent.set_group_add(caller.user_id, frame.group_add)
     return OkFrame(request_id=frame.request_id)
+
+
+def blockers_of(consent: ConsentStore, chat: ChatMeta, user_id: str) -> frozenset[str] | set[str]:
+    """Who, among the chat's members, blocks `user_id`: a direct chat's META says it (no read);
+    for a group, one Query of the user's BLOCKEDBY# items."""
+    if chat.kind == "direct":
+        return chat.blocked_by - {user_id}
+    return consent.blockers_of(user_id)
 
 
 def mark_blocks(consent: ConsentStore, chats: ChatStore, chat_id: str, creator: str, other: str) -> None:

@@ -54,10 +54,14 @@ def announcement(
     by: str,
     members_version: int,
     at: float,
+    promoted: str | None = None,
 ) -> StoredMessage:
     """The system message of a membership change (PROTOCOL.md, Chats), stored under the
-    membership it makes."""
-    body = json.dumps({"event": event, "members": members, "by": by}, separators=(",", ":"))
+    membership it makes; `promoted` names the member made admin when the last admin left."""
+    event_body: dict[str, object] = {"event": event, "members": members, "by": by}
+    if promoted is not None:
+        event_body["promoted"] = [promoted]
+    body = json.dumps(event_body, separators=(",", ":"))
     return StoredMessage(
         chat_id=chat_id,
         seq=seq,
@@ -155,12 +159,14 @@ def _change(
         except MembershipMoved:
             _pause(sleep, attempt)
             continue
+        # Read while our change is the one in flight: no other change can move the members now.
+        promoted = _successor(ledger.chats, chat_id, set(changed)) if event == "removed" else None
         message = announcement(
-            chat_id, seq, event, changed, caller.user_id, chat.members_version + 1, clock()
+            chat_id, seq, event, changed, caller.user_id, chat.members_version + 1, clock(), promoted
         )
         added = {u: "member" for u in changed} if event == "added" else {}
         removed = changed if event == "removed" else []
-        if not _commit(ledger, chat, token, message, added, removed, clock, sleep):
+        if not _commit(ledger, chat, token, message, added, removed, clock, sleep, promoted):
             continue
         return chat.model_copy(
             update={
@@ -173,6 +179,15 @@ def _change(
     raise RateLimited(f"chat {chat_id} is busy with other membership changes; try again", 500)
 
 
+def _successor(chats: ChatStore, chat_id: str, leaving: set[str]) -> str | None:
+    """When the last admin leaves, the longest-standing member who stays becomes admin (the
+    earliest join; the creation's members by userId); None when an admin stays or nobody does."""
+    staying = [(joined, user, role) for joined, user, role in chats.standings(chat_id) if user not in leaving]
+    if not staying or any(role == "admin" for _, _, role in staying):
+        return None
+    return staying[0][1]
+
+
 def _commit(
     ledger: Ledger,
     chat: ChatMeta,
@@ -182,12 +197,13 @@ def _commit(
     removed: list[str],
     clock: Callable[[], float],
     sleep: Sleep,
+    promoted: str | None = None,
 ) -> bool:
     """The change's transaction, retried while it only met other operations on its items. A
     change that cannot commit fills its own seq (so nothing can land there later) and ends."""
     for attempt in range(COMMIT_ATTEMPTS):
         try:
-            ledger.chats.commit_change(chat, token, message, added, removed)
+            ledger.chats.commit_change(chat, token, message, added, removed, promoted)
             return True
         except ChangeLost:
             return False

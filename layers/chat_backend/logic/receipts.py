@@ -31,6 +31,7 @@ from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
 from chat_backend.dal.receipt_store import MessageRef, ReceiptContext, ReceiptStore
 from chat_backend.errors import BadRequest, Forbidden, NotFound
 from chat_backend.logic.audience import recipients_of
+from chat_backend.logic.consent import blockers_of
 from chat_backend.logic.push import Pusher, PushResult
 from chat_backend.logic.send import seq_of_server_msg_id
 from chat_backend.models.client_frames import ReceiptFrame, ReceiptsQueryFrame
@@ -99,7 +100,7 @@ def record_receipt(
         if m.sender not in (caller.user_id, SYSTEM_SENDER) and caller.user_id not in m.hidden_from
     ]
     if covered:
-        blockers = consent.blockers_of(caller.user_id)
+        blockers = blockers_of(consent, chat, caller.user_id)
         covered = [m for m in covered if m.sender not in blockers]
     if not covered:
         return
