@@ -48,7 +48,7 @@ class Buckets(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix=f"{spec.name}/",
-            lifecycle_rules=[_lifecycle_rule(spec)],
+            lifecycle_rules=[_lifecycle_rule(spec), *_pending_rules(spec)],
             removal_policy=RemovalPolicy.RETAIN,  # user media
         )
 
@@ -68,3 +68,16 @@ def _lifecycle_rule(spec: wiring.Bucket) -> s3.LifecycleRule:
         else None,
         noncurrent_version_expiration=Duration.days(noncurrent) if noncurrent is not None else None,
     )
+
+
+def _pending_rules(spec: wiring.Bucket) -> list[s3.LifecycleRule]:
+    """Uploads never attached to a message (still tagged `state=pending`) expire."""
+    if spec.expire_pending_after_days is None:
+        return []
+    return [
+        s3.LifecycleRule(
+            id="expire-unattached",
+            tag_filters={"state": "pending"},
+            expiration=Duration.days(spec.expire_pending_after_days),
+        )
+    ]

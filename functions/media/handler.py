@@ -15,13 +15,13 @@ from chat_backend.services import services
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    store, bucket = services().store, services().media
+    store, bucket, limiter = services().store, services().media, services().limiter
     return handle_routes(
         event,
         {
             "mediaUpload": (
                 MediaUploadFrame,
-                lambda caller, frame: upload_media(store, bucket, caller, frame),
+                lambda caller, frame: upload_media(store, bucket, limiter, caller, frame),
             ),
             "mediaDownload": (
                 MediaDownloadFrame,

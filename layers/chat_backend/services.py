@@ -55,6 +55,7 @@ class Services:
             messages=self.messages,
             member_lists=self.member_lists,
             memberships=MembershipCache(),
+            media=self.media,
         )
 
     @cached_property

@@ -62,6 +62,8 @@ class Bucket:
     abort_incomplete_upload_days: int = 1  # parts of an abandoned multipart upload cost storage
     intelligent_tiering_after_days: int | None = None  # then S3 moves it between access tiers by use
     expire_noncurrent_after_days: int | None = None  # overwritten / deleted versions kept this long
+    # Objects still tagged `state=pending` (uploaded, never attached to a message) expire then.
+    expire_pending_after_days: int | None = None
 
     @property
     def env_var(self) -> str:
@@ -208,7 +210,12 @@ QUEUES: tuple[Queue, ...] = (
 
 # Media attachments (client-side encrypted blobs), keyed `<chatId>/<mediaId>`.
 BUCKETS: tuple[Bucket, ...] = (
-    Bucket(name="media", intelligent_tiering_after_days=30, expire_noncurrent_after_days=30),
+    Bucket(
+        name="media",
+        intelligent_tiering_after_days=30,
+        expire_noncurrent_after_days=30,
+        expire_pending_after_days=2,
+    ),
 )
 
 # Sized so that a person never meets them and a script does. Floors (issue 9): a device may send a
@@ -249,6 +256,8 @@ RATE_LIMITS: dict[str, RouteLimit] = {
 # Devices a large group's typing notices reach per second, whoever types (a bucket per chat; a
 # notice for more devices than the burst goes to a random sample of that many).
 TYPING_FANOUT = Rate(1000, 1000)
+# What a user may upload, in MiB: 2 GiB at once, refilled over a day (a bucket of its own).
+MEDIA_UPLOAD_QUOTA_MIB = Rate(2048, 2048 / 86_400)
 # What every function serving routes needs for the limits above.
 LIMITED: dict[str, Access] = {"limits": "read_write"}
 
@@ -268,8 +277,9 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="send",
         routes=("send",),
-        # Messages: read a duplicate's stored answer, fill a seq left by a writer that died.
-        uses={**LIMITED, **PUSHES, "chats": "read_write", "messages": "read_write"},
+        # Messages: read a duplicate's stored answer, fill a seq left by a writer that died. Media:
+        # an attached blob's tag becomes `state=attached` (s3:PutObjectTagging), so it never expires.
+        uses={**LIMITED, **PUSHES, "chats": "read_write", "messages": "read_write", "media": "write"},
         posts_to_connections=True,  # small chats are pushed from here, after the commit
     ),
     Function(

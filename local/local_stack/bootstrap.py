@@ -92,7 +92,17 @@ def create_bucket(s3: Any, bucket: wiring.Bucket) -> None:
         ]
     if bucket.expire_noncurrent_after_days is not None:
         rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": bucket.expire_noncurrent_after_days}
-    s3.put_bucket_lifecycle_configuration(Bucket=bucket.name, LifecycleConfiguration={"Rules": [rule]})
+    rules = [rule]
+    if bucket.expire_pending_after_days is not None:  # uploads never attached to a message
+        rules.append(
+            {
+                "ID": "expire-unattached",
+                "Status": "Enabled",
+                "Filter": {"Tag": {"Key": "state", "Value": "pending"}},
+                "Expiration": {"Days": bucket.expire_pending_after_days},
+            }
+        )
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket.name, LifecycleConfiguration={"Rules": rules})
 
 
 def bootstrap(ddb: Any, sqs: Any, s3: Any) -> dict[str, str]:

@@ -96,7 +96,8 @@ def test_bucket_is_private_encrypted_tls_only_and_follows_its_wiring_lifecycle(s
         for s in props_["PolicyDocument"]["Statement"]
     )
     # And its lifecycle is the wiring's
-    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    rule = rules["lifecycle"]
     assert rule["AbortIncompleteMultipartUpload"] == {
         "DaysAfterInitiation": spec.abort_incomplete_upload_days
     }
@@ -104,21 +105,28 @@ def test_bucket_is_private_encrypted_tls_only_and_follows_its_wiring_lifecycle(s
         {"StorageClass": "INTELLIGENT_TIERING", "TransitionInDays": spec.intelligent_tiering_after_days}
     ]
     assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": spec.expire_noncurrent_after_days}
+    # And uploads no message attached (still tagged pending) expire
+    pending = rules["expire-unattached"]
+    assert pending["TagFilters"] == [{"Key": "state", "Value": "pending"}]
+    assert pending["ExpirationInDays"] == spec.expire_pending_after_days
 
 
 @pytest.mark.parametrize("spec", wiring.BUCKETS, ids=lambda b: b.name)
 def test_local_stack_creates_the_bucket_with_the_same_lifecycle(stack, resources, spec, monkeypatch):
     # Given a bucket of the wiring table, and the template's lifecycle rule for it
-    (cdk_rule,) = resources[logical_id(stack, stack.buckets.by_name[spec.name])]["Properties"][
+    cdk_rules = resources[logical_id(stack, stack.buckets.by_name[spec.name])]["Properties"][
         "LifecycleConfiguration"
     ]["Rules"]
+    cdk_rule = next(r for r in cdk_rules if r["Id"] == "lifecycle")
+    cdk_pending = next(r for r in cdk_rules if r["Id"] == "expire-unattached")
     for var, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}.items():
         monkeypatch.setenv(var, value)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         # When the local stack's bootstrap creates it on (moto) S3
         create_bucket(s3, spec)
-        (local_rule,) = s3.get_bucket_lifecycle_configuration(Bucket=spec.name)["Rules"]
+        local_rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=spec.name)["Rules"]}
+        local_rule, local_pending = local_rules["lifecycle"], local_rules["expire-unattached"]
         versioning = s3.get_bucket_versioning(Bucket=spec.name)["Status"]
     # Then both stacks abort uploads, move to Intelligent-Tiering and expire old versions alike
     assert local_rule["AbortIncompleteMultipartUpload"] == cdk_rule["AbortIncompleteMultipartUpload"]
@@ -126,6 +134,8 @@ def test_local_stack_creates_the_bucket_with_the_same_lifecycle(stack, resources
         (t["TransitionInDays"], t["StorageClass"]) for t in cdk_rule["Transitions"]
     ]
     assert local_rule["NoncurrentVersionExpiration"] == cdk_rule["NoncurrentVersionExpiration"]
+    assert local_pending["Filter"]["Tag"] == cdk_pending["TagFilters"][0]
+    assert local_pending["Expiration"]["Days"] == cdk_pending["ExpirationInDays"]
     assert versioning == "Enabled"
 
 

@@ -25,9 +25,9 @@ async def post_form(url: str, fields: dict[str, str], data: bytes) -> int:
         return resp.status
 
 
-async def get_bytes(url: str) -> tuple[int, bytes]:
+async def get_download(url: str) -> tuple[int, bytes, dict[str, str]]:
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
-        return resp.status, await resp.read()
+        return resp.status, await resp.read(), dict(resp.headers)
 
 
 async def test_uploaded_media_reaches_the_other_member_through_a_message_and_a_download_url(
@@ -56,7 +56,11 @@ async def test_uploaded_media_reaches_the_other_member_through_a_message_and_a_d
         {"action": "mediaDownload", "chatId": chat_id, "mediaId": message.media_ids[0]}
     )
     assert media_url["type"] == "MEDIA_URL" and media_url["mediaId"] == upload["mediaId"]
-    assert await get_bytes(media_url["url"]) == (200, blob)
+    status, body, headers = await get_download(media_url["url"])
+    assert (status, body) == (200, blob)
+    # served as an opaque attachment, never as the image/png it was announced as
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"] == "attachment"
     # And mallory, not a member, is FORBIDDEN (and gets no URL)
     with pytest.raises(ChatServerError) as refused:
         await mallory.request({"action": "mediaDownload", "chatId": chat_id, "mediaId": upload["mediaId"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from chat_backend.models.common import MAX_MEDIA_BYTES
+from chat_backend.services import services
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -57,6 +59,13 @@ def send(chat_id: str, media_ids: list[str], client_msg_id: str = "cm-1") -> dic
     }
 
 
+def uploaded(aws_env: Any, call: Callable[..., dict[str, Any]], user: str, chat_id: str) -> str:
+    """A media id announced by `user` and whose bytes are in the bucket; returns it."""
+    media_id = call(user, upload(chat_id, size=5))["mediaId"]
+    aws_env.s3.put_object(Bucket=aws_env.buckets["media"], Key=f"{chat_id}/{media_id}", Body=b"bytes")
+    return str(media_id)
+
+
 def media_items(aws_env: Any, chat_id: str | None = None) -> list[dict[str, Any]]:
     return [
         i
@@ -84,17 +93,52 @@ def test_upload_answers_a_presigned_post_for_the_chat_key_and_records_the_media(
     assert fields["key"] == f"{chat_id}/{media_id}"
     assert fields["Content-Type"] == "image/jpeg"
     assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"  # SigV4: SigV2 is refused by new buckets
-    # And the signed policy holds the exact size, the content type and the key
+    # And the signed policy holds the exact size, the content type, the key, and the pending tag
+    # (what the bucket's lifecycle expires unless a message attaches it)
     policy = json.loads(base64.b64decode(fields["policy"]))
     conditions = policy["conditions"]
     assert ["content-length-range", 1234, 1234] in conditions
     assert {"Content-Type": "image/jpeg"} in conditions
     assert {"key": f"{chat_id}/{media_id}"} in conditions
-    # And the chat holds an unattached MEDIA# item for it
+    assert {"tagging": fields["tagging"]} in conditions and "<Value>pending</Value>" in fields["tagging"]
+    # And the chat holds an unattached MEDIA# item for it, forgotten in 2 days unless attached
     [item] = media_items(aws_env, chat_id)
     assert item["sk"] == f"MEDIA#{media_id}"
     assert (item["uploader"], item["contentType"], int(item["size"])) == ("u_alice", "image/jpeg", 1234)
     assert item["attached"] is False and item["createdAt"]
+    assert 0 < int(item["expiresAt"]) - time.time() <= 2 * 86_400
+
+
+def test_uploads_past_the_daily_quota_are_rate_limited_until_it_refills(
+    aws_env: Any, make_chat: Callable[..., str], call: Callable[..., dict[str, Any]]
+) -> None:
+    # Given alice's chat, and a quota of 2 GiB a day
+    chat_id = make_chat("u_alice", "u_bob")
+    services().limiter.clock = lambda: 1_800_000_000.0  # every upload at one instant
+    # When she announces 20 uploads of 100 MiB, then one more
+    answers = [call("u_alice", upload(chat_id, size=MAX_MEDIA_BYTES)) for _ in range(21)]
+    # Then the first 20 (2,000 MiB) get their URLs and the 21st is RATE_LIMITED, with the wait
+    # until the 52 MiB it lacks have refilled (about 37 minutes at 2 GiB a day), no item written
+    assert [a["type"] for a in answers[:20]] == ["MEDIA_UPLOAD"] * 20
+    assert answers[20]["code"] == "RATE_LIMITED"
+    assert 36 * 60_000 < answers[20]["retryAfterMs"] < 38 * 60_000
+    assert len(media_items(aws_env, chat_id)) == 20
+    # And bob's own quota is untouched
+    assert call("u_bob", upload(chat_id, size=MAX_MEDIA_BYTES))["type"] == "MEDIA_UPLOAD"
+
+
+def test_a_send_naming_media_never_uploaded_is_not_found_and_stores_nothing(
+    aws_env: Any, make_chat: Callable[..., str], call: Callable[..., dict[str, Any]]
+) -> None:
+    # Given alice announced an upload to her chat but never posted the bytes
+    chat_id = make_chat("u_alice", "u_bob")
+    media_id = call("u_alice", upload(chat_id, size=5))["mediaId"]
+    # When she sends a message carrying it
+    answer = call("u_alice", send(chat_id, [media_id]))
+    # Then NOT_FOUND, and nothing is stored or attached
+    assert (answer["type"], answer["code"]) == ("ERROR", "NOT_FOUND")
+    assert aws_env.messages(chat_id) == []
+    assert media_items(aws_env, chat_id)[0]["attached"] is False
 
 
 def test_upload_by_a_non_member_is_forbidden_and_writes_nothing(
@@ -157,12 +201,15 @@ def test_send_attaches_the_chats_media_and_download_is_then_allowed(
     assert (refused["type"], refused["code"]) == ("ERROR", "NOT_FOUND")
     # When alice sends a message carrying it
     ack = call("u_alice", send(chat_id, [media_id]))
-    # Then it is stored with the message, and the media item is attached
+    # Then it is stored with the message, the media item is attached and no longer expires, and
+    # the blob is tagged attached (the lifecycle expires only pending ones)
     assert ack["type"] == "ACK" and ack["seq"] == 1
     [message] = aws_env.messages(chat_id)
     assert list(message["mediaIds"]) == [media_id]
     [item] = media_items(aws_env, chat_id)
-    assert item["attached"] is True
+    assert item["attached"] is True and "expiresAt" not in item
+    tags = aws_env.s3.get_object_tagging(Bucket=aws_env.buckets["media"], Key=f"{chat_id}/{media_id}")
+    assert tags["TagSet"] == [{"Key": "state", "Value": "attached"}]
     # And bob (a member) gets a presigned GET URL for exactly that key
     url_frame = call("u_bob", download(chat_id, media_id))
     assert url_frame["type"] == "MEDIA_URL" and url_frame["mediaId"] == media_id
@@ -171,13 +218,16 @@ def test_send_attaches_the_chats_media_and_download_is_then_allowed(
     assert parsed.path.endswith(f"/{chat_id}/{media_id}")
     query = urllib.parse.parse_qs(parsed.query)
     assert query["X-Amz-Expires"] == ["900"]
+    # served as an opaque attachment
+    assert query["response-content-disposition"] == ["attachment"]
+    assert query["response-content-type"] == ["application/octet-stream"]
 
 
 def test_send_with_the_same_media_twice_attaches_it_once(
     aws_env: Any, make_chat: Callable[..., str], call: Callable[..., dict[str, Any]]
 ) -> None:
     chat_id = make_chat("u_alice", "u_bob")
-    media_id = call("u_alice", upload(chat_id))["mediaId"]
+    media_id = uploaded(aws_env, call, "u_alice", chat_id)
     ack = call("u_alice", send(chat_id, [media_id, media_id]))
     assert ack["type"] == "ACK"
     [message] = aws_env.messages(chat_id)
@@ -193,7 +243,7 @@ def test_send_with_foreign_or_unknown_media_is_refused_and_stores_nothing(
     # Given mallory's chat with alice, and a chat of bob and carol holding media
     mine = make_chat("u_mallory", "u_alice")
     theirs = make_chat("u_bob", "u_carol")
-    own_media = call("u_mallory", upload(mine))["mediaId"]
+    own_media = uploaded(aws_env, call, "u_mallory", mine)
     foreign = call("u_bob", upload(theirs))["mediaId"] if which == "other_chat" else "md_nosuchmedia"
     before = aws_env.scan("chats")
     # When mallory sends to her chat a message carrying her own media and the foreign one
@@ -226,7 +276,7 @@ def test_download_rules_member_attached_same_answer_for_other_chats_and_unknown_
     # Given media attached in bob's chat with carol, and alice's chat with bob
     theirs = make_chat("u_bob", "u_carol")
     ours = make_chat("u_alice", "u_bob")
-    media_id = call("u_bob", upload(theirs))["mediaId"]
+    media_id = uploaded(aws_env, call, "u_bob", theirs)
     assert call("u_bob", send(theirs, [media_id]))["type"] == "ACK"
     # Then a member of its chat gets a URL
     assert call("u_carol", download(theirs, media_id))["type"] == "MEDIA_URL"

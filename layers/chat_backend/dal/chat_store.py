@@ -102,6 +102,7 @@ class ChatStore:
                 "size": media.size,
                 "createdAt": media.created_at,
                 "attached": False,
+                "expiresAt": media.expires_at,  # TTL: an upload never attached goes (removed on attach)
             }
         )
         self._put_new(item, MediaExists)

@@ -115,7 +115,7 @@ class MessageStore:
                 "Update": {
                     "TableName": self.chats_table,
                     "Key": {"chatId": av(message.chat_id), "sk": av(media_sk(media_id))},
-                    "UpdateExpression": "SET attached = :t",
+                    "UpdateExpression": "SET attached = :t REMOVE expiresAt",
                     "ConditionExpression": "attribute_exists(sk)",
                     "ExpressionAttributeValues": {":t": av(True)},
                 }

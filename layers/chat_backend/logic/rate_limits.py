@@ -32,8 +32,8 @@ from chat_backend.dal.limit_store import LimitRaced, LimitStore, Step
 from chat_backend.errors import RateLimited
 from chat_backend.wiring import Rate, RouteLimit
 
-# DynamoDB's TTL deletes a bucket item this long after its last write: far beyond the longest
-# refill of any bucket, so an item is only deleted once it is the same as no item (all full).
+# DynamoDB's TTL deletes a bucket item this long after its last write (longer when a bucket in it
+# refills more slowly), so an item is only deleted once it is the same as no item (all full).
 LIMIT_ITEM_TTL_S = 3600
 # Writers racing on one bucket: tries before the call is refused for a moment.
 MAX_WRITE_ATTEMPTS = 4
@@ -130,10 +130,10 @@ class RateLimiter:
                 for attr, (add_ms, capacity) in owed.items()
             ]
             spent = [attr for attr, tat in tats.items() if tat <= now_ms and attr not in owed]
+            # Kept at least until every bucket in it is full again (an expired item is a full one).
+            ttl_s = max(LIMIT_ITEM_TTL_S, max(capacity for _, capacity in owed.values()) // 1000 + 60)
             try:
-                tats = self.store.advance(
-                    key, bucket, steps, spent, now_ms, now_ms // 1000 + LIMIT_ITEM_TTL_S
-                )
+                tats = self.store.advance(key, bucket, steps, spent, now_ms, now_ms // 1000 + ttl_s)
                 self._saw(key, bucket, tats)
                 return
             except LimitRaced as raced:  # another instance moved it, or it is over: decide again

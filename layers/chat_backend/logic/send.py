@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat_backend.dal.chat_store import ChatStore
+from chat_backend.dal.media_bucket import BlobMissing, MediaBucket
 from chat_backend.dal.message_store import MediaNotInChat, MessageStore, SeqTaken
 from chat_backend.dal.send_store import SendClaim, SendContext, SendStore
 from chat_backend.dal.sequencer import MembershipMoved, Sequencer
@@ -34,7 +35,7 @@ from chat_backend.logic.audience import MemberListCache, MembershipCache, member
 from chat_backend.models.client_frames import SendFrame
 from chat_backend.models.common import Fanout, iso_at
 from chat_backend.models.events import Caller
-from chat_backend.models.records import ChatMeta, SendRecord, StoredMessage
+from chat_backend.models.records import ChatMeta, SendRecord, StoredMessage, media_key
 from chat_backend.models.server_frames import AckFrame
 
 MAX_ATTEMPTS = 12  # membership changes or lost seqs in a row before giving up (RATE_LIMITED)
@@ -60,6 +61,7 @@ class Ledger:
     messages: MessageStore
     member_lists: MemberListCache
     memberships: MembershipCache
+    media: MediaBucket | None = None  # where an attached blob is marked kept (the send function)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,13 @@ class _Send:
             raise
 
     def _sequence_claimed(self, chat: ChatMeta | None, lease: str) -> Sent:
+        if self.frame.media_ids and self.ledger.media is not None:
+            # Before the message exists: a blob it carries must never expire as unattached.
+            for media_id in self.frame.media_ids:
+                try:
+                    self.ledger.media.mark_attached(media_key(self.frame.chat_id, media_id))
+                except BlobMissing as exc:
+                    raise NotFound(f"media {media_id} was announced but never uploaded") from exc
         for _ in range(MAX_ATTEMPTS):
             settled = self._settled(chat)
             direct = settled.member_count <= self.policy.direct_push_max_members

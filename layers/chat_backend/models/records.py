@@ -111,6 +111,7 @@ class StoredMedia(BaseModel):
     size: int
     created_at: str
     attached: bool = False
+    expires_at: int | None = None  # epoch s at which an unattached upload is forgotten (TTL)
 
     @property
     def key(self) -> str:
