@@ -63,6 +63,9 @@ logger = logging.getLogger("chat_client")
 RETRYABLE_SEND_CODES = frozenset({"RATE_LIMITED", "INTERNAL"})
 # After a sync, re-sync at most this many times at once while a gap it should have filled remains.
 MAX_SYNC_FOLLOWUPS = 3
+# Cursors one sync frame carries at most (a few hundred keep it far under 32 KiB-ish fragments and
+# the 128 KiB message); a user in more chats syncs by listChats pages (PROTOCOL.md v1.1).
+SYNC_CURSORS_PER_FRAME = 500
 _RECENT_ACKS = 4096
 MAX_ACK_TIMEOUT_FACTOR = 8
 MAX_PRESENCE_USERS = 100  # per list of one presence frame
@@ -124,6 +127,7 @@ class ChatClient:
         self._buffer: ReorderBuffer[Message | Void] = ReorderBuffer(cursors)
         self.cursors: dict[str, int] = self._buffer.cursors
         self.heads: dict[str, int] = {}
+        self._heads_truncated = False  # the last SYNC_DONE listed only the chats it was asked about
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self.errors: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.unmatched: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -492,10 +496,21 @@ class ChatClient:
             return dict(self.heads)
 
     async def _sync_rounds(self, ws: ClientConnection) -> None:
+        if len(self.cursors) > SYNC_CURSORS_PER_FRAME:
+            await self._sync_by_pages(ws)  # too many chats for one sync frame's cursors
         followups = 0
         while True:
             before = dict(self.cursors)
+            if len(self.cursors) > SYNC_CURSORS_PER_FRAME:
+                if self._unfilled_gaps() and followups < MAX_SYNC_FOLLOWUPS:
+                    followups += 1
+                    await self._sync_by_pages(ws)
+                    continue
+                break
             more = await self._sync_once(ws)
+            if self._heads_truncated:
+                await self._sync_by_pages(ws)
+                break
             if more:
                 if self.cursors == before:
                     logger.warning("sync said more=true but nothing new arrived; stopping this round")
@@ -516,26 +531,55 @@ class ChatClient:
             if self.heads.get(g.chat_id, 0) > self._buffer.cursor(g.chat_id)
         ]
 
-    async def _sync_once(self, ws: ClientConnection) -> bool:
-        frame = {
+    async def _sync_by_pages(self, ws: ClientConnection) -> None:
+        """For a user in more chats than one SYNC_DONE lists (PROTOCOL.md v1.1): page every chat's
+        head with listChats, then sync `only` the chats that are behind, a few hundred at a time."""
+        end = asyncio.get_running_loop().time() + self.sync_timeout
+        heads: dict[str, int] = {}
+        cursor: str | None = None
+        while True:
+            page = await self._request_on(ws, {"action": "listChats", "cursor": cursor}, end)
+            heads.update({c["chatId"]: c["head"] for c in page.get("chats", [])})
+            cursor = page.get("next")
+            if not cursor:
+                break
+        # Every chat of the user is listed: one no longer there (the user was removed) is forgotten.
+        self.heads = {chat_id: max(self.heads.get(chat_id, 0), head) for chat_id, head in heads.items()}
+        self.left.difference_update(self.heads)
+        behind = sorted(c for c, head in self.heads.items() if head > self.cursors.get(c, 0))
+        for start in range(0, len(behind), SYNC_CURSORS_PER_FRAME):
+            chunk = behind[start : start + SYNC_CURSORS_PER_FRAME]
+            while await self._sync_once(ws, chunk):
+                pass
+
+    async def _sync_once(self, ws: ClientConnection, only: list[str] | None = None) -> bool:
+        """One sync; `only`: just those chats (the reply then lists their heads alone)."""
+        frame: dict[str, Any] = {
             "action": "sync",
             "requestId": str(uuid.uuid4()),
-            "cursors": dict(self.cursors),
+            "cursors": dict(self.cursors) if only is None else {c: self.cursors.get(c, 0) for c in only},
             "limit": self.sync_limit,
         }
+        if only is not None:
+            frame["only"] = True
         end = asyncio.get_running_loop().time() + self.sync_timeout
         reply = await self._request_on(ws, frame, end)
         if reply.get("type") != "SYNC_DONE":
             raise ChatServerError("BAD_REPLY", f"expected SYNC_DONE, got {reply.get('type')!r}", reply)
         heads = reply.get("heads") or {}
+        self._heads_truncated = reply.get("headsTruncated") is True
         if isinstance(heads, dict):
-            # The server lists every chat the user is in now: a chat it no longer lists (the user
-            # was removed) is forgotten; pushes may already have taken a listed head further.
-            self.heads = {
+            listed = {
                 chat_id: max(self.heads.get(chat_id, 0), head)
                 for chat_id, head in heads.items()
                 if isinstance(chat_id, str) and isinstance(head, int) and not isinstance(head, bool)
             }
+            if only is not None or self._heads_truncated:
+                self.heads.update(listed)  # a partial list: the other chats are as they were
+                return bool(reply.get("more"))
+            # The server lists every chat the user is in now: a chat it no longer lists (the user
+            # was removed) is forgotten; pushes may already have taken a listed head further.
+            self.heads = listed
             for gap in self._buffer.gaps():
                 if gap.chat_id not in self.heads:  # no longer a member: that gap never fills
                     self._buffer.drop_held(gap.chat_id)

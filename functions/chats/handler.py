@@ -4,12 +4,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat_backend.logic.chats import create_chat
+from chat_backend.logic.chats import create_chat, list_chats
 from chat_backend.logic.members import add_members, get_members, remove_members
 from chat_backend.models.client_frames import (
     AddMembersFrame,
     CreateChatFrame,
     GetMembersFrame,
+    ListChatsFrame,
     RemoveMembersFrame,
 )
 from chat_backend.observability import logger, metrics, tracer
@@ -39,6 +40,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 lambda caller, frame: remove_members(ledger, caller, frame, grace_s),
             ),
             "getMembers": (GetMembersFrame, lambda caller, frame: get_members(store, caller, frame)),
+            "listChats": (
+                ListChatsFrame,
+                lambda caller, frame: list_chats(s.listing, s.io_pool, caller, frame),
+            ),
         },
         s.guard,
     )

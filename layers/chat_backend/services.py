@@ -12,6 +12,7 @@ from functools import cache, cached_property
 
 from chat_backend import wiring
 from chat_backend.config import Settings, settings
+from chat_backend.dal.chat_listing import ChatListing
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
@@ -122,6 +123,10 @@ class Services:
         return TokenVerifier(
             secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
         )
+
+    @cached_property
+    def listing(self) -> ChatListing:
+        return ChatListing(self.settings.chats_table)
 
     @cached_property
     def consent(self) -> ConsentStore:

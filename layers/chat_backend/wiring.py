@@ -242,6 +242,7 @@ RATE_LIMITS: dict[str, RouteLimit] = {
         "receipt", user=Rate(1000, 100), connection=Rate(500, 50), silent=True, settle_every=FREQUENT
     ),
     "receipts": RouteLimit("reads", user=Rate(300, 20), connection=Rate(200, 20)),
+    "listChats": RouteLimit("reads", user=Rate(300, 20), connection=Rate(200, 20)),
     "block": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
     "unblock": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
     "setPrivacy": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
@@ -284,7 +285,7 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         name="chats",
-        routes=("createChat", "addMembers", "removeMembers", "getMembers"),
+        routes=("createChat", "addMembers", "removeMembers", "getMembers", "listChats"),
         uses={**LIMITED, "chats": "read_write", "messages": "read_write", "receipts": "write"},
     ),
     Function(

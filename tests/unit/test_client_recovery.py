@@ -27,6 +27,7 @@ class V11Server(FakeChatServer):
         self.pong_heads = True
         self.retry_after_ms: int | None = None
         self.create_chat_errors: list[str] = []  # answered, in turn, to createChat before it works
+        self.heads_limit: int | None = None  # SYNC_DONE lists at most this many chats (v1.1)
         self.arrivals: list[tuple[float, dict[str, Any]]] = []
 
     def store_void(self, chat_id: str) -> dict[str, Any]:
@@ -49,10 +50,47 @@ class V11Server(FakeChatServer):
             heads = {c: len(self.messages[c]) for c, members in self.members.items() if user in members}
             await ws.send(json.dumps({"type": "PONG", "heads": heads}))
             return
+        if frame.get("action") == "listChats":
+            await self._on_list_chats(ws, user, frame)
+            return
+        if frame.get("action") == "sync" and (self.heads_limit is not None or frame.get("only")):
+            await self._on_partial_sync(ws, user, frame)
+            return
         if frame.get("action") == "createChat" and self.create_chat_errors:
             await self._error(ws, self.create_chat_errors.pop(0), "injected", frame)
             return
         await super()._on_frame(ws, user, device, frame)
+
+    def chats_of(self, user: str) -> list[str]:
+        return sorted(c for c, members in self.members.items() if user in members)
+
+    async def _on_list_chats(self, ws: ServerConnection, user: str, frame: dict[str, Any]) -> None:
+        """listChats in pages of 2."""
+        chats = [c for c in self.chats_of(user) if frame.get("cursor") is None or c > frame["cursor"]]
+        page = [
+            {"chatId": c, "kind": "group", "name": None, "head": len(self.messages[c]), "role": "member"}
+            for c in chats[:2]
+        ]
+        nxt = page[-1]["chatId"] if len(chats) > 2 else None
+        await ws.send(
+            json.dumps({"type": "CHATS", "requestId": frame["requestId"], "chats": page, "next": nxt})
+        )
+
+    async def _on_partial_sync(self, ws: ServerConnection, user: str, frame: dict[str, Any]) -> None:
+        """A sync under `only`, or for a user in more chats than `heads_limit`: the chats named
+        in cursors alone are replayed and listed."""
+        cursors = frame.get("cursors") or {}
+        truncated = self.heads_limit is not None and len(self.chats_of(user)) > self.heads_limit
+        named = [c for c in self.chats_of(user) if c in cursors] if truncated or frame.get("only") else []
+        heads = {}
+        for chat_id in named:
+            heads[chat_id] = len(self.messages[chat_id])
+            for message in self.messages[chat_id][cursors.get(chat_id, 0) :]:
+                await ws.send(json.dumps(message))
+        done = {"type": "SYNC_DONE", "requestId": frame["requestId"], "heads": heads, "more": False}
+        if truncated:
+            done["headsTruncated"] = True
+        await ws.send(json.dumps(done))
 
     async def _error(self, ws: ServerConnection, code: str, message: str, frame: dict[str, Any]) -> None:
         if code != "RATE_LIMITED" or self.retry_after_ms is None:
@@ -269,3 +307,23 @@ async def test_a_send_gives_up_at_once_when_the_retry_would_come_after_its_deadl
         assert err.value.code == "RATE_LIMITED" and err.value.frame["retryAfterMs"] == 5000
         assert loop.time() - start < 0.9
         assert len(server.received("send")) == 1
+
+
+# --- users in many chats (v1.1) ------------------------------------------------------------------
+
+
+async def test_a_user_in_more_chats_than_sync_done_lists_catches_up_through_list_chats(server):
+    # Given alice in 5 chats with a message each, and a server whose SYNC_DONE lists at most 3
+    for n in range(5):
+        server.add_chat(f"c_{n}", ["alice", "bob"])
+        server.store(f"c_{n}", "bob", f"hello {n}")
+    server.heads_limit = 3
+    # When alice connects with no cursors
+    async with make_client(server, "alice") as alice:
+        # Then she has every message of every chat, in order, and knows every head
+        got = sorted([(await alice.next_message(3)).chat_id for _ in range(5)])
+        assert got == [f"c_{n}" for n in range(5)]
+        assert alice.heads == {f"c_{n}": 1 for n in range(5)}
+        # And she learnt the heads by paging listChats, then synced `only` the chats behind
+        assert len(server.received("listChats")) == 3
+        assert any(f.get("only") for f in server.received("sync"))

@@ -7,15 +7,19 @@ from concurrent.futures import Executor
 from typing import Literal
 
 from chat_backend.dal.chat_keys import direct_chat_id
+from chat_backend.dal.chat_listing import ChatListing
 from chat_backend.dal.chat_store import ChatExists, ChatStore
 from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.errors import BadRequest, GroupFull, NotFound
 from chat_backend.logic.consent import addable, mark_blocks
-from chat_backend.models.client_frames import CreateChatFrame
+from chat_backend.models.client_frames import CreateChatFrame, ListChatsFrame
 from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
 from chat_backend.models.events import Caller
 from chat_backend.models.records import ChatMeta
-from chat_backend.models.server_frames import ChatFrame
+from chat_backend.models.server_frames import ChatEntry, ChatFrame, ChatsFrame
+
+CHATS_PAGE = 500  # chats per CHATS page at most (PROTOCOL.md v1.1)
+CHATS_FRAME_BUDGET = 120 * 1024  # and never a frame over API Gateway's 128 KiB
 
 
 def create_chat(
@@ -62,6 +66,28 @@ def create_chat(
             raise NotFound("chat could not be read back") from None
         meta, role = existing, existing_role
     return chat_frame(frame.request_id, meta, "admin" if role == "admin" else "member", not_added or None)
+
+
+def list_chats(listing: ChatListing, pool: Executor, caller: Caller, frame: ListChatsFrame) -> ChatsFrame:
+    """A page of the caller's chats (PROTOCOL.md v1.1): at most CHATS_PAGE, and fewer when their
+    names would take the frame past CHATS_FRAME_BUDGET bytes (`next` then resumes after the last)."""
+    listed, last = listing.page(caller.user_id, frame.cursor, CHATS_PAGE, pool)
+    entries: list[ChatEntry] = []
+    size = len(ChatsFrame(request_id=frame.request_id, chats=[], next=frame.cursor).to_json().encode())
+    for chat in listed:
+        entry = ChatEntry(
+            chat_id=chat.chat_id,
+            kind="direct" if chat.kind == "direct" else "group",
+            name=chat.name,
+            head=chat.head,
+            role="admin" if chat.role == "admin" else "member",
+        )
+        size += len(entry.to_json().encode()) + 1
+        if size > CHATS_FRAME_BUDGET:
+            last = entries[-1].chat_id if entries else frame.cursor
+            break
+        entries.append(entry)
+    return ChatsFrame(request_id=frame.request_id, chats=entries, next=last)
 
 
 def chat_frame(

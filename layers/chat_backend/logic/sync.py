@@ -20,6 +20,9 @@ from chat_backend.models.events import Caller
 from chat_backend.models.records import ChatMeta, Stored
 from chat_backend.models.server_frames import SyncDoneFrame
 
+# Chats a SYNC_DONE lists at most (PROTOCOL.md v1.1): about 75 KB of heads, under the frame limit.
+MAX_SYNC_HEADS = 1000
+
 
 def sync(
     ledger: Ledger,
@@ -32,6 +35,11 @@ def sync(
     """Cursors naming chats the caller is not in are ignored: they yield nothing and are not
     listed in heads, so a non-member learns nothing about them."""
     chat_ids = sorted(ledger.chats.chat_ids_of(caller.user_id))
+    # A user in more than MAX_SYNC_HEADS chats gets (and is replayed) the chats it names; it pages
+    # the rest with listChats. So does a sync that asks for `only` those.
+    truncated = len(chat_ids) > MAX_SYNC_HEADS
+    if frame.only or truncated:
+        chat_ids = [c for c in chat_ids if c in frame.cursors]
     heads = ledger.chats.heads(caller.user_id, chat_ids)
     remaining = frame.limit
     more = False
@@ -47,7 +55,7 @@ def sync(
             poster.post(caller.connection_id, item.frame_for(caller.user_id).to_json())
         remaining -= len(run.items)
         more |= run.truncated
-    return SyncDoneFrame(request_id=frame.request_id, heads=heads, more=more)
+    return SyncDoneFrame(request_id=frame.request_id, heads=heads, more=more, heads_truncated=truncated)
 
 
 @dataclass(frozen=True)

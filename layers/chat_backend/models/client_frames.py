@@ -83,6 +83,8 @@ class SyncFrame(ClientFrame):
     request_id: RequestId = Field(alias="requestId")
     cursors: dict[Id, Seq] = Field(default_factory=dict)
     limit: Annotated[int, Field(ge=1, le=MAX_SYNC_LIMIT)] = DEFAULT_SYNC_LIMIT
+    # v1.1: replay (and list in heads) only the chats named in cursors
+    only: bool = False
 
 
 class CreateChatFrame(ClientFrame):
@@ -265,6 +267,12 @@ class SetPrivacyFrame(ClientFrame):
     action: Literal["setPrivacy"]
     request_id: RequestId = Field(alias="requestId")
     group_add: Literal["everyone", "chatted", "nobody"] = Field(alias="groupAdd")
+
+
+class ListChatsFrame(ClientFrame):
+    action: Literal["listChats"]
+    request_id: RequestId = Field(alias="requestId")
+    cursor: Id | None = None  # the last chatId of the previous page
 
 
 F = TypeVar("F", bound=ClientFrame)

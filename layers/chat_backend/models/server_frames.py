@@ -51,6 +51,29 @@ class SyncDoneFrame(ServerFrame):
     request_id: str = Field(alias="requestId")
     heads: dict[str, int]
     more: bool
+    # v1.1: heads lists only the chats named in cursors (the user has more than MAX_SYNC_HEADS)
+    heads_truncated: bool = Field(False, alias="headsTruncated")
+
+    def to_json(self) -> str:
+        exclude = set() if self.heads_truncated else {"heads_truncated"}
+        return self.model_dump_json(by_alias=True, exclude=exclude)
+
+
+class ChatEntry(ServerFrame):
+    chat_id: str = Field(alias="chatId")
+    kind: Literal["direct", "group"]
+    name: str | None
+    head: int
+    role: Literal["admin", "member"]
+
+
+class ChatsFrame(ServerFrame):
+    """`listChats`'s page (v1.1): at most 500 chats, and never over the frame limit."""
+
+    type: Literal["CHATS"] = "CHATS"
+    request_id: str = Field(alias="requestId")
+    chats: list[ChatEntry]
+    next: str | None
 
 
 class ChatFrame(ServerFrame):
