@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,9 +11,13 @@ from chat_backend.models.common import ReceiptType
 
 class ServerFrame(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
+    # Fields left out of the JSON while unset (None, or False): the optional v1.1 additions, so a
+    # frame without them reads exactly as in v1.
+    omitted_when_unset: ClassVar[frozenset[str]] = frozenset()
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        unset = {name for name in self.omitted_when_unset if getattr(self, name) in (None, False)}
+        return self.model_dump_json(by_alias=True, exclude=unset)
 
 
 class AckFrame(ServerFrame):
@@ -54,9 +58,7 @@ class SyncDoneFrame(ServerFrame):
     # v1.1: heads lists only the chats named in cursors (the user has more than MAX_SYNC_HEADS)
     heads_truncated: bool = Field(False, alias="headsTruncated")
 
-    def to_json(self) -> str:
-        exclude = set() if self.heads_truncated else {"heads_truncated"}
-        return self.model_dump_json(by_alias=True, exclude=exclude)
+    omitted_when_unset = frozenset({"heads_truncated"})
 
 
 class ChatEntry(ServerFrame):
@@ -88,9 +90,7 @@ class ChatFrame(ServerFrame):
     # v1.1: the users left out for privacy or a block, told to the requester only, no reason given.
     not_added: list[str] | None = Field(None, alias="notAdded")
 
-    def to_json(self) -> str:
-        exclude = {"not_added"} if self.not_added is None else set()
-        return self.model_dump_json(by_alias=True, exclude=exclude)
+    omitted_when_unset = frozenset({"not_added"})
 
 
 class OkFrame(ServerFrame):
@@ -164,9 +164,7 @@ class PresenceNoticeFrame(ServerFrame):
     last_seen: str | None = Field(alias="lastSeen")
     request_id: str | None = Field(None, alias="requestId")  # v1.1: on answers to a presence frame
 
-    def to_json(self) -> str:
-        exclude = {"request_id"} if self.request_id is None else set()
-        return self.model_dump_json(by_alias=True, exclude=exclude)
+    omitted_when_unset = frozenset({"request_id"})
 
 
 class SignedPreKeyEntry(ServerFrame):
@@ -205,9 +203,7 @@ class PongFrame(ServerFrame):
 
     type: Literal["PONG"] = "PONG"
     heads: dict[str, int] | None = None
-
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+    omitted_when_unset = frozenset({"heads"})
 
 
 class MediaUploadAnswer(ServerFrame):
@@ -237,6 +233,4 @@ class ErrorFrame(ServerFrame):
     client_msg_id: str | None = Field(None, alias="clientMsgId")
     retry_after_ms: int | None = Field(None, alias="retryAfterMs")  # RATE_LIMITED only
 
-    def to_json(self) -> str:
-        exclude = {"retry_after_ms"} if self.retry_after_ms is None else set()
-        return self.model_dump_json(by_alias=True, exclude=exclude)
+    omitted_when_unset = frozenset({"retry_after_ms"})
