@@ -30,6 +30,7 @@ from tests.unit.helpers import (
     online,
     pushed,
     receipt_frame,
+    remove,
     send,
     watermark,
 )
@@ -135,6 +136,24 @@ def test_each_sender_of_the_newly_covered_messages_is_told_once_and_system_and_s
     # Then only alice is told (READ up to 5): not bob for his own, and nobody for "system"
     [(connections, frame)] = pushed(receipt.poster)
     assert connections == {alice} and frame["upToSeq"] == 5 and frame["receiptType"] == "READ"
+
+
+def test_a_sender_who_left_the_group_is_told_nothing_more(
+    ledger: Ledger, registry: ConnectionRegistry, make_chat: MakeChat, receipt: Receipting
+) -> None:
+    # Given a group where carol sent 1 and alice 2, then carol was removed (seq 3), all online
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    alice, carol = online(registry, "u_alice"), online(registry, "u_carol")
+    online(registry, "u_bob")
+    send(ledger, "u_carol", chat_id)
+    send(ledger, "u_alice", chat_id)
+    remove(ledger, caller("u_alice"), chat_id, ["u_carol"])
+    # When bob reads up to 3
+    receipt("u_bob", chat_id, "READ", up_to=3)
+    # Then alice is told, and carol, no longer a member, is not
+    [(connections, frame)] = pushed(receipt.poster)
+    assert connections == {alice} and frame["upToSeq"] == 3
+    assert carol not in connections
 
 
 def test_a_watermark_covering_a_void_seq_tells_the_senders_around_it(

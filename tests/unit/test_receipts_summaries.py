@@ -26,6 +26,7 @@ from tests.unit.helpers import (
     fake_management_api,
     online,
     pushed,
+    remove,
     send,
     watermark,
 )
@@ -154,6 +155,26 @@ def test_a_summary_for_a_sender_with_no_device_online_pushes_nothing(
     receipt("u_bob", big_group, "READ", up_to=1)
     job = SummaryJob(chat_id=big_group, seq=1, server_msg_id=ack.server_msg_id, sender="u_alice")
     # When its summary runs, Then nothing is posted (she sees the counts with `receipts`)
+    assert summarize(receipts, pusher, [job]) == PushResult()
+    assert poster.posts == []
+
+
+def test_a_summary_for_a_sender_who_has_left_pushes_nothing(
+    ledger: Ledger,
+    receipts: ReceiptStore,
+    pusher: Pusher,
+    poster: RecordingPoster,
+    registry: ConnectionRegistry,
+    big_group: str,
+    receipt: Receipting,
+) -> None:
+    # Given carol (online) sent a message bob read, and then left the group
+    online(registry, "u_carol")
+    ack = send(ledger, "u_carol", big_group)
+    receipt("u_bob", big_group, "READ", up_to=1)
+    remove(ledger, caller("u_carol"), big_group, ["u_carol"])
+    job = SummaryJob(chat_id=big_group, seq=1, server_msg_id=ack.server_msg_id, sender="u_carol")
+    # When its summary runs, Then she is told nothing
     assert summarize(receipts, pusher, [job]) == PushResult()
     assert poster.posts == []
 

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
 from chat_backend.dal.batching import batch_get_tables
-from chat_backend.dal.chat_keys import META, member_sk
+from chat_backend.dal.chat_keys import MEMBER_PREFIX, META, member_sk
 from chat_backend.dal.chat_store import chat_meta
 from chat_backend.models.records import ChatMeta
 
@@ -118,6 +118,17 @@ class ReceiptStore:
             is_member=member_sk(user_id) in by_sk,
             message=_message_ref(messages[0]) if messages else None,
         )
+
+    def members_among(self, chat_id: str, users: list[str]) -> set[str]:
+        """Those of `users` who are members of the chat now (their MEMBER items, read consistently;
+        at most 100 users)."""
+        if not users:
+            return set()
+        keys = [{"chatId": av(chat_id), "sk": av(member_sk(u))} for u in users]
+        found = batch_get_tables(
+            self.ddb, {self.chats_table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "sk"}}
+        )
+        return {item["sk"]["S"].removeprefix(MEMBER_PREFIX) for item in found[self.chats_table]}
 
     def messages_between(self, chat_id: str, after: int, up_to: int, limit: int) -> list[MessageRef]:
         """Messages with after < seq <= up_to, newest first, at most `limit` (seq, id and sender)."""

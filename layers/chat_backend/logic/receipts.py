@@ -102,6 +102,11 @@ def record_receipt(
     if covered:
         blockers = blockers_of(consent, chat, caller.user_id)
         covered = [m for m in covered if m.sender not in blockers]
+    if covered and chat.kind == "group" and chat.member_count <= LARGE_GROUP:
+        # A sender who has left (or was removed) is told nothing more of the chat. (A direct
+        # chat's pair never changes; large groups' summaries check the same in `summarize`.)
+        members = receipts.members_among(frame.chat_id, list(dict.fromkeys(m.sender for m in covered)))
+        covered = [m for m in covered if m.sender in members]
     if not covered:
         return
     if chat.member_count > LARGE_GROUP:
@@ -147,8 +152,14 @@ def summarize(receipts: ReceiptStore, pusher: Pusher, jobs: Sequence[SummaryJob]
     devices = pusher.registry.devices_of(sorted({j.sender for j in unique.values()}))
     result = PushResult()
     for chat_id in chat_ids:
+        jobs_here = sorted((j for j in unique.values() if j.chat_id == chat_id), key=lambda j: j.seq)
+        # A sender who has left (or was removed) since is told nothing more of the chat.
+        senders = sorted({j.sender for j in jobs_here})
+        members = set().union(
+            *(receipts.members_among(chat_id, senders[i : i + 100]) for i in range(0, len(senders), 100))
+        )
         marks = list(receipts.watermarks(chat_id))
-        for job in sorted((j for j in unique.values() if j.chat_id == chat_id), key=lambda j: j.seq):
+        for job in (j for j in jobs_here if j.sender in members):
             others = [w for w in marks if w.user_id != job.sender]
             delivered = sum(1 for w in others if max(w.delivered_up_to, w.read_up_to) >= job.seq)
             read = sum(1 for w in others if w.read_up_to >= job.seq)
