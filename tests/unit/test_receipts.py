@@ -22,6 +22,7 @@ from tests.unit.helpers import (
     HandlerOf,
     MakeChat,
     MakeEvent,
+    Proxy,
     Receipting,
     add,
     caller,
@@ -154,6 +155,29 @@ def test_a_sender_who_left_the_group_is_told_nothing_more(
     [(connections, frame)] = pushed(receipt.poster)
     assert connections == {alice} and frame["upToSeq"] == 3
     assert carol not in connections
+
+
+def test_a_receipt_racing_its_senders_removal_leaves_no_watermark_and_tells_nobody(
+    aws_env: Any, ledger: Ledger, registry: ConnectionRegistry, make_chat: MakeChat, receipt: Receipting
+) -> None:
+    # Given a group where alice sent a message, and carol's receipt whose membership was checked
+    # just before alice removes her (the removal commits between the check and the write)
+    chat_id = make_chat("u_alice", "u_bob", "u_carol")
+    alice = online(registry, "u_alice")
+    send(ledger, "u_alice", chat_id)
+    real = receipt.receipts
+
+    class RemovedMidway(Proxy):
+        def advance(self, *args: Any) -> Any:
+            remove(ledger, caller("u_alice"), chat_id, ["u_carol"])
+            return real.advance(*args)
+
+    receipt.receipts = RemovedMidway(real)  # type: ignore[assignment]
+    # When carol's READ goes on
+    receipt("u_carol", chat_id, "READ", up_to=1)
+    # Then no watermark of hers is left behind, and alice is told nothing
+    assert [w for w in aws_env.scan("receipts") if w["userId"] == "u_carol"] == []
+    assert alice not in {c for cs, _ in pushed(receipt.poster) for c in cs}
 
 
 def test_a_watermark_covering_a_void_seq_tells_the_senders_around_it(

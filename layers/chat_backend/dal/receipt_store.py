@@ -15,7 +15,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
-from chat_backend.dal.batching import batch_get_tables
+from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get_tables
 from chat_backend.dal.chat_keys import MEMBER_PREFIX, META, member_sk
 from chat_backend.dal.chat_store import chat_meta
 from chat_backend.models.records import ChatMeta
@@ -120,15 +120,24 @@ class ReceiptStore:
         )
 
     def members_among(self, chat_id: str, users: list[str]) -> set[str]:
-        """Those of `users` who are members of the chat now (their MEMBER items, read consistently;
-        at most 100 users)."""
-        if not users:
-            return set()
-        keys = [{"chatId": av(chat_id), "sk": av(member_sk(u))} for u in users]
-        found = batch_get_tables(
-            self.ddb, {self.chats_table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "sk"}}
+        """Those of `users` who are members of the chat now (their MEMBER items, read consistently,
+        100 a call)."""
+        members: set[str] = set()
+        for start in range(0, len(users), BATCH_GET_MAX_KEYS):
+            keys = [
+                {"chatId": av(chat_id), "sk": av(member_sk(u))}
+                for u in users[start : start + BATCH_GET_MAX_KEYS]
+            ]
+            request = {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "sk"}
+            found = batch_get_tables(self.ddb, {self.chats_table: request})[self.chats_table]
+            members.update(item["sk"]["S"].removeprefix(MEMBER_PREFIX) for item in found)
+        return members
+
+    def forget(self, chat_id: str, user_id: str) -> None:
+        """Delete a member's watermarks (a receipt re-created them after the member's removal)."""
+        self.ddb.delete_item(
+            TableName=self.receipts_table, Key={"chatId": av(chat_id), "userId": av(user_id)}
         )
-        return {item["sk"]["S"].removeprefix(MEMBER_PREFIX) for item in found[self.chats_table]}
 
     def messages_between(self, chat_id: str, after: int, up_to: int, limit: int) -> list[MessageRef]:
         """Messages with after < seq <= up_to, newest first, at most `limit` (seq, id and sender)."""

@@ -102,11 +102,17 @@ def record_receipt(
     if covered:
         blockers = blockers_of(consent, chat, caller.user_id)
         covered = [m for m in covered if m.sender not in blockers]
-    if covered and chat.kind == "group" and chat.member_count <= LARGE_GROUP:
-        # A sender who has left (or was removed) is told nothing more of the chat. (A direct
-        # chat's pair never changes; large groups' summaries check the same in `summarize`.)
-        members = receipts.members_among(frame.chat_id, list(dict.fromkeys(m.sender for m in covered)))
-        covered = [m for m in covered if m.sender in members]
+    if chat.kind == "group":
+        # Read after the watermark moved: a removal that committed since the context read has
+        # deleted the caller's watermark, which this receipt may just have re-created; it goes
+        # again, and nobody is told. And a sender who has left is told nothing more. (A direct
+        # chat's pair never changes; large groups' summaries check their senders in `summarize`.)
+        senders = list(dict.fromkeys(m.sender for m in covered)) if chat.member_count <= LARGE_GROUP else []
+        members = receipts.members_among(frame.chat_id, [caller.user_id, *senders])
+        if caller.user_id not in members:
+            receipts.forget(frame.chat_id, caller.user_id)
+            return
+        covered = [m for m in covered if chat.member_count > LARGE_GROUP or m.sender in members]
     if not covered:
         return
     if chat.member_count > LARGE_GROUP:
@@ -154,10 +160,7 @@ def summarize(receipts: ReceiptStore, pusher: Pusher, jobs: Sequence[SummaryJob]
     for chat_id in chat_ids:
         jobs_here = sorted((j for j in unique.values() if j.chat_id == chat_id), key=lambda j: j.seq)
         # A sender who has left (or was removed) since is told nothing more of the chat.
-        senders = sorted({j.sender for j in jobs_here})
-        members = set().union(
-            *(receipts.members_among(chat_id, senders[i : i + 100]) for i in range(0, len(senders), 100))
-        )
+        members = receipts.members_among(chat_id, sorted({j.sender for j in jobs_here}))
         marks = list(receipts.watermarks(chat_id))
         for job in (j for j in jobs_here if j.sender in members):
             others = [w for w in marks if w.user_id != job.sender]
