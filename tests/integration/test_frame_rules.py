@@ -9,7 +9,7 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import websockets
@@ -49,13 +49,24 @@ async def closed_with(ws: ClientConnection) -> int | None:
     return closed.value.rcvd.code if closed.value.rcvd else None
 
 
-async def test_one_frame_over_32_kib_closes_the_connection_with_1009(
-    stack: RunningStack, connect: Connect, new_user: Callable[[str], str]
-) -> None:
-    # Given alice on a raw connection, in a chat with bob
-    _, _, alice, _, chat_id = await direct_chat(connect, new_user)
+class RawAlice(NamedTuple):
+    alice: Any  # her SDK client, to sync
+    bob: Any
+    chat_id: str
+    ws: ClientConnection  # her raw connection, to send exactly the frames a test chooses
+
+
+@pytest.fixture
+async def raw_alice(stack: RunningStack, connect: Connect, new_user: Callable[[str], str]) -> RawAlice:
+    """alice and bob in a direct chat, and alice also on a raw connection."""
+    _, _, alice, bob, chat_id = await direct_chat(connect, new_user)
     assert alice.user_id
-    ws = await raw_connection(stack, alice.user_id)
+    return RawAlice(alice, bob, chat_id, await raw_connection(stack, alice.user_id))
+
+
+async def test_one_frame_over_32_kib_closes_the_connection_with_1009(raw_alice: RawAlice) -> None:
+    # Given alice on a raw connection, in a chat with bob
+    alice, _bob, chat_id, ws = raw_alice
     # When she sends a valid send frame of 33 KiB in one WebSocket frame
     body = send_body(chat_id, "cm-big", b"x" * (24 * 1024))
     assert 32 * 1024 < len(body) < 128 * 1024
@@ -66,13 +77,9 @@ async def test_one_frame_over_32_kib_closes_the_connection_with_1009(
     assert (await alice.sync())[chat_id] == 0
 
 
-async def test_a_fragmented_message_up_to_128_kib_is_carried(
-    stack: RunningStack, connect: Connect, new_user: Callable[[str], str]
-) -> None:
+async def test_a_fragmented_message_up_to_128_kib_is_carried(raw_alice: RawAlice) -> None:
     # Given alice on a raw connection, in a chat with bob
-    _, _, alice, bob, chat_id = await direct_chat(connect, new_user)
-    assert alice.user_id
-    ws = await raw_connection(stack, alice.user_id)
+    _alice, bob, chat_id, ws = raw_alice
     # When she sends a 120 KiB send frame as 32 KiB continuation frames
     ciphertext = os.urandom(64 * 1024)
     body = send_body(chat_id, "cm-frag", ciphertext, padding=120 * 1024 - 90_000)
@@ -85,13 +92,9 @@ async def test_a_fragmented_message_up_to_128_kib_is_carried(
     assert message.ciphertext == ciphertext
 
 
-async def test_a_fragmented_message_over_128_kib_closes_the_connection_with_1009(
-    stack: RunningStack, connect: Connect, new_user: Callable[[str], str]
-) -> None:
-    # Given alice on a raw connection
-    _, _, alice, _, chat_id = await direct_chat(connect, new_user)
-    assert alice.user_id
-    ws = await raw_connection(stack, alice.user_id)
+async def test_a_fragmented_message_over_128_kib_closes_the_connection_with_1009(raw_alice: RawAlice) -> None:
+    # Given alice on a raw connection, in a chat with bob
+    alice, _bob, chat_id, ws = raw_alice
     # When she sends 129 KiB in frames of 32 KiB
     body = send_body(chat_id, "cm-huge", b"x", padding=129 * 1024)
     await ws.send(fragments(body))
@@ -114,12 +117,10 @@ async def test_the_sdk_fragments_a_64_kib_ciphertext_and_it_arrives(
 
 
 async def test_two_lone_surrogate_frames_each_get_a_bad_request_and_the_connection_stays(
-    stack: RunningStack, connect: Connect, new_user: Callable[[str], str]
+    raw_alice: RawAlice,
 ) -> None:
-    # Given alice on a raw connection, in a chat
-    _, _, alice, _, chat_id = await direct_chat(connect, new_user)
-    assert alice.user_id
-    ws = await raw_connection(stack, alice.user_id)
+    # Given alice on a raw connection, in a chat with bob
+    _alice, _bob, chat_id, ws = raw_alice
     # When she sends two frames whose ids are lone surrogates (JSON escapes)
     await ws.send('{"action":"sync","requestId":"\\ud800"}')
     await ws.send(f'{{"action":"send","clientMsgId":"\\udfff","chatId":"{chat_id}","ciphertext":"eA=="}}')
