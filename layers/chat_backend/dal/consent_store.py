@@ -45,7 +45,7 @@ class ConsentStore:
         """Everyone who blocks `user_id` (a consistent Query of the user's own partition)."""
         return self._suffixes(user_id, BLOCKED_BY)
 
-    def blocked_by(self, user_id: str) -> set[str]:
+    def blocked_users(self, user_id: str) -> set[str]:
         """Everyone `user_id` blocks."""
         return self._suffixes(user_id, BLOCKS)
 

@@ -64,7 +64,7 @@ def blockers_of(consent: ConsentStore, chat: ChatMeta, user_id: str) -> frozense
 
 def mark_blocks(consent: ConsentStore, chats: ChatStore, chat_id: str, creator: str, other: str) -> None:
     """A direct chat just created: mark either side's block of the other on its META."""
-    if other in consent.blocked_by(creator):
+    if other in consent.blocked_users(creator):
         chats.set_blocked(chat_id, creator, True)
     if other in consent.blockers_of(creator):
         chats.set_blocked(chat_id, other, True)
