@@ -51,6 +51,7 @@ from chat_client.models import (
     ChatServerError,
     Message,
     Void,
+    added_members,
     removed_members,
 )
 from chat_client.ordering import ReorderBuffer
@@ -568,6 +569,7 @@ class ChatClient:
             raise ChatServerError("BAD_REPLY", f"expected SYNC_DONE, got {reply.get('type')!r}", reply)
         heads = reply.get("heads") or {}
         self._heads_truncated = reply.get("headsTruncated") is True
+        self._apply_starts(reply.get("starts"))
         if isinstance(heads, dict):
             listed = {
                 chat_id: max(self.heads.get(chat_id, 0), head)
@@ -577,14 +579,32 @@ class ChatClient:
             if only is not None or self._heads_truncated:
                 self.heads.update(listed)  # a partial list: the other chats are as they were
                 return bool(reply.get("more"))
-            # The server lists every chat the user is in now: a chat it no longer lists (the user
-            # was removed) is forgotten; pushes may already have taken a listed head further.
+            # The server lists every chat the user is in now (and those it was removed from that
+            # the cursors named, at their removal): a chat it no longer lists is forgotten; pushes
+            # may already have taken a listed head further.
             self.heads = listed
             for gap in self._buffer.gaps():
                 if gap.chat_id not in self.heads:  # no longer a member: that gap never fills
                     self._buffer.drop_held(gap.chat_id)
-            self.left.difference_update(self.heads)
+            # A chat we left whose head moved past our removal: we were added back. The others
+            # we left are listed at our removal: not ours any more.
+            self.left.difference_update(c for c, head in listed.items() if head > self._buffer.cursor(c))
+            self.heads = {c: head for c, head in listed.items() if c not in self.left}
         return bool(reply.get("more"))
+
+    def _apply_starts(self, starts: Any) -> None:
+        """SYNC_DONE `starts`: chats whose history for us begins after seq 1 (we were added later);
+        nothing before the start will come, so a cursor behind it moves up to it."""
+        if not isinstance(starts, dict):
+            return
+        for chat_id, start in starts.items():
+            if (
+                isinstance(chat_id, str)
+                and isinstance(start, int)
+                and not isinstance(start, bool)
+                and start > 0
+            ):
+                self._release(self._buffer.start_at(chat_id, start))
 
     async def _gap_sync_loop(self) -> None:
         """Sync while some chat is behind (a gap, or a head past the cursor: a hole whose writer may
@@ -832,8 +852,23 @@ class ChatClient:
         head = self.heads.get(item.chat_id, 0)
         if item.seq > head:
             self.heads[item.chat_id] = item.seq
+        if isinstance(item, Message) and self.user_id is not None and self.user_id in added_members(item):
+            # Our window starts here: nothing before our `added` announcement is ours to get.
+            self._release(self._buffer.start_at(item.chat_id, item.seq))
         result = self._buffer.offer(item.chat_id, item.seq, item)
-        for released in result.released:
+        self._release(result.released)
+        if result.gap:
+            logger.debug(
+                "gap in %s before #%d (cursor %d)",
+                item.chat_id,
+                item.seq,
+                self._buffer.cursor(item.chat_id),
+            )
+            self._gap_wanted.set()
+
+    def _release(self, items: list[Message | Void]) -> None:
+        """Hand the items released in order to the application (VOIDs are only seqs)."""
+        for released in items:
             if isinstance(released, Void):
                 continue
             if self.own_messages or not self._is_own(released):
@@ -843,15 +878,7 @@ class ChatClient:
                 self._delivered_wanted.set()
             if self.user_id is not None and self.user_id in removed_members(released):
                 self._leave(released.chat_id, released.seq)
-                break  # nothing after our removal is ours to show
-        if result.gap:
-            logger.debug(
-                "gap in %s before #%d (cursor %d)",
-                item.chat_id,
-                item.seq,
-                self._buffer.cursor(item.chat_id),
-            )
-            self._gap_wanted.set()
+                return  # nothing after our removal is ours to show
 
     def _leave(self, chat_id: str, removal_seq: int) -> None:
         """Removed from the chat at `removal_seq`: nothing after it will come (or is ours), so stop

@@ -66,13 +66,22 @@ SYSTEM_SENDER = "system"  # `from` of membership announcements
 
 def removed_members(message: Message) -> list[str]:
     """Whom a membership announcement removed (nobody for any other message)."""
+    return _changed_members(message, "removed")
+
+
+def added_members(message: Message) -> list[str]:
+    """Whom a membership announcement added (nobody for any other message)."""
+    return _changed_members(message, "added")
+
+
+def _changed_members(message: Message, event: str) -> list[str]:
     if message.sender != SYSTEM_SENDER:
         return []
     try:
         body = json.loads(message.ciphertext)
     except ValueError:
         return []
-    if not isinstance(body, dict) or body.get("event") != "removed":
+    if not isinstance(body, dict) or body.get("event") != event:
         return []
     members = body.get("members")
     return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []

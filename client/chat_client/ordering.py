@@ -70,6 +70,25 @@ class ReorderBuffer(Generic[T]):
         self.cursors[chat_id] = nxt - 1
         return OfferResult(released=released)
 
+    def start_at(self, chat_id: str, start: int) -> list[T]:
+        """The user's history of the chat starts at `start` (a member added then: nothing before it
+        is the user's to get). Moves a cursor that is behind to start - 1, forgets what is held
+        before `start`, and returns what that releases (in order)."""
+        if self.cursor(chat_id) >= start - 1:
+            return []
+        self.cursors[chat_id] = start - 1
+        held = self._held.pop(chat_id, {})
+        released: list[T] = []
+        nxt = start
+        while nxt in held:
+            released.append(held.pop(nxt))
+            nxt += 1
+        self.cursors[chat_id] = nxt - 1
+        kept = {seq: item for seq, item in held.items() if seq > nxt}
+        if kept:
+            self._held[chat_id] = kept
+        return released
+
     def drop_held(self, chat_id: str) -> None:
         """Forget what is held behind a gap in this chat (the user left it: the gap never fills)."""
         self._held.pop(chat_id, None)

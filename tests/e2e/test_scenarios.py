@@ -18,7 +18,7 @@ from tests.integration.test_bad_input import (
 from tests.integration.test_groups import (
     test_a_member_may_leave,
     test_a_removed_member_can_no_longer_send_sync_or_get_pushes,
-    test_admin_adds_a_member_who_gets_the_history_and_everyone_sees_the_change_in_order,
+    test_admin_adds_a_member_whose_history_starts_at_the_change_and_everyone_sees_it_in_order,
     test_only_admins_change_members_and_a_refused_change_changes_nothing,
 )
 from tests.integration.test_message_path import (
@@ -65,7 +65,7 @@ __all__ = [
     "test_a_stranger_can_neither_receipt_nor_ask",
     "test_a_strangers_subscription_is_forbidden_and_gets_no_pushes",
     "test_a_subscription_is_renewed_by_heartbeat_or_subscribing_again",
-    "test_admin_adds_a_member_who_gets_the_history_and_everyone_sees_the_change_in_order",
+    "test_admin_adds_a_member_whose_history_starts_at_the_change_and_everyone_sees_it_in_order",
     "test_an_error_echoes_the_frames_request_id_and_client_msg_id",
     "test_an_offline_member_gets_everything_in_order_with_paging_on_reconnect",
     "test_both_devices_of_the_sender_learn_that_the_message_was_read",

@@ -23,7 +23,7 @@ def announcement(message: Message) -> dict[str, Any]:
     return dict(json.loads(message.ciphertext))
 
 
-async def test_admin_adds_a_member_who_gets_the_history_and_everyone_sees_the_change_in_order(
+async def test_admin_adds_a_member_whose_history_starts_at_the_change_and_everyone_sees_it_in_order(
     connect: Connect, new_user: Callable[[str], str]
 ) -> None:
     # Given alice's group with bob, both online, and a first message from alice
@@ -40,10 +40,12 @@ async def test_admin_adds_a_member_who_gets_the_history_and_everyone_sees_the_ch
     change = await bob.next_message(timeout=10)
     assert change.seq == 2
     assert announcement(change) == {"event": "added", "members": [carol_id], "by": alice_id}
-    # And carol, connecting later, syncs the chat from its start, change included
+    # And carol, connecting later, syncs the chat from the change that added her: the message
+    # before it is not hers (her history window starts at 2)
     carol = await connect(carol_id)
-    first, second = await carol.next_message(timeout=10), await carol.next_message(timeout=10)
-    assert (first.text, second.seq) == ("before carol", 2)
+    first = await carol.next_message(timeout=10)
+    assert (first.seq, announcement(first)["event"]) == (2, "added")
+    assert carol.cursors == {chat_id: 2}
     # And she can list the members and write to the chat
     members = await carol.get_members(chat_id)
     assert {m["userId"]: m["role"] for m in members["members"]} == {
@@ -103,6 +105,28 @@ async def test_a_removed_member_can_no_longer_send_sync_or_get_pushes(
         await bob.send(chat_id, b"let me back")
     assert refused.value.code == "FORBIDDEN"
     assert chat_id not in await bob.sync()
+
+
+async def test_a_removed_members_offline_device_syncs_its_window_through_the_removal(
+    connect: Connect, new_user: Callable[[str], str]
+) -> None:
+    # Given alice's group with bob, whose laptop last synced the chat at its start
+    alice_id, bob_id = new_user("alice"), new_user("bob")
+    alice = await connect(alice_id)
+    chat_id = (await alice.create_chat("group", [bob_id]))["chatId"]
+    # When alice sends, removes bob, and sends again while the laptop is away
+    await alice.send(chat_id, b"while bob was in")
+    await alice.remove_members(chat_id, [bob_id])
+    await alice.send(chat_id, b"after bob")
+    laptop = await connect(bob_id, "d_laptop", cursors={chat_id: 0})
+    # Then the laptop gets the message of his window and his removal, nothing after
+    first, removal = await laptop.next_message(timeout=10), await laptop.next_message(timeout=10)
+    assert (first.text, removal.seq, announcement(removal)["event"]) == ("while bob was in", 2, "removed")
+    with pytest.raises(TimeoutError):
+        await laptop.next_message(timeout=1.5)
+    # And the chat stays at his removal, out of his chats
+    assert laptop.cursors[chat_id] == 2 and laptop.left == {chat_id}
+    assert chat_id not in await laptop.sync()
 
 
 async def test_a_member_may_leave(connect: Connect, new_user: Callable[[str], str]) -> None:

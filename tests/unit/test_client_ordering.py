@@ -96,3 +96,16 @@ def test_drop_held_forgets_one_chats_held_items_only():
     # And dropping a chat with nothing held changes nothing
     buf.drop_held("c_9")
     assert buf.gaps() == [Gap("c_2", 4, 4)]
+
+
+def test_start_at_moves_a_cursor_behind_the_window_and_releases_the_run_from_there():
+    # Given c_1 holding 4, 5 and 7 behind a gap from cursor 0
+    buf: ReorderBuffer[str] = ReorderBuffer()
+    for seq in (4, 5, 7):
+        assert buf.offer("c_1", seq, f"m{seq}").gap
+    # When the window is said to start at 4
+    released = buf.start_at("c_1", 4)
+    # Then 4 and 5 are released, 7 stays held behind the gap at 6
+    assert released == ["m4", "m5"] and buf.cursor("c_1") == 5 and buf.held("c_1") == [7]
+    # And a start at or behind the cursor changes nothing
+    assert buf.start_at("c_1", 3) == [] and buf.cursor("c_1") == 5

@@ -37,11 +37,21 @@ class V11Server(FakeChatServer):
         return void
 
     def store_removal(self, chat_id: str, removed: list[str], by: str) -> dict[str, Any]:
-        body = json.dumps({"event": "removed", "members": removed, "by": by})
-        frame = self.store(chat_id, "system", body)
-        frame["fromDevice"] = None
+        frame = self._store_change(chat_id, "removed", removed, by)
         for user in removed:
             self.members[chat_id].remove(user)
+        return frame
+
+    def store_addition(self, chat_id: str, added: list[str], by: str) -> dict[str, Any]:
+        frame = self._store_change(chat_id, "added", added, by)
+        for user in added:
+            self.members[chat_id].append(user)
+            self.starts[(user, chat_id)] = frame["seq"]
+        return frame
+
+    def _store_change(self, chat_id: str, event: str, users: list[str], by: str) -> dict[str, Any]:
+        frame = self.store(chat_id, "system", json.dumps({"event": event, "members": users, "by": by}))
+        frame["fromDevice"] = None
         return frame
 
     async def _on_frame(self, ws: ServerConnection, user: str, device: str, frame: dict[str, Any]) -> None:
@@ -327,3 +337,37 @@ async def test_a_user_in_more_chats_than_sync_done_lists_catches_up_through_list
         # And she learnt the heads by paging listChats, then synced `only` the chats behind
         assert len(server.received("listChats")) == 3
         assert any(f.get("only") for f in server.received("sync"))
+
+
+# --- history windows -----------------------------------------------------------------------------
+
+
+async def test_being_added_to_a_chat_starts_it_at_the_announcement_without_a_sync(server):
+    # Given alice's chat c_1 with three messages, and bob connected (gap syncs postponed)
+    server.add_chat("c_1", ["alice"])
+    for text in ("m1", "m2", "m3"):
+        server.store("c_1", "alice", text)
+    async with make_client(server, "bob", gap_sync_delay=30) as bob:
+        # When alice adds bob (seq 4), then sends 5, both pushed
+        added = server.store_addition("c_1", ["bob"], by="alice")
+        fifth = server.store("c_1", "alice", "m5")
+        for frame in (added, fifth):
+            await server.push_to("bob", "d_1", frame)
+        # Then bob gets 4 and 5 at once: nothing before his addition is his to wait for
+        got = [await bob.next_message(timeout=2) for _ in range(2)]
+        assert [(m.seq, m.sender) for m in got] == [(4, "system"), (5, "alice")]
+        assert bob.cursors == {"c_1": 5} and len(server.received("sync")) == 1
+
+
+async def test_sync_done_starts_moves_the_cursor_to_the_window_and_releases_what_it_held(server):
+    # Given bob's window in c_1 starts at seq 4 (alice's messages 4 and 5 are his to get)
+    server.add_chat("c_1", ["alice", "bob"])
+    for text in ("m1", "m2", "m3", "m4", "m5"):
+        server.store("c_1", "alice", text)
+    server.starts[("bob", "c_1")] = 4
+    # When bob connects with nothing and syncs (gap syncs postponed)
+    async with make_client(server, "bob", gap_sync_delay=30) as bob:
+        # Then 4 and 5, replayed ahead of SYNC_DONE `starts`, are released once it says so
+        got = [await bob.next_message(timeout=2) for _ in range(2)]
+        assert [m.seq for m in got] == [4, 5]
+        assert bob.cursors == {"c_1": 5} and len(server.received("sync")) == 1

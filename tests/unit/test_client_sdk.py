@@ -37,6 +37,7 @@ class FakeChatServer:
     def __init__(self) -> None:
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.members: dict[str, list[str]] = {}
+        self.starts: dict[tuple[str, str], int] = {}  # (user, chat) -> where its history window starts
         self.acks: dict[tuple[str, str], dict[str, Any]] = {}
         self.frames: list[tuple[str, dict[str, Any]]] = []
         self.conns: dict[tuple[str, str], ServerConnection] = {}
@@ -201,20 +202,23 @@ class FakeChatServer:
     async def _on_sync(self, ws: ServerConnection, user: str, frame: dict[str, Any]) -> None:
         cursors, limit = frame.get("cursors") or {}, frame.get("limit") or 500
         sent, more = 0, False
-        heads = {}
+        heads: dict[str, int] = {}
+        starts = {c: s for (u, c), s in self.starts.items() if u == user}
         for chat_id, members in self.members.items():
             if user not in members:
                 continue
             heads[chat_id] = len(self.messages[chat_id])
-            for message in self.messages[chat_id][cursors.get(chat_id, 0) :]:
+            cursor = max(cursors.get(chat_id, 0), starts.get(chat_id, 1) - 1)
+            for message in self.messages[chat_id][cursor:]:
                 if sent == limit:
                     more = True
                     break
                 await ws.send(json.dumps(message))
                 sent += 1
-        await ws.send(
-            json.dumps({"type": "SYNC_DONE", "requestId": frame["requestId"], "heads": heads, "more": more})
-        )
+        done = {"type": "SYNC_DONE", "requestId": frame["requestId"], "heads": heads, "more": more}
+        if starts:
+            done["starts"] = starts
+        await ws.send(json.dumps(done))
 
 
 @pytest.fixture

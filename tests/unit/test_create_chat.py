@@ -94,7 +94,8 @@ def test_group_member_count_is_others_plus_creator(aws_env: Any, store: ChatStor
     }
     for user in ["u_alice", *others]:
         assert store.chat_ids_of(user) == [chat.chat_id]
-    assert store.heads("u_alice", [chat.chat_id]) == {chat.chat_id: 0}
+    views = store.heads.views("u_alice", [chat.chat_id])
+    assert {chat_id: view.head for chat_id, view in views.items()} == {chat.chat_id: 0}
 
 
 def test_groups_with_the_same_members_are_distinct_chats(store: ChatStore) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from chat_backend.models.common import MAX_MEDIA_BYTES
 from chat_backend.services import services
+from tests.unit.helpers import add, caller, remove
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -290,3 +291,24 @@ def test_download_rules_member_attached_same_answer_for_other_chats_and_unknown_
     assert via_other["message"].replace(media_id, "X") == unknown["message"].replace("md_nosuchmedia", "X")
     # And an unknown chat is FORBIDDEN (not a member of it)
     assert call("u_alice", download("c_nosuchchat", media_id))["code"] == "FORBIDDEN"
+
+
+def test_downloads_follow_the_history_window_of_members_added_later_and_removed(
+    aws_env: Any, make_chat: Callable[..., str], call: Callable[..., dict[str, Any]]
+) -> None:
+    # Given media sent at seq 1 in alice's group, carol added at 2, media sent at 3, carol removed
+    # at 4 and media sent at 5
+    chat_id = make_chat("u_alice", "u_bob")
+    before, during, after = (uploaded(aws_env, call, "u_alice", chat_id) for _ in range(3))
+    assert call("u_alice", send(chat_id, [before], "cm-1"))["seq"] == 1
+    add(services().ledger, caller("u_alice"), chat_id, ["u_carol"])
+    assert call("u_alice", send(chat_id, [during], "cm-2"))["seq"] == 3
+    remove(services().ledger, caller("u_alice"), chat_id, ["u_carol"])
+    assert call("u_alice", send(chat_id, [after], "cm-3"))["seq"] == 5
+    # Then carol, removed, still gets the media of her window (she syncs those messages) and
+    # neither what came before her nor after her removal, both answered like unknown media
+    assert call("u_carol", download(chat_id, during))["type"] == "MEDIA_URL"
+    assert call("u_carol", download(chat_id, before))["code"] == "NOT_FOUND"
+    assert call("u_carol", download(chat_id, after))["code"] == "NOT_FOUND"
+    # And a founding member gets all three
+    assert {call("u_bob", download(chat_id, m))["type"] for m in (before, during, after)} == {"MEDIA_URL"}

@@ -139,11 +139,14 @@ def test_a_member_may_leave_and_then_cannot_send_or_sync_the_chat(
     # And he can no longer send in it
     with pytest.raises(Forbidden):
         send_message(ledger, bob, send_frame(chat_id, "still here?"), POLICY)
-    # And his sync neither replays it nor lists it in heads
+    # And his sync replays his window through his removal, where the chat's head stays for him
     frame = SyncFrame.model_validate({"action": "sync", "requestId": "s", "cursors": {chat_id: 0}})
     done = sync(ledger, poster, bob, frame, GRACE_S)
-    assert chat_id not in done.heads
-    assert poster.frames() == []
+    assert done.heads == {chat_id: 1}
+    assert [f["seq"] for f in poster.frames()] == [1]
+    # And a sync that does not name the chat does not list it
+    fresh = SyncFrame.model_validate({"action": "sync", "requestId": "t", "cursors": {}})
+    assert chat_id not in sync(ledger, poster, bob, fresh, GRACE_S).heads
 
 
 def test_the_last_admin_leaving_promotes_the_longest_standing_member(

@@ -55,7 +55,7 @@ class OtherChange:
     message: StoredMessage
 
     def commit(self, ledger: Ledger) -> None:
-        ledger.chats.commit_change(self.chat, self.token, self.message, {"u_dave": "member"}, [])
+        ledger.chats.commit_change(self.chat, self.token, self.message, {"u_dave": "member"}, {})
 
 
 def begin_other_change(ledger: Ledger, chat_id: str, at_ms: int) -> OtherChange:

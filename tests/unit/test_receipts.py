@@ -168,9 +168,9 @@ def test_a_receipt_racing_its_senders_removal_leaves_no_watermark_and_tells_nobo
     real = receipt.receipts
 
     class RemovedMidway(Proxy):
-        def advance(self, *args: Any) -> Any:
+        def advance(self, *args: Any, **kwargs: Any) -> Any:
             remove(ledger, caller("u_alice"), chat_id, ["u_carol"])
-            return real.advance(*args)
+            return real.advance(*args, **kwargs)
 
     receipt.receipts = RemovedMidway(real)  # type: ignore[assignment]
     # When carol's READ goes on

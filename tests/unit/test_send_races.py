@@ -254,7 +254,7 @@ def commit(ledger: Ledger, begun: tuple[Any, str, int], event: str, user: str, a
     chat, token, seq = begun
     note = announcement(chat.chat_id, seq, event, [user], "u_alice", chat.members_version + 1, at_s)  # type: ignore[arg-type]
     added = {user: "member"} if event == "added" else {}
-    ledger.chats.commit_change(chat, token, note, added, [user] if event == "removed" else [])
+    ledger.chats.commit_change(chat, token, note, added, {user: 1} if event == "removed" else {})
 
 
 def test_a_send_racing_a_removal_in_flight_waits_for_it_then_is_refused(

@@ -6,11 +6,16 @@ from __future__ import annotations
 import hashlib
 
 META = "META"  # kind, name, headSeq, memberCount, membersVersion, any pending membership change
-MEMBER_PREFIX = "MEMBER#"
+MEMBER_PREFIX = "MEMBER#"  # role, joinedAt, fromSeq (where the member's history window starts)
+FORMER_PREFIX = "FORMER#"  # a removed member's last window: fromSeq, toSeq (its removal)
 
 
 def member_sk(user_id: str) -> str:
     return f"{MEMBER_PREFIX}{user_id}"
+
+
+def former_sk(user_id: str) -> str:
+    return f"{FORMER_PREFIX}{user_id}"
 
 
 def dedup_sk(user_id: str, client_msg_id: str) -> str:

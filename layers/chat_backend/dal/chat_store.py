@@ -1,7 +1,8 @@
-"""The chats table: chats (META), their members (MEMBER#), media announcements (MEDIA#).
+"""The chats table: chats (META), their members (MEMBER#) and former members (FORMER#), media
+announcements (MEDIA#).
 
 Sends (claims on DEDUP# items) live in `send_store`, the seq counter in `sequencer`, messages in
-`message_store`.
+`message_store`, what a user's chats' heads and history windows are in `chat_heads`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, cancellation_codes, client, from_item, is_conditional_failure, to_item
 from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get, batch_write
-from chat_backend.dal.chat_keys import MEMBER_PREFIX, META, media_sk, member_sk
+from chat_backend.dal.chat_heads import ChatHeads
+from chat_backend.dal.chat_keys import MEMBER_PREFIX, META, former_sk, media_sk, member_sk
 from chat_backend.dal.message_store import message_values
 from chat_backend.models.records import ChatMeta, PendingChange, StoredMedia, StoredMessage
 
@@ -42,6 +44,7 @@ class ChangeConflict(Exception):
 class MembershipContext:
     chat: ChatMeta | None
     roles: dict[str, str]  # the asked-about users who are members -> role
+    starts: dict[str, int]  # the same members -> the seq their history window starts at
 
 
 def chat_meta(item: dict[str, Any]) -> ChatMeta:
@@ -66,8 +69,9 @@ def chat_meta(item: dict[str, Any]) -> ChatMeta:
     )
 
 
-def _member_item(chat_id: str, user_id: str, role: str, joined_at: str) -> dict[str, Any]:
-    # memberUserId feeds the sparse byMember index (a user's chats).
+def _member_item(chat_id: str, user_id: str, role: str, joined_at: str, from_seq: int) -> dict[str, Any]:
+    # memberUserId feeds the sparse byMember index (a user's chats). fromSeq: the `added`
+    # announcement naming the member (1 for the chat's first members), where its window starts.
     return to_item(
         {
             "chatId": chat_id,
@@ -75,8 +79,15 @@ def _member_item(chat_id: str, user_id: str, role: str, joined_at: str) -> dict[
             "memberUserId": user_id,
             "role": role,
             "joinedAt": joined_at,
+            "fromSeq": from_seq,
         }
     )
+
+
+def _former_item(chat_id: str, user_id: str, from_seq: int, to_seq: int) -> dict[str, Any]:
+    """What a removal leaves of a member: its window, through the announcement that removed it
+    (no memberUserId: the byMember index lists only members)."""
+    return to_item({"chatId": chat_id, "sk": former_sk(user_id), "fromSeq": from_seq, "toSeq": to_seq})
 
 
 class ChatStore:
@@ -88,6 +99,7 @@ class ChatStore:
         # Where a removed member's receipt watermarks go with the membership (when given).
         self.receipts_table = receipts_table
         self.ddb = ddb or client("dynamodb")
+        self.heads = ChatHeads(chats_table, self.ddb)
 
     # --- media ------------------------------------------------------------------------------------
 
@@ -124,6 +136,7 @@ class ChatStore:
             size=int(v["size"]),
             created_at=v["createdAt"],
             attached=bool(v.get("attached", False)),
+            attached_seqs=frozenset(int(s) for s in v.get("attachedSeqs", ())),
         )
 
     # --- chats and members -----------------------------------------------------------------------
@@ -132,7 +145,7 @@ class ChatStore:
         """Members first, the META item last: a chat exists only once META does, so a crash
         half-way leaves nothing visible. Small chats go in one transaction."""
         member_items = [
-            _member_item(meta.chat_id, user_id, role, meta.created_at) for user_id, role in members.items()
+            _member_item(meta.chat_id, user_id, role, meta.created_at, 1) for user_id, role in members.items()
         ]
         meta_item = to_item(
             {
@@ -209,8 +222,12 @@ class ChatStore:
             for item in self._batch_get(self.chats_table, keys[start : start + BATCH_GET_MAX_KEYS], True)
         ]
         meta = next((i for i in items if i["sk"]["S"] == META), None)
-        roles = {i["memberUserId"]["S"]: i["role"]["S"] for i in items if i["sk"]["S"] != META}
-        return MembershipContext(chat=chat_meta(meta) if meta else None, roles=roles)
+        members = [from_item(i) for i in items if i["sk"]["S"] != META]
+        return MembershipContext(
+            chat=chat_meta(meta) if meta else None,
+            roles={m["memberUserId"]: m["role"] for m in members},
+            starts={m["memberUserId"]: int(m.get("fromSeq", 1)) for m in members},
+        )
 
     def commit_change(
         self,
@@ -218,15 +235,17 @@ class ChatStore:
         token: str,
         announcement: StoredMessage,
         added: dict[str, str],
-        removed: list[str],
+        removed: dict[str, int],
         promoted: str | None = None,
     ) -> None:
         """The second half of a membership change begun by `Sequencer.begin_change` (which gave
         the announcement its seq): in one transaction, end the change in flight (only if it is still
         ours), set the member count, store the announcement at its seq (only if the seq is still
-        free), add / remove the member items, and make `promoted` an admin. ChangeLost when the
+        free), add the member items (their windows start at the announcement), replace each removed
+        member's item with its former window (`removed`: user -> where its window started; the
+        window ends at the announcement), and make `promoted` an admin. ChangeLost when the
         change was abandoned or its seq was filled meanwhile; nothing is written then."""
-        per_removal = 2 if self.receipts_table else 1
+        per_removal = 3 if self.receipts_table else 2
         if len(added) + per_removal * len(removed) + 3 > TRANSACT_MAX_ITEMS:
             raise ValueError("too many members for one transaction")
         items: list[dict[str, Any]] = [
@@ -254,10 +273,19 @@ class ChatStore:
             {
                 "Put": {
                     "TableName": self.chats_table,
-                    "Item": _member_item(chat.chat_id, user, role, announcement.created_at),
+                    "Item": _member_item(chat.chat_id, user, role, announcement.created_at, announcement.seq),
                 }
             }
             for user, role in added.items()
+        ]
+        items += [
+            {
+                "Put": {
+                    "TableName": self.chats_table,
+                    "Item": _former_item(chat.chat_id, user, start, announcement.seq),
+                }
+            }
+            for user, start in removed.items()
         ]
         items += [
             {
@@ -370,51 +398,6 @@ class ChatStore:
             if "LastEvaluatedKey" not in resp:
                 return chat_ids
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
-    def heads(self, user_id: str, chat_ids: list[str]) -> dict[str, int]:
-        """chatId -> headSeq for the chats that exist (a chat without META is not there yet) and
-        that `user_id` is a member of now (the byMember index is eventually consistent, so a
-        just-removed member may still be listed there; the member items, read consistently,
-        decide)."""
-        heads = self._heads(chat_ids, consistent=True)
-        return {chat_id: heads[chat_id] for chat_id in self._members_of(user_id, list(heads))}
-
-    def moved_heads(self, user_id: str, chat_ids: list[str], since_ms: int) -> dict[str, int]:
-        """As `heads`, only for the chats whose head moved after `since_ms`: the heads are read
-        eventually consistently (a move just missed shows next time), the membership consistently
-        and only for the chats that moved (so a just-removed member learns nothing)."""
-        moved = {
-            chat_id: head
-            for chat_id, (head, at_ms) in self._heads_and_times(chat_ids, consistent=False).items()
-            if at_ms > since_ms
-        }
-        return {chat_id: moved[chat_id] for chat_id in self._members_of(user_id, list(moved))}
-
-    def _heads(self, chat_ids: list[str], consistent: bool) -> dict[str, int]:
-        return {c: head for c, (head, _) in self._heads_and_times(chat_ids, consistent).items()}
-
-    def _heads_and_times(self, chat_ids: list[str], consistent: bool) -> dict[str, tuple[int, int]]:
-        """chatId -> (headSeq, headAt ms) of the chats that exist."""
-        found: dict[str, tuple[int, int]] = {}
-        for start in range(0, len(chat_ids), BATCH_GET_MAX_KEYS):
-            keys = [{"chatId": av(c), "sk": av(META)} for c in chat_ids[start : start + BATCH_GET_MAX_KEYS]]
-            for item in self._batch_get(
-                self.chats_table, keys, consistent, projection="chatId, headSeq, headAt"
-            ):
-                at_ms = int(item.get("headAt", {"N": "0"})["N"])
-                found[item["chatId"]["S"]] = (int(item["headSeq"]["N"]), at_ms)
-        return found
-
-    def _members_of(self, user_id: str, chat_ids: list[str]) -> set[str]:
-        """Those of the chats `user_id` is a member of now (its member items, read consistently)."""
-        members: set[str] = set()
-        for start in range(0, len(chat_ids), BATCH_GET_MAX_KEYS):
-            keys = [
-                {"chatId": av(c), "sk": av(member_sk(user_id))}
-                for c in chat_ids[start : start + BATCH_GET_MAX_KEYS]
-            ]
-            members.update(i["chatId"]["S"] for i in self._batch_get(self.chats_table, keys, True, "chatId"))
-        return members
 
     def member_pages(self, chat_id: str, page_size: int = 5000) -> Iterator[list[str]]:
         """The chat's member user ids, a page at a time, read consistently."""

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, cancellation_codes, client, from_item, is_conditional_failure, to_item
 from chat_backend.dal.chat_keys import media_sk
-from chat_backend.models.common import SYSTEM_SENDER
+from chat_backend.models.common import MAX_SEQ, SYSTEM_SENDER
 from chat_backend.models.records import Stored, StoredMessage, StoredVoid
 
 VOID = "VOID"  # the `kind` of a seq that carries no message
@@ -115,9 +115,10 @@ class MessageStore:
                 "Update": {
                     "TableName": self.chats_table,
                     "Key": {"chatId": av(message.chat_id), "sk": av(media_sk(media_id))},
-                    "UpdateExpression": "SET attached = :t REMOVE expiresAt",
+                    # attachedSeqs: which members may download it (those whose window holds one)
+                    "UpdateExpression": "SET attached = :t ADD attachedSeqs :seq REMOVE expiresAt",
                     "ConditionExpression": "attribute_exists(sk)",
-                    "ExpressionAttributeValues": {":t": av(True)},
+                    "ExpressionAttributeValues": {":t": av(True), ":seq": {"NS": [str(message.seq)]}},
                 }
             }
             for media_id in dict.fromkeys(message.media_ids)  # one operation per item in a transaction
@@ -175,12 +176,12 @@ class MessageStore:
         items = resp["Items"]
         return int(items[0]["membersVersion"]["N"]) if items and "membersVersion" in items[0] else 0
 
-    def after(self, chat_id: str, cursor: int, limit: int) -> list[Stored]:
-        """Up to `limit` items with seq > cursor, ascending (a hole is simply not there)."""
+    def after(self, chat_id: str, cursor: int, limit: int, up_to: int = MAX_SEQ) -> list[Stored]:
+        """Up to `limit` items with cursor < seq <= up_to, ascending (a hole is simply not there)."""
         resp = self.ddb.query(
             TableName=self.messages_table,
-            KeyConditionExpression="chatId = :c AND seq > :s",
-            ExpressionAttributeValues={":c": av(chat_id), ":s": av(cursor)},
+            KeyConditionExpression="chatId = :c AND seq BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":c": av(chat_id), ":lo": av(cursor + 1), ":hi": av(up_to)},
             Limit=limit,
             ConsistentRead=True,
         )

@@ -45,6 +45,7 @@ class ReceiptContext:
     chat: ChatMeta | None  # None: no such chat
     is_member: bool
     message: MessageRef | None  # the message asked for, if it is stored
+    window_start: int = 1  # where the member's history window starts
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Watermark:
     read_up_to: int = 0
     delivered_at: str | None = None
     read_at: str | None = None
+    since: int = 1  # where the member's history window started: it covers nothing before
 
 
 def _watermark(item: dict[str, Any]) -> Watermark:
@@ -64,6 +66,7 @@ def _watermark(item: dict[str, Any]) -> Watermark:
         read_up_to=int(v.get("readUpTo", 0)),
         delivered_at=v.get("deliveredAt"),
         read_at=v.get("readAt"),
+        since=int(v.get("since", 1)),
     )
 
 
@@ -113,10 +116,12 @@ class ReceiptStore:
         found = batch_get_tables(self.ddb, requests)
         by_sk = {i["sk"]["S"]: i for i in found[self.chats_table]}
         messages = found.get(self.messages_table, [])
+        member = by_sk.get(member_sk(user_id))
         return ReceiptContext(
             chat=chat_meta(by_sk[META]) if META in by_sk else None,
-            is_member=member_sk(user_id) in by_sk,
+            is_member=member is not None,
             message=_message_ref(messages[0]) if messages else None,
+            window_start=int(member.get("fromSeq", {"N": "1"})["N"]) if member else 1,
         )
 
     def members_among(self, chat_id: str, users: list[str]) -> set[str]:
@@ -155,19 +160,22 @@ class ReceiptStore:
 
     # --- watermarks ------------------------------------------------------------------------------
 
-    def advance(self, chat_id: str, user_id: str, receipt_type: ReceiptKind, seq: int, at: str) -> int | None:
+    def advance(
+        self, chat_id: str, user_id: str, receipt_type: ReceiptKind, seq: int, at: str, since: int = 1
+    ) -> int | None:
         """Move the user's `receipt_type` watermark up to `seq`. Returns the watermark it had
         (0 for none) when it moved, None when it already stood at or past `seq` (nothing written).
-        READ implies DELIVERED: a READ also lifts a lower deliveredUpTo."""
-        old = self._raise(chat_id, user_id, receipt_type, seq, at)
+        READ implies DELIVERED: a READ also lifts a lower deliveredUpTo. `since`: where the user's
+        history window starts (kept on the item: the watermark covers nothing before it)."""
+        old = self._raise(chat_id, user_id, receipt_type, seq, at, since)
         if old is None:
             return None
         if receipt_type == "READ" and int(old.get("deliveredUpTo", 0)) < seq:
-            self._raise(chat_id, user_id, "DELIVERED", seq, at)  # a newer DELIVERED may have won: fine
+            self._raise(chat_id, user_id, "DELIVERED", seq, at, since)  # a newer DELIVERED may have won: fine
         return int(old.get(WATERMARK_ATTRS[receipt_type][0], 0))
 
     def _raise(
-        self, chat_id: str, user_id: str, receipt_type: ReceiptKind, seq: int, at: str
+        self, chat_id: str, user_id: str, receipt_type: ReceiptKind, seq: int, at: str, since: int
     ) -> dict[str, Any] | None:
         """The item's old values when the watermark moved, None when the condition held it."""
         up_to, at_attr = WATERMARK_ATTRS[receipt_type]
@@ -175,10 +183,10 @@ class ReceiptStore:
             resp = self.ddb.update_item(
                 TableName=self.receipts_table,
                 Key={"chatId": av(chat_id), "userId": av(user_id)},
-                UpdateExpression="SET #w = :s, #at = :at",
+                UpdateExpression="SET #w = :s, #at = :at, since = if_not_exists(since, :since)",
                 ConditionExpression="attribute_not_exists(#w) OR #w < :s",
                 ExpressionAttributeNames={"#w": up_to, "#at": at_attr},
-                ExpressionAttributeValues={":s": av(seq), ":at": av(at)},
+                ExpressionAttributeValues={":s": av(seq), ":at": av(at), ":since": av(since)},
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
@@ -193,7 +201,7 @@ class ReceiptStore:
             "TableName": self.receipts_table,
             "KeyConditionExpression": "chatId = :c",
             "ExpressionAttributeValues": {":c": av(chat_id)},
-            "ProjectionExpression": "userId, deliveredUpTo, readUpTo",
+            "ProjectionExpression": "userId, deliveredUpTo, readUpTo, since",
             "Limit": page_size,
         }
         while True:
@@ -212,7 +220,9 @@ class ReceiptStore:
         kwargs: dict[str, Any] = {
             "TableName": self.receipts_table,
             "KeyConditionExpression": "chatId = :c",
-            "FilterExpression": "deliveredUpTo >= :s OR readUpTo >= :s",
+            # a member added after the message never had it, whatever its watermark says
+            "FilterExpression": "(deliveredUpTo >= :s OR readUpTo >= :s) AND "
+            "(attribute_not_exists(since) OR since <= :s)",
             "ExpressionAttributeValues": {":c": av(chat_id), ":s": av(seq)},
             "Limit": limit,
         }

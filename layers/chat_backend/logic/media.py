@@ -6,7 +6,9 @@ MiB): past it, RATE_LIMITED says when enough has refilled. Downloads are served 
 
 A blob belongs to one chat: its MEDIA# item lives under that chat and its key starts with the
 chatId. A send attaches it (checked inside the send's transaction); only then do members get a
-download URL. Unknown, unattached and other chats' media all answer the same NOT_FOUND.
+download URL, and only those whose history window holds a message it is attached to (a member
+added later does not get the media of earlier messages; a removed member keeps those of its
+window). Unknown, unattached, out-of-window and other chats' media all answer the same NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -71,10 +73,11 @@ def upload_media(
 def download_media(
     store: ChatStore, bucket: MediaBucket, caller: Caller, frame: MediaDownloadFrame
 ) -> MediaUrlFrame:
-    if store.role_of(frame.chat_id, caller.user_id) is None:
+    window = store.heads.window(frame.chat_id, caller.user_id)
+    if window is None:
         raise Forbidden(f"not a member of {frame.chat_id}")
     media = store.get_media(frame.chat_id, frame.media_id)
-    if media is None or not media.attached:
+    if media is None or not any(window.holds(seq) for seq in media.attached_seqs):
         raise NotFound(f"no media {frame.media_id} in {frame.chat_id}")
     expires_at = iso_at(time.time() + URL_TTL_S)
     url = bucket.presign_download(media.key, URL_TTL_S)

@@ -35,9 +35,9 @@ from chat_backend.models.records import ChatMeta, PendingChange, StoredMessage
 from chat_backend.models.server_frames import ChatFrame, MemberEntry, MembersFrame
 
 # One transaction holds the META update, the announcement and the member items (100 at most);
-# a removal also deletes the member's receipt watermarks.
+# a removal deletes the member item and the member's receipt watermarks and puts its former window.
 MEMBERS_PER_ADD = 95
-MEMBERS_PER_REMOVAL = 45
+MEMBERS_PER_REMOVAL = 32
 MEMBERS_PAGE = 500
 MAX_ATTEMPTS = 12
 COMMIT_ATTEMPTS = 4  # a change's transaction meeting another operation on its items
@@ -165,7 +165,7 @@ def _change(
             chat_id, seq, event, changed, caller.user_id, chat.members_version + 1, clock(), promoted
         )
         added = {u: "member" for u in changed} if event == "added" else {}
-        removed = changed if event == "removed" else []
+        removed = {u: context.starts[u] for u in changed} if event == "removed" else {}
         if not _commit(ledger, chat, token, message, added, removed, clock, sleep, promoted):
             continue
         return chat.model_copy(
@@ -194,7 +194,7 @@ def _commit(
     token: str,
     message: StoredMessage,
     added: dict[str, str],
-    removed: list[str],
+    removed: dict[str, int],
     clock: Callable[[], float],
     sleep: Sleep,
     promoted: str | None = None,

@@ -87,11 +87,15 @@ def record_receipt(
         seq = frame.up_to_seq
         if seq > chat.head_seq:
             raise BadRequest(f"upToSeq {seq} is beyond the chat's latest seq {chat.head_seq}")
+        if seq < ctx.window_start:
+            return  # nothing of the caller's window: nothing to record
 
     at = now_iso()
-    previous = receipts.advance(frame.chat_id, caller.user_id, frame.type, seq, at)
+    previous = receipts.advance(frame.chat_id, caller.user_id, frame.type, seq, at, since=ctx.window_start)
     if previous is None:
         return  # already at or past seq: nothing changed, nothing to tell
+    # Only what the caller's window holds: a member added later never had the earlier messages.
+    previous = max(previous, ctx.window_start - 1)
     # Nobody hears of a message the caller only saw as a VOID, and nobody who blocks the caller
     # hears from it.
     covered = [
@@ -163,7 +167,8 @@ def summarize(receipts: ReceiptStore, pusher: Pusher, jobs: Sequence[SummaryJob]
         members = receipts.members_among(chat_id, sorted({j.sender for j in jobs_here}))
         marks = list(receipts.watermarks(chat_id))
         for job in (j for j in jobs_here if j.sender in members):
-            others = [w for w in marks if w.user_id != job.sender]
+            # Members added after the message never had it: they do not count.
+            others = [w for w in marks if w.user_id != job.sender and w.since <= job.seq]
             delivered = sum(1 for w in others if max(w.delivered_up_to, w.read_up_to) >= job.seq)
             read = sum(1 for w in others if w.read_up_to >= job.seq)
             summary = ReceiptSummaryFrame(
@@ -182,7 +187,7 @@ def list_receipts(
     ctx = receipts.context(frame.chat_id, caller.user_id, seq_of_server_msg_id(frame.server_msg_id))
     _chat_of_member(ctx, frame.chat_id)
     message = _stored_message(ctx, frame.server_msg_id)
-    if message.sender != caller.user_id:
+    if message.sender != caller.user_id:  # a sender's own message is in its window
         raise Forbidden("only the sender of a message sees its receipts")
     marks, cursor = receipts.covering(frame.chat_id, message.seq, frame.cursor, page_size)
     entries = []
@@ -209,7 +214,9 @@ def _chat_of_member(ctx: ReceiptContext, chat_id: str) -> ChatMeta:
 
 
 def _stored_message(ctx: ReceiptContext, server_msg_id: str) -> MessageRef:
-    """The message stored at the seq the id claims, if it really is that message."""
-    if ctx.message is None or ctx.message.server_msg_id != server_msg_id:
+    """The message stored at the seq the id claims, if it really is that message and the caller's
+    history window holds it."""
+    message = ctx.message
+    if message is None or message.server_msg_id != server_msg_id or message.seq < ctx.window_start:
         raise NotFound(f"no message {server_msg_id}")
-    return ctx.message
+    return message

@@ -1,6 +1,7 @@
 """sync: replay what a device missed, chat by chat in seq order, then the heads of all its chats.
 
-Each chat is replayed as a gapless run from the cursor: a hole (a seq reserved by a writer that
+Each chat is replayed within the caller's history window (`dal/chat_heads.py`), as a gapless run
+from the cursor: a hole (a seq reserved by a writer that
 died or stalled) past the hole grace is filled with a VOID and replayed as one; a younger hole
 ends that chat's run for now (its writer may still store it; the client asks again).
 """
@@ -33,29 +34,37 @@ def sync(
     clock: Callable[[], float] = time.time,
 ) -> SyncDoneFrame:
     """Cursors naming chats the caller is not in are ignored: they yield nothing and are not
-    listed in heads, so a non-member learns nothing about them."""
+    listed in heads, so a non-member learns nothing about them. A chat the caller was removed from
+    is replayed, when a cursor names it, through the removal, and listed at that head."""
     chat_ids = sorted(ledger.chats.chat_ids_of(caller.user_id))
+    former = sorted(set(frame.cursors) - set(chat_ids))
     # A user in more than MAX_SYNC_HEADS chats gets (and is replayed) the chats it names; it pages
     # the rest with listChats. So does a sync that asks for `only` those.
     truncated = len(chat_ids) > MAX_SYNC_HEADS
     if frame.only or truncated:
         chat_ids = [c for c in chat_ids if c in frame.cursors]
-    heads = ledger.chats.heads(caller.user_id, chat_ids)
+    views = ledger.chats.heads.views(caller.user_id, chat_ids, former)
     remaining = frame.limit
     more = False
-    for chat_id in sorted(heads):
-        cursor = frame.cursors.get(chat_id, 0)
-        if heads[chat_id] <= cursor:
+    for chat_id, view in sorted(views.items()):
+        cursor = max(frame.cursors.get(chat_id, 0), view.window.start - 1)
+        if view.head <= cursor:
             continue
         if remaining == 0:
             more = True
             break
-        run = replay_run(ledger, chat_id, cursor, heads[chat_id], remaining, int(clock() * 1000), grace_s)
+        run = replay_run(ledger, chat_id, cursor, view.head, remaining, int(clock() * 1000), grace_s)
         for item in run.items:
             poster.post(caller.connection_id, item.frame_for(caller.user_id).to_json())
         remaining -= len(run.items)
         more |= run.truncated
-    return SyncDoneFrame(request_id=frame.request_id, heads=heads, more=more, heads_truncated=truncated)
+    return SyncDoneFrame(
+        request_id=frame.request_id,
+        heads={chat_id: view.head for chat_id, view in views.items()},
+        more=more,
+        heads_truncated=truncated,
+        starts={chat_id: view.window.start for chat_id, view in views.items() if view.window.start > 1},
+    )
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ def replay_run(
     ledger: Ledger, chat_id: str, cursor: int, head: int, limit: int, now_ms: int, grace_s: float
 ) -> Run:
     """Up to `limit` items from cursor + 1 to `head`, without a gap; old holes become VOIDs on the way."""
-    found = ledger.messages.after(chat_id, cursor, limit)
+    found = ledger.messages.after(chat_id, cursor, limit, up_to=head)
     run: list[Stored] = []
     expected = cursor + 1
     chat: ChatMeta | None = None
@@ -91,11 +100,12 @@ def replay_run(
         expected = item.seq + 1
     if len(found) == limit:
         return Run(run, truncated=expected <= head)
-    # Nothing stored past the last item: the seqs up to the head are holes, as old as the head.
+    # Nothing stored past the last item up to `head`: the seqs up to it are holes, as old as the
+    # chat's head (or older).
     chat = ledger.chats.get_chat(chat_id)
     if chat is None or not holes.is_old(chat.head_at_ms, now_ms, grace_s):
         return Run(run, truncated=False)
-    while expected <= chat.head_seq and len(run) < limit:
+    while expected <= head and len(run) < limit:
         run.append(fill(expected))
         expected += 1
-    return Run(run, truncated=expected <= chat.head_seq)
+    return Run(run, truncated=expected <= head)

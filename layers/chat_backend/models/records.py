@@ -111,6 +111,7 @@ class StoredMedia(BaseModel):
     size: int
     created_at: str
     attached: bool = False
+    attached_seqs: frozenset[int] = frozenset()  # the messages it is attached to
     expires_at: int | None = None  # epoch s at which an unattached upload is forgotten (TTL)
 
     @property

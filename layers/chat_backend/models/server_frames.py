@@ -11,12 +11,12 @@ from chat_backend.models.common import ReceiptType
 
 class ServerFrame(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
-    # Fields left out of the JSON while unset (None, or False): the optional v1.1 additions, so a
+    # Fields left out of the JSON while unset (None, False or empty): the optional v1.1 additions, so a
     # frame without them reads exactly as in v1.
     omitted_when_unset: ClassVar[frozenset[str]] = frozenset()
 
     def to_json(self) -> str:
-        unset = {name for name in self.omitted_when_unset if getattr(self, name) in (None, False)}
+        unset = {name for name in self.omitted_when_unset if getattr(self, name) in (None, False, {})}
         return self.model_dump_json(by_alias=True, exclude=unset)
 
 
@@ -57,8 +57,10 @@ class SyncDoneFrame(ServerFrame):
     more: bool
     # v1.1: heads lists only the chats named in cursors (the user has more than MAX_SYNC_HEADS)
     heads_truncated: bool = Field(False, alias="headsTruncated")
+    # v1.1: where the user's history window starts, for the chats where that is after seq 1
+    starts: dict[str, int] = Field(default_factory=dict)
 
-    omitted_when_unset = frozenset({"heads_truncated"})
+    omitted_when_unset = frozenset({"heads_truncated", "starts"})
 
 
 class ChatEntry(ServerFrame):
