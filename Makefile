@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint unit integration infra e2e bench synth bootstrap deploy destroy lock clean
+.PHONY: run test lint unit integration infra e2e bench chaos synth bootstrap deploy destroy lock clean
 
 $(VENV_STAMP): requirements.lock pyproject.toml
 	python3 -m venv .venv
@@ -45,6 +45,10 @@ e2e: deps
 
 bench: deps
 	$(PY) -m bench
+
+# The fault suite: 10,000 messages under injected faults, 100,000 fuzzed frames (README "Chaos").
+chaos: deps
+	$(PY) -m chaos
 
 # CDK context (see cdk/chat_stack/settings.py), e.g.
 #   make deploy CDK_ARGS="-c stage=prod -c alarmEmail=ops@example.com"

@@ -43,14 +43,6 @@ _QUEUE_ACCESS: dict[str, tuple[str, ...]] = {
 }
 
 
-# Object actions only (least privilege): a presigned GET needs s3:GetObject, a presigned POST s3:PutObject.
-_BUCKET_ACTIONS: dict[str, tuple[str, ...]] = {
-    "read": ("s3:GetObject",),
-    "write": ("s3:PutObject",),
-    "read_write": ("s3:GetObject", "s3:PutObject"),
-}
-
-
 class Functions(Construct):
     def __init__(
         self,
@@ -138,11 +130,11 @@ class Functions(Construct):
                     if grant == "consume" and _consumes_by_trigger(spec, resource):
                         continue  # the SQS event source grants exactly what its poller needs
                     _QUEUE_GRANTS[grant](self._queues[resource], fn)
-            elif resource in self._buckets and access in _BUCKET_ACTIONS:
+            elif resource in self._buckets and access in wiring.BUCKET_ACTIONS:
                 bucket = self._buckets[resource]
                 fn.add_to_role_policy(
                     iam.PolicyStatement(
-                        actions=list(_BUCKET_ACTIONS[access]), resources=[bucket.arn_for_objects("*")]
+                        actions=list(wiring.BUCKET_ACTIONS[access]), resources=[bucket.arn_for_objects("*")]
                     )
                 )
             else:

@@ -777,6 +777,7 @@ class ChatClient:
         for fut in self._pending_requests.values():
             if not fut.done():
                 fut.set_exception(lost)
+                fut.exception()  # a waiter that gave up meanwhile must not leave it "never retrieved"
         for pending in self._pending_sends.values():
             pending.wake.set()  # outcome None: re-send after the reconnect
         self._notify_state()

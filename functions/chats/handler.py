@@ -24,16 +24,22 @@ from chat_backend.services import services
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     store, ledger, grace_s = s.store, s.ledger, s.settings.hole_grace_s
+
+    def time_left() -> float:
+        return context.get_remaining_time_in_millis() / 1000
+
     return handle_routes(
         event,
         {
             "createChat": (
                 CreateChatFrame,
-                lambda caller, frame: create_chat(store, s.consent, s.io_pool, caller, frame),
+                lambda caller, frame: create_chat(store, s.consent, s.io_pool, caller, frame, s.member_jobs),
             ),
             "addMembers": (
                 AddMembersFrame,
-                lambda caller, frame: add_members(ledger, s.consent, s.io_pool, caller, frame, grace_s),
+                lambda caller, frame: add_members(
+                    ledger, s.consent, s.io_pool, caller, frame, grace_s, s.member_jobs, time_left
+                ),
             ),
             "removeMembers": (
                 RemoveMembersFrame,

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     media_bucket: str = Field("media", validation_alias=wiring.bucket("media").env_var)
     delivery_queue_url: str = Field("", validation_alias=wiring.queue("delivery").env_var)
     summaries_queue_url: str = Field("", validation_alias=wiring.queue("summaries").env_var)
+    member_jobs_queue_url: str = Field("", validation_alias=wiring.queue("member_jobs").env_var)
     presence_settle_queue_url: str = Field("", validation_alias=wiring.queue("presence_settle").env_var)
     callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
 

@@ -114,6 +114,10 @@ class Services:
         return FifoQueue(self.settings.summaries_queue_url)
 
     @cached_property
+    def member_jobs(self) -> FifoQueue:
+        return FifoQueue(self.settings.member_jobs_queue_url)
+
+    @cached_property
     def poster(self) -> ConnectionPoster:
         return ConnectionPoster(self.settings.callback_url)
 

@@ -70,6 +70,15 @@ class Bucket:
         return f"{self.name.upper()}_BUCKET"
 
 
+# Object actions only (least privilege): a presigned GET needs s3:GetObject, a presigned POST
+# s3:PutObject (and s3:PutObjectTagging: it tags the upload `state=pending`), attaching a blob
+# re-tags it. The CDK stack grants these; the local stack refuses what they do not allow.
+BUCKET_ACTIONS: dict[str, tuple[str, ...]] = {
+    "read": ("s3:GetObject",),
+    "write": ("s3:PutObject", "s3:PutObjectTagging"),
+    "read_write": ("s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"),
+}
+
 FilterPattern = dict[str, "FilterPattern | list[str]"]
 
 
@@ -206,6 +215,8 @@ QUEUES: tuple[Queue, ...] = (
     # Deferred jobs: FIFO with a queue delay; the deduplication id coalesces repeats.
     Queue(name="summaries", delay_s=RECEIPT_SUMMARY_WINDOW_S, visibility_timeout_s=60),
     Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
+    # Membership changes too large for one invocation (logic/member_jobs.py), in order per chat.
+    Queue(name="member_jobs", visibility_timeout_s=360),  # 6 x the member-jobs function's 60 s
 )
 
 # Media attachments (client-side encrypted blobs), keyed `<chatId>/<mediaId>`.
@@ -286,7 +297,28 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="chats",
         routes=("createChat", "addMembers", "removeMembers", "getMembers", "listChats"),
-        uses={**LIMITED, "chats": "read_write", "messages": "read_write", "receipts": "write"},
+        # consent: who may add whom (blocks, `groupAdd`); member_jobs: the rest of a large add
+        uses={
+            **LIMITED,
+            "chats": "read_write",
+            "messages": "read_write",
+            "receipts": "write",
+            "consent": "read",
+            "member_jobs": "send",
+        },
+    ),
+    Function(
+        name="member_jobs",
+        two_way=False,
+        # One job at a time: it takes chunks until its time runs low, then queues the rest.
+        trigger=QueueTrigger(queue="member_jobs", batch_size=1, max_concurrency=2),
+        uses={
+            "chats": "read_write",
+            "messages": "read_write",
+            "consent": "read",
+            "member_jobs": "send_consume",
+        },
+        timeout_s=60,
     ),
     Function(
         name="sync",
@@ -299,7 +331,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="presence",
         routes=("heartbeat", "typing", "presence"),
-        uses={**LIMITED, **PUSHES, "chats": "read", "presence": "read_write"},
+        uses={**LIMITED, **PUSHES, "chats": "read", "presence": "read_write", "consent": "read"},
         posts_to_connections=True,  # presence answers, status changes, typing
     ),
     Function(
@@ -319,6 +351,7 @@ FUNCTIONS: tuple[Function, ...] = (
             "messages": "read",
             "receipts": "read_write",
             "summaries": "send",
+            "consent": "read",  # a blocker hears nothing of the blocked user's receipts
         },
         posts_to_connections=True,
     ),
@@ -326,7 +359,8 @@ FUNCTIONS: tuple[Function, ...] = (
         name="summaries",
         two_way=False,
         trigger=QueueTrigger(queue="summaries", max_concurrency=2),
-        uses={**PUSHES, "receipts": "read", "summaries": "consume"},
+        # chats: a sender who has left the chat is told nothing more
+        uses={**PUSHES, "receipts": "read", "summaries": "consume", "chats": "read"},
         posts_to_connections=True,
     ),
     Function(
@@ -339,7 +373,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="keys",
         routes=("publishKeys", "fetchKeys"),
-        uses={**LIMITED, "keys": "read_write", "chats": "read"},
+        uses={**LIMITED, "keys": "read_write", "chats": "read", "consent": "read"},
     ),
     Function(
         name="media",

@@ -55,6 +55,10 @@ class RunningStack:
         """Remove every fault; returns how many times faults fired."""
         return int(self._call("DELETE", "/_local/faults")["fired"])
 
+    def restart(self, pollers: bool = False, gateway: bool = False) -> int:
+        """Restart the pollers and / or the gateway; returns how many connections were dropped."""
+        return int(self._call("POST", "/_local/restart", {"pollers": pollers, "gateway": gateway})["dropped"])
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)

@@ -143,10 +143,15 @@ class Gateway:
     async def stop(self) -> None:
         if self._reaper:
             self._reaper.cancel()
-        for conn in list(self.connections.values()):
-            await conn.ws.close(code=1001, message=b"Going away")
+        await self.drop_connections(1001, "Going away")
         if self._runner:
             await self._runner.cleanup()
+
+    async def drop_connections(self, code: int, reason: str) -> int:
+        """Close every connection (each then gets its $disconnect); how many there were."""
+        conns = list(self.connections.values())
+        await asyncio.gather(*(c.ws.close(code=code, message=reason.encode()) for c in conns))
+        return len(conns)
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -261,7 +266,7 @@ class Gateway:
     def _select_route(self, body: str) -> str:
         try:
             action = json.loads(body).get("action")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # RecursionError: nested too deep
             return "$default"
         return action if isinstance(action, str) and action in self.routes else "$default"
 

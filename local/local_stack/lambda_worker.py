@@ -27,6 +27,7 @@ from typing import Any
 from chat_backend import wiring
 from local_stack import faults
 from local_stack.aws_calls import AwsCallCounter
+from local_stack.iam import AccessGuard
 from local_stack.logs import configure_logging
 from local_stack.processes import REPO
 from local_stack.timing import ApiCallLatency, profile
@@ -92,6 +93,7 @@ def serve(conn: Connection, config: WorkerConfig, fault_counts: Any) -> None:
     ApiCallLatency(profile(config.timing, config.seed)).install(events)
     worker_faults = faults.Faults()
     worker_faults.install(events)
+    AccessGuard().install(events)
     modules = {fn.name: load_handler(fn.name) for fn in wiring.FUNCTIONS}
     pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="lambda")
     send_lock = threading.Lock()

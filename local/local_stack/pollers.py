@@ -56,7 +56,8 @@ class ShardState:
     shard_id: str
     parent_id: str | None
     iterator: str | None = None
-    last_sequence_number: str | None = None
+    last_sequence_number: str | None = None  # the last record read
+    committed: str | None = None  # the last record done with (processed, or sent to on-failure)
     pending: list[dict[str, Any]] = field(default_factory=list)
     batch_len: int = 0  # how many of `pending` the next invocation gets (0: all); bisection shrinks it
     attempts: int = 0
@@ -123,6 +124,15 @@ class StreamPoller:
             self._idle_polls = 0 if progressed else self._idle_polls + 1
             if not progressed:
                 await asyncio.sleep(self._idle_sleep_s())
+
+    def rewind(self) -> None:
+        """After the poller was stopped (restarted): read every shard again from its checkpoint,
+        as Lambda does, so a batch that was in flight, or read and not yet handed over, comes
+        again (at least once)."""
+        for shard in self.shards.values():
+            shard.pending, shard.visible_at, shard.batch_len, shard.attempts = [], {}, 0, 0
+            shard.iterator, shard.last_sequence_number = None, shard.committed
+            shard.finished = False
 
     def _discover_shards(self) -> None:
         desc = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
@@ -270,13 +280,14 @@ class StreamPoller:
         else:
             failed_ids = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures") or []}
             if not failed_ids:
-                shard.pending, shard.attempts, shard.batch_len = shard.pending[size:], 0, 0
+                _commit(shard, size)
+                shard.attempts, shard.batch_len = 0, 0
                 return
             # Checkpoint before the first failed record; retry from there.
             failed_at = next(
                 (i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] in failed_ids), 0
             )
-        shard.pending = shard.pending[failed_at:]
+        _commit(shard, failed_at)
         shard.batch_len = max(0, size - failed_at)
         shard.attempts += 1
         if shard.attempts > self.trigger.max_retries:
@@ -287,10 +298,17 @@ class StreamPoller:
                 len(dropped),
                 dropped,
             )
-            shard.pending = shard.pending[len(dropped) :]
+            _commit(shard, len(dropped))
             shard.attempts, shard.batch_len = 0, 0
             return
         await asyncio.sleep(min(1.0, 0.05 * 2**shard.attempts))
+
+
+def _commit(shard: ShardState, done: int) -> None:
+    """The first `done` pending records are done with: the checkpoint moves past them."""
+    if done > 0:
+        shard.committed = shard.pending[done - 1]["dynamodb"]["SequenceNumber"]
+        shard.pending = shard.pending[done:]
 
 
 class QueuePoller:

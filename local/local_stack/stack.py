@@ -71,6 +71,7 @@ class LocalStack:
         self.gateway: Gateway | None = None
         self.invoker: Invoker | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._pollers: dict[str, StreamPoller | QueuePoller] = {}  # by the task's name
 
     @property
     def url(self) -> str:
@@ -107,6 +108,7 @@ class LocalStack:
             web.post("/_local/frames", self._track_frames),
             web.get("/_local/frames", self._tracked_frames),
             web.delete("/_local/faults", self._clear_faults),
+            web.post("/_local/restart", self._restart),
         ]
         for fn in wiring.FUNCTIONS:
             if isinstance(fn.trigger, wiring.StreamTrigger):
@@ -121,10 +123,34 @@ class LocalStack:
                 poller = QueuePoller(self.invoker, fn, fn.trigger, sqs, url, receivers, timing=timing)
             else:
                 continue
-            task = asyncio.create_task(poller.run(), name=f"poller-{fn.name}")
-            task.add_done_callback(_report_crash)
-            self._tasks.append(task)
+            self._pollers[f"poller-{fn.name}"] = poller
+            self._start_poller(f"poller-{fn.name}")
         await self.gateway.start(self.config.port)
+
+    def _start_poller(self, name: str) -> None:
+        task = asyncio.create_task(self._pollers[name].run(), name=name)
+        task.add_done_callback(_report_crash)
+        self._tasks = [t for t in self._tasks if t.get_name() != name] + [task]
+
+    async def _restart(self, request: web.Request) -> web.Response:
+        """Restart the pollers (each resumes from its checkpoint: what was in flight comes again)
+        and / or the gateway (every connection dropped with 1012, as a restarting endpoint does;
+        clients reconnect). Tests and `make chaos` only."""
+        assert self.gateway is not None
+        spec = await request.json()
+        dropped = 0
+        if spec.get("pollers"):
+            for task in self._tasks:
+                task.remove_done_callback(_report_crash)
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for name, poller in self._pollers.items():
+                if isinstance(poller, StreamPoller):
+                    poller.rewind()
+                self._start_poller(name)
+        if spec.get("gateway"):
+            dropped = await self.gateway.drop_connections(1012, "Service restart")
+        return web.json_response({"dropped": dropped})
 
     def _point_functions_at(self, dynamodb_url: str, moto_url: str) -> None:
         """What Lambda's environment would hold, pointed at the emulators (no code branches)."""

@@ -36,10 +36,12 @@ TABLE_ACCESS = {  # access -> (actions the role must have, actions it must not h
     "write": ({"dynamodb:PutItem", "dynamodb:UpdateItem"}, {"dynamodb:GetItem"}),
     "read_write": ({"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}, set()),
 }
-BUCKET_ACCESS = {  # object actions only: a presigned GET needs GetObject, a presigned POST PutObject
+# Object actions only: a presigned GET needs GetObject, a presigned POST PutObject and (it tags the
+# upload `state=pending`) PutObjectTagging, as does attaching a blob (re-tagged `state=attached`).
+BUCKET_ACCESS = {
     "read": ({"s3:GetObject"}, {"s3:PutObject", "s3:DeleteObject"}),
-    "write": ({"s3:PutObject"}, {"s3:GetObject", "s3:DeleteObject"}),
-    "read_write": ({"s3:GetObject", "s3:PutObject"}, {"s3:DeleteObject"}),
+    "write": ({"s3:PutObject", "s3:PutObjectTagging"}, {"s3:GetObject", "s3:DeleteObject"}),
+    "read_write": ({"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"}, {"s3:DeleteObject"}),
 }
 QUEUE_ACCESS = {
     "send": ({"sqs:SendMessage"}, {"sqs:ReceiveMessage"}),

@@ -74,6 +74,11 @@ BAD_FRAMES: list[tuple[str, Callable[[str], str], str]] = [
         "BAD_REQUEST",
     ),
     (
+        "JSON nested 5,000 deep",
+        lambda chat: '{"action": "send", "d": ' + "[" * 5000 + "]" * 5000 + "}",
+        "BAD_REQUEST",
+    ),
+    (
         "createChat of unknown kind",
         lambda chat: json.dumps({"action": "createChat", "requestId": "r", "kind": "x", "members": ["u"]}),
         "BAD_REQUEST",

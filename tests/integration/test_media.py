@@ -11,18 +11,9 @@ import aiohttp
 import pytest
 
 from chat_client import ChatServerError
+from tests.integration.helpers import post_form
 
 Connect = Callable[..., Any]
-
-
-async def post_form(url: str, fields: dict[str, str], data: bytes) -> int:
-    """The browser-style upload: the policy fields, then the file (S3 wants it last)."""
-    form = aiohttp.FormData()
-    for name, value in fields.items():
-        form.add_field(name, value)
-    form.add_field("file", data, filename="blob", content_type=fields["Content-Type"])
-    async with aiohttp.ClientSession() as http, http.post(url, data=form) as resp:
-        return resp.status
 
 
 async def get_download(url: str) -> tuple[int, bytes, dict[str, str]]:

@@ -118,6 +118,15 @@ def test_malformed_json_is_bad_request(body: str) -> None:
     assert err.value.code == "BAD_REQUEST"
 
 
+def test_json_nested_deeper_than_the_parser_goes_is_bad_request() -> None:
+    # Given a frame (under the 32 KiB frame limit) of arrays nested 5,000 deep
+    body = '{"action": "send", "d": ' + "[" * 5000 + "]" * 5000 + "}"
+    # When it is decoded
+    # Then it is refused as BAD_REQUEST, not a RecursionError (the fuzzer found that: INTERNAL)
+    with pytest.raises(BadRequest, match="nests too deeply"):
+        decode_body(body)
+
+
 @pytest.mark.parametrize("body", ["[]", '["send"]', '"send"', "42", "null", "true"])
 def test_json_that_is_not_an_object_is_bad_request(body: str) -> None:
     # Given valid JSON that is not an object

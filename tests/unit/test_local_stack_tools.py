@@ -6,10 +6,13 @@ import multiprocessing
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from local_stack.event_filter import matches
 from local_stack.faults import CrashFault, Faults, SharedCount, SimulatedCrash, current_function, running
 from local_stack.gateway import FrameTap
+from local_stack.iam import AccessGuard
+from tests.unit.conftest import physical_name
 
 QUEUED_ONLY = {"dynamodb": {"NewImage": {"fanout": {"S": ["queued"]}}}}
 
@@ -101,3 +104,109 @@ def test_the_frame_tap_keeps_the_first_write_of_each_message_to_each_connection(
     # Then it kept one time per connection for the tracked chat's MESSAGE only
     assert list(tap.writes) == ["c_1"]
     assert sorted(tap.writes["c_1"][3]) == ["conn-a", "conn-b"]
+
+
+# --- IAM: what each function's grants allow ------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(aws_env: Any) -> Any:
+    """A boto3 session with the local stack's AccessGuard on it (moto behind it)."""
+    import boto3
+
+    session = boto3.session.Session(region_name="us-east-1")
+    AccessGuard().install(session.events)
+    return session
+
+
+def test_a_function_calling_a_table_it_was_not_granted_is_denied_as_aws_denies_it(guarded: Any) -> None:
+    # Given the chats function (granted chats read/write, consent read; not keys)
+    ddb = guarded.client("dynamodb")
+    running("chats")
+    try:
+        # When it reads the consent table, Then that is allowed (moto answers)
+        ddb.query(
+            TableName=physical_name("consent"),
+            KeyConditionExpression="userId = :u",
+            ExpressionAttributeValues={":u": {"S": "u_a"}},
+        )
+        # When it reads the keys table or writes the consent table
+        # Then each is AccessDeniedException, naming the action and the resource
+        for call in (
+            lambda: ddb.get_item(
+                TableName=physical_name("keys"), Key={"userId": {"S": "u"}, "sk": {"S": "x"}}
+            ),
+            lambda: ddb.put_item(
+                TableName=physical_name("consent"), Item={"userId": {"S": "u"}, "sk": {"S": "x"}}
+            ),
+        ):
+            with pytest.raises(ClientError) as denied:
+                call()
+            assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+            assert "is not authorized to perform: dynamodb:" in str(denied.value)
+    finally:
+        running(None)
+
+
+def test_each_table_of_a_transaction_and_a_batch_is_checked(guarded: Any) -> None:
+    # Given the consent function (consent, chats, presence; not messages)
+    ddb = guarded.client("dynamodb")
+    running("consent")
+    try:
+        # When a transaction writes the chats table and the messages table
+        # Then it is denied for messages
+        with pytest.raises(ClientError, match=f"dynamodb:PutItem on resource: {physical_name('messages')} "):
+            ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": physical_name("chats"),
+                            "Item": {"chatId": {"S": "c"}, "sk": {"S": "x"}},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": physical_name("messages"),
+                            "Item": {"chatId": {"S": "c"}, "seq": {"N": "1"}},
+                        }
+                    },
+                ]
+            )
+        # When a batch reads the chats table and the keys table, Then it is denied for keys
+        keys = [{"chatId": {"S": "c"}, "sk": {"S": "x"}}]
+        with pytest.raises(ClientError, match=f"dynamodb:BatchGetItem on resource: {physical_name('keys')} "):
+            ddb.batch_get_item(
+                RequestItems={
+                    physical_name("chats"): {"Keys": keys},
+                    physical_name("keys"): {"Keys": [{"userId": {"S": "u"}, "sk": {"S": "x"}}]},
+                }
+            )
+    finally:
+        running(None)
+
+
+def test_presigning_is_not_a_call_and_the_emulators_own_calls_are_not_checked(guarded: Any) -> None:
+    s3 = guarded.client("s3")
+    # Given the send function, granted the media bucket for writes only
+    running("send")
+    try:
+        # When it presigns a GET, Then nothing is refused (AWS checks a presigned URL when it is used)
+        assert s3.generate_presigned_url("get_object", Params={"Bucket": physical_name("media"), "Key": "k"})
+        # When it reads an object, Then that is AccessDenied
+        with pytest.raises(ClientError) as denied:
+            s3.get_object(Bucket=physical_name("media"), Key="k")
+        assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    finally:
+        running(None)
+    # And outside any function (the emulator's plumbing) nothing is checked
+    s3.put_object(Bucket=physical_name("media"), Key="k", Body=b"x")
+
+
+def test_only_functions_granted_the_connections_api_may_post(guarded: Any) -> None:
+    api = guarded.client("apigatewaymanagementapi", endpoint_url="http://127.0.0.1:9")
+    running("chats")
+    try:
+        with pytest.raises(ClientError, match="execute-api:ManageConnections"):
+            api.post_to_connection(ConnectionId="c1", Data=b"x")
+    finally:
+        running(None)

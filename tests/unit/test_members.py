@@ -14,6 +14,7 @@ import pytest
 from chat_backend.dal.send_store import SendContext, SendStore
 from chat_backend.errors import BadRequest, ChatError, Forbidden, GroupFull, RateLimited
 from chat_backend.logic import members as members_logic
+from chat_backend.logic import membership_changes as changes_logic
 from chat_backend.logic.members import get_members, remove_members
 from chat_backend.logic.send import Ledger, send_message
 from chat_backend.logic.sync import sync
@@ -226,6 +227,7 @@ def test_the_member_limit_is_enforced_with_group_full_and_nothing_written(
 ) -> None:
     # Given a limit of 4 members (the real limit is used in the race below) and a group of 3
     monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 4)
+    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", 4)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
     alice = caller("u_alice")
     # When alice adds two more
@@ -246,8 +248,9 @@ def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
 ) -> None:
     # Given a limit of 100 and a group of 3
     monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 100)
+    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", 100)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    newcomers = [f"u_new{i:03d}" for i in range(members_logic.MEMBERS_PER_ADD + 3)]
+    newcomers = [f"u_new{i:03d}" for i in range(changes_logic.MEMBERS_PER_ADD + 3)]
     # When alice adds more than one transaction holds, and more than the group has room for
     # Then it is GROUP_FULL before the first transaction: nobody was added, nothing announced
     with pytest.raises(GroupFull):

@@ -1,4 +1,4 @@
-"""A membership change in two steps (logic/members.py): `Sequencer.begin_change` reserves its seq
+"""A membership change in two steps (logic/membership_changes.py): `Sequencer.begin_change` reserves its seq
 and marks it in flight, `ChatStore.commit_change` writes announcement + members + count at once.
 What happens between the two: another change waits, a dead change is abandoned after the grace,
 a change whose seq was VOIDed meanwhile (ChangeLost) decides again, nothing is ever half-written."""
@@ -15,8 +15,9 @@ import pytest
 from chat_backend.dal.chat_store import ChangeConflict, ChangeLost, ChatStore
 from chat_backend.errors import RateLimited
 from chat_backend.logic import holes
-from chat_backend.logic import members as members_logic
-from chat_backend.logic.members import announcement, remove_members
+from chat_backend.logic import membership_changes as changes_logic
+from chat_backend.logic.members import remove_members
+from chat_backend.logic.membership_changes import announcement
 from chat_backend.logic.send import Ledger
 from chat_backend.models.records import ChatMeta, StoredMessage
 from tests.unit.helpers import (
@@ -121,7 +122,7 @@ def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
         if len(pauses) == 1:
             other.commit(ledger)
 
-    monkeypatch.setattr(members_logic, "_pause", pause)
+    monkeypatch.setattr(changes_logic, "_pause", pause)
     # When alice adds carol
     answer = adding(
         ledger,
@@ -147,7 +148,7 @@ def test_a_change_meeting_a_young_change_that_never_commits_gives_up_having_writ
     # Given another admin's change in flight, younger than the grace, that never commits
     begin_other_change(ledger, chat_id, int(time.time() * 1000))
     before = meta_item(aws_env, chat_id)
-    monkeypatch.setattr(members_logic, "_pause", lambda sleep, attempt: None)
+    monkeypatch.setattr(changes_logic, "_pause", lambda sleep, attempt: None)
     # When alice removes bob
     # Then she is told to try again (RATE_LIMITED, with a wait)
     with pytest.raises(RateLimited) as refused:
@@ -239,7 +240,7 @@ def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at
 ) -> None:
     # Given a removal whose first transaction meets other operations on its items every time it tries
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
-    monkeypatch.setattr(members_logic, "_pause", lambda sleep, attempt: None)
+    monkeypatch.setattr(changes_logic, "_pause", lambda sleep, attempt: None)
     tries: list[int] = []
 
     class Contended(ChatStore):
@@ -254,7 +255,7 @@ def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at
     answer = remove_members(contended, caller("u_alice"), remove_frame(chat_id, ["u_bob"]), GRACE_S)
     # Then after a bounded number of tries at seq 1 it gave that seq up (a VOID, so nothing can land
     # there later) and the removal was announced once, at seq 2
-    assert tries == [1] * members_logic.COMMIT_ATTEMPTS + [2]
+    assert tries == [1] * changes_logic.COMMIT_ATTEMPTS + [2]
     assert timeline(aws_env, chat_id) == [
         (1, "VOID"),
         (2, ({"event": "removed", "members": ["u_bob"], "by": "u_alice"}, 2)),

@@ -16,7 +16,7 @@ import pytest
 from chat_backend.dal.chat_store import ChangeLost
 from chat_backend.dal.send_store import SendContext
 from chat_backend.errors import Forbidden, RateLimited
-from chat_backend.logic.members import announcement
+from chat_backend.logic.membership_changes import announcement
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.models.records import StoredMessage, StoredVoid
 from tests.unit.helpers import (

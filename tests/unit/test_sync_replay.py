@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from chat_backend.dal.chat_store import ChangeLost
-from chat_backend.logic.members import announcement
+from chat_backend.errors import ConnectionGone
+from chat_backend.logic.membership_changes import announcement
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.logic.sync import sync
 from chat_backend.models.client_frames import SendFrame, SyncFrame
@@ -189,6 +190,26 @@ def test_user_without_chats_gets_empty_sync_done(ledger: Ledger, chats: Chats, p
     # Then nothing is pushed and SYNC_DONE is empty
     assert poster.posts == []
     assert (done.heads, done.more) == ({}, False)
+
+
+def test_a_caller_gone_mid_replay_ends_the_sync_with_no_answer_and_no_error(
+    ledger: Ledger, chats: Chats
+) -> None:
+    # Given alice's connection that goes away after the first replayed frame
+    class GoneAfterOne:
+        def __init__(self) -> None:
+            self.posted = 0
+
+        def post(self, connection_id: str, data: str) -> None:
+            if self.posted == 1:
+                raise ConnectionGone(connection_id)
+            self.posted += 1
+
+    poster = GoneAfterOne()
+    # When she syncs from nothing
+    done = sync(ledger, poster, caller("u_alice"), sync_frame(), GRACE_S)  # type: ignore[arg-type]
+    # Then the replay stops there and there is nobody to answer: no SYNC_DONE, no error
+    assert done is None and poster.posted == 1
 
 
 # --- holes: seqs reserved and never written --------------------------------------------------------

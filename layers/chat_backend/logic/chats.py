@@ -10,8 +10,10 @@ from chat_backend.dal.chat_keys import direct_chat_id
 from chat_backend.dal.chat_listing import ChatListing
 from chat_backend.dal.chat_store import ChatExists, ChatStore
 from chat_backend.dal.consent_store import ConsentStore
+from chat_backend.dal.delivery_queue import FifoQueue
 from chat_backend.errors import BadRequest, GroupFull, NotFound
 from chat_backend.logic.consent import addable, mark_blocks
+from chat_backend.logic.member_jobs import CREATE_INLINE_MEMBERS, enqueue_adds
 from chat_backend.models.client_frames import CreateChatFrame, ListChatsFrame
 from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
 from chat_backend.models.events import Caller
@@ -23,16 +25,23 @@ CHATS_FRAME_BUDGET = 120 * 1024  # and never a frame over API Gateway's 128 KiB
 
 
 def create_chat(
-    store: ChatStore, consent: ConsentStore, pool: Executor, caller: Caller, frame: CreateChatFrame
+    store: ChatStore,
+    consent: ConsentStore,
+    pool: Executor,
+    caller: Caller,
+    frame: CreateChatFrame,
+    jobs: FifoQueue | None = None,
 ) -> ChatFrame:
     """A group leaves out (and lists in `notAdded`) whoever may not be added by the caller; a
-    direct chat is created whatever the other side's blocks (its messages are then hidden)."""
+    direct chat is created whatever the other side's blocks (its messages are then hidden).
+    A group of more than CREATE_INLINE_MEMBERS others is made with the first of them; a member
+    job adds the rest, announced as they get in (`pendingMembers` counts them)."""
     if caller.user_id in frame.members:
         raise BadRequest("members lists the others; the creator is added by the server")
     if len(frame.members) + 1 > MAX_GROUP_MEMBERS:
         raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
     pair: tuple[str, str] | None = None
-    invited, not_added = list(frame.members), None
+    invited, not_added, later = list(frame.members), None, list[str]()
     if frame.kind == "direct":
         chat_id = direct_chat_id(caller.user_id, frame.members[0])
         name = None
@@ -42,6 +51,8 @@ def create_chat(
         chat_id = f"g_{uuid.uuid4().hex}"
         name = frame.name
         invited, not_added = addable(consent, store, pool, caller.user_id, invited)
+        if jobs is not None and len(invited) > CREATE_INLINE_MEMBERS:
+            invited, later = invited[:CREATE_INLINE_MEMBERS], invited[CREATE_INLINE_MEMBERS:]
     meta = ChatMeta(
         chat_id=chat_id,
         kind=frame.kind,
@@ -65,7 +76,10 @@ def create_chat(
         if existing is None or existing_role is None:
             raise NotFound("chat could not be read back") from None
         meta, role = existing, existing_role
-    return chat_frame(frame.request_id, meta, "admin" if role == "admin" else "member", not_added or None)
+    if later and jobs is not None:
+        enqueue_adds(jobs, chat_id, caller.user_id, later)
+    answer = chat_frame(frame.request_id, meta, "admin" if role == "admin" else "member", not_added or None)
+    return answer.model_copy(update={"pending_members": len(later) or None})
 
 
 def list_chats(listing: ChatListing, pool: Executor, caller: Caller, frame: ListChatsFrame) -> ChatsFrame:

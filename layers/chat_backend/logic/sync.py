@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat_backend.dal.connection_poster import ConnectionPoster
+from chat_backend.errors import ConnectionGone
 from chat_backend.logic import holes
 from chat_backend.logic.send import Ledger
 from chat_backend.models.client_frames import SyncFrame
@@ -32,10 +33,13 @@ def sync(
     frame: SyncFrame,
     grace_s: float,
     clock: Callable[[], float] = time.time,
-) -> SyncDoneFrame:
-    """Cursors naming chats the caller is not in are ignored: they yield nothing and are not
-    listed in heads, so a non-member learns nothing about them. A chat the caller was removed from
-    is replayed, when a cursor names it, through the removal, and listed at that head."""
+) -> SyncDoneFrame | None:
+    """SYNC_DONE; None when the caller's connection went away mid-replay: nobody to answer
+    (its next connection syncs again; a client dropping mid-sync is no function error).
+
+    Cursors naming chats the caller is not in are ignored: they yield nothing and are not listed
+    in heads, so a non-member learns nothing about them. A chat the caller was removed from is
+    replayed, when a cursor names it, through the removal, and listed at that head."""
     chat_ids = sorted(ledger.chats.chat_ids_of(caller.user_id))
     former = sorted(set(frame.cursors) - set(chat_ids))
     # A user in more than MAX_SYNC_HEADS chats gets (and is replayed) the chats it names; it pages
@@ -54,8 +58,11 @@ def sync(
             more = True
             break
         run = replay_run(ledger, chat_id, cursor, view.head, remaining, int(clock() * 1000), grace_s)
-        for item in run.items:
-            poster.post(caller.connection_id, item.frame_for(caller.user_id).to_json())
+        try:
+            for item in run.items:
+                poster.post(caller.connection_id, item.frame_for(caller.user_id).to_json())
+        except ConnectionGone:
+            return None
         remaining -= len(run.items)
         more |= run.truncated
     return SyncDoneFrame(

@@ -288,6 +288,8 @@ def decode_body(body: str | None) -> dict[str, Any]:
         data = json.loads(body, parse_constant=_no_constant)
     except ValueError as exc:
         raise BadRequest("frame is not valid JSON") from exc
+    except RecursionError as exc:  # the parser recurses per nesting level
+        raise BadRequest("frame nests too deeply") from exc
     if not isinstance(data, dict):
         raise BadRequest("frame is not a JSON object")
     try:

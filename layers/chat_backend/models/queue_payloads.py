@@ -49,3 +49,16 @@ class SummaryJob(BaseModel):
 
     def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
         return super().model_dump_json(by_alias=True, **kwargs)
+
+
+class MemberJob(BaseModel):
+    """One member-jobs message: add these users to the chat, as `by` asked (the rest of an
+    addMembers or a createChat too large for one invocation; logic/member_jobs.py)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    chat_id: str = Field(alias="chatId")
+    by: str
+    users: list[str]
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().model_dump_json(by_alias=True, **kwargs)

@@ -91,8 +91,11 @@ class ChatFrame(ServerFrame):
     role: Literal["admin", "member"]
     # v1.1: the users left out for privacy or a block, told to the requester only, no reason given.
     not_added: list[str] | None = Field(None, alias="notAdded")
+    # Users still to be added by a member job (announced as they get in): an add too large for
+    # one invocation, or a createChat of more than 1,000 members.
+    pending_members: int | None = Field(None, alias="pendingMembers")
 
-    omitted_when_unset = frozenset({"not_added"})
+    omitted_when_unset = frozenset({"not_added", "pending_members"})
 
 
 class OkFrame(ServerFrame):

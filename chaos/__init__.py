@@ -1,0 +1,1 @@
+"""`make chaos`: the fault suite (history checker under injected faults, frame fuzzer)."""
