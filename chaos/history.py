@@ -70,11 +70,14 @@ class HistoryReport:
 class Device:
     """One user's SDK client, keeping every message it releases."""
 
-    def __init__(self, stack: RunningStack, user: str, device: str) -> None:
+    def __init__(
+        self, stack: RunningStack, user: str, device: str, cursors: dict[str, int] | None = None
+    ) -> None:
         self.user = user
         self.client = ChatClient(
             stack.url,
             lambda: mint_token(user, device, secret=stack.secret),
+            cursors=cursors,
             own_messages=True,
             reconnect_min=0.05,
             reconnect_max=1.0,
@@ -251,10 +254,13 @@ async def _check(
     acked: dict[str, tuple[str, int]],
     report: HistoryReport,
 ) -> None:
-    # What is stored: each chat replayed from seq 0 by a fresh device of one of its members.
+    # What is stored: each chat replayed from seq 0 by a fresh device of one of its members (its
+    # other chats start at the heads its settled device reached, so only this one is replayed).
     stored: dict[str, dict[int, str]] = {}
     for chat_id, members in sorted(chats.items()):
-        replay = Device(stack, members[0], f"d_check_{uuid.uuid4().hex[:6]}")
+        settled = devices[members[0]].client.cursors
+        others = {c: settled.get(c, 0) for c, m in chats.items() if members[0] in m and c != chat_id}
+        replay = Device(stack, members[0], f"d_check_{uuid.uuid4().hex[:6]}", others)
         await replay.start()
         try:
             await _settle({members[0]: replay}, {chat_id: members})
