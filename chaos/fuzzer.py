@@ -80,6 +80,17 @@ def bad_values(field_name: str) -> list[Any]:
             {"keyId": 1, "publicKey": "@@", "signature": "AAAA"},
             {"keyId": 1},
         ],
+        "txnId": ["", "t" * 65, 5, None, [], LONE],
+        "messages": [
+            [],
+            "m",
+            [{"userId": "u_a", "deviceId": "d"}],
+            [{"userId": "u_a", "deviceId": "d", "ciphertext": "@@@@"}],
+            [{"userId": LONE, "deviceId": "d", "ciphertext": "eA=="}],
+            [{"userId": "u_a", "deviceId": "d", "ciphertext": "eA=="}] * 101,
+            None,
+        ],
+        "ids": [[], "td_1", ["td_x"], [5], [LONE], None, ["td_0000000000001_0a0b0c0d"] * 101],
         "oneTimePreKeys": [
             "k",
             5,
@@ -125,6 +136,14 @@ def valid_frames(chat_id: str, other_user: str) -> list[dict[str, Any]]:
         {"action": "unblock", "requestId": "r", "userId": other_user},
         {"action": "setPrivacy", "requestId": "r", "groupAdd": "nobody"},
         {"action": "listChats", "requestId": "r", "cursor": None},
+        {
+            "action": "sendToDevice",
+            "requestId": "r",
+            "txnId": "t-1",
+            "chatId": chat_id,
+            "messages": [{"userId": other_user, "deviceId": "d_fuzz", "ciphertext": "aGk="}],
+        },
+        {"action": "ackToDevice", "requestId": "r", "ids": ["td_0000000000001_0a0b0c0d"]},
     ]
 
 
@@ -139,7 +158,8 @@ def bad_field(frame: dict[str, Any], rng: random.Random) -> str:
     """One field set to a value no frame accepts there (and maybe a second one too)."""
     mutated = dict(frame)
     for name in rng.sample(_fields(frame), k=min(len(_fields(frame)), rng.choice((1, 1, 2)))):
-        mutated[name] = rng.choice(bad_values(name))
+        allowed_none = (frame["action"], name) in NONE_ALLOWED
+        mutated[name] = rng.choice([v for v in bad_values(name) if not (v is None and allowed_none)])
     return json.dumps(mutated)
 
 
@@ -185,6 +205,9 @@ def structural(frame: dict[str, Any], rng: random.Random) -> str:
     return "\x00\x01" + text[1:] + "\udcff".encode("utf-8", "surrogatepass").decode("latin-1")
 
 
+# Fields some routes take as null where others refuse it.
+NONE_ALLOWED = {("sendToDevice", "chatId")}
+
 REQUIRED: dict[str, tuple[str, ...]] = {
     "send": ("clientMsgId", "chatId", "ciphertext"),
     "sync": ("requestId",),
@@ -203,6 +226,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "unblock": ("requestId", "userId"),
     "setPrivacy": ("requestId", "groupAdd"),
     "listChats": ("requestId",),
+    "sendToDevice": ("requestId", "txnId", "messages"),
+    "ackToDevice": ("requestId", "ids"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Python SDK for the serverless chat backend (wire protocol v1, see PROTOCOL.md).
+"""Python SDK for the serverless chat backend (wire protocol v1 and v1.1, see docs/PROTOCOL.md).
 
 Depends only on ``websockets`` and ``PyJWT``; never imports the backend.
 """
@@ -11,6 +11,7 @@ from chat_client.models import (
     ChatConnectionError,
     ChatServerError,
     Message,
+    ToDevice,
 )
 from chat_client.tokens import mint_token
 
@@ -22,5 +23,6 @@ __all__ = [
     "ChatConnectionError",
     "ChatServerError",
     "Message",
+    "ToDevice",
     "mint_token",
 ]

@@ -55,6 +55,7 @@ from chat_client.models import (
     removed_members,
 )
 from chat_client.ordering import ReorderBuffer
+from chat_client.to_device import ToDeviceChannel
 from chat_client.tokens import token_identity
 from chat_client.util import backoff_delay, build_url
 from chat_client.wire import MAX_MESSAGE_BYTES, encode_frame, send_text
@@ -88,7 +89,7 @@ class _PendingSend:
     outcome: Ack | dict[str, Any] | BaseException | None = None
 
 
-class ChatClient:
+class ChatClient(ToDeviceChannel):
     def __init__(
         self,
         url: str,
@@ -132,6 +133,7 @@ class ChatClient:
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self.errors: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.unmatched: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._init_to_device()
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.left: set[str] = set()  # chats the user was removed from (until a sync lists them again)
@@ -802,6 +804,8 @@ class ChatClient:
             self._on_void_frame(frame)
         elif kind == "PONG":
             self._on_pong(frame)
+        elif kind == "TO_DEVICE":
+            self._on_to_device(frame)
         elif kind == "ERROR":
             self._on_error(frame)
         elif isinstance(frame.get("requestId"), str) and frame["requestId"] in self._pending_requests:

@@ -88,6 +88,28 @@ def _changed_members(message: Message, event: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class ToDevice:
+    """A TO_DEVICE frame: key material for this device from another (or the same user's) device.
+    The server keeps it until it is acknowledged (`ChatClient.ack_to_device`)."""
+
+    id: str
+    sender: str
+    sender_device: str
+    ciphertext: bytes
+    created_at: str
+
+    @classmethod
+    def from_frame(cls, frame: dict[str, Any]) -> ToDevice:
+        return cls(
+            id=_req_str(frame, "id"),
+            sender=_req_str(frame, "from"),
+            sender_device=_req_str(frame, "fromDevice"),
+            ciphertext=_b64decode(frame.get("ciphertext")),
+            created_at=str(frame.get("createdAt", "")),
+        )
+
+
+@dataclass(frozen=True)
 class Ack:
     """The server's ACK of a send: the message is durably stored with this seq."""
 

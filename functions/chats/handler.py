@@ -33,7 +33,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         {
             "createChat": (
                 CreateChatFrame,
-                lambda caller, frame: create_chat(store, s.consent, s.io_pool, caller, frame, s.member_jobs),
+                lambda caller, frame: create_chat(
+                    store, s.consent, s.io_pool, caller, frame, s.member_jobs, time_left
+                ),
             ),
             "addMembers": (
                 AddMembersFrame,

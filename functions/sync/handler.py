@@ -19,6 +19,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle_route(
         event,
         SyncFrame,
-        lambda caller, frame: sync(s.ledger, s.poster, caller, frame, s.settings.hole_grace_s),
+        lambda caller, frame: sync(s.ledger, s.poster, caller, frame, s.settings.hole_grace_s, inbox=s.inbox),
         s.guard,
     )

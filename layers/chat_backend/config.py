@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     receipts_table: str = Field("receipts", validation_alias=wiring.table("receipts").env_var)
     presence_table: str = Field("presence", validation_alias=wiring.table("presence").env_var)
     keys_table: str = Field("keys", validation_alias=wiring.table("keys").env_var)
+    inbox_table: str = Field("inbox", validation_alias=wiring.table("inbox").env_var)
     consent_table: str = Field("consent", validation_alias=wiring.table("consent").env_var)
     limits_table: str = Field("limits", validation_alias=wiring.table("limits").env_var)
     media_bucket: str = Field("media", validation_alias=wiring.bucket("media").env_var)

@@ -18,6 +18,7 @@ from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
+from chat_backend.dal.inbox_store import InboxStore
 from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.limit_store import LimitStore
 from chat_backend.dal.media_bucket import MediaBucket
@@ -99,6 +100,10 @@ class Services:
     @cached_property
     def keys(self) -> KeyStore:
         return KeyStore(self.settings.keys_table)
+
+    @cached_property
+    def inbox(self) -> InboxStore:
+        return InboxStore(self.settings.inbox_table)
 
     @cached_property
     def settle_queue(self) -> SettleQueue:

@@ -200,6 +200,14 @@ TABLES: tuple[Table, ...] = (
         partition_key=("userId", "S"),
         sort_key=("sk", "S"),
     ),
+    # Each device's to-device messages until it acknowledges them (pk `<user>#<device>`, sk a
+    # time-ordered id), and senders' transaction parts (pk `TXN#<user>#<device>`): dal/inbox_store.py.
+    Table(
+        name="inbox",
+        partition_key=("device", "S"),
+        sort_key=("id", "S"),
+        ttl_attribute="expiresAt",
+    ),
 )
 
 # Seconds a user stays ONLINE after the last device disconnects: a reconnect within it changes
@@ -259,6 +267,11 @@ RATE_LIMITS: dict[str, RouteLimit] = {
     "setPrivacy": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
     "publishKeys": RouteLimit("publishKeys", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
     "fetchKeys": RouteLimit("fetchKeys", user=Rate(10_000, 50), connection=Rate(10_000, 50)),
+    # Frames of up to 100 to-device messages (and TO_DEVICE_MESSAGES counts the messages).
+    "sendToDevice": RouteLimit("toDevice", user=Rate(300, 20), connection=Rate(300, 20)),
+    "ackToDevice": RouteLimit(
+        "ackToDevice", user=Rate(1000, 100), connection=Rate(500, 50), settle_every=FREQUENT
+    ),
     "mediaUpload": RouteLimit("mediaUpload", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
     "mediaDownload": RouteLimit("mediaDownload", user=Rate(200, 10), connection=Rate(200, 10)),
     "$default": RouteLimit("default", user=Rate(20, 2), connection=Rate(10, 1), silent=True),
@@ -268,6 +281,9 @@ RATE_LIMITS: dict[str, RouteLimit] = {
 # Devices a large group's typing notices reach per second, whoever types (a bucket per chat; a
 # notice for more devices than the burst goes to a random sample of that many).
 TYPING_FANOUT = Rate(1000, 1000)
+# To-device messages a user sends: a key rotation in a 10,000-member group (about 20,000 devices)
+# at once, then 200 a second.
+TO_DEVICE_MESSAGES = Rate(25_000, 200)
 # What a user may upload, in MiB: 2 GiB at once, refilled over a day (a bucket of its own).
 MEDIA_UPLOAD_QUOTA_MIB = Rate(2048, 2048 / 86_400)
 # What every function serving routes needs for the limits above.
@@ -323,8 +339,9 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="sync",
         routes=("sync",),
-        # Writes only VOIDs into holes past the grace (and ends a membership change that died).
-        uses={**LIMITED, "chats": "read_write", "messages": "read_write"},
+        # Writes only VOIDs into holes past the grace (and ends a membership change that died);
+        # replays the device's to-device messages first.
+        uses={**LIMITED, "chats": "read_write", "messages": "read_write", "inbox": "read"},
         posts_to_connections=True,
         timeout_s=25,  # under API Gateway's 29 s integration timeout
     ),
@@ -369,6 +386,13 @@ FUNCTIONS: tuple[Function, ...] = (
         # A block also marks the pair's direct chat (its META's blockedBy) and ends the blocked
         # user's presence subscriptions to the blocker.
         uses={**LIMITED, "consent": "read_write", "chats": "read_write", "presence": "read_write"},
+    ),
+    Function(
+        name="devices",
+        routes=("sendToDevice", "ackToDevice"),
+        # consent: a recipient who blocks the sender gets nothing; chats: who shares a chat
+        uses={**LIMITED, **PUSHES, "inbox": "read_write", "chats": "read", "consent": "read"},
+        posts_to_connections=True,  # to-device messages to connected devices
     ),
     Function(
         name="keys",

@@ -350,6 +350,28 @@ MATRIX: list[Row] = [
         _expect("CHAT"),
     ),
     (
+        "sendToDevice (to a member of G)",
+        lambda s, a: {
+            "action": "sendToDevice",
+            "requestId": f"td-{a}",
+            "txnId": f"txn-{a}",
+            "chatId": s.group,
+            "messages": [
+                {
+                    "userId": s.users["bob" if a in ("admin", "other_device") else "alice"],
+                    "deviceId": "d1",
+                    "ciphertext": "aGk=",
+                }
+            ],
+        },
+        _expect("TO_DEVICE_ACK", **MEMBERS_OK),
+    ),
+    (
+        "ackToDevice",
+        lambda s, a: {"action": "ackToDevice", "requestId": f"ak-{a}", "ids": ["td_0000000000001_0a0b0c0d"]},
+        _expect("OK"),
+    ),
+    (
         "setPrivacy",
         lambda s, a: {"action": "setPrivacy", "requestId": f"sp-{a}", "groupAdd": "everyone"},
         _expect("OK"),
@@ -446,6 +468,10 @@ def _push_leaks(s: Scene, pushed: dict[str, list[dict[str, Any]]]) -> list[str]:
                 and from_dave
             ):
                 leaks.append(f"the blocker got {kind} from the blocked user")
+            if blocker and kind == "TO_DEVICE" and from_dave:
+                leaks.append("the blocker got key material from the blocked user")
+            if name in ("stranger", "removed") and kind == "TO_DEVICE":
+                leaks.append(f"{name} got key material")
             if name == "blocked" and kind == "PRESENCE" and f.get("userId") == s.users["alice"]:
                 leaks.append("the blocked user got its blocker's presence")
     return leaks

@@ -155,7 +155,7 @@ def big_group_members() -> list[str]:
 async def test_a_10000_member_group_holds_under_concurrent_adds_and_reaches_150_online_members(
     connect: Connect, new_user: Callable[[str], str], big_group_members: list[str]
 ) -> None:
-    # Given alice's group of 9,990 members, the member job that adds most of them done
+    # Given alice's group of 9,990 members
     alice_id = new_user("alice")
     alice = await connect(alice_id)
     created = await alice.request(
@@ -163,11 +163,11 @@ async def test_a_10000_member_group_holds_under_concurrent_adds_and_reaches_150_
         timeout=60,
     )
     chat_id = created["chatId"]
-    # (made with its first 1,000 others; a member job adds the rest, one announcement per chunk of 95)
-    assert (created["memberCount"], created["pendingMembers"]) == (1001, GROUP_LIMIT - 11 - 1000)
-    chunks = -(-(GROUP_LIMIT - 11 - 1000) // 95)
+    # (should the create run short of time, a member job adds the rest: wait for its announcements)
+    pending = created.get("pendingMembers", 0)
+    assert created["memberCount"] + pending == GROUP_LIMIT - 10
     deadline = time.monotonic() + 90
-    while (await alice.sync()).get(chat_id, 0) < chunks:
+    while (await alice.sync()).get(chat_id, 0) < -(-pending // 95):
         assert time.monotonic() < deadline, "the member job did not finish"
         await asyncio.sleep(0.5)
     # When 20 adds of one new member each race

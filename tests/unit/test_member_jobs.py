@@ -7,8 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from chat_backend.logic import chats as chats_logic
 from chat_backend.logic.member_jobs import run_member_job
 from chat_backend.logic.members import add_members
@@ -135,29 +133,27 @@ def test_a_job_decides_consent_again_when_it_runs(
     assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_dave"}
 
 
-def test_a_create_past_the_inline_size_makes_the_chat_and_a_job_adds_the_rest(
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env: Any,
-    ledger: Ledger,
-    handler_of: Callable[[str], Handler],
-    lambda_context: Any,
+def test_a_create_out_of_time_makes_the_chat_with_those_written_and_a_job_adds_the_rest(
+    aws_env: Any, ledger: Ledger, handler_of: Callable[[str], Handler], lambda_context: Any
 ) -> None:
-    # Given groups made with at most 10 members at once (1,000 in the deployed code)
-    monkeypatch.setattr(chats_logic, "CREATE_INLINE_MEMBERS", 10)
-    others = [f"u_m{i:02d}" for i in range(30)]
+    # Given an invocation whose time runs low after the first batch of 25 member items
+    others = [f"u_m{i:03d}" for i in range(130)]
     frame = CreateChatFrame.model_validate(
         {"action": "createChat", "requestId": "c", "kind": "group", "members": others}
     )
-    # When alice creates a group of 30 others
+    # When alice creates a group of 130 others
     s = services()
-    answer = chats_logic.create_chat(s.store, s.consent, s.io_pool, caller("u_alice"), frame, s.member_jobs)
-    # Then the chat holds her and the first 10, and says 20 are pending
-    assert (answer.member_count, answer.pending_members) == (11, 20)
-    assert member_ids(ledger.chats, answer.chat_id) == {"u_alice", *others[:10]}
-    # When the job runs, Then the other 20 are added, announced by alice
+    answer = chats_logic.create_chat(
+        s.store, s.consent, s.io_pool, caller("u_alice"), frame, s.member_jobs, time_for_one_chunk
+    )
+    # Then the chat holds her and the first 24, and says 106 are pending
+    assert (answer.member_count, answer.pending_members) == (25, 106)
+    assert member_ids(ledger.chats, answer.chat_id) == {"u_alice", *others[:24]}
+    # When the job runs, Then the other 106 are added, announced by alice in chunks
     run_queued(queued_jobs(aws_env), handler_of("member_jobs"), lambda_context)
     assert member_ids(ledger.chats, answer.chat_id) == {"u_alice", *others}
-    assert added_announcements(aws_env, answer.chat_id) == [others[10:]]
-    # And a create within the inline size answers no pendingMembers
-    small = creating(s.store, caller("u_alice"), frame.model_copy(update={"members": others[:5]}))
-    assert small.pending_members is None and "pendingMembers" not in small.to_json()
+    assert added_announcements(aws_env, answer.chat_id) == [others[24:119], others[119:]]
+    # And a create with time enough answers no pendingMembers
+    whole = creating(s.store, caller("u_alice"), frame)
+    assert (whole.member_count, whole.pending_members) == (131, None)
+    assert "pendingMembers" not in whole.to_json()

@@ -7,14 +7,14 @@ Sends (claims on DEDUP# items) live in `send_store`, the seq counter in `sequenc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import av, cancellation_codes, client, from_item, is_conditional_failure, to_item
-from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get, batch_write
+from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, BATCH_WRITE_MAX_ITEMS, batch_get, batch_write
 from chat_backend.dal.chat_heads import ChatHeads
 from chat_backend.dal.chat_keys import MEMBER_PREFIX, META, former_sk, media_sk, member_sk
 from chat_backend.dal.message_store import message_values
@@ -141,12 +141,30 @@ class ChatStore:
 
     # --- chats and members -----------------------------------------------------------------------
 
-    def create_chat(self, meta: ChatMeta, created_by: str, members: dict[str, str]) -> None:
+    def create_chat(
+        self,
+        meta: ChatMeta,
+        created_by: str,
+        members: dict[str, str],
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> list[str]:
         """Members first, the META item last: a chat exists only once META does, so a crash
-        half-way leaves nothing visible. Small chats go in one transaction."""
+        half-way leaves nothing visible. Small chats go in one transaction; a large one's members
+        are written 25 at a time while `keep_going()` says so, and META then counts those written
+        (the first ones of `members`). Returns the members written."""
         member_items = [
             _member_item(meta.chat_id, user_id, role, meta.created_at, 1) for user_id, role in members.items()
         ]
+        written = list(members)
+        if len(member_items) >= TRANSACT_MAX_ITEMS:
+            done = 0
+            for start in range(0, len(member_items), BATCH_WRITE_MAX_ITEMS):
+                if start > 0 and not keep_going():
+                    break
+                self._batch_write(self.chats_table, member_items[start : start + BATCH_WRITE_MAX_ITEMS])
+                done = min(start + BATCH_WRITE_MAX_ITEMS, len(member_items))
+            written = written[:done]
+            meta = meta.model_copy(update={"member_count": len(written)})
         meta_item = to_item(
             {
                 "chatId": meta.chat_id,
@@ -179,9 +197,9 @@ class ChatStore:
                 if codes and codes[0] == "ConditionalCheckFailed":
                     raise ChatExists() from exc
                 raise
-            return
-        self._batch_write(self.chats_table, member_items)
+            return written
         self._put_new(meta_item, ChatExists)
+        return written
 
     def set_blocked(self, chat_id: str, blocker: str, blocked: bool) -> bool:
         """Add `blocker` to (or take it from) a direct chat's `blockedBy`; False when the chat

@@ -13,7 +13,7 @@ from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.delivery_queue import FifoQueue
 from chat_backend.errors import BadRequest, GroupFull, NotFound
 from chat_backend.logic.consent import addable, mark_blocks
-from chat_backend.logic.member_jobs import CREATE_INLINE_MEMBERS, enqueue_adds
+from chat_backend.logic.member_jobs import MARGIN_S, TimeLeft, enqueue_adds, no_deadline
 from chat_backend.models.client_frames import CreateChatFrame, ListChatsFrame
 from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
 from chat_backend.models.events import Caller
@@ -31,17 +31,19 @@ def create_chat(
     caller: Caller,
     frame: CreateChatFrame,
     jobs: FifoQueue | None = None,
+    time_left: TimeLeft = no_deadline,
 ) -> ChatFrame:
     """A group leaves out (and lists in `notAdded`) whoever may not be added by the caller; a
     direct chat is created whatever the other side's blocks (its messages are then hidden).
-    A group of more than CREATE_INLINE_MEMBERS others is made with the first of them; a member
-    job adds the rest, announced as they get in (`pendingMembers` counts them)."""
+    A group whose members cannot all be written before the invocation's time runs low is made
+    with those written; a member job adds the rest, announced as they get in (`pendingMembers`
+    counts them)."""
     if caller.user_id in frame.members:
         raise BadRequest("members lists the others; the creator is added by the server")
     if len(frame.members) + 1 > MAX_GROUP_MEMBERS:
         raise GroupFull(f"a group holds at most {MAX_GROUP_MEMBERS} members")
     pair: tuple[str, str] | None = None
-    invited, not_added, later = list(frame.members), None, list[str]()
+    invited, not_added = list(frame.members), None
     if frame.kind == "direct":
         chat_id = direct_chat_id(caller.user_id, frame.members[0])
         name = None
@@ -51,8 +53,6 @@ def create_chat(
         chat_id = f"g_{uuid.uuid4().hex}"
         name = frame.name
         invited, not_added = addable(consent, store, pool, caller.user_id, invited)
-        if jobs is not None and len(invited) > CREATE_INLINE_MEMBERS:
-            invited, later = invited[:CREATE_INLINE_MEMBERS], invited[CREATE_INLINE_MEMBERS:]
     meta = ChatMeta(
         chat_id=chat_id,
         kind=frame.kind,
@@ -64,8 +64,13 @@ def create_chat(
         engaged=frozenset({caller.user_id}) if pair else frozenset(),
     )
     members = {caller.user_id: "admin"} | {m: "member" for m in invited}
+    later: list[str] = []
     try:
-        store.create_chat(meta, caller.user_id, members)
+        written = store.create_chat(
+            meta, caller.user_id, members, lambda: jobs is None or time_left() > MARGIN_S
+        )
+        later = [u for u in invited if u not in set(written)]
+        meta = meta.model_copy(update={"member_count": len(written)})
         role = "admin"
         if pair is not None:
             mark_blocks(consent, store, chat_id, caller.user_id, frame.members[0])

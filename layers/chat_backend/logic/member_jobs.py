@@ -1,7 +1,7 @@
-"""Membership changes too large for one invocation: the rest of an `addMembers` that ran out of
-time, or of a `createChat` of more than CREATE_INLINE_MEMBERS, becomes a job on the member-jobs
-queue (SQS FIFO, one group per chat: a chat's jobs run in order), and the member-jobs function
-carries it on, chunk by chunk, putting what it could not finish back on the queue.
+"""Membership changes too large for one invocation: the rest of an `addMembers` or a `createChat`
+that ran out of time becomes a job on the member-jobs queue (SQS FIFO, one group per chat: a
+chat's jobs run in order), and the member-jobs function carries it on, chunk by chunk, putting
+what it could not finish back on the queue.
 
 Each chunk is one membership change (`membership_changes.change_members`): its `added`
 announcement names exactly who got in, and its transaction makes them members at once, so no
@@ -30,8 +30,6 @@ from chat_backend.observability import logger
 
 TimeLeft = Callable[[], float]  # seconds the invocation has left
 
-# A createChat makes the chat with at most this many of its members; the rest are added by a job.
-CREATE_INLINE_MEMBERS = 1000
 # No chunk is begun with less than this left: one chunk (a membership read, a seq, a transaction
 # of ~100 items) takes well under it even on a busy table.
 MARGIN_S = 3.0

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat_backend.dal.connection_poster import ConnectionPoster
+from chat_backend.dal.inbox_store import InboxStore
 from chat_backend.errors import ConnectionGone
 from chat_backend.logic import holes
 from chat_backend.logic.send import Ledger
+from chat_backend.logic.to_device import to_device_frame
 from chat_backend.models.client_frames import SyncFrame
 from chat_backend.models.common import epoch_ms
 from chat_backend.models.events import Caller
@@ -33,6 +35,8 @@ def sync(
     frame: SyncFrame,
     grace_s: float,
     clock: Callable[[], float] = time.time,
+    *,
+    inbox: InboxStore | None = None,
 ) -> SyncDoneFrame | None:
     """SYNC_DONE; None when the caller's connection went away mid-replay: nobody to answer
     (its next connection syncs again; a client dropping mid-sync is no function error).
@@ -50,6 +54,16 @@ def sync(
     views = ledger.chats.heads.views(caller.user_id, chat_ids, former)
     remaining = frame.limit
     more = False
+    # The device's to-device messages first: the keys of the messages that follow.
+    if inbox is not None:
+        waiting = inbox.pending(caller.user_id, caller.device_id, frame.limit)
+        try:
+            for message in waiting:
+                poster.post(caller.connection_id, to_device_frame(message).to_json())
+        except ConnectionGone:
+            return None
+        remaining -= len(waiting)
+        more = remaining == 0
     for chat_id, view in sorted(views.items()):
         cursor = max(frame.cursors.get(chat_id, 0), view.window.start - 1)
         if view.head <= cursor:

@@ -269,6 +269,50 @@ class SetPrivacyFrame(ClientFrame):
     group_add: Literal["everyone", "chatted", "nobody"] = Field(alias="groupAdd")
 
 
+# A to-device message carries key material (an Olm message): small, whatever the group.
+MAX_TO_DEVICE_BYTES = 8 * 1024
+MAX_TO_DEVICE_PER_FRAME = 100
+
+
+def _decode_to_device(value: str) -> str:
+    size = _decoded_size(value, "ciphertext")
+    if size > MAX_TO_DEVICE_BYTES:
+        raise ValueError(f"a to-device ciphertext is at most {MAX_TO_DEVICE_BYTES} bytes decoded")
+    return value
+
+
+class ToDeviceMessage(ClientFrame):
+    user_id: Id = Field(alias="userId")
+    device_id: Id = Field(alias="deviceId")
+    ciphertext: Annotated[str, StringConstraints(min_length=1), AfterValidator(_decode_to_device)]
+
+    @property
+    def ciphertext_bytes(self) -> bytes:
+        return base64.b64decode(self.ciphertext)
+
+
+class SendToDeviceFrame(ClientFrame):
+    """Key material to other devices (docs/PROTOCOL.md, To-device messages): each recipient
+    device gets its own ciphertext. `chatId`, when given, names the chat whose members they are."""
+
+    action: Literal["sendToDevice"]
+    request_id: RequestId = Field(alias="requestId")
+    txn_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(alias="txnId")
+    chat_id: Id | None = Field(None, alias="chatId")
+    messages: list[ToDeviceMessage] = Field(min_length=1, max_length=MAX_TO_DEVICE_PER_FRAME)
+
+
+class AckToDeviceFrame(ClientFrame):
+    """The device has what these ids carried: they are deleted, then OK answers (so a client that
+    syncs again after the OK is not replayed them)."""
+
+    action: Literal["ackToDevice"]
+    request_id: RequestId = Field(alias="requestId")
+    ids: list[Annotated[str, StringConstraints(pattern=r"^td_[0-9]{13}_[0-9a-f]{8}$")]] = Field(
+        min_length=1, max_length=MAX_TO_DEVICE_PER_FRAME
+    )
+
+
 class ListChatsFrame(ClientFrame):
     action: Literal["listChats"]
     request_id: RequestId = Field(alias="requestId")

@@ -41,6 +41,24 @@ class MessageFrame(ServerFrame):
     created_at: str = Field(alias="createdAt")
 
 
+class ToDeviceFrame(ServerFrame):
+    """A to-device message for this device, pushed live and replayed by sync until acknowledged."""
+
+    type: Literal["TO_DEVICE"] = "TO_DEVICE"
+    id: str
+    sender: str = Field(alias="from")
+    sender_device: str = Field(alias="fromDevice")
+    ciphertext: str
+    created_at: str = Field(alias="createdAt")
+
+
+class ToDeviceAckFrame(ServerFrame):
+    type: Literal["TO_DEVICE_ACK"] = "TO_DEVICE_ACK"
+    request_id: str = Field(alias="requestId")
+    txn_id: str = Field(alias="txnId")
+    count: int  # the messages of the transaction, stored
+
+
 class VoidFrame(ServerFrame):
     """A seq that carries no message (PROTOCOL.md v1.1): its writer died or stalled before storing
     it. Delivered live and in sync like a message, so a client sees every seq exactly once."""
@@ -91,8 +109,8 @@ class ChatFrame(ServerFrame):
     role: Literal["admin", "member"]
     # v1.1: the users left out for privacy or a block, told to the requester only, no reason given.
     not_added: list[str] | None = Field(None, alias="notAdded")
-    # Users still to be added by a member job (announced as they get in): an add too large for
-    # one invocation, or a createChat of more than 1,000 members.
+    # Users still to be added by a member job (announced as they get in): a create or an add that
+    # could not finish within one invocation.
     pending_members: int | None = Field(None, alias="pendingMembers")
 
     omitted_when_unset = frozenset({"not_added", "pending_members"})

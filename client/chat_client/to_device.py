@@ -1,0 +1,102 @@
+"""The per-device channel of the SDK (docs/PROTOCOL.md, To-device messages): sending key material
+to other devices exactly once, and receiving it.
+
+Received TO_DEVICE frames land on `ChatClient.to_device`, each id once however often the server
+pushes or replays it; the application (the crypto layer) acknowledges them with `ack_to_device`
+once it has kept what they carry, and only then does the server forget them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from chat_client.models import ChatConnectionError, ToDevice
+
+logger = logging.getLogger("chat_client")
+
+MESSAGES_PER_FRAME = 100  # the server's limit per sendToDevice / ackToDevice
+SEEN_IDS_KEPT = 10_000
+
+
+class ToDeviceChannel:
+    """Mixed into ChatClient: it provides `request` and `_wait_connected`."""
+
+    to_device: asyncio.Queue[ToDevice]
+    _to_device_seen: OrderedDict[str, None]
+
+    def _init_to_device(self) -> None:
+        self.to_device = asyncio.Queue()
+        self._to_device_seen = OrderedDict()
+
+    def _on_to_device(self, frame: dict[str, Any]) -> None:
+        try:
+            message = ToDevice.from_frame(frame)
+        except ValueError as exc:
+            logger.warning("malformed TO_DEVICE frame (%s): %.200s", exc, frame)
+            return
+        if message.id in self._to_device_seen:
+            return  # pushed and replayed, or replayed again before the ack: once is enough
+        self._to_device_seen[message.id] = None
+        while len(self._to_device_seen) > SEEN_IDS_KEPT:
+            self._to_device_seen.popitem(last=False)
+        self.to_device.put_nowait(message)
+
+    async def send_to_device(
+        self,
+        messages: Sequence[tuple[str, str, bytes]],
+        chat_id: str | None = None,
+        deadline: float = 60.0,
+    ) -> int:
+        """Send (userId, deviceId, ciphertext) to each device: frames of 100, each under its own
+        txnId, re-sent with the same txnId after a lost connection (stored once). `chat_id` names
+        the chat the recipients are members of (needed unless they are this user's devices or
+        the other side of a direct chat). Returns how many the server took."""
+        count = 0
+        end = asyncio.get_running_loop().time() + deadline
+        for start in range(0, len(messages), MESSAGES_PER_FRAME):
+            frame: dict[str, Any] = {
+                "action": "sendToDevice",
+                "txnId": uuid.uuid4().hex,
+                "messages": [
+                    {"userId": u, "deviceId": d, "ciphertext": base64.b64encode(c).decode()}
+                    for u, d, c in messages[start : start + MESSAGES_PER_FRAME]
+                ],
+            }
+            if chat_id is not None:
+                frame["chatId"] = chat_id
+            count += int((await self._until_answered(frame, end))["count"])
+        return count
+
+    async def ack_to_device(self, ids: Iterable[str], deadline: float = 30.0) -> None:
+        """The server may forget these: what they carried is kept."""
+        wanted = list(dict.fromkeys(ids))
+        end = asyncio.get_running_loop().time() + deadline
+        for start in range(0, len(wanted), MESSAGES_PER_FRAME):
+            await self._until_answered(
+                {"action": "ackToDevice", "ids": wanted[start : start + MESSAGES_PER_FRAME]}, end
+            )
+
+    async def _until_answered(self, frame: dict[str, Any], end: float) -> dict[str, Any]:
+        """A request re-sent (same frame, so the same txnId) after each lost connection."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._wait_connected(end)
+                return await self.request(frame, timeout=max(end - loop.time(), 0.1))
+            except ChatConnectionError:
+                if loop.time() >= end:
+                    raise
+                await asyncio.sleep(0.05)
+
+    # Provided by ChatClient.
+    async def request(self, frame: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _wait_connected(self, end: float) -> Any:
+        raise NotImplementedError
