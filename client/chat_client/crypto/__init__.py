@@ -1,0 +1,1 @@
+"""End-to-end encryption for the SDK (vodozemac: Olm between devices, Megolm per sender per chat)."""

@@ -1,0 +1,150 @@
+"""One device's Olm account and its pairwise Olm sessions with other devices (vodozemac), kept in
+its DeviceStore. Olm carries key material only (Megolm session keys); messages go by Megolm.
+
+Keys published (`publishKeys`): the account's curve25519 identity key, its fallback key as the
+signed prekey (signed with the account's ed25519 key) and one-time keys. vodozemac names a key by
+a base64 u64; the protocol by a u32, which these stay far below.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import vodozemac
+
+from chat_client.crypto.store import DeviceStore
+
+ONE_TIME_KEYS_TARGET = 50  # what the account keeps published (vodozemac holds at most 100)
+
+
+@dataclass(frozen=True)
+class OlmCiphertext:
+    """An Olm message as it travels inside a to-device payload: type 0 (pre-key) or 1, body base64."""
+
+    message_type: int
+    body: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.message_type, "body": self.body}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> OlmCiphertext:
+        return cls(int(value["type"]), str(value["body"]))
+
+
+class OlmError(Exception):
+    """An Olm message that does not decrypt (no session for it, a reused one-time key, damage)."""
+
+
+class OlmDevice:
+    def __init__(self, store: DeviceStore) -> None:
+        self.store = store
+        state = store.load() or {}
+        key = store.pickle_key
+        self.account = (
+            vodozemac.Account.from_pickle(state["account"], key)
+            if "account" in state
+            else vodozemac.Account()
+        )
+        # Sessions by the peer device's curve25519 key, newest last (a peer may have made a new one).
+        self.sessions: dict[str, list[vodozemac.Session]] = {
+            peer: [vodozemac.Session.from_pickle(p, key) for p in pickles]
+            for peer, pickles in state.get("sessions", {}).items()
+        }
+        self.extra: dict[str, Any] = state.get("extra", {})  # what other layers keep in the store
+        if "account" not in state:
+            self.save()
+
+    @property
+    def identity_key(self) -> str:
+        return str(self.account.curve25519_key.to_base64())
+
+    @property
+    def signing_key(self) -> str:
+        return str(self.account.ed25519_key.to_base64())
+
+    def save(self) -> None:
+        key = self.store.pickle_key
+        self.store.save(
+            {
+                "account": self.account.pickle(key),
+                "sessions": {peer: [s.pickle(key) for s in ss] for peer, ss in self.sessions.items()},
+                "extra": self.extra,
+            }
+        )
+
+    def publish_keys_frame(self, one_time_keys: int = ONE_TIME_KEYS_TARGET) -> dict[str, Any]:
+        """A publishKeys frame topping the one-time keys up to `one_time_keys` (the server says how
+        many unused ones it holds: pass the difference) with a fresh fallback key when there is
+        none. The keys are marked published, and the account saved, before the frame goes out:
+        a key published twice is harmless, one never published but marked so is lost."""
+        if one_time_keys > 0:
+            self.account.generate_one_time_keys(one_time_keys)
+        # vodozemac's type stubs leave the fallback key out (it is there at runtime).
+        account: Any = self.account
+        if not account.fallback_key:
+            account.generate_fallback_key()
+        otks = self.account.one_time_keys
+        fallback_id, fallback = next(iter(account.fallback_key.items()))
+        fallback_b64 = fallback.to_base64()
+        frame = {
+            "action": "publishKeys",
+            "identityKey": self.identity_key,
+            "signedPreKey": {
+                "keyId": _key_id(fallback_id),
+                "publicKey": fallback_b64,
+                "signature": self.account.sign(fallback_b64.encode()).to_base64(),
+            },
+            "oneTimePreKeys": [{"keyId": _key_id(i), "publicKey": k.to_base64()} for i, k in otks.items()],
+        }
+        self.account.mark_keys_as_published()
+        self.save()
+        return frame
+
+    def encrypt(self, peer_identity_key: str, one_time_key: str | None, plaintext: bytes) -> OlmCiphertext:
+        """Encrypt for a peer device: on our newest session with it, else a new one started from
+        the key it published (its one-time key, or its signed fallback key when none was left)."""
+        sessions = self.sessions.get(peer_identity_key)
+        if not sessions:
+            if one_time_key is None:
+                raise OlmError("no session with this device and no key to start one")
+            session = self.account.create_outbound_session(
+                vodozemac.Curve25519PublicKey.from_base64(peer_identity_key),
+                vodozemac.Curve25519PublicKey.from_base64(one_time_key),
+            )
+            sessions = self.sessions.setdefault(peer_identity_key, [session])
+        message = sessions[-1].encrypt(plaintext)
+        self.save()
+        message_type, body = message.to_parts()
+        return OlmCiphertext(message_type, base64.b64encode(body).decode().rstrip("="))
+
+    def decrypt(self, peer_identity_key: str, ciphertext: OlmCiphertext) -> bytes:
+        """Decrypt a peer device's Olm message: on a session we have with it, else (a pre-key
+        message) on a new inbound one, which uses up the one-time key it names."""
+        body = base64.b64decode(ciphertext.body + "=" * (-len(ciphertext.body) % 4))
+        message = vodozemac.AnyOlmMessage.from_parts(ciphertext.message_type, body)
+        for session in reversed(self.sessions.get(peer_identity_key, [])):
+            try:
+                plaintext = bytes(session.decrypt(message))
+            except vodozemac.OlmDecryptionException:
+                continue
+            self.save()
+            return plaintext
+        pre_key = message.to_pre_key()
+        if pre_key is None:
+            raise OlmError("an Olm message for a session this device does not have")
+        try:
+            session, plaintext = self.account.create_inbound_session(
+                vodozemac.Curve25519PublicKey.from_base64(peer_identity_key), pre_key
+            )
+        except (vodozemac.SessionCreationException, vodozemac.KeyException) as exc:
+            raise OlmError(f"the pre-key message does not start a session: {exc}") from exc
+        self.sessions.setdefault(peer_identity_key, []).append(session)
+        self.save()
+        return bytes(plaintext)
+
+
+def _key_id(vodozemac_id: str) -> int:
+    return int.from_bytes(base64.b64decode(vodozemac_id + "=" * (-len(vodozemac_id) % 4)), "big") % 2**32
