@@ -70,7 +70,9 @@ def bad_values(field_name: str) -> list[Any]:
         "size": [0, -1, 2**63, "5", 1.5, None, []],
         "contentType": ["", "image", "image/jpeg; charset=x", 5, None, "a" * 300 + "/b", LONE],
         "mediaIds": ["md_1", [5], [LONE], [""], {}],
-        "identityKey": BAD_BYTES,
+        # Keys may come unpadded (Olm's convention): "YQ" is a key; a lone base64 character is not.
+        "identityKey": [v for v in BAD_BYTES if v != "YQ"] + ["Y"],
+        "signingKey": [v for v in BAD_BYTES if v != "YQ"] + ["Y"],
         "signedPreKey": [
             None,
             5,
@@ -90,6 +92,8 @@ def bad_values(field_name: str) -> list[Any]:
             [{"userId": "u_a", "deviceId": "d", "ciphertext": "eA=="}] * 101,
             None,
         ],
+        "userIds": [[], "u_a", [5], [LONE], ["system"], [f"u_{i}" for i in range(101)], None, {}],
+        "devices": [[], "d", [{"userId": "u_a"}], [{"userId": "u_a", "deviceId": LONE}], [5], None, {}],
         "ids": [[], "td_1", ["td_x"], [5], [LONE], None, ["td_0000000000001_0a0b0c0d"] * 101],
         "oneTimePreKeys": [
             "k",
@@ -120,6 +124,7 @@ def valid_frames(chat_id: str, other_user: str) -> list[dict[str, Any]]:
         {
             "action": "publishKeys",
             "identityKey": key,
+            "signingKey": key,
             "signedPreKey": {"keyId": 1, "publicKey": key, "signature": key},
             "oneTimePreKeys": [{"keyId": 1, "publicKey": key}],
         },
@@ -144,6 +149,8 @@ def valid_frames(chat_id: str, other_user: str) -> list[dict[str, Any]]:
             "messages": [{"userId": other_user, "deviceId": "d_fuzz", "ciphertext": "aGk="}],
         },
         {"action": "ackToDevice", "requestId": "r", "ids": ["td_0000000000001_0a0b0c0d"]},
+        {"action": "queryDevices", "requestId": "r", "userIds": [other_user]},
+        {"action": "claimKeys", "requestId": "r", "devices": [{"userId": other_user, "deviceId": "d_fuzz"}]},
     ]
 
 
@@ -206,7 +213,7 @@ def structural(frame: dict[str, Any], rng: random.Random) -> str:
 
 
 # Fields some routes take as null where others refuse it.
-NONE_ALLOWED = {("sendToDevice", "chatId")}
+NONE_ALLOWED = {("sendToDevice", "chatId"), ("publishKeys", "signingKey")}
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "send": ("clientMsgId", "chatId", "ciphertext"),
@@ -228,6 +235,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "listChats": ("requestId",),
     "sendToDevice": ("requestId", "txnId", "messages"),
     "ackToDevice": ("requestId", "ids"),
+    "queryDevices": ("requestId", "userIds"),
+    "claimKeys": ("requestId", "devices"),
 }
 
 

@@ -1,11 +1,16 @@
-"""Routes `publishKeys`, `fetchKeys`: end-to-end encryption public keys."""
+"""Routes `publishKeys`, `fetchKeys`, `queryDevices`, `claimKeys`: end-to-end encryption public keys."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat_backend.logic.keys import fetch_keys, publish_keys
-from chat_backend.models.client_frames import FetchKeysFrame, PublishKeysFrame
+from chat_backend.logic.keys import claim_keys, fetch_keys, publish_keys, query_devices
+from chat_backend.models.client_frames import (
+    ClaimKeysFrame,
+    FetchKeysFrame,
+    PublishKeysFrame,
+    QueryDevicesFrame,
+)
 from chat_backend.observability import logger, metrics, tracer
 from chat_backend.routes import handle_routes
 from chat_backend.services import services
@@ -23,6 +28,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "fetchKeys": (
                 FetchKeysFrame,
                 lambda caller, frame: fetch_keys(
+                    svc.consent, svc.keys, svc.limiter, svc.io_pool, caller, frame
+                ),
+            ),
+            "queryDevices": (
+                QueryDevicesFrame,
+                lambda caller, frame: query_devices(svc.keys, svc.io_pool, frame),
+            ),
+            "claimKeys": (
+                ClaimKeysFrame,
+                lambda caller, frame: claim_keys(
                     svc.consent, svc.keys, svc.limiter, svc.io_pool, caller, frame
                 ),
             ),

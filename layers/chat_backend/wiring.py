@@ -267,6 +267,9 @@ RATE_LIMITS: dict[str, RouteLimit] = {
     "setPrivacy": RouteLimit("consent", user=Rate(60, 1), connection=Rate(60, 1)),
     "publishKeys": RouteLimit("publishKeys", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
     "fetchKeys": RouteLimit("fetchKeys", user=Rate(10_000, 50), connection=Rate(10_000, 50)),
+    # Batches of 100 users / devices: a 10,000-member group's devices in 100 frames.
+    "queryDevices": RouteLimit("queryDevices", user=Rate(300, 10), connection=Rate(300, 10)),
+    "claimKeys": RouteLimit("claimKeys", user=Rate(300, 10), connection=Rate(300, 10)),
     # Frames of up to 100 to-device messages (and TO_DEVICE_MESSAGES counts the messages).
     "sendToDevice": RouteLimit("toDevice", user=Rate(300, 20), connection=Rate(300, 20)),
     "ackToDevice": RouteLimit(
@@ -396,7 +399,7 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         name="keys",
-        routes=("publishKeys", "fetchKeys"),
+        routes=("publishKeys", "fetchKeys", "queryDevices", "claimKeys"),
         uses={**LIMITED, "keys": "read_write", "chats": "read", "consent": "read"},
     ),
     Function(

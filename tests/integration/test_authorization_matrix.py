@@ -367,6 +367,20 @@ MATRIX: list[Row] = [
         _expect("TO_DEVICE_ACK", **MEMBERS_OK),
     ),
     (
+        "queryDevices",
+        lambda s, a: {"action": "queryDevices", "requestId": f"qd-{a}", "userIds": [s.users["alice"]]},
+        _expect("DEVICES"),
+    ),
+    (
+        "claimKeys",
+        lambda s, a: {
+            "action": "claimKeys",
+            "requestId": f"ck-{a}",
+            "devices": [{"userId": s.users["alice"], "deviceId": "d1"}],
+        },
+        _expect("CLAIMED"),
+    ),
+    (
         "ackToDevice",
         lambda s, a: {"action": "ackToDevice", "requestId": f"ak-{a}", "ids": ["td_0000000000001_0a0b0c0d"]},
         _expect("OK"),
@@ -425,7 +439,7 @@ def _answer_leaks(s: Scene, got: dict[tuple[str, str], dict[str, Any]]) -> list[
                 leaks.append(f"the removed member's head of G is {heads.get(s.group)}, not its removal")
             if s.group in chats:
                 leaks.append("listChats lists G to its removed member")
-        keys = got[("fetchKeys", name)]["devices"]
+        keys = got[("fetchKeys", name)]["devices"] + got[("claimKeys", name)]["keys"]
         if name == "blocked" and any(d["oneTimePreKey"] is not None for d in keys):
             leaks.append("the blocked user claimed a one-time prekey of its blocker")
         added = got[("createChat (group with alice)", name)]

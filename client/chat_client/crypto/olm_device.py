@@ -92,6 +92,7 @@ class OlmDevice:
         frame = {
             "action": "publishKeys",
             "identityKey": self.identity_key,
+            "signingKey": self.signing_key,
             "signedPreKey": {
                 "keyId": _key_id(fallback_id),
                 "publicKey": fallback_b64,

@@ -55,6 +55,7 @@ class DeviceRecord:
     device_id: str
     identity_key: str
     signed_pre_key: SignedPreKeyRecord
+    signing_key: str | None = None
 
 
 def _device(item: dict[str, Any]) -> DeviceRecord:
@@ -65,6 +66,7 @@ def _device(item: dict[str, Any]) -> DeviceRecord:
         signed_pre_key=SignedPreKeyRecord(
             key_id=int(spk["keyId"]["N"]), public_key=spk["publicKey"]["S"], signature=spk["signature"]["S"]
         ),
+        signing_key=item["signingKey"]["S"] if "signingKey" in item else None,
     )
 
 
@@ -80,6 +82,7 @@ class KeyStore:
         identity_key: str,
         signed: SignedPreKeyRecord,
         one_time: list[PreKey],
+        signing_key: str | None = None,
     ) -> int:
         """Store the device's keys (one-time prekeys first, batched, then the device item that makes
         the device visible); returns how many unused one-time prekeys the device now has."""
@@ -105,6 +108,7 @@ class KeyStore:
                 **self._key(user_id, device_sk(device_id)),
                 "deviceId": av(device_id),
                 "identityKey": av(identity_key),
+                **({"signingKey": av(signing_key)} if signing_key else {}),
                 "signedPreKey": {
                     "M": {
                         "keyId": av(signed.key_id),

@@ -180,7 +180,8 @@ MAX_ONE_TIME_PREKEYS = 100  # per publishKeys frame
 
 
 def _decode_key(value: str) -> str:
-    size = _decoded_size(value, "key")
+    # Olm's convention is base64 without padding (vodozemac, libolm); padded is as welcome.
+    size = _decoded_size(value + "=" * (-len(value) % 4), "key")
     if size > MAX_KEY_BYTES:
         raise ValueError(f"{size} bytes decoded; at most {MAX_KEY_BYTES}")
     return value
@@ -210,6 +211,8 @@ class PublishKeysFrame(ClientFrame):
 
     action: Literal["publishKeys"]
     identity_key: KeyBytes = Field(alias="identityKey")
+    # The device's ed25519 key, which signs its signed prekey (and its Megolm sessions' messages).
+    signing_key: KeyBytes | None = Field(None, alias="signingKey")
     signed_pre_key: SignedPreKey = Field(alias="signedPreKey")
     one_time_pre_keys: list[OneTimePreKey] = Field(
         default_factory=list, alias="oneTimePreKeys", max_length=MAX_ONE_TIME_PREKEYS
@@ -221,6 +224,30 @@ class PublishKeysFrame(ClientFrame):
         if len(set(ids)) != len(ids):
             raise ValueError("oneTimePreKeys has duplicate keyIds")
         return self
+
+
+MAX_DEVICES_PER_FRAME = 100
+
+
+class QueryDevicesFrame(ClientFrame):
+    """The devices (public keys, nothing claimed) of up to 100 users."""
+
+    action: Literal["queryDevices"]
+    request_id: RequestId = Field(alias="requestId")
+    user_ids: list[UserId] = Field(alias="userIds", min_length=1, max_length=MAX_DEVICES_PER_FRAME)
+
+
+class DeviceRef(ClientFrame):
+    user_id: UserId = Field(alias="userId")
+    device_id: Id = Field(alias="deviceId")
+
+
+class ClaimKeysFrame(ClientFrame):
+    """One one-time prekey of each of up to 100 devices (the rules of fetchKeys)."""
+
+    action: Literal["claimKeys"]
+    request_id: RequestId = Field(alias="requestId")
+    devices: list[DeviceRef] = Field(min_length=1, max_length=MAX_DEVICES_PER_FRAME)
 
 
 class FetchKeysFrame(ClientFrame):

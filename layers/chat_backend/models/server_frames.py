@@ -206,6 +206,36 @@ class DeviceKeys(ServerFrame):
     identity_key: str = Field(alias="identityKey")
     signed_pre_key: SignedPreKeyEntry = Field(alias="signedPreKey")
     one_time_pre_key: OneTimePreKeyEntry | None = Field(alias="oneTimePreKey")
+    # Left out when the device published none (a v1 KEYS entry reads as before).
+    signing_key: str | None = Field(None, alias="signingKey", exclude_if=lambda v: v is None)
+
+
+class UserDevice(ServerFrame):
+    """A device's public keys, as queryDevices lists them (nothing claimed)."""
+
+    user_id: str = Field(alias="userId")
+    device_id: str = Field(alias="deviceId")
+    identity_key: str = Field(alias="identityKey")
+    signing_key: str | None = Field(alias="signingKey")
+    signed_pre_key: SignedPreKeyEntry = Field(alias="signedPreKey")
+
+
+class DevicesFrame(ServerFrame):
+    type: Literal["DEVICES"] = "DEVICES"
+    request_id: str = Field(alias="requestId")
+    devices: list[UserDevice]
+
+
+class ClaimedKey(ServerFrame):
+    user_id: str = Field(alias="userId")
+    device_id: str = Field(alias="deviceId")
+    one_time_pre_key: OneTimePreKeyEntry | None = Field(alias="oneTimePreKey")
+
+
+class ClaimedFrame(ServerFrame):
+    type: Literal["CLAIMED"] = "CLAIMED"
+    request_id: str = Field(alias="requestId")
+    keys: list[ClaimedKey]
 
 
 class KeysPublishedFrame(ServerFrame):
