@@ -364,6 +364,7 @@ class ChatClient(ToDeviceChannel):
         signed_pre_key: dict[str, Any],
         one_time_pre_keys: Sequence[dict[str, Any]] = (),
         timeout: float = 10.0,
+        signing_key: str | None = None,
     ) -> dict[str, Any]:
         """publishKeys for this device (public keys, base64); returns the KEYS_PUBLISHED frame
         (``oneTimePreKeys``: how many unused one-time prekeys the device now has). The frame has no
@@ -374,6 +375,8 @@ class ChatClient(ToDeviceChannel):
             "signedPreKey": signed_pre_key,
             "oneTimePreKeys": list(one_time_pre_keys),
         }
+        if signing_key is not None:
+            frame["signingKey"] = signing_key
         await self.send_frame(frame, timeout)
         return await self.next_frame("KEYS_PUBLISHED", timeout)
 

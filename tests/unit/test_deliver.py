@@ -21,6 +21,7 @@ from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import ConnectionGone
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher, PushResult, RetryPolicy
+from chat_backend.models.common import now_iso
 from chat_backend.models.queue_payloads import DeliveryEnvelope, PresenceGuard, Recipient
 from tests.unit.conftest import CALLBACK_URL, RecordingPoster
 from tests.unit.helpers import HandlerOf, online
@@ -205,6 +206,22 @@ def test_a_gone_recipient_loses_only_its_own_connection_record(
         "u_carol": {"d_phone": "conn-carol"},
         "u_dave": {"d_phone": "conn-dave-new"},
     }
+
+
+def test_a_410_from_a_connection_still_in_its_connect_is_retried_not_forgotten(
+    registry: ConnectionRegistry, stub: Stubber, enqueued: Enqueued, in_order: Pusher
+) -> None:
+    # Given bob's phone registered just now (its $connect may not have returned: API Gateway
+    # answers 410 to posts until it does)
+    registry.register("u_bob", "d_phone", "conn-bob", now_iso(), 2_000_000_000)
+    expect_gone(stub, "conn-bob")
+    # When a frame is pushed to it and refused with 410
+    result = in_order.push(FRAME, [BOB])
+    # Then it is retried through the delivery queue, and bob's phone stays registered
+    stub.assert_no_pending_responses()
+    assert result == PushResult(retried=1)
+    assert len(enqueued.entries) == 1
+    assert registry.devices_of(["u_bob"]) == {"u_bob": {"d_phone": "conn-bob"}}
 
 
 def test_a_single_recipient_is_posted_without_the_pool(

@@ -71,6 +71,32 @@ class ConnectionRegistry:
             raise
         return _devices(resp.get("Attributes", {}))
 
+    def unregister_gone(
+        self, user_id: str, device_id: str, connection_id: str, registered_before: str
+    ) -> bool:
+        """After a 410 for this connection: remove it, unless it was registered at or after
+        `registered_before` (ISO time). A connection is registered during its $connect, before
+        API Gateway accepts posts to it, so a young one answers 410 for a moment and is not gone.
+        True when it was removed or is no longer the device's (gone either way); False when it is
+        the device's young connection (try again later)."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"userId": av(user_id)},
+                UpdateExpression="REMOVE #d",
+                ConditionExpression="#d.connectionId = :cid AND #d.connectedAt < :before",
+                ExpressionAttributeNames={"#d": _device_attr(device_id)},
+                ExpressionAttributeValues={":cid": av(connection_id), ":before": av(registered_before)},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            item: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            old = item.get(_device_attr(device_id), {}).get("M", {})
+            return bool(old.get("connectionId", {}).get("S") != connection_id)
+        return True
+
     def beat(self, user_id: str, device_id: str, connection_id: str, now_ms: int) -> int | None:
         """Note a heartbeat of the device's connection; returns the time of its previous one (or of
         the connection, for the first), epoch ms. None when the device has another connection now."""

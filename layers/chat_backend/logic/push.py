@@ -9,7 +9,7 @@ it, and nothing later queues behind it. Push is a latency optimisation over the 
 
 from __future__ import annotations
 
-import contextlib
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -19,8 +19,12 @@ from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import ConnectionGone
+from chat_backend.models.common import iso_at
 from chat_backend.models.queue_payloads import DeliveryEnvelope, PresenceGuard, Recipient
 
+# How long after its registration a connection may still be in its $connect (API Gateway refuses
+# posts to it with 410 until $connect returns; ours finish in well under a second).
+CONNECTING_S = 10.0
 RECIPIENTS_PER_ENVELOPE = 100  # ~17 KB of recipients beside a frame of at most 128 KiB
 
 
@@ -103,9 +107,16 @@ class Pusher:
         try:
             self.poster.post(recipient.connection_id, frame)
         except ConnectionGone:
-            with contextlib.suppress(Exception):  # a stale record left behind only costs a 410 later
-                self.registry.unregister(recipient.user_id, recipient.device_id, recipient.connection_id)
-            return Outcome.GONE
+            # A connection still in its $connect answers 410 too: one registered within
+            # CONNECTING_S is retried (through the delivery queue), not forgotten.
+            before = iso_at(time.time() - CONNECTING_S)
+            try:
+                gone = self.registry.unregister_gone(
+                    recipient.user_id, recipient.device_id, recipient.connection_id, before
+                )
+            except Exception:
+                return Outcome.GONE  # a stale record left behind only costs a 410 later
+            return Outcome.GONE if gone else Outcome.FAILED
         except Exception:
             return Outcome.FAILED
         return Outcome.PUSHED
