@@ -161,10 +161,10 @@ class SecureChat:
         return True
 
     def _retry_pending(self) -> None:
+        # Still held while retried: one that stays pending is neither announced nor held twice.
         for message in list(self._pending):
-            self._pending.remove(message)
-            if not self._open(message):
-                self._pending.append(message)
+            if self._open(message):
+                self._pending.remove(message)
 
     async def next_message(self, timeout: float = 10.0) -> Decrypted:
         return await asyncio.wait_for(self.messages.get(), timeout)

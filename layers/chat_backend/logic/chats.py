@@ -69,7 +69,8 @@ def create_chat(
         written = store.create_chat(
             meta, caller.user_id, members, lambda: jobs is None or time_left() > MARGIN_S
         )
-        later = [u for u in invited if u not in set(written)]
+        done = set(written)
+        later = [u for u in invited if u not in done]
         meta = meta.model_copy(update={"member_count": len(written)})
         role = "admin"
         if pair is not None:
