@@ -809,6 +809,8 @@ class ChatClient(ToDeviceChannel):
             self._on_pong(frame)
         elif kind == "TO_DEVICE":
             self._on_to_device(frame)
+        elif kind == "DEVICES_CHANGED":
+            self.device_changes.put_nowait(frame)
         elif kind == "ERROR":
             self._on_error(frame)
         elif isinstance(frame.get("requestId"), str) and frame["requestId"] in self._pending_requests:

@@ -1,29 +1,37 @@
-"""Encrypted chat over a ChatClient (docs/E2E.md): `send_text` encrypts for every device of the
-chat's members, received messages come out decrypted with their state. The first cut of the
-SDK's end-to-end encryption: text only; media, trust and the CLI follow.
+"""End-to-end encrypted chat over a ChatClient (docs/E2E.md): `send_text` and `send_media` encrypt
+for every device of the chat's members; received messages come out decrypted, with their state.
 
-Sending: the chat's members (getMembers), their devices (queryDevices), a claimed prekey for each
-device with no Olm session yet (claimKeys), the session key to every device that lacks it
-(sendToDevice), then the Megolm ciphertext (send). Receiving: each TO_DEVICE is checked against
-the sender's device list (its curve25519 key must be the one the frame's device published), its
-room key kept, then acknowledged; each MESSAGE is decrypted, or held as pending until its key
-arrives.
+Sending: the chat's devices (DeviceDirectory, cached until membership or devices change), a
+claimed prekey for each device with no Olm session yet (claimKeys), the Megolm session key to
+every device that lacks it (sendToDevice), then the Megolm ciphertext (send). A verified user
+whose device changed its identity key makes the send refuse (IdentityChanged) before anything
+goes out. Receiving: each TO_DEVICE is checked against the sender's device as this device knows
+it, its room key kept, then acknowledged; each MESSAGE is decrypted, or held as pending until its
+key arrives. This device's one-time keys are topped up as sessions use them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+from chat_client import media
 from chat_client.client import ChatClient
-from chat_client.crypto.engine import E2EEngine, PeerDevice
+from chat_client.crypto.attachments import AttachmentKey, decrypt_attachment, encrypt_attachment
+from chat_client.crypto.engine import E2EEngine
 from chat_client.crypto.megolm import DecryptionFailed, PendingKey
+from chat_client.crypto.olm_device import ONE_TIME_KEYS_TARGET
 from chat_client.crypto.store import DeviceStore
+from chat_client.crypto.trust import DeviceNotice, safety_number
+from chat_client.device_directory import DeviceDirectory
 from chat_client.models import Ack, Message, ToDevice
 
-BATCH = 100  # users per queryDevices, devices per claimKeys
+# What the server is told of an upload: nothing of the file's real type (that is in the message).
+OPAQUE_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -32,32 +40,44 @@ class Decrypted:
     state: Literal["ok", "pending", "failed"]
     content: dict[str, Any] | None = None
     reason: str | None = None
+    sender_key: str | None = None  # the sending device's curve25519 key, as its session came
+    verified: bool = False  # the sender is verified and the key is the one verified
 
     @property
     def text(self) -> str | None:
         body = (self.content or {}).get("body")
         return body if isinstance(body, str) else None
 
+    @property
+    def is_file(self) -> bool:
+        return (self.content or {}).get("type") == "file"
+
 
 class SecureChat:
     def __init__(self, client: ChatClient, store: DeviceStore) -> None:
         self.client = client
         self.engine = E2EEngine(store)
+        self.devices = DeviceDirectory(client, self.engine.trust, self.engine.save)
         self.messages: asyncio.Queue[Decrypted] = asyncio.Queue()
         self._pending: list[Message] = []
-        self._identity_keys: dict[tuple[str, str], str] = {}
+        self._one_time_keys = 0  # unused on the server, as last said, less sessions begun since
+        self._sessions_counted = 0
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def notices(self) -> asyncio.Queue[DeviceNotice]:
+        """A device new to a known user, or a known device whose identity key changed."""
+        return self.devices.notices
+
     async def start(self) -> None:
-        """Publish this device's keys and start taking key material and messages."""
-        frame = self.engine.olm.publish_keys_frame()
-        await self.client.publish_keys(
-            frame["identityKey"],
-            frame["signedPreKey"],
-            frame["oneTimePreKeys"],
-            signing_key=frame["signingKey"],
-        )
-        self._tasks = [asyncio.create_task(self._take_keys()), asyncio.create_task(self._take_messages())]
+        """Publish this device's keys (topped up) and start taking key material and messages."""
+        await self._publish(0, rotate_fallback=False)
+        await self._top_up(rotate_fallback=False)
+        self._tasks = [
+            asyncio.create_task(self._take_keys()),
+            asyncio.create_task(self._take_messages()),
+            asyncio.create_task(self._take_device_changes()),
+        ]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -69,70 +89,105 @@ class SecureChat:
     # --- sending ----------------------------------------------------------------------------------
 
     async def send_text(self, chat_id: str, text: str) -> Ack:
-        devices = await self._chat_devices(chat_id)
+        return await self._send(chat_id, {"type": "text", "body": text})
+
+    async def send_media(
+        self, chat_id: str, path: str | Path, content_type: str, caption: str | None = None
+    ) -> Ack:
+        """Encrypt a file (AES-256-CTR, a key of its own), upload the ciphertext with the presigned
+        POST, and send a message carrying its key, hash, name and type, encrypted like any other."""
+        path = Path(path)
+        plaintext = path.read_bytes()
+        ciphertext, key = encrypt_attachment(plaintext)
+        upload = await self.client.request(
+            {
+                "action": "mediaUpload",
+                "chatId": chat_id,
+                "contentType": OPAQUE_CONTENT_TYPE,
+                "size": len(ciphertext),
+            }
+        )
+        await media.upload(upload["url"], upload["fields"], ciphertext)
+        content: dict[str, Any] = {
+            "type": "file",
+            "mediaId": upload["mediaId"],
+            "name": path.name,
+            "contentType": content_type,
+            "size": len(plaintext),
+            "file": key.to_json(),
+        }
+        if caption is not None:
+            content["body"] = caption
+        return await self._send(chat_id, content, [upload["mediaId"]])
+
+    async def _send(self, chat_id: str, content: dict[str, Any], media_ids: Sequence[str] = ()) -> Ack:
+        devices = await self.devices.chat_devices(chat_id)
+        for user in sorted({d.user_id for d in devices}):
+            self.engine.trust.check_sendable(user)
         outbound = self.engine.outbound(chat_id, devices)
-        missing = self.engine.missing_sessions(devices)
-        prekeys = await self._claim(missing)
+        prekeys = await self.devices.claim(self.engine.missing_sessions(devices))
         to_device = self.engine.room_keys(chat_id, outbound, devices, prekeys)
         if to_device:
             await self.client.send_to_device(to_device, chat_id=chat_id)
-        return await self.client.send(
-            chat_id, self.engine.encrypt(chat_id, outbound, {"type": "text", "body": text})
+        return await self.client.send(chat_id, self.engine.encrypt(chat_id, outbound, content), media_ids)
+
+    async def remove_members(self, chat_id: str, members: Sequence[str]) -> dict[str, Any]:
+        """removeMembers, and this device's next message in the chat goes under a new session."""
+        answer = await self.client.remove_members(chat_id, members)
+        self.devices.forget_chat(chat_id)
+        return answer
+
+    # --- files ------------------------------------------------------------------------------------
+
+    async def download(self, received: Decrypted) -> bytes:
+        """A received file's bytes: downloaded, checked against the hash the sender encrypted (a
+        changed byte raises AttachmentCorrupt), decrypted."""
+        content = received.content or {}
+        if not received.is_file:
+            raise ValueError("not a file message")
+        answer = await self.client.request(
+            {"action": "mediaDownload", "chatId": received.message.chat_id, "mediaId": content["mediaId"]}
+        )
+        return decrypt_attachment(
+            await media.download(answer["url"]), AttachmentKey.from_json(content["file"])
         )
 
-    async def _chat_devices(self, chat_id: str) -> list[PeerDevice]:
-        """Every device of every member but this one."""
-        members: list[str] = []
-        cursor: str | None = None
-        while True:
-            page = await self.client.get_members(chat_id, cursor)
-            members += [m["userId"] for m in page["members"]]
-            cursor = page.get("next")
-            if not cursor:
-                break
-        own = (self.client.user_id, self.client.device_id)
-        return [d for d in await self._devices_of(members) if (d.user_id, d.device_id) != own]
+    # --- trust ------------------------------------------------------------------------------------
 
-    async def _devices_of(self, users: list[str]) -> list[PeerDevice]:
-        found: list[PeerDevice] = []
-        for start in range(0, len(users), BATCH):
-            answer = await self.client.request(
-                {"action": "queryDevices", "userIds": users[start : start + BATCH]}
-            )
-            for d in answer["devices"]:
-                device = PeerDevice(d["userId"], d["deviceId"], d["identityKey"])
-                self._identity_keys[(device.user_id, device.device_id)] = device.identity_key
-                found.append(device)
-        return found
+    async def safety_number(self, user_id: str) -> str:
+        """The 60-digit number both users see alike while neither's devices change: compared out
+        of band (read aloud, or on each other's screens), then `verify`."""
+        mine, theirs = self.client.user_id or "", user_id
+        devices = await self.devices.devices_of(sorted({mine, theirs}))
+        keys = {u: {d.device_id: d.identity_key for d in devices if d.user_id == u} for u in (mine, theirs)}
+        return safety_number(mine, keys[mine], theirs, keys[theirs])
 
-    async def _claim(self, devices: list[PeerDevice]) -> dict[str, str | None]:
-        prekeys: dict[str, str | None] = {}
-        for start in range(0, len(devices), BATCH):
-            chunk = devices[start : start + BATCH]
-            refs = [{"userId": d.user_id, "deviceId": d.device_id} for d in chunk]
-            answer = await self.client.request({"action": "claimKeys", "devices": refs})
-            claimed = {(k["userId"], k["deviceId"]): k["oneTimePreKey"] for k in answer["keys"]}
-            for d in chunk:
-                otk = claimed.get((d.user_id, d.device_id))
-                prekeys[d.ref] = otk["publicKey"] if otk else None
-        return prekeys
+    def verify(self, user_id: str) -> None:
+        self.engine.trust.verify(user_id)
+        self.engine.save()
+
+    def accept(self, user_id: str) -> None:
+        """Accept a verified user's changed identity keys (sending to them resumes, unverified)."""
+        self.engine.trust.accept(user_id)
+        self.engine.save()
 
     # --- receiving --------------------------------------------------------------------------------
 
     async def _take_keys(self) -> None:
         while True:
             message: ToDevice = await self.client.to_device.get()
-            key = await self._identity_key(message.sender, message.sender_device)
+            key = await self.devices.identity_key(message.sender, message.sender_device)
             if key is not None and self.engine.receive_to_device(
                 message.sender, message.sender_device, key, message.ciphertext
             ):
                 self._retry_pending()
             await self.client.ack_to_device([message.id])
+            await self._top_up(rotate_fallback=True)
 
-    async def _identity_key(self, user: str, device: str) -> str | None:
-        if (user, device) not in self._identity_keys:
-            await self._devices_of([user])
-        return self._identity_keys.get((user, device))
+    async def _take_device_changes(self) -> None:
+        while True:
+            change = await self.client.device_changes.get()
+            await self.devices.user_changed(str(change.get("userId")))
 
     async def _take_messages(self) -> None:
         while True:
@@ -141,10 +196,11 @@ class SecureChat:
     def _open(self, message: Message) -> bool:
         """Decrypt and hand over; False (and held) while its key is pending."""
         if message.sender == "system":
+            self.devices.forget_chat(message.chat_id)  # members came or went: read them again
             self.messages.put_nowait(Decrypted(message, "ok", {"type": "system"}))
             return True
         try:
-            content = self.engine.decrypt(
+            opened = self.engine.decrypt(
                 message.chat_id, message.sender, message.sender_device or "", message.ciphertext
             )
         except PendingKey:
@@ -157,7 +213,14 @@ class SecureChat:
         except DecryptionFailed as exc:
             self.messages.put_nowait(Decrypted(message, "failed", reason=str(exc)))
             return True
-        self.messages.put_nowait(Decrypted(message, "ok", content))
+        trust = self.engine.trust
+        verified = (
+            trust.is_verified(message.sender)
+            and trust.key_of(message.sender, message.sender_device or "") == opened.key.sender_key
+        )
+        self.messages.put_nowait(
+            Decrypted(message, "ok", opened.content, None, opened.key.sender_key, verified)
+        )
         return True
 
     def _retry_pending(self) -> None:
@@ -168,3 +231,24 @@ class SecureChat:
 
     async def next_message(self, timeout: float = 10.0) -> Decrypted:
         return await asyncio.wait_for(self.messages.get(), timeout)
+
+    # --- this device's keys -----------------------------------------------------------------------
+
+    async def _top_up(self, rotate_fallback: bool) -> None:
+        """Publish new one-time keys when sessions begun with ours have used up half of them (each
+        pre-key message used one); the fallback key rotates with them once sessions began."""
+        started = self.engine.olm.inbound_sessions_started
+        self._one_time_keys -= started - self._sessions_counted
+        self._sessions_counted = started
+        if self._one_time_keys < ONE_TIME_KEYS_TARGET // 2:
+            await self._publish(ONE_TIME_KEYS_TARGET - max(self._one_time_keys, 0), rotate_fallback)
+
+    async def _publish(self, one_time_keys: int, rotate_fallback: bool) -> None:
+        frame = self.engine.olm.publish_keys_frame(one_time_keys, rotate_fallback)
+        answer = await self.client.publish_keys(
+            frame["identityKey"],
+            frame["signedPreKey"],
+            frame["oneTimePreKeys"],
+            signing_key=frame["signingKey"],
+        )
+        self._one_time_keys = int(answer["oneTimePreKeys"])

@@ -28,10 +28,12 @@ class ToDeviceChannel:
     """Mixed into ChatClient: it provides `request` and `_wait_connected`."""
 
     to_device: asyncio.Queue[ToDevice]
+    device_changes: asyncio.Queue[dict[str, Any]]  # DEVICES_CHANGED frames: re-read that user's devices
     _to_device_seen: OrderedDict[str, None]
 
     def _init_to_device(self) -> None:
         self.to_device = asyncio.Queue()
+        self.device_changes = asyncio.Queue()
         self._to_device_seen = OrderedDict()
 
     def _on_to_device(self, frame: dict[str, Any]) -> None:

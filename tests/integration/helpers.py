@@ -7,22 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
-import aiohttp
-
 from chat_client import ChatClient
 
 Connect = Callable[..., Any]  # connect(user, device="d1", **ChatClient options) -> a connected client
 NewUser = Callable[[str], str]
-
-
-async def post_form(url: str, fields: dict[str, str], data: bytes) -> int:
-    """The browser-style upload: the policy fields, then the file (S3 wants it last)."""
-    form = aiohttp.FormData()
-    for name, value in fields.items():
-        form.add_field(name, value)
-    form.add_field("file", data, filename="blob", content_type=fields["Content-Type"])
-    async with aiohttp.ClientSession() as http, http.post(url, data=form) as resp:
-        return resp.status
 
 
 class DirectChat(NamedTuple):

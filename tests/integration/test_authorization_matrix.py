@@ -20,9 +20,9 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from chat_client.media import post_form
 from chat_client.tokens import mint_token
 from local_stack.child import RunningStack
-from tests.integration.helpers import post_form
 
 ANSWER_TIMEOUT_S = 15.0
 SILENT_WAIT_S = 1.5  # how long a fire-and-forget frame is given to be refused

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from chat_client import ChatServerError
-from tests.integration.helpers import post_form
+from chat_client.media import post_form
 
 Connect = Callable[..., Any]
 

@@ -54,11 +54,11 @@ def test_three_devices_read_each_message_and_a_removed_one_reads_nothing_after(t
     first = send(alice, "c_1", [bob, carol], "hello both")
     # Then each reads it
     for reader in (bob, carol):
-        assert reader.engine.decrypt("c_1", "u_alice", "d1", first)["body"] == "hello both"
+        assert reader.engine.decrypt("c_1", "u_alice", "d1", first).content["body"] == "hello both"
     # When carol is removed and alice sends again (only bob in the member list now)
     second = send(alice, "c_1", [bob], "bob only")
     # Then bob reads it, and carol, even with the ciphertext, cannot
-    assert bob.engine.decrypt("c_1", "u_alice", "d1", second)["body"] == "bob only"
+    assert bob.engine.decrypt("c_1", "u_alice", "d1", second).content["body"] == "bob only"
     with pytest.raises(PendingKey):
         carol.engine.decrypt("c_1", "u_alice", "d1", second)
 
@@ -88,4 +88,4 @@ def test_keys_and_sessions_survive_a_restart_of_every_device(tmp_path: Path) -> 
     assert alice.engine.missing_sessions(devices) == []
     assert alice.engine.room_keys("c_1", outbound, devices, {}) == []
     message = alice.engine.encrypt("c_1", outbound, {"type": "text", "body": "two"})
-    assert bob.engine.decrypt("c_1", "u_alice", "d1", message)["body"] == "two"
+    assert bob.engine.decrypt("c_1", "u_alice", "d1", message).content["body"] == "two"

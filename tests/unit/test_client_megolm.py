@@ -56,10 +56,9 @@ def test_a_message_decrypts_for_each_member_once_and_only_in_its_chat(
     assert b"hello" not in ciphertext
     # Then both decrypt it, from her device, at index 0
     for reader in (bob, carol):
-        assert reader.groups.decrypt("c_1", "u_alice", "d1", ciphertext) == (
-            {"type": "text", "body": "hello"},
-            0,
-        )
+        opened = reader.groups.decrypt("c_1", "u_alice", "d1", ciphertext)
+        assert (opened.content, opened.index) == ({"type": "text", "body": "hello"}, 0)
+        assert opened.key.sender_key == alice.olm.identity_key
     # And a second decryption (a replay) is refused
     with pytest.raises(DecryptionFailed, match="replay"):
         bob.groups.decrypt("c_1", "u_alice", "d1", ciphertext)
@@ -93,7 +92,7 @@ def test_after_a_member_leaves_the_next_message_uses_a_new_session_it_cannot_rea
     assert second.session_id != first.session_id  # type: ignore[attr-defined]
     after = alice.groups.encrypt("c_1", second, {"type": "text", "body": "after"})  # type: ignore[arg-type]
     # Then bob reads it, and carol, even given the ciphertext, cannot
-    assert bob.groups.decrypt("c_1", "u_alice", "d1", after)[0]["body"] == "after"
+    assert bob.groups.decrypt("c_1", "u_alice", "d1", after).content["body"] == "after"
     with pytest.raises(PendingKey):
         carol.groups.decrypt("c_1", "u_alice", "d1", after)
 
@@ -109,7 +108,7 @@ def test_a_late_joiner_reads_from_its_join_and_not_before(
     assert same is outbound
     after = alice.groups.encrypt("c_1", outbound, {"type": "text", "body": "with carol"})  # type: ignore[arg-type]
     # Then she reads what follows, and not what came before
-    assert carol.groups.decrypt("c_1", "u_alice", "d1", after)[0]["body"] == "with carol"
+    assert carol.groups.decrypt("c_1", "u_alice", "d1", after).content["body"] == "with carol"
     with pytest.raises(DecryptionFailed):
         carol.groups.decrypt("c_1", "u_alice", "d1", before)
 
@@ -122,7 +121,7 @@ def test_sessions_survive_a_restart_and_a_key_for_a_held_session_from_another_de
     ciphertext = alice.groups.encrypt("c_1", outbound, {"type": "text", "body": "kept"})  # type: ignore[arg-type]
     # When bob's groups are saved and read back
     restored = GroupSessions(json.loads(json.dumps(bob.groups.state())), bob.store.pickle_key)
-    assert restored.decrypt("c_1", "u_alice", "d1", ciphertext)[0]["body"] == "kept"
+    assert restored.decrypt("c_1", "u_alice", "d1", ciphertext).content["body"] == "kept"
     # And a key carol sends claiming alice's session id is refused, as is one whose key is not
     # the session it names
     carols = json.loads(carol.groups.room_key("c_1", carol.groups.outbound_for("c_1", 2, left=False)))

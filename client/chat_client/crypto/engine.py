@@ -17,9 +17,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chat_client.crypto.megolm import GroupSessions, Outbound
+from chat_client.crypto.megolm import GroupSessions, Opened, Outbound
 from chat_client.crypto.olm_device import OlmCiphertext, OlmDevice, OlmError
 from chat_client.crypto.store import DeviceStore
+from chat_client.crypto.trust import TrustStore
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class E2EEngine:
     def __init__(self, store: DeviceStore) -> None:
         self.olm = OlmDevice(store)
         self.groups = GroupSessions(self.olm.extra.get("groups", {}), store.pickle_key)
+        self.trust = TrustStore(self.olm.extra.setdefault("trust", {}))
 
     def save(self) -> None:
         self.olm.extra["groups"] = self.groups.state()
@@ -102,8 +104,8 @@ class E2EEngine:
         self.save()
         return kept
 
-    def decrypt(self, chat_id: str, sender: str, sender_device: str, ciphertext: bytes) -> dict[str, Any]:
-        """The content of a MESSAGE; PendingKey or DecryptionFailed (chat_client.crypto.megolm)."""
-        content, _ = self.groups.decrypt(chat_id, sender, sender_device, ciphertext)
+    def decrypt(self, chat_id: str, sender: str, sender_device: str, ciphertext: bytes) -> Opened:
+        """A MESSAGE opened; PendingKey or DecryptionFailed (chat_client.crypto.megolm)."""
+        opened = self.groups.decrypt(chat_id, sender, sender_device, ciphertext)
         self.save()
-        return content
+        return opened

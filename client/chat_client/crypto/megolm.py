@@ -55,6 +55,15 @@ class Outbound:
 
 
 @dataclass(frozen=True)
+class Opened:
+    """A decrypted message: its content, its index in the session, and whose session it was."""
+
+    content: dict[str, Any]
+    index: int
+    key: InboundKey
+
+
+@dataclass(frozen=True)
 class InboundKey:
     """Whose a session is: the device whose Olm session brought the key, and the chat."""
 
@@ -152,10 +161,8 @@ class GroupSessions:
         self.inbound[session_id] = (session, key)
         return True
 
-    def decrypt(
-        self, chat_id: str, sender: str, sender_device: str, ciphertext: bytes
-    ) -> tuple[dict[str, Any], int]:
-        """The content of a MESSAGE (`from` sender, `fromDevice` sender_device) and its index."""
+    def decrypt(self, chat_id: str, sender: str, sender_device: str, ciphertext: bytes) -> Opened:
+        """A MESSAGE (`from` sender, `fromDevice` sender_device) opened."""
         try:
             envelope = json.loads(ciphertext)
             session_id, body = str(envelope["sessionId"]), str(envelope["body"])
@@ -179,4 +186,4 @@ class GroupSessions:
         if inner.get("chatId") != chat_id:
             raise DecryptionFailed("the message was encrypted for another chat")
         seen.add(index)
-        return dict(inner["content"]), index
+        return Opened(dict(inner["content"]), index, key)

@@ -54,6 +54,7 @@ class OlmDevice:
             for peer, pickles in state.get("sessions", {}).items()
         }
         self.extra: dict[str, Any] = state.get("extra", {})  # what other layers keep in the store
+        self.inbound_sessions_started = 0  # since this process began: each used up a one-time key
         if "account" not in state:
             self.save()
 
@@ -75,29 +76,36 @@ class OlmDevice:
             }
         )
 
-    def publish_keys_frame(self, one_time_keys: int = ONE_TIME_KEYS_TARGET) -> dict[str, Any]:
-        """A publishKeys frame topping the one-time keys up to `one_time_keys` (the server says how
-        many unused ones it holds: pass the difference) with a fresh fallback key when there is
-        none. The keys are marked published, and the account saved, before the frame goes out:
-        a key published twice is harmless, one never published but marked so is lost."""
+    def publish_keys_frame(
+        self, one_time_keys: int = ONE_TIME_KEYS_TARGET, rotate_fallback: bool = False
+    ) -> dict[str, Any]:
+        """A publishKeys frame with `one_time_keys` new one-time keys (the server says how many
+        unused ones it holds: top up by the difference) and the signed prekey: the account's
+        fallback key, made anew when there is none yet or `rotate_fallback` (vodozemac still
+        accepts the previous one, for sessions begun with it in flight). The keys are marked
+        published, and the account saved, before the frame goes out: a key published twice is
+        harmless, one never published but marked so is lost."""
         if one_time_keys > 0:
             self.account.generate_one_time_keys(one_time_keys)
-        # vodozemac's type stubs leave the fallback key out (it is there at runtime).
-        account: Any = self.account
-        if not account.fallback_key:
+        signed = self.extra.get("signedPreKey")
+        if signed is None or rotate_fallback:
+            # vodozemac's type stubs leave the fallback key out (it is there at runtime).
+            account: Any = self.account
             account.generate_fallback_key()
+            fallback_id, fallback = next(iter(account.fallback_key.items()))
+            fallback_b64 = fallback.to_base64()
+            signed = {
+                "keyId": _key_id(fallback_id),
+                "publicKey": fallback_b64,
+                "signature": self.account.sign(fallback_b64.encode()).to_base64(),
+            }
+            self.extra["signedPreKey"] = signed
         otks = self.account.one_time_keys
-        fallback_id, fallback = next(iter(account.fallback_key.items()))
-        fallback_b64 = fallback.to_base64()
         frame = {
             "action": "publishKeys",
             "identityKey": self.identity_key,
             "signingKey": self.signing_key,
-            "signedPreKey": {
-                "keyId": _key_id(fallback_id),
-                "publicKey": fallback_b64,
-                "signature": self.account.sign(fallback_b64.encode()).to_base64(),
-            },
+            "signedPreKey": dict(signed),
             "oneTimePreKeys": [{"keyId": _key_id(i), "publicKey": k.to_base64()} for i, k in otks.items()],
         }
         self.account.mark_keys_as_published()
@@ -143,9 +151,24 @@ class OlmDevice:
         except (vodozemac.SessionCreationException, vodozemac.KeyException) as exc:
             raise OlmError(f"the pre-key message does not start a session: {exc}") from exc
         self.sessions.setdefault(peer_identity_key, []).append(session)
+        self.inbound_sessions_started += 1
         self.save()
         return bytes(plaintext)
 
 
 def _key_id(vodozemac_id: str) -> int:
     return int.from_bytes(base64.b64decode(vodozemac_id + "=" * (-len(vodozemac_id) % 4)), "big") % 2**32
+
+
+def signed_prekey(device: dict[str, Any]) -> str | None:
+    """The public key of a listed device's signed prekey (a DEVICES entry), when its signature
+    checks against the device's ed25519 `signingKey`; None otherwise (a device without a signing
+    key, or a forged prekey): such a device is reached only through a claimed one-time key."""
+    try:
+        signed = device["signedPreKey"]
+        vodozemac.Ed25519PublicKey.from_base64(device["signingKey"]).verify_signature(
+            signed["publicKey"].encode(), vodozemac.Ed25519Signature.from_base64(signed["signature"])
+        )
+        return str(signed["publicKey"])
+    except (KeyError, TypeError, AttributeError, vodozemac.KeyException, vodozemac.SignatureException):
+        return None
