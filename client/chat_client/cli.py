@@ -1,25 +1,46 @@
-"""``chat``: mint local tokens and chat interactively from a terminal (or a pipe).
+"""``chat``: mint local tokens and chat interactively from a terminal (or a pipe), end-to-end
+encrypted (chat_client/secure.py).
 
 chat token --user alice [--device laptop] [--secret S]
 chat connect --user alice [--device laptop] [--url ws://127.0.0.1:8080/] [--token JWT]
+             [--store DIR] [--downloads DIR]
+
+The device's keys and sessions live in an encrypted store under --store (default $CHAT_STORE_DIR,
+else ~/.local/share/chat); its key comes from $CHAT_STORE_KEY (base64 of 32 bytes) or, when that is
+unset, from a file beside the store made on first use. Nothing is ever prompted for.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
+import mimetypes
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from websockets.exceptions import WebSocketException
 
 from chat_client.client import ChatClient
-from chat_client.models import ChatAuthError, ChatServerError, Message
+from chat_client.crypto.store import (
+    KEY_BYTES,
+    DeviceStore,
+    StoreLocked,
+    StoreUnreadable,
+    store_key_from_file,
+    store_path,
+)
+from chat_client.crypto.trust import DeviceNotice, IdentityChanged
+from chat_client.media import MediaTransferError
+from chat_client.models import Ack, ChatAuthError, ChatServerError, Message
+from chat_client.secure import Decrypted, SecureChat
 from chat_client.tokens import DEFAULT_SECRET, mint_token, token_identity
 
 logger = logging.getLogger("chat_client.cli")
@@ -33,11 +54,14 @@ commands:
   /add USER [USER...]            add members to the current group (admins)
   /remove USER [USER...]         remove members from the current group (admins; anyone may remove themself)
   /members                       list the current chat's members
+  /send-file PATH [CAPTION]      send a file to the current chat (received files are saved decrypted)
+  /verify USER                   show the safety number you share with USER (compare it with theirs)
+  /verify USER confirm           mark USER verified once the numbers match
+  /accept USER                   accept a verified USER's changed device keys (sending resumes)
   /help                          this text
   /quit                          leave (end of input does the same)
-any other line is sent to the current chat.
-note: this demo sends your text as plain UTF-8 in the "ciphertext" field; real apps encrypt it
-end-to-end before sending (the server never interprets it either way)."""
+any other line is sent to the current chat. Everything is encrypted end to end: the server only
+ever holds ciphertext."""
 
 
 def _default_url() -> str:
@@ -72,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     con.add_argument("--token", default=None, help="use this token instead of minting one locally")
     con.add_argument("--secret", default=None, help="HS256 secret for the locally minted token")
+    con.add_argument(
+        "--store", default=None, help="device store folder (default: $CHAT_STORE_DIR or ~/.local/share/chat)"
+    )
+    con.add_argument(
+        "--downloads",
+        default=None,
+        help="where received files are saved (default: $CHAT_DOWNLOADS or ./chat-downloads)",
+    )
     con.set_defaults(func=_cmd_connect)
     return parser
 
@@ -98,13 +130,38 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     token = args.token or mint_token(args.user, args.device, secret=args.secret or _default_secret())
     user = args.user or token_identity(token)[0] or "?"
     url = args.url or _default_url()
+    store_dir = Path(args.store or os.environ.get("CHAT_STORE_DIR") or Path.home() / ".local/share/chat")
+    downloads = Path(args.downloads or os.environ.get("CHAT_DOWNLOADS") or "chat-downloads")
     try:
-        return asyncio.run(_run_interactive(url, token, user, args.device))
+        store = DeviceStore(store_dir, user, args.device, _store_key(store_dir, user, args.device)).open()
+    except (StoreLocked, StoreUnreadable, OSError) as exc:
+        print(f"chat: cannot open the device store in {store_dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_run_interactive(url, token, user, args.device, store, downloads))
     except KeyboardInterrupt:
         return 130
+    finally:
+        store.close()
 
 
-async def _run_interactive(url: str, token: str, user: str, device: str) -> int:
+def _store_key(store_dir: Path, user: str, device: str) -> bytes:
+    """$CHAT_STORE_KEY (base64), else a key file beside the store, made on first use."""
+    given = os.environ.get("CHAT_STORE_KEY")
+    if given is None:
+        return store_key_from_file(store_path(store_dir, user, device).with_suffix(".key"))
+    try:
+        key = base64.b64decode(given, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise StoreUnreadable(f"CHAT_STORE_KEY must be the base64 of {KEY_BYTES} bytes")
+    return key
+
+
+async def _run_interactive(
+    url: str, token: str, user: str, device: str, store: DeviceStore, downloads: Path
+) -> int:
     # A token without a device claim (Cognito) takes the device from the URL's query string.
     client = ChatClient(url, token, device=device)
     try:
@@ -115,14 +172,17 @@ async def _run_interactive(url: str, token: str, user: str, device: str) -> int:
     except (OSError, TimeoutError, ChatServerError, WebSocketException) as exc:
         print(f"chat: cannot connect to {url}: {exc}", file=sys.stderr)
         return 1
-    session = InteractiveSession(
-        client, user, sys.stdout, interactive=sys.stdin.isatty() and sys.stdout.isatty()
-    )
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    _start_stdin_reader(asyncio.get_running_loop(), lines)
+    secure = SecureChat(client, store)
     try:
+        await secure.start()
+        session = InteractiveSession(
+            secure, user, sys.stdout, downloads, interactive=sys.stdin.isatty() and sys.stdout.isatty()
+        )
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        _start_stdin_reader(asyncio.get_running_loop(), lines)
         await session.run(lines)
     finally:
+        await secure.close()
         await client.close()
     return 0
 
@@ -150,17 +210,24 @@ class InteractiveSession:
 
     PROMPT = "> "
 
-    def __init__(self, client: ChatClient, user: str, out: TextIO, *, interactive: bool = False) -> None:
-        self.client = client
+    def __init__(
+        self, secure: SecureChat, user: str, out: TextIO, downloads: Path, *, interactive: bool = False
+    ) -> None:
+        self.secure = secure
+        self.client: ChatClient = secure.client
         self.user = user
         self.out = out
+        self.downloads = downloads
         self.interactive = interactive
         self.current: str | None = None
 
     async def run(self, lines: asyncio.Queue[str | None]) -> None:
         self.emit(f"* connected as {self.user}; /help for commands")
         self.emit(HELP)
-        printer = asyncio.create_task(self._print_incoming(), name="chat-cli-printer")
+        printers = [
+            asyncio.create_task(self._print_incoming(), name="chat-cli-printer"),
+            asyncio.create_task(self._print_notices(), name="chat-cli-notices"),
+        ]
         try:
             while True:
                 self._prompt()
@@ -170,8 +237,9 @@ class InteractiveSession:
                 if not await self.handle(line.rstrip("\r\n")):
                     break
         finally:
-            printer.cancel()
-            await asyncio.gather(printer, return_exceptions=True)
+            for printer in printers:
+                printer.cancel()
+            await asyncio.gather(*printers, return_exceptions=True)
 
     def emit(self, text: str) -> None:
         """Print a line of output on its own line, even while the user is typing."""
@@ -186,17 +254,61 @@ class InteractiveSession:
             self.out.write(f"[{where}] {self.PROMPT}")
             self.out.flush()
 
-    def format_message(self, message: Message) -> str:
-        return f"[{message.chat_id} #{message.seq}] {message.sender}: {message.text}"
+    def format_message(self, message: Message, body: str) -> str:
+        return f"[{message.chat_id} #{message.seq}] {message.sender}: {body}"
+
+    async def describe(self, received: Decrypted) -> str:
+        """What a received message shows: its text, a saved file, or why it cannot be read (yet)."""
+        message = received.message
+        if received.state == "pending":
+            return self.format_message(message, "(waiting for the key to decrypt this message)")
+        if received.state == "failed":
+            return self.format_message(message, f"(could not be decrypted: {received.reason})")
+        if message.sender == "system":
+            return self.format_message(message, message.text)
+        if received.is_file:
+            return self.format_message(message, await self._save_file(received))
+        return self.format_message(message, received.text or "")
+
+    async def _save_file(self, received: Decrypted) -> str:
+        content = received.content or {}
+        name = Path(str(content.get("name") or "file")).name or "file"  # no path from the sender
+        target = self.downloads / f"{received.message.server_msg_id}-{name}"
+        caption = f" {received.text}" if received.text else ""
+        try:
+            data = await self.secure.download(received)
+        except (ChatServerError, MediaTransferError, ValueError, KeyError) as exc:
+            return f"sent {name}, which could not be fetched: {exc}{caption}"
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return f"sent {name} ({len(data)} bytes), saved to {target}{caption}"
 
     async def _print_incoming(self) -> None:
         while True:
-            message = await self.client.messages.get()
-            self.emit(self.format_message(message))
+            received = await self.secure.messages.get()
+            self.emit(await self.describe(received))
             if self.current is None:
-                self.current = message.chat_id
-                self.emit(f"* current chat: {message.chat_id}")
+                self.current = received.message.chat_id
+                self.emit(f"* current chat: {received.message.chat_id}")
             self._prompt()
+
+    async def _print_notices(self) -> None:
+        while True:
+            self.emit(self.describe_notice(await self.secure.notices.get()))
+            self._prompt()
+
+    @staticmethod
+    def describe_notice(notice: DeviceNotice) -> str:
+        if notice.change == "added":
+            who = f"* {notice.user_id} added a device ({notice.device_id})"
+            return f"{who}; your safety number with them changed"
+        changed = f"! {notice.user_id}'s device {notice.device_id} changed its identity key"
+        if notice.verified_user:
+            return (
+                f"{changed}: sending to them is refused until you compare safety numbers again"
+                f" and /accept {notice.user_id}"
+            )
+        return f"{changed} (reinstalled, or someone else)"
 
     async def handle(self, line: str) -> bool:
         """Handle one input line; False means quit."""
@@ -208,13 +320,23 @@ class InteractiveSession:
         if self.current is None:
             self.emit("! no chat open: use /new or /open first")
             return True
+        await self._send(self.secure.send_text(self.current, line))
+        return True
+
+    async def _send(self, sending: Awaitable[Ack]) -> None:
         try:
-            ack = await self.client.send(self.current, line.encode("utf-8"))
+            ack = await sending
         except ChatServerError as exc:
             self.emit(f"! error: {exc.code}: {exc.message}")
-            return True
-        self.emit(f"* sent [{ack.chat_id} #{ack.seq}]")
-        return True
+        except IdentityChanged as exc:
+            self.emit(
+                f"! not sent: {exc}; compare safety numbers (/verify {exc.user_id}),"
+                f" then /accept {exc.user_id}"
+            )
+        except (MediaTransferError, OSError) as exc:
+            self.emit(f"! not sent: {exc}")
+        else:
+            self.emit(f"* sent [{ack.chat_id} #{ack.seq}]")
 
     async def _command(self, words: list[str]) -> bool:
         cmd, rest = words[0].lower(), words[1:]
@@ -231,8 +353,15 @@ class InteractiveSession:
             await self._create("direct", rest[1:], None)
         elif cmd == "/new" and len(rest) >= 3 and rest[0] == "group":
             await self._create("group", rest[2:], rest[1])
-        elif cmd in ("/add", "/remove", "/members") and self.current is None:
+        elif cmd == "/verify" and len(rest) in (1, 2):
+            await self._verify(rest[0], rest[1:] == ["confirm"])
+        elif cmd == "/accept" and len(rest) == 1:
+            self.secure.accept(rest[0])
+            self.emit(f"* accepted {rest[0]}'s current device keys ({rest[0]} is no longer verified)")
+        elif cmd in ("/add", "/remove", "/members", "/send-file") and self.current is None:
             self.emit("! no chat open: use /new or /open first")
+        elif cmd == "/send-file" and rest:
+            await self._send_file(rest[0], " ".join(rest[1:]) or None)
         elif cmd in ("/add", "/remove") and rest:
             await self._change_members(cmd, rest)
         elif cmd == "/members":
@@ -252,13 +381,31 @@ class InteractiveSession:
 
     async def _change_members(self, cmd: str, users: list[str]) -> None:
         assert self.current is not None
-        change = self.client.add_members if cmd == "/add" else self.client.remove_members
+        change = self.client.add_members if cmd == "/add" else self.secure.remove_members
         try:
             chat = await change(self.current, users)
         except (ChatServerError, TimeoutError, ConnectionError) as exc:
             self.emit(f"! could not change the members: {exc}")
             return
         self.emit(f"* {self.current} now has {chat.get('memberCount')} members")
+
+    async def _send_file(self, path: str, caption: str | None) -> None:
+        assert self.current is not None
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        await self._send(self.secure.send_media(self.current, path, content_type, caption))
+
+    async def _verify(self, user: str, confirm: bool) -> None:
+        try:
+            number = await self.secure.safety_number(user)
+        except (ChatServerError, TimeoutError, ConnectionError) as exc:
+            self.emit(f"! could not read {user}'s devices: {exc}")
+            return
+        if confirm:
+            self.secure.verify(user)
+            self.emit(f"* {user} verified (safety number {number})")
+        else:
+            self.emit(f"* safety number with {user}: {number}")
+            self.emit(f"* compare it with theirs; if it matches: /verify {user} confirm")
 
     async def _list_members(self) -> None:
         assert self.current is not None

@@ -1,13 +1,17 @@
-"""The `chat` CLI's argument handling and the token subcommand (the interactive part is tested in
-test_client_sdk.py against the fake server, through a pipe)."""
+"""The `chat` CLI's argument handling, the token subcommand and the interactive session's commands
+over small fakes (the CLI end to end, encrypted, runs in tests/integration/test_cli.py)."""
 
 import io
+from pathlib import Path
+from types import SimpleNamespace
 
 import jwt
 import pytest
 
 from chat_client import Message
 from chat_client.cli import InteractiveSession, build_parser, main
+from chat_client.crypto.trust import DeviceNotice
+from chat_client.secure import Decrypted
 
 # The local stack's default HS256 secret is short by design (a dev secret).
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -50,18 +54,34 @@ def test_a_subcommand_is_required():
     assert exc.value.code == 2
 
 
-def test_incoming_message_format_and_help_mentions_encryption():
+async def test_received_messages_read_as_text_pending_or_failed_and_help_says_it_encrypts(tmp_path: Path):
     # Given a session writing to a buffer
     out = io.StringIO()
-    session = InteractiveSession(client=None, user="alice", out=out)  # type: ignore[arg-type]
-    message = Message(
-        "c_9", 4012, "m_88", "u_3", "d_1", "hi \N{SNOWMAN}".encode(), [], "2026-11-28T03:21:07.123Z"
-    )
-    # When it is formatted, Then it reads "[<chatId> #<seq>] <from>: <text>"
-    assert session.format_message(message) == "[c_9 #4012] u_3: hi \N{SNOWMAN}"
-    # And the help text says real apps encrypt
+    session = InteractiveSession(SimpleNamespace(client=None), "alice", out, tmp_path)  # type: ignore[arg-type]
+    message = Message("c_9", 4012, "m_88", "u_3", "d_1", b"<ciphertext>", [], "2026-11-28T03:21:07.123Z")
+    # When a decrypted, a pending and a failed message are described
+    ok = Decrypted(message, "ok", {"type": "text", "body": "hi \N{SNOWMAN}"})
+    pending = Decrypted(message, "pending", reason="waiting")
+    failed = Decrypted(message, "failed", reason="a replay")
+    # Then each reads "[<chatId> #<seq>] <from>: ..." with the text, or why it cannot be read
+    assert await session.describe(ok) == "[c_9 #4012] u_3: hi \N{SNOWMAN}"
+    assert "waiting for the key" in await session.describe(pending)
+    assert await session.describe(failed) == "[c_9 #4012] u_3: (could not be decrypted: a replay)"
+    # And the help text says everything is encrypted end to end, and names the new commands
     session.emit(__import__("chat_client.cli", fromlist=["HELP"]).HELP)
-    assert "encrypt" in out.getvalue()
+    assert "encrypted end to end" in out.getvalue()
+    assert all(cmd in out.getvalue() for cmd in ("/verify USER", "/send-file PATH", "/accept USER"))
+    assert "plain UTF-8" not in out.getvalue()
+
+
+def test_device_notices_warn_of_a_changed_key_and_say_how_to_resume():
+    # Given a verified user's device that changed its key, and an unverified user's new device
+    changed = DeviceNotice("bob", "d1", "key_changed", "k", verified_user=True)
+    added = DeviceNotice("carol", "d2", "added", "k", verified_user=False)
+    # Then the first warns that sending is refused until /accept, the second says what changed
+    assert "refused" in InteractiveSession.describe_notice(changed)
+    assert "/accept bob" in InteractiveSession.describe_notice(changed)
+    assert InteractiveSession.describe_notice(added).startswith("* carol added a device (d2)")
 
 
 class FakeMembershipClient:
@@ -84,11 +104,16 @@ class FakeMembershipClient:
         return {"members": [{"userId": "bob", "role": "member"}], "next": None}
 
 
+def over(client: FakeMembershipClient, out: io.StringIO) -> InteractiveSession:
+    secure = SimpleNamespace(client=client, remove_members=client.remove_members)
+    return InteractiveSession(secure, "alice", out, Path("unused"))  # type: ignore[arg-type]
+
+
 async def test_membership_commands_act_on_the_current_chat():
     # Given a session with group g_1 open
     out = io.StringIO()
     client = FakeMembershipClient()
-    session = InteractiveSession(client=client, user="alice", out=out)  # type: ignore[arg-type]
+    session = over(client, out)
     await session.handle("/open g_1")
     # When alice adds carol, removes bob, and lists the members
     await session.handle("/add carol")
@@ -105,7 +130,7 @@ async def test_membership_commands_need_an_open_chat():
     # Given a session with no chat open
     out = io.StringIO()
     client = FakeMembershipClient()
-    session = InteractiveSession(client=client, user="alice", out=out)  # type: ignore[arg-type]
+    session = over(client, out)
     # When alice tries /add
     await session.handle("/add carol")
     # Then she is told to open a chat, and nothing was asked of the server

@@ -1,4 +1,4 @@
-"""ChatClient (and the `chat connect` CLI) against a tiny in-test server speaking PROTOCOL.md.
+"""ChatClient against a tiny in-test server speaking PROTOCOL.md.
 
 The fake server answers send (idempotent by clientMsgId, gapless seq), sync (with limit/more/heads),
 createChat and heartbeat, and has hooks to misbehave: withhold ACKs, answer ERRORs, push frames
@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -442,56 +440,6 @@ async def test_close_fails_pending_sends_and_stops_reconnecting(server):
     assert server.handshakes == 1 and not alice.connected.is_set()
     with pytest.raises(ChatClosedError):
         await alice.send("c_1", b"y")
-
-
-async def test_cli_connect_driven_through_a_pipe(server):
-    # Given the CLI connected as alice with stdin and stdout as pipes
-    env = {**os.environ, "CHAT_URL": server.url}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chat_client.cli",
-        "connect",
-        "--user",
-        "alice",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-
-    async def read_until(fragment: str) -> str:
-        seen = []
-        while True:
-            line = (await asyncio.wait_for(proc.stdout.readline(), 5)).decode()
-            assert line, f"CLI ended before printing {fragment!r}; got {seen}"
-            seen.append(line)
-            if fragment in line:
-                return line
-
-    try:
-        await read_until("/quit")  # the help text was printed
-        # When a direct chat is created and a line is typed
-        proc.stdin.write(b"/new direct bob\n")
-        assert "c_1" in await read_until("is now current")
-        proc.stdin.write("hi bob \N{WAVING HAND SIGN}\n".encode())
-        assert "[c_1 #1]" in await read_until("sent")
-        # Then the server stored the UTF-8 text as the ciphertext bytes
-        assert (
-            base64.b64decode(server.messages["c_1"][0]["ciphertext"]).decode()
-            == "hi bob \N{WAVING HAND SIGN}"
-        )
-        # When bob's message arrives, Then it is printed on its own line
-        await server.push_to("alice", "cli", server.store("c_1", "bob", "hello alice"))
-        assert (await read_until("hello alice")).strip() == "[c_1 #2] bob: hello alice"
-        # When stdin reaches EOF, Then the CLI exits cleanly
-        proc.stdin.close()
-        assert await asyncio.wait_for(proc.wait(), 5) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_many_sends_in_flight_survive_a_drop_and_a_receiver_sees_all_in_order(server):

@@ -63,7 +63,7 @@ class DeviceStore:
     def __init__(self, directory: Path, user_id: str, device_id: str, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"the store key must be {KEY_BYTES} bytes")
-        self.path = Path(directory) / f"{_safe(user_id)}.{_safe(device_id)}.store"
+        self.path = store_path(directory, user_id, device_id)
         self._aad = json.dumps({"user": user_id, "device": device_id, "format": FORMAT}).encode()
         self._aead = AESGCM(key)
         # vodozemac pickles take a 32-byte key of their own: derived, so the file key never is one.
@@ -132,6 +132,11 @@ class DeviceStore:
     def _check_open(self) -> None:
         if self._lock is None:
             raise RuntimeError("open() the store first")
+
+
+def store_path(directory: Path, user_id: str, device_id: str) -> Path:
+    """Where the store of (user, device) lives in `directory` (a key file may sit beside it)."""
+    return Path(directory) / f"{_safe(user_id)}.{_safe(device_id)}.store"
 
 
 def _safe(name: str) -> str:
