@@ -1,9 +1,12 @@
 """Python SDK for the serverless chat backend (wire protocol v1 and v1.1, see docs/PROTOCOL.md).
 
-Depends only on ``websockets`` and ``PyJWT``; never imports the backend.
+``ChatClient`` speaks the protocol; ``SecureChat`` over it encrypts end to end (docs/E2E.md) with a
+``DeviceStore`` per user and device. Never imports the backend.
 """
 
 from chat_client.client import ChatClient
+from chat_client.crypto.store import DeviceStore, new_store_key
+from chat_client.crypto.trust import DeviceNotice, IdentityChanged
 from chat_client.models import (
     Ack,
     ChatAuthError,
@@ -13,6 +16,7 @@ from chat_client.models import (
     Message,
     ToDevice,
 )
+from chat_client.secure import Decrypted, SecureChat
 from chat_client.tokens import mint_token
 
 __all__ = [
@@ -22,7 +26,13 @@ __all__ = [
     "ChatClosedError",
     "ChatConnectionError",
     "ChatServerError",
+    "Decrypted",
+    "DeviceNotice",
+    "DeviceStore",
+    "IdentityChanged",
     "Message",
+    "SecureChat",
     "ToDevice",
     "mint_token",
+    "new_store_key",
 ]

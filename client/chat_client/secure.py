@@ -79,6 +79,13 @@ class SecureChat:
             asyncio.create_task(self._take_device_changes()),
         ]
 
+    async def __aenter__(self) -> SecureChat:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -89,3 +89,19 @@ def test_keys_and_sessions_survive_a_restart_of_every_device(tmp_path: Path) -> 
     assert alice.engine.room_keys("c_1", outbound, devices, {}) == []
     message = alice.engine.encrypt("c_1", outbound, {"type": "text", "body": "two"})
     assert bob.engine.decrypt("c_1", "u_alice", "d1", message).content["body"] == "two"
+
+
+def test_a_device_back_with_a_new_identity_key_gets_a_new_session_and_the_old_key_holder_none(
+    tmp_path: Path,
+) -> None:
+    # Given alice's session in c_1 shared with bob's phone
+    alice, bob = Device(tmp_path, "u_alice"), Device(tmp_path, "u_bob")
+    first = send(alice, "c_1", [bob], "before")
+    assert bob.engine.decrypt("c_1", "u_alice", "d1", first).content["body"] == "before"
+    # When bob's phone comes back under the same device id with a new identity (reinstalled)
+    reinstalled = Device(tmp_path / "again", "u_bob")
+    second = send(alice, "c_1", [reinstalled], "after")
+    # Then the reinstalled phone reads the next message, and the old phone's keys do not open it
+    assert reinstalled.engine.decrypt("c_1", "u_alice", "d1", second).content["body"] == "after"
+    with pytest.raises(PendingKey):
+        bob.engine.decrypt("c_1", "u_alice", "d1", second)

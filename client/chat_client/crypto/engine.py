@@ -33,6 +33,12 @@ class PeerDevice:
     def ref(self) -> str:
         return f"{self.user_id}|{self.device_id}"
 
+    @property
+    def holder(self) -> str:
+        """Who holds a session key: the device under this identity key (a device that came back
+        with another key is another holder: it left, and the new one lacks the key)."""
+        return f"{self.ref}|{self.identity_key}"
+
 
 class E2EEngine:
     def __init__(self, store: DeviceStore) -> None:
@@ -50,8 +56,8 @@ class E2EEngine:
         """This device's session for the chat's next message: rotated when a device that had the
         key is no longer among `devices` (a member or device left)."""
         current = self.groups.outbound.get(chat_id)
-        refs = {d.ref for d in devices}
-        left = current is not None and bool(current.shared_with - refs)
+        holders = {d.holder for d in devices}
+        left = current is not None and bool(current.shared_with - holders)
         return self.groups.outbound_for(chat_id, len(devices) + 1, left)
 
     def missing_sessions(self, devices: list[PeerDevice]) -> list[PeerDevice]:
@@ -68,7 +74,7 @@ class E2EEngine:
         key = self.groups.room_key(chat_id, outbound)
         out: list[tuple[str, str, bytes]] = []
         for device in devices:
-            if device.ref in outbound.shared_with:
+            if device.holder in outbound.shared_with:
                 continue
             try:
                 message = self.olm.encrypt(device.identity_key, prekeys.get(device.ref), key)
@@ -76,7 +82,7 @@ class E2EEngine:
                 continue
             payload = {"senderKey": self.olm.identity_key, **message.to_json()}
             out.append((device.user_id, device.device_id, json.dumps(payload).encode()))
-            outbound.shared_with.add(device.ref)
+            outbound.shared_with.add(device.holder)
         self.save()
         return out
 

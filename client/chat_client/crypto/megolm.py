@@ -42,7 +42,7 @@ class Outbound:
 
     session: vodozemac.GroupSession
     created_at: float
-    shared_with: set[str] = field(default_factory=set)  # "<user>|<device>" that have the key
+    shared_with: set[str] = field(default_factory=set)  # PeerDevice.holder of those with the key
     messages: int = 0
 
     @property
