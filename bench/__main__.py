@@ -9,7 +9,10 @@ and these runs are made against it:
   closed loop (the most it sustains), then receipts;
 - mixed (bench/mixed.py): the same kind of users in 50 direct chats and 20 groups of 50;
 - hot chat (bench/hot_chat.py): bursts into one group, and one chat vs 100 chats, refusals counted;
-- group fan-out (bench/group_fanout.py): a 10,000-member group with some members online.
+- group fan-out (bench/group_fanout.py): a 10,000-member group with some members online;
+- encryption (bench/encryption.py): a key rotation's to-device messages in a 1,000-member group,
+  stored for real. Its client figures (per-message Megolm, Olm setup, bytes, the rotation's
+  messages and write units) need no stack: they are measured once, before the profiles.
 Every figure is printed as it is measured; `--json` also writes them all to a file.
 """
 
@@ -24,6 +27,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.encryption import (
+    ClientFigures,
+    print_encryption_client,
+    print_rotation_over_stack,
+    run_encryption_client,
+    run_rotation_over_stack,
+)
 from bench.group_fanout import print_group_row, run_group_fanout
 from bench.hot_chat import print_hot_chat, run_hot_chat
 from bench.message_path import make_pairs, print_receipts, print_row, report, run_rate, run_receipts
@@ -31,7 +41,9 @@ from bench.mixed import print_mixed, run_mixed
 from local_stack.child import start_local_stack
 
 
-async def bench_profile(profile: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+async def bench_profile(
+    profile: str, args: argparse.Namespace, encryption: ClientFigures | None
+) -> list[dict[str, Any]]:
     log = Path(tempfile.mkdtemp(prefix=f"chat-bench-{profile}-")) / "local-stack.log"
     stack = start_local_stack(log, {"CHAT_LOG_LEVEL": "WARNING", "CHAT_TIMING": profile})
     rows: list[dict[str, Any]] = []
@@ -69,6 +81,10 @@ async def bench_profile(profile: str, args: argparse.Namespace) -> list[dict[str
                 group_row = (await run_group_fanout(stack, online, args.group_sends)).row()
                 print_group_row(group_row)
                 keep(group_row)
+        if encryption is not None:
+            rotation = await run_rotation_over_stack(stack, encryption.group)
+            print_rotation_over_stack(rotation)
+            keep(rotation)
     finally:
         stack.stop()
     return rows
@@ -78,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     csv = lambda cast: lambda s: [cast(x) for x in s.split(",") if x]  # noqa: E731
     parser.add_argument("--profiles", type=csv(str), default=["fast", "aws"])
-    parser.add_argument("--runs", type=csv(str), default=["1:1", "mixed", "hot", "group"])
+    parser.add_argument("--runs", type=csv(str), default=["1:1", "mixed", "hot", "group", "encryption"])
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--rates", type=csv(float), default=[10.0, 50.0, 100.0])
     parser.add_argument("--mixed-rates", type=csv(float), default=[20.0, 50.0])
@@ -89,10 +105,23 @@ def main() -> None:
         "--group-online", type=csv(int), default=[150, 1000], help="online members of the 10,000-member group"
     )
     parser.add_argument("--group-sends", type=int, default=5, help="messages sent to the group per run")
+    parser.add_argument(
+        "--group-members", type=int, default=1000, help="members of the group whose key rotation is measured"
+    )
+    parser.add_argument("--e2e-messages", type=int, default=1000, help="texts encrypted and decrypted")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rows = [row for profile in args.profiles for row in asyncio.run(bench_profile(profile, args))]
+    rows: list[dict[str, Any]] = []
+    encryption = None
+    if "encryption" in args.runs:
+        print("\n=== encryption, client side (no stack)", flush=True)
+        encryption = run_encryption_client(args.group_members, args.e2e_messages)
+        print_encryption_client(encryption)
+        rows += [{"profile": None, **row} for row in encryption.rows]
+    rows += [
+        row for profile in args.profiles for row in asyncio.run(bench_profile(profile, args, encryption))
+    ]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     sys.exit(0 if rows else 1)
