@@ -44,7 +44,7 @@ from chat_backend.dal.inbox_store import PART_MAX, InboxStore, OutgoingToDevice
 from chat_backend.models.client_frames import MAX_TO_DEVICE_BYTES
 from chat_backend.models.common import MAX_FRAME_BYTES, iso_at
 from chat_client import ChatClient, mint_token
-from chat_client.crypto.engine import E2EEngine, PeerDevice
+from chat_client.crypto.engine import E2EEngine, PeerDevice, unpack_to_device
 from chat_client.crypto.megolm import ROTATE_AFTER_MESSAGES, GroupSessions
 from chat_client.crypto.store import DeviceStore, new_store_key
 from chat_client.to_device import MESSAGES_PER_FRAME, ToDeviceChannel
@@ -384,7 +384,7 @@ class LargeGroup:
         messages, seconds = _timed(lambda: engine.room_keys(self.chat_id, outbound, devices, prekeys))
         types: dict[int, int] = {}
         for _, _, payload in messages:
-            kind_of = int(json.loads(payload)["type"])
+            kind_of = unpack_to_device(payload)[1].message_type
             types[kind_of] = types.get(kind_of, 0) + 1
         frames = to_device_frames(messages, self.chat_id)
         transactions = inbox_transactions(self.sender.user_id, self.sender.device_id, frames)
@@ -407,13 +407,12 @@ def large_group(directory: Path, members: int) -> LargeGroup:
     # Every receiver decrypts its pre-key message: a new inbound Olm session, then the room key.
     decrypt_us: list[float] = []
     for receiver, (_, _, payload) in zip(receivers, fresh.messages, strict=True):
-        envelope = json.loads(payload)
-        body = base64.b64decode(envelope["body"] + "=" * (-len(envelope["body"]) % 4))
-        pre_key = vodozemac.AnyOlmMessage.from_parts(envelope["type"], body).to_pre_key()
+        sender_key, message = unpack_to_device(payload)
+        pre_key = vodozemac.AnyOlmMessage.from_parts(message.message_type, message.body).to_pre_key()
         assert pre_key is not None
         started = time.perf_counter()
         _, plaintext = receiver.account.create_inbound_session(
-            vodozemac.Curve25519PublicKey.from_base64(envelope["senderKey"]), pre_key
+            vodozemac.Curve25519PublicKey.from_base64(sender_key), pre_key
         )
         decrypt_us.append((time.perf_counter() - started) * 1e6)
         assert json.loads(bytes(plaintext))["chatId"] == group.chat_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -21,6 +22,10 @@ from chat_client.models import ChatConnectionError, ToDevice
 logger = logging.getLogger("chat_client")
 
 MESSAGES_PER_FRAME = 100  # the server's limit per sendToDevice / ackToDevice
+# The server stores a sendToDevice in transactions of 99 messages and its txnId record: frames of
+# 99 are one transaction each. And a frame stays well inside API Gateway's 128 KiB message.
+MESSAGES_PER_SEND_FRAME = 99
+SEND_FRAME_BYTES = 120 * 1024
 SEEN_IDS_KEPT = 10_000
 
 
@@ -55,21 +60,18 @@ class ToDeviceChannel:
         chat_id: str | None = None,
         deadline: float = 60.0,
     ) -> int:
-        """Send (userId, deviceId, ciphertext) to each device: frames of 100, each under its own
-        txnId, re-sent with the same txnId after a lost connection (stored once). `chat_id` names
-        the chat the recipients are members of (needed unless they are this user's devices or
-        the other side of a direct chat). Returns how many the server took."""
+        """Send (userId, deviceId, ciphertext) to each device: frames of up to 99 (one server
+        transaction each) that stay within API Gateway's message size, each under its own txnId,
+        re-sent with the same txnId after a lost connection (stored once). `chat_id` names the
+        chat the recipients are members of (needed unless they are this user's devices or the
+        other side of a direct chat). Returns how many the server took."""
         count = 0
         end = asyncio.get_running_loop().time() + deadline
-        for start in range(0, len(messages), MESSAGES_PER_FRAME):
-            frame: dict[str, Any] = {
-                "action": "sendToDevice",
-                "txnId": uuid.uuid4().hex,
-                "messages": [
-                    {"userId": u, "deviceId": d, "ciphertext": base64.b64encode(c).decode()}
-                    for u, d, c in messages[start : start + MESSAGES_PER_FRAME]
-                ],
-            }
+        entries = [
+            {"userId": u, "deviceId": d, "ciphertext": base64.b64encode(c).decode()} for u, d, c in messages
+        ]
+        for chunk in _frames_of(entries):
+            frame: dict[str, Any] = {"action": "sendToDevice", "txnId": uuid.uuid4().hex, "messages": chunk}
             if chat_id is not None:
                 frame["chatId"] = chat_id
             count += int((await self._until_answered(frame, end))["count"])
@@ -102,3 +104,18 @@ class ToDeviceChannel:
 
     async def _wait_connected(self, end: float) -> Any:
         raise NotImplementedError
+
+
+def _frames_of(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:
+    frames: list[list[dict[str, str]]] = [[]]
+    size = 0
+    for entry in entries:
+        entry_bytes = len(json.dumps(entry)) + 2
+        if frames[-1] and (
+            len(frames[-1]) == MESSAGES_PER_SEND_FRAME or size + entry_bytes > SEND_FRAME_BYTES
+        ):
+            frames.append([])
+            size = 0
+        frames[-1].append(entry)
+        size += entry_bytes
+    return [f for f in frames if f]

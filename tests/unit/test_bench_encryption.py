@@ -63,17 +63,17 @@ def test_a_transaction_costs_two_units_per_started_kilobyte_of_each_item() -> No
     assert transact_write_units([small, one_kb, over]) == 8
 
 
-def test_frames_of_100_become_parts_of_99_each_with_its_txn_item() -> None:
-    # Given 250 small to-device messages, framed as the SDK frames them (100 a frame)
+def test_the_sdks_frames_of_99_are_one_transaction_each_with_its_txn_item() -> None:
+    # Given 250 small to-device messages, framed as the SDK frames them (99 a frame)
     messages = [(f"u{i}", "d1", b"key") for i in range(250)]
     frames = to_device_frames(messages, "g_1")
-    assert [len(f["messages"]) for f in frames] == [100, 100, 50]
+    assert [len(f["messages"]) for f in frames] == [99, 99, 52]
     # When the server stores the frames
     transactions = inbox_transactions("u_sender", "d1", frames)
-    # Then a frame of 100 is two transactions (99 and 1 messages), each led by its TXN item
-    assert [len(t) for t in transactions] == [100, 2, 100, 2, 51]
+    # Then each frame is one transaction (the server's parts hold 99), led by its TXN item
+    assert [len(t) for t in transactions] == [100, 100, 53]
     assert all(t[0]["device"]["S"] == "TXN#u_sender#d1" for t in transactions)
     stored = [i for t in transactions for i in t[1:]]
     assert [base64.b64encode(bytes(i["ciphertext"]["B"])) for i in stored] == [base64.b64encode(b"key")] * 250
     # And every item is under 1 KB: 2 units each
-    assert sum(transact_write_units(t) for t in transactions) == 2 * 255
+    assert sum(transact_write_units(t) for t in transactions) == 2 * 253

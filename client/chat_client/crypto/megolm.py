@@ -93,6 +93,10 @@ class GroupSessions:
             for session_id, i in state.get("inbound", {}).items()
         }
         self.seen: dict[str, set[int]] = {s: set(v) for s, v in state.get("seen", {}).items()}
+        # An inbound session does not change as it decrypts: pickled once, when it came.
+        self._inbound_pickles: dict[str, str] = {
+            session_id: i["pickle"] for session_id, i in state.get("inbound", {}).items()
+        }
 
     def state(self) -> dict[str, Any]:
         key = self.pickle_key
@@ -107,8 +111,8 @@ class GroupSessions:
                 for chat_id, o in self.outbound.items()
             },
             "inbound": {
-                session_id: {"pickle": s.pickle(key), "key": vars(k)}
-                for session_id, (s, k) in self.inbound.items()
+                session_id: {"pickle": self._inbound_pickles[session_id], "key": vars(k)}
+                for session_id, (_, k) in self.inbound.items()
             },
             "seen": {s: sorted(v) for s, v in self.seen.items()},
         }
@@ -159,6 +163,7 @@ class GroupSessions:
         if session.session_id != session_id:
             return False
         self.inbound[session_id] = (session, key)
+        self._inbound_pickles[session_id] = session.pickle(self.pickle_key)
         return True
 
     def decrypt(self, chat_id: str, sender: str, sender_device: str, ciphertext: bytes) -> Opened:

@@ -21,17 +21,10 @@ ONE_TIME_KEYS_TARGET = 50  # what the account keeps published (vodozemac holds a
 
 @dataclass(frozen=True)
 class OlmCiphertext:
-    """An Olm message as it travels inside a to-device payload: type 0 (pre-key) or 1, body base64."""
+    """An Olm message: type 0 (pre-key) or 1, and its bytes."""
 
     message_type: int
-    body: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.message_type, "body": self.body}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> OlmCiphertext:
-        return cls(int(value["type"]), str(value["body"]))
+    body: bytes
 
 
 class OlmError(Exception):
@@ -53,6 +46,9 @@ class OlmDevice:
             peer: [vodozemac.Session.from_pickle(p, key) for p in pickles]
             for peer, pickles in state.get("sessions", {}).items()
         }
+        # Pickles of the sessions not used since they were last saved: a save re-pickles only
+        # the peers whose sessions moved (a sender with a session per member of a big group).
+        self._pickled: dict[str, list[str]] = dict(state.get("sessions", {}))
         self.extra: dict[str, Any] = state.get("extra", {})  # what other layers keep in the store
         self.inbound_sessions_started = 0  # since this process began: each used up a one-time key
         if "account" not in state:
@@ -71,10 +67,17 @@ class OlmDevice:
         self.store.save(
             {
                 "account": self.account.pickle(key),
-                "sessions": {peer: [s.pickle(key) for s in ss] for peer, ss in self.sessions.items()},
+                "sessions": self._session_pickles(),
                 "extra": self.extra,
             }
         )
+
+    def _session_pickles(self) -> dict[str, list[str]]:
+        key = self.store.pickle_key
+        for peer, sessions in self.sessions.items():
+            if peer not in self._pickled:
+                self._pickled[peer] = [s.pickle(key) for s in sessions]
+        return self._pickled
 
     def publish_keys_frame(
         self, one_time_keys: int = ONE_TIME_KEYS_TARGET, rotate_fallback: bool = False
@@ -112,7 +115,9 @@ class OlmDevice:
         self.save()
         return frame
 
-    def encrypt(self, peer_identity_key: str, one_time_key: str | None, plaintext: bytes) -> OlmCiphertext:
+    def encrypt(
+        self, peer_identity_key: str, one_time_key: str | None, plaintext: bytes, save: bool = True
+    ) -> OlmCiphertext:
         """Encrypt for a peer device: on our newest session with it, else a new one started from
         the key it published (its one-time key, or its signed fallback key when none was left)."""
         sessions = self.sessions.get(peer_identity_key)
@@ -125,20 +130,22 @@ class OlmDevice:
             )
             sessions = self.sessions.setdefault(peer_identity_key, [session])
         message = sessions[-1].encrypt(plaintext)
-        self.save()
+        self._pickled.pop(peer_identity_key, None)
+        if save:  # False: the caller saves once after a batch (a rotation to many devices)
+            self.save()
         message_type, body = message.to_parts()
-        return OlmCiphertext(message_type, base64.b64encode(body).decode().rstrip("="))
+        return OlmCiphertext(message_type, bytes(body))
 
     def decrypt(self, peer_identity_key: str, ciphertext: OlmCiphertext) -> bytes:
         """Decrypt a peer device's Olm message: on a session we have with it, else (a pre-key
         message) on a new inbound one, which uses up the one-time key it names."""
-        body = base64.b64decode(ciphertext.body + "=" * (-len(ciphertext.body) % 4))
-        message = vodozemac.AnyOlmMessage.from_parts(ciphertext.message_type, body)
+        message = vodozemac.AnyOlmMessage.from_parts(ciphertext.message_type, ciphertext.body)
         for session in reversed(self.sessions.get(peer_identity_key, [])):
             try:
                 plaintext = bytes(session.decrypt(message))
             except vodozemac.OlmDecryptionException:
                 continue
+            self._pickled.pop(peer_identity_key, None)
             self.save()
             return plaintext
         pre_key = message.to_pre_key()
@@ -151,13 +158,19 @@ class OlmDevice:
         except (vodozemac.SessionCreationException, vodozemac.KeyException) as exc:
             raise OlmError(f"the pre-key message does not start a session: {exc}") from exc
         self.sessions.setdefault(peer_identity_key, []).append(session)
+        self._pickled.pop(peer_identity_key, None)
         self.inbound_sessions_started += 1
         self.save()
         return bytes(plaintext)
 
 
 def _key_id(vodozemac_id: str) -> int:
-    return int.from_bytes(base64.b64decode(vodozemac_id + "=" * (-len(vodozemac_id) % 4)), "big") % 2**32
+    return int.from_bytes(unpadded_b64decode(vodozemac_id), "big") % 2**32
+
+
+def unpadded_b64decode(value: str) -> bytes:
+    """vodozemac writes base64 without padding."""
+    return base64.b64decode(value + "=" * (-len(value) % 4))
 
 
 def signed_prekey(device: dict[str, Any]) -> str | None:
