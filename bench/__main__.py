@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.encryption import (
+    STACK_GROUP_MAX,
     ClientFigures,
     print_encryption_client,
     print_rotation_over_stack,
@@ -81,10 +82,15 @@ async def bench_profile(
                 group_row = (await run_group_fanout(stack, online, args.group_sends)).row()
                 print_group_row(group_row)
                 keep(group_row)
-        if encryption is not None:
+        if encryption is not None and len(encryption.group.receivers) < STACK_GROUP_MAX:
             rotation = await run_rotation_over_stack(stack, encryption.group)
             print_rotation_over_stack(rotation)
             keep(rotation)
+        elif encryption is not None:
+            print(
+                "encryption | rotation over the stack: skipped "
+                f"(a group of {STACK_GROUP_MAX:,}+ does not fit one createChat frame)"
+            )
     finally:
         stack.stop()
     return rows

@@ -45,7 +45,12 @@ from chat_backend.models.client_frames import MAX_TO_DEVICE_BYTES
 from chat_backend.models.common import MAX_FRAME_BYTES, iso_at
 from chat_client import ChatClient, mint_token
 from chat_client.crypto.engine import E2EEngine, PeerDevice, unpack_to_device
-from chat_client.crypto.megolm import ROTATE_AFTER_MESSAGES, GroupSessions
+from chat_client.crypto.megolm import (
+    LARGE_GROUP,
+    ROTATE_AFTER_MESSAGES,
+    ROTATE_AFTER_MESSAGES_LARGE,
+    GroupSessions,
+)
 from chat_client.crypto.store import DeviceStore, new_store_key
 from chat_client.to_device import MESSAGES_PER_FRAME, ToDeviceChannel
 from chat_client.wire import encode_frame
@@ -426,6 +431,9 @@ def large_group(directory: Path, members: int) -> LargeGroup:
             engine.encrypt(group.chat_id, outbound, {"type": "text", "body": TEXT})
     group.extra["per_message_big_store_us"] = watch.summary()
     group.extra["big_store_bytes"] = engine.olm.store.path.stat().st_size
+    # Past 1,000 devices the session lasts 1,000 messages: skip to the last rather than send them.
+    current = engine.groups.outbound[group.chat_id]
+    current.messages = max(current.messages, ROTATE_AFTER_MESSAGES_LARGE if members - 1 > LARGE_GROUP else 0)
     group.rotate("existing Olm sessions", {})
     group.extra["vodozemac_alone_s"] = vodozemac_alone(group)
     return group
@@ -556,6 +564,10 @@ def _print_us(summary: dict[str, dict[int, float]]) -> None:
 
 
 # --- over the local stack ------------------------------------------------------------------------
+
+
+# The group over the stack is made by one createChat frame, which must stay within 128 KiB.
+STACK_GROUP_MAX = 2000
 
 
 async def run_rotation_over_stack(stack: RunningStack, group: LargeGroup) -> dict[str, Any]:
