@@ -54,7 +54,8 @@ def bad_values(field_name: str) -> list[Any]:
         "mediaId": [*BAD_IDS, None],
         "serverMsgId": BAD_IDS,
         "userId": [*BAD_USER_IDS, None],
-        "cursor": BAD_IDS,
+        # Every route's cursor is an id, or (getChatDevices) two joined by a dot.
+        "cursor": [*BAD_IDS, "u_a.", ".d", "u_a.d.x", "u_a..d", "u_a." + "d" * 65],
         "ciphertext": BAD_BYTES,
         "cursors": [[], "c_1", 5, {"c_1": -1}, {"c_1": "1"}, {"c 1": 1}, {LONE: 1}, {"c_1": 2**53}],
         "limit": [0, -5, 10**6, "10", 1.5, None, []],
@@ -151,6 +152,7 @@ def valid_frames(chat_id: str, other_user: str) -> list[dict[str, Any]]:
         {"action": "ackToDevice", "requestId": "r", "ids": ["td_0000000000001_0a0b0c0d"]},
         {"action": "queryDevices", "requestId": "r", "userIds": [other_user]},
         {"action": "claimKeys", "requestId": "r", "devices": [{"userId": other_user, "deviceId": "d_fuzz"}]},
+        {"action": "getChatDevices", "requestId": "r", "chatId": chat_id, "cursor": f"{other_user}.d_fuzz"},
     ]
 
 
@@ -237,6 +239,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "ackToDevice": ("requestId", "ids"),
     "queryDevices": ("requestId", "userIds"),
     "claimKeys": ("requestId", "devices"),
+    "getChatDevices": ("requestId", "chatId"),
 }
 
 

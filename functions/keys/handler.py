@@ -1,13 +1,16 @@
-"""Routes `publishKeys`, `fetchKeys`, `queryDevices`, `claimKeys`: end-to-end encryption public keys."""
+"""Routes `publishKeys`, `fetchKeys`, `queryDevices`, `claimKeys`, `getChatDevices`: end-to-end
+encryption public keys and device lists (a publish that changes a user's devices is announced)."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.logic.device_lists import DeviceNews, get_chat_devices
 from chat_backend.logic.keys import claim_keys, fetch_keys, publish_keys, query_devices
 from chat_backend.models.client_frames import (
     ClaimKeysFrame,
     FetchKeysFrame,
+    GetChatDevicesFrame,
     PublishKeysFrame,
     QueryDevicesFrame,
 )
@@ -21,10 +24,16 @@ from chat_backend.services import services
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
+    news = DeviceNews(
+        svc.listing, svc.store, svc.consent, svc.limiter, svc.pusher, svc.settings.direct_push_max_members
+    )
     return handle_routes(
         event,
         {
-            "publishKeys": (PublishKeysFrame, lambda caller, frame: publish_keys(svc.keys, caller, frame)),
+            "publishKeys": (
+                PublishKeysFrame,
+                lambda caller, frame: publish_keys(svc.keys, caller, frame, news),
+            ),
             "fetchKeys": (
                 FetchKeysFrame,
                 lambda caller, frame: fetch_keys(
@@ -40,6 +49,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 lambda caller, frame: claim_keys(
                     svc.consent, svc.keys, svc.limiter, svc.io_pool, caller, frame
                 ),
+            ),
+            "getChatDevices": (
+                GetChatDevicesFrame,
+                lambda caller, frame: get_chat_devices(svc.store, svc.keys, svc.io_pool, caller, frame),
             ),
         },
         svc.guard,

@@ -270,6 +270,8 @@ RATE_LIMITS: dict[str, RouteLimit] = {
     # Batches of 100 users / devices: a 10,000-member group's devices in 100 frames.
     "queryDevices": RouteLimit("queryDevices", user=Rate(300, 10), connection=Rate(300, 10)),
     "claimKeys": RouteLimit("claimKeys", user=Rate(300, 10), connection=Rate(300, 10)),
+    # Pages of up to 250 members' devices: a 10,000-member group's devices in 40 or so frames.
+    "getChatDevices": RouteLimit("queryDevices", user=Rate(300, 10), connection=Rate(300, 10)),
     # Frames of up to 100 to-device messages (and TO_DEVICE_MESSAGES counts the messages).
     "sendToDevice": RouteLimit("toDevice", user=Rate(300, 20), connection=Rate(300, 20)),
     "ackToDevice": RouteLimit(
@@ -287,6 +289,9 @@ TYPING_FANOUT = Rate(1000, 1000)
 # To-device messages a user sends: a key rotation in a 10,000-member group (about 20,000 devices)
 # at once, then 200 a second.
 TO_DEVICE_MESSAGES = Rate(25_000, 200)
+# DEVICES_CHANGED announcements a user makes (logic/device_lists.py): a few new devices or
+# reinstalls at once, then one an hour; past it the keys are stored and nothing is pushed.
+DEVICE_ANNOUNCEMENTS = Rate(10, 1 / 3600)
 # What a user may upload, in MiB: 2 GiB at once, refilled over a day (a bucket of its own).
 MEDIA_UPLOAD_QUOTA_MIB = Rate(2048, 2048 / 86_400)
 # What every function serving routes needs for the limits above.
@@ -399,8 +404,10 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         name="keys",
-        routes=("publishKeys", "fetchKeys", "queryDevices", "claimKeys"),
-        uses={**LIMITED, "keys": "read_write", "chats": "read", "consent": "read"},
+        routes=("publishKeys", "fetchKeys", "queryDevices", "claimKeys", "getChatDevices"),
+        # chats: a chat's members, who shares a chat with a user; consent: blocks
+        uses={**LIMITED, **PUSHES, "keys": "read_write", "chats": "read", "consent": "read"},
+        posts_to_connections=True,  # DEVICES_CHANGED to those who share a chat with the user
     ),
     Function(
         name="media",

@@ -381,6 +381,16 @@ MATRIX: list[Row] = [
         _expect("CLAIMED"),
     ),
     (
+        "getChatDevices",
+        lambda s, a: {"action": "getChatDevices", "requestId": f"gd-{a}", "chatId": s.group},
+        _expect("CHAT_DEVICES", **MEMBERS_OK),
+    ),
+    (
+        "getChatDevices (direct, blocked)",
+        lambda s, a: {"action": "getChatDevices", "requestId": f"gb-{a}", "chatId": s.direct_blocked},
+        _expect("ERROR:FORBIDDEN", blocked="CHAT_DEVICES", admin="CHAT_DEVICES", other_device="CHAT_DEVICES"),
+    ),
+    (
         "ackToDevice",
         lambda s, a: {"action": "ackToDevice", "requestId": f"ak-{a}", "ids": ["td_0000000000001_0a0b0c0d"]},
         _expect("OK"),
@@ -395,6 +405,12 @@ MATRIX: list[Row] = [
         "unblock",
         lambda s, a: {"action": "unblock", "requestId": f"ub-{a}", "userId": "u_nobody"},
         _expect("OK"),
+    ),
+    # Last: a new identity key on every device (DEVICES_CHANGED goes to those who share a chat).
+    (
+        "publishKeys (a new identity key)",
+        lambda s, a: _publish_keys() | {"identityKey": base64.b64encode(f"new-{a}".encode()).decode()},
+        _expect("KEYS_PUBLISHED"),
     ),
 ]
 
@@ -442,6 +458,11 @@ def _answer_leaks(s: Scene, got: dict[tuple[str, str], dict[str, Any]]) -> list[
         keys = got[("fetchKeys", name)]["devices"] + got[("claimKeys", name)]["keys"]
         if name == "blocked" and any(d["oneTimePreKey"] is not None for d in keys):
             leaks.append("the blocked user claimed a one-time prekey of its blocker")
+        listed = {d["userId"] for d in got[("getChatDevices", name)].get("devices", [])}
+        if s.users["carol"] in listed:
+            leaks.append(f"getChatDevices lists the removed member's devices to {name}")
+        if name not in ("stranger", "removed") and listed != {s.users[u] for u in ("alice", "bob", "dave")}:
+            leaks.append(f"getChatDevices lists {sorted(listed)} to {name}, not G's members' devices")
         added = got[("createChat (group with alice)", name)]
         if name == "blocked" and s.users["alice"] not in (added.get("notAdded") or []):
             leaks.append("the blocked user put its blocker in a group")
@@ -488,4 +509,14 @@ def _push_leaks(s: Scene, pushed: dict[str, list[dict[str, Any]]]) -> list[str]:
                 leaks.append(f"{name} got key material")
             if name == "blocked" and kind == "PRESENCE" and f.get("userId") == s.users["alice"]:
                 leaks.append("the blocked user got its blocker's presence")
+            # Their "createChat (group with alice)" made them share a group with alice alone.
+            shares_with = (s.actors[name].user, s.users["alice"])
+            if (
+                kind == "DEVICES_CHANGED"
+                and name in ("stranger", "removed")
+                and f["userId"] not in shares_with
+            ):
+                leaks.append(f"{name} was told of {f['userId']}'s devices")
+            if blocker and kind == "DEVICES_CHANGED" and from_dave:
+                leaks.append("the blocker was told of the blocked user's devices")
     return leaks

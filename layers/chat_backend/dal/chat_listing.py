@@ -7,9 +7,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.aws import av, client
 from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get
 from chat_backend.dal.chat_keys import META, member_sk
+from chat_backend.dal.chat_store import chat_meta
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class ListedChat:
     name: str | None
     head: int
     role: str
+    member_count: int = 0
+    pair: tuple[str, str] | None = None  # a direct chat's two users
 
 
 class ChatListing:
@@ -55,13 +58,11 @@ class ChatListing:
             keys = [{"chatId": av(c), "sk": av(META)} for c in chunk]
             return batch_get(self.ddb, self.chats_table, {"Keys": keys})
 
-        found = {}
-        for items in pool.map(metas, chunks):
-            for item in items:
-                v = from_item(item)
-                found[v["chatId"]] = v
+        found = {meta.chat_id: meta for items in pool.map(metas, chunks) for meta in map(chat_meta, items)}
         listed = [
-            ListedChat(chat_id, meta["kind"], meta.get("name"), int(meta["headSeq"]), roles[chat_id])
+            ListedChat(
+                chat_id, meta.kind, meta.name, meta.head_seq, roles[chat_id], meta.member_count, meta.pair
+            )
             for chat_id, meta in sorted(found.items())
         ]
         last = resp["LastEvaluatedKey"]["chatId"]["S"] if "LastEvaluatedKey" in resp else None

@@ -11,7 +11,7 @@ Device ids never contain `#` (models.Id), so `OTPK#<device>#` prefixes exactly o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -70,6 +70,15 @@ def _device(item: dict[str, Any]) -> DeviceRecord:
     )
 
 
+DeviceChange = Literal["added", "keysChanged"]
+
+
+@dataclass(frozen=True)
+class Published:
+    remaining: int  # unused one-time prekeys the device now has
+    change: DeviceChange | None  # a device new to the user, or a new identity key; None: a top-up
+
+
 class KeyStore:
     def __init__(self, table: str, ddb: Any | None = None) -> None:
         self.table = table
@@ -83,9 +92,10 @@ class KeyStore:
         signed: SignedPreKeyRecord,
         one_time: list[PreKey],
         signing_key: str | None = None,
-    ) -> int:
+    ) -> Published:
         """Store the device's keys (one-time prekeys first, batched, then the device item that makes
-        the device visible); returns how many unused one-time prekeys the device now has."""
+        the device visible); returns how many unused one-time prekeys the device now has, and what
+        the device item's replacement changed (the put returns the item it replaced)."""
         batch_write(
             self.ddb,
             self.table,
@@ -102,8 +112,9 @@ class KeyStore:
                 for k in one_time
             ],
         )
-        self.ddb.put_item(
+        old = self.ddb.put_item(
             TableName=self.table,
+            ReturnValues="ALL_OLD",
             Item={
                 **self._key(user_id, device_sk(device_id)),
                 "deviceId": av(device_id),
@@ -117,8 +128,13 @@ class KeyStore:
                     }
                 },
             },
-        )
-        return self.count_one_time(user_id, device_id)
+        ).get("Attributes")
+        change: DeviceChange | None = None
+        if old is None:
+            change = "added"
+        elif old["identityKey"]["S"] != identity_key:
+            change = "keysChanged"
+        return Published(self.count_one_time(user_id, device_id), change)
 
     def count_one_time(self, user_id: str, device_id: str) -> int:
         kwargs: dict[str, Any] = {
@@ -136,8 +152,9 @@ class KeyStore:
                 return total
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-    def devices(self, user_id: str) -> list[DeviceRecord]:
-        """Every device of the user that published keys."""
+    def devices(self, user_id: str, after: str | None = None, limit: int | None = None) -> list[DeviceRecord]:
+        """Every device of the user that published keys, in deviceId order (only those after the
+        device `after`, and at most `limit`, when given)."""
         found: list[DeviceRecord] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -145,12 +162,17 @@ class KeyStore:
             "ExpressionAttributeValues": {":u": av(user_id), ":p": av(DEVICE_PREFIX)},
             "ConsistentRead": True,
         }
-        while True:
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = self._key(user_id, device_sk(after))
+        while limit is None or len(found) < limit:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(found)
             resp = self.ddb.query(**kwargs)
             found.extend(_device(i) for i in resp["Items"])
             if "LastEvaluatedKey" not in resp:
-                return found
+                break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return found
 
     def claim_one_time(self, user_id: str, device_id: str) -> PreKey | None:
         """Take one unused one-time prekey of the device, or None when it has none left. Each key

@@ -18,7 +18,7 @@ from chat_backend.models.client_frames import CreateChatFrame, ListChatsFrame
 from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
 from chat_backend.models.events import Caller
 from chat_backend.models.records import ChatMeta
-from chat_backend.models.server_frames import ChatEntry, ChatFrame, ChatsFrame
+from chat_backend.models.server_frames import ChatEntry, ChatFrame, ChatsFrame, fitting
 
 CHATS_PAGE = 500  # chats per CHATS page at most (PROTOCOL.md v1.1)
 CHATS_FRAME_BUDGET = 120 * 1024  # and never a frame over API Gateway's 128 KiB
@@ -92,21 +92,21 @@ def list_chats(listing: ChatListing, pool: Executor, caller: Caller, frame: List
     """A page of the caller's chats (PROTOCOL.md v1.1): at most CHATS_PAGE, and fewer when their
     names would take the frame past CHATS_FRAME_BUDGET bytes (`next` then resumes after the last)."""
     listed, last = listing.page(caller.user_id, frame.cursor, CHATS_PAGE, pool)
-    entries: list[ChatEntry] = []
-    size = len(ChatsFrame(request_id=frame.request_id, chats=[], next=frame.cursor).to_json().encode())
-    for chat in listed:
-        entry = ChatEntry(
+    entries = [
+        ChatEntry(
             chat_id=chat.chat_id,
             kind="direct" if chat.kind == "direct" else "group",
             name=chat.name,
             head=chat.head,
             role="admin" if chat.role == "admin" else "member",
         )
-        size += len(entry.to_json().encode()) + 1
-        if size > CHATS_FRAME_BUDGET:
-            last = entries[-1].chat_id if entries else frame.cursor
-            break
-        entries.append(entry)
+        for chat in listed
+    ]
+    empty = ChatsFrame(request_id=frame.request_id, chats=[], next=frame.cursor)
+    fit = fitting(empty, entries, CHATS_FRAME_BUDGET)
+    if fit < len(entries):
+        entries = entries[:fit]
+        last = entries[-1].chat_id if entries else frame.cursor
     return ChatsFrame(request_id=frame.request_id, chats=entries, next=last)
 
 

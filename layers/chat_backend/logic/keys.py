@@ -8,10 +8,11 @@ prekey alone), so it reveals neither a block nor a limit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 from chat_backend.dal.consent_store import ConsentStore
-from chat_backend.dal.key_store import DeviceRecord, KeyStore, PreKey, SignedPreKeyRecord
+from chat_backend.dal.key_store import DeviceChange, DeviceRecord, KeyStore, PreKey, SignedPreKeyRecord
 from chat_backend.errors import RateLimited
 from chat_backend.logic.rate_limits import Party, RateLimiter
 from chat_backend.models.client_frames import (
@@ -39,9 +40,16 @@ from chat_backend.wiring import Rate
 OTPK_CLAIMS = Rate(10, 1 / 60)
 
 
-def publish_keys(keys: KeyStore, caller: Caller, frame: PublishKeysFrame) -> KeysPublishedFrame:
+def publish_keys(
+    keys: KeyStore,
+    caller: Caller,
+    frame: PublishKeysFrame,
+    announce: Callable[[Caller, DeviceChange], object] | None = None,
+) -> KeysPublishedFrame:
+    """Store the device's keys; a device new to the user, or a new identity key, is announced
+    (`announce`: logic/device_lists.py DeviceNews); a top-up with the same identity key is not."""
     spk = frame.signed_pre_key
-    remaining = keys.publish(
+    published = keys.publish(
         caller.user_id,
         caller.device_id,
         frame.identity_key,
@@ -49,7 +57,9 @@ def publish_keys(keys: KeyStore, caller: Caller, frame: PublishKeysFrame) -> Key
         [PreKey(key_id=k.key_id, public_key=k.public_key) for k in frame.one_time_pre_keys],
         frame.signing_key,
     )
-    return KeysPublishedFrame(one_time_pre_keys=remaining)
+    if published.change is not None and announce is not None:
+        announce(caller, published.change)
+    return KeysPublishedFrame(one_time_pre_keys=published.remaining)
 
 
 def fetch_keys(

@@ -250,6 +250,22 @@ class ClaimKeysFrame(ClientFrame):
     devices: list[DeviceRef] = Field(min_length=1, max_length=MAX_DEVICES_PER_FRAME)
 
 
+# getChatDevices' cursor: where the previous page stopped, `<userId>` (after that member) or
+# `<userId>.<deviceId>` (inside that member's devices). Opaque to clients: they pass it back.
+ChatDevicesCursor = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})?$")
+]
+
+
+class GetChatDevicesFrame(ClientFrame):
+    """Every device (public keys) of every current member of a chat, a page at a time."""
+
+    action: Literal["getChatDevices"]
+    request_id: RequestId = Field(alias="requestId")
+    chat_id: Id = Field(alias="chatId")
+    cursor: ChatDevicesCursor | None = None
+
+
 class FetchKeysFrame(ClientFrame):
     action: Literal["fetchKeys"]
     request_id: RequestId = Field(alias="requestId")

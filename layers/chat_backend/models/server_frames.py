@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,17 @@ class ServerFrame(BaseModel):
     def to_json(self) -> str:
         unset = {name for name in self.omitted_when_unset if getattr(self, name) in (None, False, {})}
         return self.model_dump_json(by_alias=True, exclude=unset)
+
+
+def fitting(empty: ServerFrame, entries: Sequence[ServerFrame], budget: int) -> int:
+    """How many of `entries`, in order, fit in the frame `empty` (sent with its list empty, and
+    its cursor as long as the answer's) within `budget` bytes of JSON."""
+    size = len(empty.to_json().encode())
+    for count, entry in enumerate(entries):
+        size += len(entry.to_json().encode()) + 1  # and a comma
+        if size > budget:
+            return count
+    return len(entries)
 
 
 class AckFrame(ServerFrame):
@@ -210,14 +222,38 @@ class DeviceKeys(ServerFrame):
     signing_key: str | None = Field(None, alias="signingKey", exclude_if=lambda v: v is None)
 
 
-class UserDevice(ServerFrame):
-    """A device's public keys, as queryDevices lists them (nothing claimed)."""
+class ChatDevice(ServerFrame):
+    """A device's identity, as getChatDevices lists it (`signingKey` left out when it has none)."""
 
     user_id: str = Field(alias="userId")
     device_id: str = Field(alias="deviceId")
     identity_key: str = Field(alias="identityKey")
+    signing_key: str | None = Field(None, alias="signingKey", exclude_if=lambda v: v is None)
+
+
+class UserDevice(ChatDevice):
+    """A device's public keys, as queryDevices lists them (nothing claimed; `signingKey` null when
+    it has none)."""
+
     signing_key: str | None = Field(alias="signingKey")
     signed_pre_key: SignedPreKeyEntry = Field(alias="signedPreKey")
+
+
+class ChatDevicesFrame(ServerFrame):
+    type: Literal["CHAT_DEVICES"] = "CHAT_DEVICES"
+    request_id: str = Field(alias="requestId")
+    chat_id: str = Field(alias="chatId")
+    devices: list[ChatDevice]
+    next: str | None
+
+
+class DevicesChangedFrame(ServerFrame):
+    """Pushed when a user's publishKeys adds a device or changes a device's identity key."""
+
+    type: Literal["DEVICES_CHANGED"] = "DEVICES_CHANGED"
+    user_id: str = Field(alias="userId")
+    device_id: str = Field(alias="deviceId")
+    change: Literal["added", "keysChanged"]
 
 
 class DevicesFrame(ServerFrame):
