@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chat_client.client import ChatClient
 from chat_client.crypto.engine import PeerDevice
@@ -27,7 +28,6 @@ CACHE_S = 300.0
 @dataclass(frozen=True)
 class _ChatDevices:
     read_at: float
-    members: frozenset[str]
     devices: list[PeerDevice]
 
 
@@ -41,11 +41,20 @@ class DeviceDirectory:
         self._signed_prekeys: dict[str, str | None] = {}  # by PeerDevice.ref, signature checked
 
     async def chat_devices(self, chat_id: str) -> list[PeerDevice]:
-        """Every device of every member of the chat but this one."""
+        """Every device of every member of the chat but this one (getChatDevices, paged)."""
         cached = self._chats.get(chat_id)
         if cached is None or time.monotonic() - cached.read_at > CACHE_S:
-            members = await self._members(chat_id)
-            cached = _ChatDevices(time.monotonic(), frozenset(members), await self.devices_of(members))
+            listed: list[dict[str, Any]] = []
+            cursor: str | None = None
+            while True:
+                page = await self.client.request(
+                    {"action": "getChatDevices", "chatId": chat_id, "cursor": cursor}
+                )
+                listed += page["devices"]
+                cursor = page.get("next")
+                if not cursor:
+                    break
+            cached = _ChatDevices(time.monotonic(), self._take(listed))
             self._chats[chat_id] = cached
         own = (self.client.user_id, self.client.device_id)
         return [d for d in cached.devices if (d.user_id, d.device_id) != own]
@@ -56,10 +65,9 @@ class DeviceDirectory:
 
     async def user_changed(self, user_id: str) -> None:
         """A user's devices changed (DEVICES_CHANGED): read them now (the notices come out), and
-        the chats they are in again before their next message."""
-        for chat_id, cached in list(self._chats.items()):
-            if user_id in cached.members:
-                del self._chats[chat_id]
+        every chat's devices again before its next message (the user may be a member of any that
+        had none of theirs listed)."""
+        self._chats.clear()
         await self.devices_of([user_id])
 
     async def identity_key(self, user_id: str, device_id: str) -> str | None:
@@ -72,23 +80,28 @@ class DeviceDirectory:
         return key
 
     async def devices_of(self, users: list[str]) -> list[PeerDevice]:
+        """The devices of these users (queryDevices), each user's list checked against trust."""
         found: list[PeerDevice] = []
         for start in range(0, len(users), BATCH):
             answer = await self.client.request(
                 {"action": "queryDevices", "userIds": users[start : start + BATCH]}
             )
-            by_user: dict[str, dict[str, str]] = {u: {} for u in users[start : start + BATCH]}
-            for d in answer["devices"]:
-                device = PeerDevice(d["userId"], d["deviceId"], d["identityKey"])
-                by_user.setdefault(device.user_id, {})[device.device_id] = device.identity_key
-                self._signed_prekeys[device.ref] = signed_prekey(d)
-                found.append(device)
-            for user, keys in by_user.items():
-                if keys:
-                    for notice in self.trust.observe(user, keys):
-                        self.notices.put_nowait(notice)
-        self._save()
+            found += self._take(answer["devices"])
         return found
+
+    def _take(self, listed: list[dict[str, Any]]) -> list[PeerDevice]:
+        """Devices as the server listed them, each user's checked against what trust knows."""
+        devices = [PeerDevice(d["userId"], d["deviceId"], d["identityKey"]) for d in listed]
+        by_user: dict[str, dict[str, str]] = {}
+        for entry, device in zip(listed, devices, strict=True):
+            by_user.setdefault(device.user_id, {})[device.device_id] = device.identity_key
+            if "signedPreKey" in entry:
+                self._signed_prekeys[device.ref] = signed_prekey(entry)
+        for user, keys in by_user.items():
+            for notice in self.trust.observe(user, keys):
+                self.notices.put_nowait(notice)
+        self._save()
+        return devices
 
     async def claim(self, devices: list[PeerDevice]) -> dict[str, str | None]:
         """A one-time prekey (or the signed prekey when none is left) per device, by PeerDevice.ref."""
@@ -100,15 +113,13 @@ class DeviceDirectory:
             claimed = {(k["userId"], k["deviceId"]): k for k in answer["keys"]}
             for d in chunk:
                 otk = (claimed.get((d.user_id, d.device_id)) or {}).get("oneTimePreKey")
-                prekeys[d.ref] = otk["publicKey"] if otk else self._signed_prekeys.get(d.ref)
+                prekeys[d.ref] = otk["publicKey"] if otk else None
+        # None left to claim: the signed prekey (queryDevices lists it, getChatDevices does not).
+        unlisted = sorted(
+            {d.user_id for d in devices if prekeys[d.ref] is None and d.ref not in self._signed_prekeys}
+        )
+        if unlisted:
+            await self.devices_of(unlisted)
+        for d in devices:
+            prekeys[d.ref] = prekeys[d.ref] or self._signed_prekeys.get(d.ref)
         return prekeys
-
-    async def _members(self, chat_id: str) -> list[str]:
-        members: list[str] = []
-        cursor: str | None = None
-        while True:
-            page = await self.client.get_members(chat_id, cursor)
-            members += [m["userId"] for m in page["members"]]
-            cursor = page.get("next")
-            if not cursor:
-                return members

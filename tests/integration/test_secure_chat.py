@@ -187,6 +187,7 @@ async def test_a_verified_users_changed_identity_key_stops_sending_until_accepte
 
         # When bob's phone comes back with a new identity key (reinstalled, or taken over)
         await bob.close()
+        await bob.client.close()  # the old app is gone
         reinstalled = await device(bob_id, "d1")
         # Then alice is warned (DEVICES_CHANGED made her read bob's devices again), her safety
         # number with bob changed, and her send is refused before anything goes out

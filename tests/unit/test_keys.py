@@ -77,26 +77,50 @@ def test_publish_then_fetch_gives_every_device_with_one_one_time_prekey(
     assert services().keys.count_one_time("u_bob", "d_phone") == 2
 
 
-def test_republishing_replaces_the_device_keys_and_overwrites_the_same_key_id(
+def test_a_top_up_adds_one_time_prekeys_and_overwrites_the_same_key_id(
     keys_handler: Handler, lambda_context: Any, make_chat: Callable[..., str]
 ) -> None:
+    # Given bob's phone published keys 1 and 2
     make_chat("u_alice", "u_bob")
     call(keys_handler, lambda_context, publish_frame("d_phone", [1, 2]), "u_bob")
+    # When it publishes again under the same identity key, with keys 2 (new bytes) and 3
     again = publish_frame("d_phone", [2, 3])
-    again["identityKey"] = b64("ik-new")
     again["oneTimePreKeys"][0]["publicKey"] = b64("replaced")
     assert call(keys_handler, lambda_context, again, "u_bob")["oneTimePreKeys"] == 3
-
-    handed = []
-    for i in range(4):
-        (device,) = fetch(keys_handler, lambda_context, "u_alice", "u_bob", rid=f"r{i}")["devices"]
-        assert device["identityKey"] == b64("ik-new")
-        handed.append(device["oneTimePreKey"])
+    # Then alice is handed 1, the new 2 and 3, then none
+    handed = [
+        fetch(keys_handler, lambda_context, "u_alice", "u_bob", rid=f"r{i}")["devices"][0]["oneTimePreKey"]
+        for i in range(4)
+    ]
     assert handed[3] is None
     assert sorted((k["keyId"], k["publicKey"]) for k in handed[:3]) == [
         (1, b64("otpk-d_phone-1")),
         (2, b64("replaced")),
         (3, b64("otpk-d_phone-3")),
+    ]
+
+
+def test_a_device_back_with_a_new_identity_key_loses_the_old_one_time_prekeys(
+    keys_handler: Handler, lambda_context: Any, make_chat: Callable[..., str]
+) -> None:
+    # Given bob's phone published keys 1 to 3
+    make_chat("u_alice", "u_bob")
+    call(keys_handler, lambda_context, publish_frame("d_phone", [1, 2, 3]), "u_bob")
+    # When it comes back reinstalled: a new identity key, with its own keys 1 and 7
+    again = publish_frame("d_phone", [1, 7])
+    again["identityKey"] = b64("ik-new")
+    again["oneTimePreKeys"][0]["publicKey"] = b64("new-1")
+    assert call(keys_handler, lambda_context, again, "u_bob")["oneTimePreKeys"] == 2
+    # Then alice is handed only the new account's keys (a session on an old one could never open)
+    handed = []
+    for i in range(3):
+        (device,) = fetch(keys_handler, lambda_context, "u_alice", "u_bob", rid=f"r{i}")["devices"]
+        assert device["identityKey"] == b64("ik-new")
+        handed.append(device["oneTimePreKey"])
+    assert handed[2] is None
+    assert sorted((k["keyId"], k["publicKey"]) for k in handed[:2]) == [
+        (1, b64("new-1")),
+        (7, b64("otpk-d_phone-7")),
     ]
 
 

@@ -95,7 +95,17 @@ class KeyStore:
     ) -> Published:
         """Store the device's keys (one-time prekeys first, batched, then the device item that makes
         the device visible); returns how many unused one-time prekeys the device now has, and what
-        the device item's replacement changed (the put returns the item it replaced)."""
+        the device item's replacement changed (the put returns the item it replaced). A device
+        that comes with another identity key (reinstalled) first loses the one-time prekeys of
+        the old one: a session begun on one of those could never be opened by the new account."""
+        current = self.ddb.get_item(
+            TableName=self.table,
+            Key=self._key(user_id, device_sk(device_id)),
+            ProjectionExpression="identityKey",
+            ConsistentRead=True,
+        ).get("Item")
+        if current is not None and current["identityKey"]["S"] != identity_key:
+            self._forget_one_time(user_id, device_id)
         batch_write(
             self.ddb,
             self.table,
@@ -135,6 +145,20 @@ class KeyStore:
         elif old["identityKey"]["S"] != identity_key:
             change = "keysChanged"
         return Published(self.count_one_time(user_id, device_id), change)
+
+    def _forget_one_time(self, user_id: str, device_id: str) -> None:
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="userId = :u AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":u": av(user_id), ":p": av(otpk_prefix(device_id))},
+            ProjectionExpression="userId, sk",
+            ConsistentRead=True,
+        )
+        batch_write(
+            self.ddb,
+            self.table,
+            [{"DeleteRequest": {"Key": item}} for page in pages for item in page["Items"]],
+        )
 
     def count_one_time(self, user_id: str, device_id: str) -> int:
         kwargs: dict[str, Any] = {
