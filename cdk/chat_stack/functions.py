@@ -16,6 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -36,6 +37,9 @@ _QUEUE_GRANTS: dict[str, Callable[[sqs.Queue, iam.IGrantable], iam.Grant]] = {
     "send": lambda queue, fn: queue.grant_send_messages(fn),
     "consume": lambda queue, fn: queue.grant_consume_messages(fn),
 }
+# Wiring secrets the deployer may leave out (the media CDN's key): a function that uses one the
+# stack was not given gets neither its ARN nor a grant.
+_OPTIONAL_SECRETS = frozenset(s.name for s in wiring.SECRETS)
 _QUEUE_ACCESS: dict[str, tuple[str, ...]] = {
     "send": ("send",),
     "consume": ("consume",),
@@ -54,8 +58,10 @@ class Functions(Construct):
         buckets: Mapping[str, s3.Bucket],
         layer: lambda_.ILayerVersion,
         authorizer_env: Mapping[str, str],
+        secrets: Mapping[str, secretsmanager.ISecret] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._secrets: Mapping[str, secretsmanager.ISecret] = secrets or {}
         self._tables, self._queues, self._buckets, self._layer = tables, queues, buckets, layer
         self._authorizer_env = authorizer_env
         self.by_name: dict[str, lambda_.Function] = {}
@@ -108,6 +114,8 @@ class Functions(Construct):
     def _environment(self, spec: wiring.Function) -> dict[str, str]:
         env = dict(wiring.FUNCTION_ENV)
         for resource in spec.uses:
+            if resource in _OPTIONAL_SECRETS and resource not in self._secrets:
+                continue
             env[wiring.resource_env_var(resource)] = self._physical_name(resource)
         if spec.authorizer:
             env.update(self._authorizer_env)
@@ -119,6 +127,8 @@ class Functions(Construct):
             return self._tables[resource].table_name
         if resource in self._buckets:
             return self._buckets[resource].bucket_name
+        if resource in self._secrets:
+            return self._secrets[resource].secret_arn
         return self._queues[resource].queue_url
 
     def _grant(self, spec: wiring.Function, fn: lambda_.Function) -> None:
@@ -137,6 +147,15 @@ class Functions(Construct):
                         actions=list(wiring.BUCKET_ACTIONS[access]), resources=[bucket.arn_for_objects("*")]
                     )
                 )
+            elif resource in self._secrets and access in wiring.SECRET_ACTIONS:
+                fn.add_to_role_policy(
+                    iam.PolicyStatement(
+                        actions=list(wiring.SECRET_ACTIONS[access]),
+                        resources=[self._secrets[resource].secret_arn],
+                    )
+                )
+            elif resource in _OPTIONAL_SECRETS and resource not in self._secrets:
+                continue  # not given to this stack: nothing to grant
             else:
                 raise ValueError(f"wiring: function {spec.name!r} cannot {access!r} {resource!r}")
 

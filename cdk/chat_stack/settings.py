@@ -4,15 +4,26 @@
 -c alarmEmail=<address>      alarms notify an SNS topic with this email subscription (default: none)
 -c userPoolId=<id>           use an existing Cognito user pool instead of creating one ...
 -c userPoolClientId=<id>     ... and its app client (both or neither)
+-c mediaCdnPublicKey=<pem>   media downloads through CloudFront signed URLs: the key pair's public
+                             half (an RSA 2048 PEM, or the path of a file holding one) ...
+-c mediaCdnKeySecretArn=<arn> ... and the Secrets Manager secret holding its private half (both or
+                             neither; without them downloads are presigned S3 GETs, and synth warns)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from constructs import Node
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from chat_backend import wiring
 
 DEFAULT_STAGE = "dev"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -22,10 +33,20 @@ class ExistingUserPool:
 
 
 @dataclass(frozen=True)
+class MediaCdnKey:
+    """The key pair media download URLs are signed with: CloudFront trusts the public half, the
+    media function signs with the private half, which only Secrets Manager holds."""
+
+    public_key_pem: str
+    secret_arn: str
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     stage: str = DEFAULT_STAGE
     alarm_email: str | None = None
     existing_user_pool: ExistingUserPool | None = None
+    media_cdn: MediaCdnKey | None = None
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -36,8 +57,25 @@ class DeploySettings:
         pool_id, client_id = text("userPoolId"), text("userPoolClientId")
         if (pool_id is None) != (client_id is None):
             raise ValueError("context: give both userPoolId and userPoolClientId, or neither")
+        public_key, secret_arn = text("mediaCdnPublicKey"), text("mediaCdnKeySecretArn")
+        if (public_key is None) != (secret_arn is None):
+            raise ValueError("context: give both mediaCdnPublicKey and mediaCdnKeySecretArn, or neither")
+        if secret_arn is not None and not re.fullmatch(wiring.SECRET_ARN_PATTERN, secret_arn):
+            raise ValueError(f"context: mediaCdnKeySecretArn is not a complete secret ARN: {secret_arn}")
+        key = MediaCdnKey(_public_key_pem(public_key), secret_arn) if public_key and secret_arn else None
         return cls(
             stage=text("stage") or DEFAULT_STAGE,
             alarm_email=text("alarmEmail"),
             existing_user_pool=ExistingUserPool(pool_id, client_id) if pool_id and client_id else None,
+            media_cdn=key,
         )
+
+
+def _public_key_pem(value: str) -> str:
+    """The PEM given, or read from the file it names (relative to the repository root): an RSA 2048
+    public key, the only kind CloudFront signed URLs take."""
+    pem = value if value.startswith("-----BEGIN") else (REPO_ROOT / value).read_text()
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != 2048:
+        raise ValueError("context: mediaCdnPublicKey must be an RSA 2048 public key (PEM)")
+    return pem.strip() + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import App, CfnOutput, Stack, Validations
+from aws_cdk import Annotations, App, CfnOutput, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -13,6 +13,7 @@ from chat_stack.api import ChatApi
 from chat_stack.buckets import Buckets
 from chat_stack.functions import Functions
 from chat_stack.layer import SharedLayer
+from chat_stack.media_cdn import KEY_SECRET, MediaCdn
 from chat_stack.queues import Queues
 from chat_stack.settings import DeploySettings
 from chat_stack.tables import Tables
@@ -27,6 +28,23 @@ class ChatStack(Stack):
         self.tables = Tables(self, "Tables")
         self.queues = Queues(self, "Queues")
         self.buckets = Buckets(self, "Buckets")
+        self.media_cdn = (
+            MediaCdn(
+                self,
+                "MediaCdn",
+                bucket=self.buckets.by_name["media"],
+                access_logs=self.buckets.access_logs,
+                key=settings.media_cdn,
+            )
+            if settings.media_cdn is not None
+            else None
+        )
+        if self.media_cdn is None:
+            Annotations.of(self).add_warning_v2(
+                "chat:mediaCdnOff",
+                "No mediaCdnPublicKey / mediaCdnKeySecretArn context: media downloads are presigned S3 "
+                "GETs, without the CDN (README, Deploying to AWS).",
+            )
         self.users = Users(self, "Users", existing=settings.existing_user_pool)
         self.layer = SharedLayer(self, "SharedLayer")
         self.functions = Functions(
@@ -37,7 +55,10 @@ class ChatStack(Stack):
             buckets=self.buckets.by_name,
             layer=self.layer.layer,
             authorizer_env=self.users.verifier_env(),
+            secrets={KEY_SECRET: self.media_cdn.key_secret} if self.media_cdn is not None else None,
         )
+        if self.media_cdn is not None:
+            self.media_cdn.serve(self.functions.by_name)
         self.api = ChatApi(self, "WebSocket", functions=self.functions.by_name, stage_name=settings.stage)
         self.alarms = Alarms(
             self,
@@ -67,6 +88,14 @@ class ChatStack(Stack):
             CfnOutput(
                 self, f"{camel_case}BucketName", value=bucket.bucket_name, description=f"The {name} bucket"
             )
+        CfnOutput(
+            self,
+            "MediaDownloads",
+            value=f"https://{self.media_cdn.distribution.distribution_domain_name}"
+            if self.media_cdn is not None
+            else "presigned S3 GETs (no media CDN)",
+            description="Where media download URLs point",
+        )
         if self.alarms.topic is not None:
             CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn, description="Alarm topic")
 

@@ -16,6 +16,7 @@ from chat_backend.services import services
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     store, bucket, limiter = services().store, services().media, services().limiter
+    downloads = services().media_downloads  # the CDN's signed URLs, or the bucket's presigned GETs
     return handle_routes(
         event,
         {
@@ -25,7 +26,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             ),
             "mediaDownload": (
                 MediaDownloadFrame,
-                lambda caller, frame: download_media(store, bucket, caller, frame),
+                lambda caller, frame: download_media(store, downloads, caller, frame),
             ),
         },
         services().guard,

@@ -7,12 +7,24 @@ given plain values.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat_backend import wiring
+
+
+@dataclass(frozen=True)
+class MediaCdn:
+    """Downloads through CloudFront: the distribution's domain, the id CloudFront knows the signing
+    key pair by, and the Secrets Manager secret holding its private key (PEM)."""
+
+    domain: str
+    key_pair_id: str
+    key_secret_arn: str
 
 
 class Settings(BaseSettings):
@@ -33,6 +45,12 @@ class Settings(BaseSettings):
     member_jobs_queue_url: str = Field("", validation_alias=wiring.queue("member_jobs").env_var)
     presence_settle_queue_url: str = Field("", validation_alias=wiring.queue("presence_settle").env_var)
     callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
+    # The media CDN (AWS only, all three or none): without it, downloads are presigned S3 GETs.
+    media_cdn_domain: str | None = Field(None, validation_alias=wiring.MEDIA_CDN_DOMAIN_ENV)
+    media_cdn_key_pair_id: str | None = Field(None, validation_alias=wiring.MEDIA_CDN_KEY_PAIR_ID_ENV)
+    media_cdn_key_secret_arn: str | None = Field(
+        None, validation_alias=wiring.secret("media_cdn_key").env_var
+    )
 
     # Tokens: HS256 with a shared secret on the local stack; a JWKS URL (Cognito) on AWS.
     jwt_secret: str | None = Field(None, validation_alias=wiring.JWT_SECRET_ENV)
@@ -59,6 +77,31 @@ class Settings(BaseSettings):
     push_retry_delay_s: int = Field(1, ge=0, le=900, validation_alias="CHAT_PUSH_RETRY_DELAY_S")
     # Users per RECEIPTS page of the `receipts` query.
     receipts_page_size: int = Field(500, ge=1, le=1000, validation_alias="CHAT_RECEIPTS_PAGE_SIZE")
+
+    @model_validator(mode="after")
+    def _media_cdn_whole_or_absent(self) -> Settings:
+        """Half a CDN configuration is a broken deploy: refused, never served as S3 instead."""
+        given = {
+            wiring.MEDIA_CDN_DOMAIN_ENV: self.media_cdn_domain,
+            wiring.MEDIA_CDN_KEY_PAIR_ID_ENV: self.media_cdn_key_pair_id,
+            wiring.secret("media_cdn_key").env_var: self.media_cdn_key_secret_arn,
+        }
+        if any(given.values()) and not all(given.values()):
+            missing = sorted(name for name, value in given.items() if not value)
+            raise ValueError(f"media CDN half configured: {', '.join(missing)} missing")
+        arn = self.media_cdn_key_secret_arn
+        if arn and not re.fullmatch(wiring.SECRET_ARN_PATTERN, arn):
+            raise ValueError(f"{wiring.secret('media_cdn_key').env_var} is not a complete secret ARN: {arn}")
+        if self.media_cdn_domain and ("/" in self.media_cdn_domain or ":" in self.media_cdn_domain):
+            raise ValueError(f"{wiring.MEDIA_CDN_DOMAIN_ENV} is a host name, not {self.media_cdn_domain}")
+        return self
+
+    @property
+    def media_cdn(self) -> MediaCdn | None:
+        """The CDN downloads go through, or None: presigned S3 GETs (the local stack)."""
+        if not (self.media_cdn_domain and self.media_cdn_key_pair_id and self.media_cdn_key_secret_arn):
+            return None
+        return MediaCdn(self.media_cdn_domain, self.media_cdn_key_pair_id, self.media_cdn_key_secret_arn)
 
 
 @cache

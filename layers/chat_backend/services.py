@@ -22,6 +22,7 @@ from chat_backend.dal.inbox_store import InboxStore
 from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.limit_store import LimitStore
 from chat_backend.dal.media_bucket import MediaBucket
+from chat_backend.dal.media_cdn import MediaCdn
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.dal.receipt_store import ReceiptStore
@@ -29,6 +30,7 @@ from chat_backend.dal.send_store import SendStore
 from chat_backend.dal.sequencer import Sequencer
 from chat_backend.logic.audience import MemberListCache, MembershipCache
 from chat_backend.logic.auth import TokenVerifier
+from chat_backend.logic.media import DownloadLinks
 from chat_backend.logic.push import Pusher, RetryPolicy
 from chat_backend.logic.rate_limits import RateLimiter, RouteGuard
 from chat_backend.logic.send import Ledger, SendPolicy
@@ -73,6 +75,14 @@ class Services:
     @cached_property
     def media(self) -> MediaBucket:
         return MediaBucket(self.settings.media_bucket)
+
+    @cached_property
+    def media_downloads(self) -> DownloadLinks:
+        """CloudFront signed URLs where the stack has the media CDN, presigned S3 GETs otherwise."""
+        cdn = self.settings.media_cdn
+        if cdn is None:
+            return self.media
+        return MediaCdn(cdn.domain, cdn.key_pair_id, cdn.key_secret_arn)
 
     @cached_property
     def registry(self) -> ConnectionRegistry:

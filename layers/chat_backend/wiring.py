@@ -70,6 +70,18 @@ class Bucket:
         return f"{self.name.upper()}_BUCKET"
 
 
+@dataclass(frozen=True)
+class Secret:
+    """A secret the deployer provides (Secrets Manager; never created by either stack, never in the
+    repository). A stack without it gives the functions that use it neither its ARN nor a grant."""
+
+    name: str  # logical name; the env var is f"{name.upper()}_SECRET_ARN"
+
+    @property
+    def env_var(self) -> str:
+        return f"{self.name.upper()}_SECRET_ARN"
+
+
 # Object actions only (least privilege): a presigned GET needs s3:GetObject, a presigned POST
 # s3:PutObject (and s3:PutObjectTagging: it tags the upload `state=pending`), attaching a blob
 # re-tags it. The CDK stack grants these; the local stack refuses what they do not allow.
@@ -78,6 +90,11 @@ BUCKET_ACTIONS: dict[str, tuple[str, ...]] = {
     "write": ("s3:PutObject", "s3:PutObjectTagging"),
     "read_write": ("s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"),
 }
+# Secrets are only ever read (once per process, by the function that uses them).
+SECRET_ACTIONS: dict[str, tuple[str, ...]] = {"read": ("secretsmanager:GetSecretValue",)}
+# A secret's complete ARN (its name and the 6 characters Secrets Manager appends): what a function
+# is given, so that its grant names exactly that secret.
+SECRET_ARN_PATTERN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}"
 
 FilterPattern = dict[str, "FilterPattern | list[str]"]
 
@@ -236,6 +253,12 @@ BUCKETS: tuple[Bucket, ...] = (
         expire_pending_after_days=2,
     ),
 )
+
+# Downloads through the media CDN (CloudFront, AWS only): the private key its signed URLs are
+# signed with, PEM (README "Deploying to AWS"). Without it, downloads are presigned S3 GETs.
+SECRETS: tuple[Secret, ...] = (Secret(name="media_cdn_key"),)
+MEDIA_CDN_DOMAIN_ENV = "MEDIA_CDN_DOMAIN"  # the distribution's domain, for functions using the key
+MEDIA_CDN_KEY_PAIR_ID_ENV = "MEDIA_CDN_KEY_PAIR_ID"  # the CloudFront public key's id
 
 # Sized so that a person never meets them and a script does. Floors (issue 9): a device may send a
 # burst of 100 messages and 20/s sustained (a user with many devices 200 and 30/s); sync and
@@ -412,8 +435,9 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="media",
         routes=("mediaUpload", "mediaDownload"),
-        # MEDIA# items live in the chats table; presigned POST (write) and GET (read) on the bucket.
-        uses={**LIMITED, "chats": "read_write", "media": "read_write"},
+        # MEDIA# items live in the chats table; presigned POST (write) and GET (read) on the bucket;
+        # with the media CDN, its signing key (downloads become CloudFront signed URLs).
+        uses={**LIMITED, "chats": "read_write", "media": "read_write", "media_cdn_key": "read"},
     ),
     Function(name="default", routes=("$default",), uses=LIMITED),
     Function(
@@ -465,13 +489,18 @@ def bucket(name: str) -> Bucket:
     return next(b for b in BUCKETS if b.name == name)
 
 
+def secret(name: str) -> Secret:
+    return next(s for s in SECRETS if s.name == name)
+
+
 def function(name: str) -> Function:
     return next(f for f in FUNCTIONS if f.name == name)
 
 
 def resource_env_var(resource: str) -> str:
-    """The env var through which a function learns a table's, queue's or bucket's physical name/URL."""
-    resources: tuple[Table | Queue | Bucket, ...] = (*TABLES, *QUEUES, *BUCKETS)
+    """The env var through which a function learns a table's, queue's or bucket's physical name/URL
+    (a secret's ARN)."""
+    resources: tuple[Table | Queue | Bucket | Secret, ...] = (*TABLES, *QUEUES, *BUCKETS, *SECRETS)
     names = {r.name: r.env_var for r in resources}
     return names[resource]
 

@@ -39,6 +39,7 @@ class AccessGuard:
         self.tables = {os.environ.get(t.env_var, t.name): t.name for t in wiring.TABLES}
         self.queues = {os.environ.get(q.env_var, q.name): q.name for q in wiring.QUEUES}
         self.buckets = {os.environ.get(b.env_var, b.name): b.name for b in wiring.BUCKETS}
+        self.secrets = {os.environ.get(s.env_var, s.name): s.name for s in wiring.SECRETS}
 
     def install(self, events: Any) -> None:
         events.register("before-parameter-build", self._check)
@@ -76,6 +77,11 @@ class AccessGuard:
             access = uses.get(bucket)
             granted = wiring.BUCKET_ACTIONS.get(access, ()) if access else ()
             return [(bucket, f"s3:{operation}", f"s3:{operation}" in granted)]
+        if service == "secretsmanager" and "SecretId" in params:
+            secret = self.secrets.get(params["SecretId"], params["SecretId"])
+            access = uses.get(secret)
+            granted = wiring.SECRET_ACTIONS.get(access, ()) if access else ()
+            return [(secret, f"secretsmanager:{operation}", f"secretsmanager:{operation}" in granted)]
         if service == CONNECTIONS_API:
             return [("@connections", "execute-api:ManageConnections", spec.posts_to_connections)]
         return []

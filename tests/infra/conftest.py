@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_DIR = REPO_ROOT / "cdk"
@@ -29,6 +31,18 @@ from chat_stack import ChatStack, build  # noqa: E402
 STAGE = "test"
 SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}  # no pip: the layer is not built
 CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")  # the venv's, beside this Python
+# The media CDN's key pair as a deployer gives it: the public half as context, the private half
+# only in Secrets Manager (here a made-up ARN: synth reads nothing from AWS).
+MEDIA_CDN_PUBLIC_KEY = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+MEDIA_CDN_KEY_SECRET_ARN = (
+    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:chat-test/media-cdn-key-AbC123"
+)
+MEDIA_CDN = {"mediaCdnPublicKey": MEDIA_CDN_PUBLIC_KEY, "mediaCdnKeySecretArn": MEDIA_CDN_KEY_SECRET_ARN}
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +67,7 @@ def app_run() -> Iterator[tuple[subprocess.Popen[str], float]]:
 
 @pytest.fixture(scope="session")
 def stack(app_run: tuple[subprocess.Popen[str], float]) -> ChatStack:
-    return build(App(context={**SKIP_BUNDLING, "stage": STAGE}))
+    return build(App(context={**SKIP_BUNDLING, "stage": STAGE, **MEDIA_CDN}))
 
 
 @pytest.fixture(scope="session")

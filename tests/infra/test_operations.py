@@ -140,8 +140,9 @@ def test_local_stack_creates_the_bucket_with_the_same_lifecycle(stack, resources
 
 
 def test_the_template_has_the_wiring_buckets_and_their_access_log_bucket(resources):
-    # Given the wiring's buckets / When synthesized / Then each, plus one bucket for S3 access logs
-    assert len(of_type(resources, "AWS::S3::Bucket")) == len(wiring.BUCKETS) + 1
+    # Given the wiring's buckets / When synthesized (with the media CDN) / Then each, plus one bucket
+    # for S3 access logs and one for the CDN's standard logs
+    assert len(of_type(resources, "AWS::S3::Bucket")) == len(wiring.BUCKETS) + 2
 
 
 # --- Functions, queues and the API: operations --------------------------------------------------

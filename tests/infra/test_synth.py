@@ -13,7 +13,7 @@ import pytest
 from chat_stack.layer import layer_requirements
 
 from chat_backend import wiring
-from tests.infra.conftest import REPO_ROOT, STAGE
+from tests.infra.conftest import MEDIA_CDN_KEY_SECRET_ARN, REPO_ROOT, STAGE
 from tests.infra.helpers import (
     ROUTE,
     as_list,
@@ -43,6 +43,9 @@ BUCKET_ACCESS = {
     "write": ({"s3:PutObject", "s3:PutObjectTagging"}, {"s3:GetObject", "s3:DeleteObject"}),
     "read_write": ({"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"}, {"s3:DeleteObject"}),
 }
+SECRET_ACCESS = {"read": ({"secretsmanager:GetSecretValue"}, {"secretsmanager:PutSecretValue"})}
+# The secrets the test stack is given (as context: their ARNs are literal in the template).
+SECRET_ARNS = {"media_cdn_key": MEDIA_CDN_KEY_SECRET_ARN}
 QUEUE_ACCESS = {
     "send": ({"sqs:SendMessage"}, {"sqs:ReceiveMessage"}),
     "consume": ({"sqs:ReceiveMessage", "sqs:DeleteMessage"}, set()),
@@ -257,13 +260,18 @@ def test_function_runs_its_folder_with_the_shared_layer(stack, resources, spec):
 def test_function_environment_names_exactly_the_resources_it_uses(stack, resources, spec):
     # Given a function of the wiring table and every resource env var the wiring knows
     all_resource_vars = {
-        wiring.resource_env_var(r.name) for r in (*wiring.TABLES, *wiring.QUEUES, *wiring.BUCKETS)
+        wiring.resource_env_var(r.name)
+        for r in (*wiring.TABLES, *wiring.QUEUES, *wiring.BUCKETS, *wiring.SECRETS)
     }
     # When the stack is synthesized
     env = function_props(stack, resources, spec.name)["Environment"]["Variables"]
-    # Then each resource it uses is named under its env var (a table's or bucket's name, a queue's URL)
+    # Then each resource it uses is named under its env var (a table's or bucket's name, a queue's
+    # URL, a secret's ARN)
     assert {var for var in env if var in all_resource_vars} == {wiring.resource_env_var(r) for r in spec.uses}
     for resource in spec.uses:
+        if resource in SECRET_ARNS:
+            assert env[wiring.resource_env_var(resource)] == SECRET_ARNS[resource]
+            continue
         assert env[wiring.resource_env_var(resource)] == {
             "Ref": logical_id(stack, wiring_resource(stack, resource))
         }
@@ -290,6 +298,15 @@ def test_function_role_grants_what_it_uses_and_no_more(stack, resources, spec):
     statements = role_statements(stack, resources, spec.name)
     # Then its own role allows each declared access to each resource it uses, and not the opposite
     for resource, access in spec.uses.items():
+        if resource in SECRET_ARNS:
+            granted = {
+                action
+                for s in statements
+                if s["Effect"] == "Allow" and SECRET_ARNS[resource] in as_list(s["Resource"])
+                for action in as_list(s["Action"])
+            }
+            assert granted == SECRET_ACCESS[access][0], (resource, access)
+            continue
         arn: dict[str, Any] = {"Fn::GetAtt": [logical_id(stack, wiring_resource(stack, resource)), "Arn"]}
         if resource in stack.buckets.by_name:
             arn = {"Fn::Join": ["", [arn, "/*"]]}  # its objects, not the bucket itself
@@ -321,6 +338,9 @@ def test_function_role_grants_what_it_uses_and_no_more(stack, resources, spec):
         expected = BUCKET_ACCESS[spec.uses[name]][0] if name in spec.uses else set()
         assert s3_actions == expected, (name, s3_actions)
         assert not any(bucket_arn in as_list(s["Resource"]) for s in statements), "bucket-level grant"
+    # And no function reads a secret it does not use
+    reads_secrets = any(a.startswith("secretsmanager:") for s in statements for a in as_list(s["Action"]))
+    assert reads_secrets is any(r in SECRET_ARNS for r in spec.uses)
     # And only functions that post to connections may manage connections
     manages = any("execute-api:ManageConnections" in as_list(s["Action"]) for s in statements)
     assert manages is spec.posts_to_connections

@@ -9,12 +9,16 @@ chatId. A send attaches it (checked inside the send's transaction); only then do
 download URL, and only those whose history window holds a message it is attached to (a member
 added later does not get the media of earlier messages; a removed member keeps those of its
 window). Unknown, unattached, out-of-window and other chats' media all answer the same NOT_FOUND.
+
+A download URL is a presigned S3 GET, or a CloudFront signed URL where the stack has the media CDN
+(`dal/media_cdn.py`): either way a URL to GET for 15 minutes, served as an attachment.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import Protocol
 
 from chat_backend import wiring
 from chat_backend.dal.chat_store import ChatStore
@@ -33,6 +37,12 @@ URL_TTL_S = 15 * 60
 # bucket's lifecycle on the `state=pending` tag).
 UNATTACHED_TTL_S = (wiring.bucket("media").expire_pending_after_days or 2) * 86_400
 MIB = 1024 * 1024
+
+
+class DownloadLinks(Protocol):
+    """What signs a download: the bucket (presigned GET) or the media CDN (signed URL)."""
+
+    def presign_download(self, key: str, expires_s: int) -> str: ...
 
 
 def new_media_id() -> str:
@@ -71,7 +81,7 @@ def upload_media(
 
 
 def download_media(
-    store: ChatStore, bucket: MediaBucket, caller: Caller, frame: MediaDownloadFrame
+    store: ChatStore, links: DownloadLinks, caller: Caller, frame: MediaDownloadFrame
 ) -> MediaUrlFrame:
     window = store.heads.window(frame.chat_id, caller.user_id)
     if window is None:
@@ -80,5 +90,5 @@ def download_media(
     if media is None or not any(window.holds(seq) for seq in media.attached_seqs):
         raise NotFound(f"no media {frame.media_id} in {frame.chat_id}")
     expires_at = iso_at(time.time() + URL_TTL_S)
-    url = bucket.presign_download(media.key, URL_TTL_S)
+    url = links.presign_download(media.key, URL_TTL_S)
     return MediaUrlFrame(request_id=frame.request_id, media_id=frame.media_id, url=url, expires_at=expires_at)
