@@ -18,7 +18,11 @@ async def serve(config: LocalStackConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stack.start()
-        print(f"chat local stack listening on {stack.url} (emulators: {stack.status()})", flush=True)
+        print(
+            f"chat local stack listening on {stack.url} (emulators: {stack.status()}) "
+            f"data: {stack.data_description()}",
+            flush=True,
+        )
         await stop.wait()
     finally:
         await stack.stop()

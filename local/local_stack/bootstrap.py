@@ -1,16 +1,23 @@
-"""Create every table, queue and bucket of the wiring table on the local emulators."""
+"""Create every table, queue and bucket of the wiring table on the local emulators (or LocalStack).
+What a kept data directory (or a running LocalStack) already holds is kept: only what is missing
+is created."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from chat_backend import wiring
 
+log = logging.getLogger("local_stack")
 
-def create_table(ddb: Any, table: wiring.Table, name: str | None = None) -> None:
+
+def create_table(ddb: Any, table: wiring.Table, name: str | None = None) -> bool:
     """The table exactly as the wiring declares it (keys, GSIs, stream, TTL), named `name` or
-    its logical name."""
+    its logical name. Returns False (and changes nothing) when a table of that name exists."""
     name = name or table.name
     attrs = {table.partition_key}
     keys = [{"AttributeName": table.partition_key[0], "KeyType": "HASH"}]
@@ -37,16 +44,38 @@ def create_table(ddb: Any, table: wiring.Table, name: str | None = None) -> None
         request["GlobalSecondaryIndexes"] = indexes
     if table.stream:
         request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": table.stream}
-    ddb.create_table(**request)
+    try:
+        ddb.create_table(**request)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+        _check_existing(ddb, table, name, indexes)
+        return False
     if table.ttl_attribute:
         ddb.update_time_to_live(
             TableName=name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
         )
+    return True
+
+
+def _check_existing(ddb: Any, table: wiring.Table, name: str, indexes: list[dict[str, Any]]) -> None:
+    """A kept table made by an older wiring: say what it lacks (the functions would fail on it)."""
+    described = ddb.describe_table(TableName=name)["Table"]
+    have = {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])}
+    missing = sorted({i["IndexName"] for i in indexes} - have)
+    no_stream = bool(table.stream) and not described.get("LatestStreamArn")
+    if missing or no_stream:
+        log.warning(
+            "table %s was kept from an earlier run but lacks %s: delete the data directory to recreate it",
+            name,
+            ", ".join([*missing, *(["its stream"] if no_stream else [])]),
+        )
 
 
 def create_queue(sqs: Any, queue: wiring.Queue) -> tuple[str, str]:
-    """The queue and its DLQ; returns (queue URL, DLQ URL)."""
+    """The queue and its DLQ; returns (queue URL, DLQ URL). SQS answers an existing queue of the
+    same attributes with its URL."""
     suffix = ".fifo" if queue.fifo else ""
     fifo_attrs = {"FifoQueue": "true"} if queue.fifo else {}
     dlq_url = sqs.create_queue(QueueName=queue.dlq_name + suffix, Attributes=fifo_attrs)["QueueUrl"]
@@ -68,8 +97,13 @@ def create_queue(sqs: Any, queue: wiring.Queue) -> tuple[str, str]:
 
 
 def create_bucket(s3: Any, bucket: wiring.Bucket) -> None:
-    """The bucket with the wiring's lifecycle rules, private and versioned as on AWS."""
-    s3.create_bucket(Bucket=bucket.name)
+    """The bucket with the wiring's lifecycle rules, private and versioned as on AWS. A bucket
+    kept from an earlier run (with its objects) gets the same configuration again."""
+    try:
+        s3.create_bucket(Bucket=bucket.name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
     s3.put_public_access_block(
         Bucket=bucket.name,
         PublicAccessBlockConfiguration={
@@ -105,11 +139,13 @@ def create_bucket(s3: Any, bucket: wiring.Bucket) -> None:
     s3.put_bucket_lifecycle_configuration(Bucket=bucket.name, LifecycleConfiguration={"Rules": rules})
 
 
-def bootstrap(ddb: Any, sqs: Any, s3: Any) -> dict[str, str]:
-    """Create everything; returns the resource env vars every function reads."""
+def bootstrap(ddb: Any, sqs: Any, s3: Any, kept_tables: set[str] | None = None) -> dict[str, str]:
+    """Create what is missing; returns the resource env vars every function reads. The names of
+    tables that existed already are added to `kept_tables`."""
     env: dict[str, str] = {}
     for table in wiring.TABLES:
-        create_table(ddb, table)
+        if not create_table(ddb, table) and kept_tables is not None:
+            kept_tables.add(table.name)
         env[table.env_var] = table.name
     for queue in wiring.QUEUES:
         env[queue.env_var], _ = create_queue(sqs, queue)

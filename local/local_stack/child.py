@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from local_stack.processes import free_port
 
-LISTENING = re.compile(r"listening on (ws://\S+) \(emulators: (.*)\)")
+LISTENING = re.compile(r"listening on (ws://\S+) \(emulators: (\{.*?\})\) data: (.*)$")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class RunningStack:
     secret: str
     emulator_urls: dict[str, str]
     log_path: Path
+    data: str = ""  # the startup line's data directory, or "ephemeral (in memory)"
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_local/stats", timeout=5) as resp:
@@ -77,15 +78,22 @@ class RunningStack:
 
 
 def start_local_stack(
-    log_path: Path, extra_env: dict[str, str] | None = None, timeout_s: float = 90.0
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    timeout_s: float = 90.0,
+    data_dir: Path | None = None,
+    port: int | None = None,
 ) -> RunningStack:
-    port = free_port()
+    """A stack of its own emulators (never a LOCALSTACK_HOST of the caller's environment), in
+    memory unless `data_dir` is given."""
+    port = port or free_port()
     secret = "integration-secret-0123456789abcdef"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("LOCALSTACK_HOST", "CHAT_DATA_DIR")},
         "CHAT_PORT": str(port),
         "CHAT_JWT_SECRET": secret,
         "PYTHONUNBUFFERED": "1",
+        **({"CHAT_DATA_DIR": str(data_dir), "CHAT_EPHEMERAL": "0"} if data_dir else {"CHAT_EPHEMERAL": "1"}),
         **(extra_env or {}),
     }
     log = log_path.open("w")
@@ -107,7 +115,7 @@ def start_local_stack(
             # Keep draining stdout (the functions' logs) so the pipe never fills and blocks the stack.
             threading.Thread(target=_copy_lines, args=(proc.stdout, log), daemon=True).start()
             emulators = json.loads(match.group(2).replace("'", '"'))
-            return RunningStack(proc, match.group(1), port, secret, emulators, log_path)
+            return RunningStack(proc, match.group(1), port, secret, emulators, log_path, match.group(3))
     proc.kill()
     raise RuntimeError(f"local stack did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
 

@@ -137,7 +137,8 @@ class Gateway:
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, port).start()
+        # SO_REUSEADDR: a restart binds at once, past the TIME_WAIT of the last run's connections.
+        await web.TCPSite(self._runner, self.host, port, reuse_address=True).start()
         self._reaper = asyncio.create_task(self._reap_expired())
 
     async def stop(self) -> None:

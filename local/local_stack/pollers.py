@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from chat_backend import wiring
 from local_stack.event_filter import matches
 from local_stack.invoker import Invoker
+from local_stack.storage import CheckpointFile
 from local_stack.timing import TimingProfile, fast_profile
 
 T = TypeVar("T")
@@ -38,6 +39,8 @@ log = logging.getLogger("local_stack.poller")
 
 IMAGE_KEYS = ("Keys", "NewImage", "OldImage")
 FAST_IDLE_MAX_S = 0.1
+TRIM_HORIZON = {"ShardIteratorType": "TRIM_HORIZON"}
+LATEST = {"ShardIteratorType": "LATEST"}
 
 
 def _json_attribute_values(value: Any) -> Any:
@@ -55,6 +58,9 @@ def _json_attribute_values(value: Any) -> Any:
 class ShardState:
     shard_id: str
     parent_id: str | None
+    # Where reading starts while nothing is read: TRIM_HORIZON, or (a shard of a table that held
+    # data before this start, with no checkpoint) LATEST, pinned at the first record read.
+    start: dict[str, str] = field(default_factory=lambda: dict(TRIM_HORIZON))
     iterator: str | None = None
     last_sequence_number: str | None = None  # the last record read
     committed: str | None = None  # the last record done with (processed, or sent to on-failure)
@@ -91,12 +97,21 @@ class StreamPoller:
         streams: Any,
         idle_sleep_s: float = 0.01,
         timing: TimingProfile | None = None,
+        checkpoints: CheckpointFile | None = None,
+        start_at_latest: bool = False,
     ) -> None:
+        """`checkpoints`: where each shard's checkpoint is kept across runs (None: in memory only).
+        `start_at_latest`: shards there at start with no checkpoint are read from LATEST (the
+        table held data before this run; its old records were handled by an earlier one), not
+        TRIM_HORIZON; shards that appear later are read from TRIM_HORIZON."""
         self.invoker = invoker
         self.function = function
         self.trigger = trigger
         self.ddb = ddb
         self.streams = streams
+        self.checkpoints = checkpoints
+        self.start_at_latest = start_at_latest
+        self._prepared = False
         self.idle_sleep_s = idle_sleep_s
         self._idle_polls = 0  # fast profile: empty polls in a row (the idle sleep doubles with them)
         self.timing = timing or fast_profile()
@@ -104,10 +119,30 @@ class StreamPoller:
         self.stream_arn = ""
         self.io = PollerThreads(1, f"stream-{trigger.table}")
 
+    async def prepare(self) -> None:
+        """Find the stream and where each of its shards resumes. Called before the stack serves,
+        so a LATEST position is taken before anything can write."""
+        await self.io.run(self._prepare)
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        table = self.ddb.describe_table(TableName=self.trigger.table)["Table"]
+        self.stream_arn = table["LatestStreamArn"]
+        self._discover_shards()
+        saved = self.checkpoints.load(self.stream_arn) if self.checkpoints else {}
+        for shard in self.shards.values():
+            if shard.shard_id in saved:
+                shard.committed = shard.last_sequence_number = saved[shard.shard_id]
+            elif self.start_at_latest:
+                shard.start = dict(LATEST)
+                shard.iterator = self._iterator(shard)
+        if saved:
+            log.info("stream %s: resuming %d shards from their checkpoints", self.trigger.table, len(saved))
+        self._prepared = True
+
     async def run(self) -> None:
-        self.stream_arn = await self.io.run(
-            lambda: self.ddb.describe_table(TableName=self.trigger.table)["Table"]["LatestStreamArn"]
-        )
+        await self.prepare()
         last_describe = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -230,23 +265,50 @@ class StreamPoller:
             shard.finished = True
         records = resp.get("Records", [])
         if records:
+            if shard.start == LATEST:  # a rewind reads again from here, not from a later LATEST
+                first = records[0]["dynamodb"]["SequenceNumber"]
+                shard.start = {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": first}
             shard.last_sequence_number = records[-1]["dynamodb"]["SequenceNumber"]
         # Lambda drops what the trigger's filter does not match, without invoking the function.
         lambda_records = [self._lambda_record(r) for r in records]
-        return [r for r in lambda_records if matches(self.trigger.filter_pattern, r)]
+        matching = [r for r in lambda_records if matches(self.trigger.filter_pattern, r)]
+        if records and not matching and not shard.pending:
+            # Nothing to hand over up to here: the checkpoint moves past the skipped records.
+            shard.committed = shard.last_sequence_number
+            self._save_checkpoints()
+        return matching
 
     def _iterator(self, shard: ShardState) -> str:
-        position: dict[str, str] = {"ShardIteratorType": "TRIM_HORIZON"}
+        position = shard.start
         if shard.last_sequence_number:
             position = {
                 "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
                 "SequenceNumber": shard.last_sequence_number,
             }
-        return str(
-            self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=shard.shard_id, **position)[
-                "ShardIterator"
-            ]
-        )
+        try:
+            resp = self.streams.get_shard_iterator(
+                StreamArn=self.stream_arn, ShardId=shard.shard_id, **position
+            )
+        except ClientError as exc:
+            # A checkpoint older than the stream's retention (DynamoDB Local answers "Invalid
+            # SequenceNumber" for a record no longer held): everything still held is newer.
+            code = exc.response["Error"]["Code"]
+            if position["ShardIteratorType"] != "AFTER_SEQUENCE_NUMBER" or code not in (
+                "TrimmedDataAccessException",
+                "ValidationException",
+            ):
+                raise
+            log.warning(
+                "stream %s shard %s: checkpoint %s no longer held (%s): reading from TRIM_HORIZON",
+                self.trigger.table,
+                shard.shard_id,
+                shard.last_sequence_number,
+                code,
+            )
+            resp = self.streams.get_shard_iterator(
+                StreamArn=self.stream_arn, ShardId=shard.shard_id, **TRIM_HORIZON
+            )
+        return str(resp["ShardIterator"])
 
     def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
         # Lambda hands the function JSON: binary attribute values arrive base64-encoded.
@@ -280,14 +342,14 @@ class StreamPoller:
         else:
             failed_ids = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures") or []}
             if not failed_ids:
-                _commit(shard, size)
+                self._commit(shard, size)
                 shard.attempts, shard.batch_len = 0, 0
                 return
             # Checkpoint before the first failed record; retry from there.
             failed_at = next(
                 (i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] in failed_ids), 0
             )
-        _commit(shard, failed_at)
+        self._commit(shard, failed_at)
         shard.batch_len = max(0, size - failed_at)
         shard.attempts += 1
         if shard.attempts > self.trigger.max_retries:
@@ -298,17 +360,26 @@ class StreamPoller:
                 len(dropped),
                 dropped,
             )
-            _commit(shard, len(dropped))
+            self._commit(shard, len(dropped))
             shard.attempts, shard.batch_len = 0, 0
             return
         await asyncio.sleep(min(1.0, 0.05 * 2**shard.attempts))
 
+    def _commit(self, shard: ShardState, done: int) -> None:
+        """The first `done` pending records are done with: the checkpoint moves past them."""
+        if done > 0:
+            shard.committed = shard.pending[done - 1]["dynamodb"]["SequenceNumber"]
+            shard.pending = shard.pending[done:]
+            self._save_checkpoints()
 
-def _commit(shard: ShardState, done: int) -> None:
-    """The first `done` pending records are done with: the checkpoint moves past them."""
-    if done > 0:
-        shard.committed = shard.pending[done - 1]["dynamodb"]["SequenceNumber"]
-        shard.pending = shard.pending[done:]
+    def _save_checkpoints(self) -> None:
+        if self.checkpoints is None:
+            return
+        committed = {s.shard_id: s.committed for s in self.shards.values() if s.committed}
+        try:
+            self.checkpoints.save(self.stream_arn, committed)
+        except OSError as exc:  # a full disk loses a checkpoint (records come again), not the poller
+            log.warning("stream %s: checkpoint not written: %r", self.trigger.table, exc)
 
 
 class QueuePoller:

@@ -25,10 +25,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ensure_port_free(port: int) -> None:
+def ensure_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a port something listens on. A port whose only sockets are in TIME_WAIT (left by
+    the connections of a stack just stopped) is free: the gateway binds with SO_REUSEADDR too, and
+    on Linux SO_REUSEADDR lets a bind through TIME_WAIT but never next to a listening socket."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
+            s.listen(1)
         except OSError:
             raise SystemExit(f"port {port} is in use: set CHAT_PORT to a free port") from None
 
@@ -105,7 +110,9 @@ class ChildProcess:
                 self.log.close()
 
 
-def dynamodb_local() -> ChildProcess:
+def dynamodb_local(db_path: Path | None = None) -> ChildProcess:
+    """DynamoDB Local in memory, or keeping its tables (and their streams) in `db_path`: one
+    SQLite file shared by every credential and region (-sharedDb)."""
     java = shutil.which("java")
     if java is None:
         raise RuntimeError("DynamoDB Local needs a Java 17+ runtime on PATH")
@@ -121,11 +128,19 @@ def dynamodb_local() -> ChildProcess:
         "-jar",
         str(jar),
     ]
-    return ChildProcess("dynamodb-local", [*argv, "-inMemory", "-port", str(port)], port, cwd=jar.parent)
+    if db_path is None:
+        storage = ["-inMemory"]
+    else:
+        db_path.mkdir(parents=True, exist_ok=True)
+        storage = ["-sharedDb", "-dbPath", str(db_path.resolve())]
+    return ChildProcess("dynamodb-local", [*argv, *storage, "-port", str(port)], port, cwd=jar.parent)
 
 
-def moto_server() -> ChildProcess:
+def moto_server(data_dir: Path | None = None) -> ChildProcess:
+    """moto for SQS and S3; with `data_dir`, writing S3 objects and queued messages through to it
+    (local_stack/moto_persistence.py)."""
     port = free_port()
-    return ChildProcess(
-        "moto", [sys.executable, "-m", "local_stack.moto_server", "-H", "127.0.0.1", "-p", str(port)], port
-    )
+    argv = [sys.executable, "-m", "local_stack.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir.resolve())]
+    return ChildProcess("moto", argv, port)

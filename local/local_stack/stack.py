@@ -6,18 +6,20 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import boto3
 from aiohttp import web
 
 from chat_backend import wiring
 from local_stack.bootstrap import bootstrap
+from local_stack.endpoints import Endpoints, localstack_host
 from local_stack.faults import CrashFault, Faults
 from local_stack.gateway import Gateway
 from local_stack.invoker import Invoker
 from local_stack.pollers import QueuePoller, StreamPoller
 from local_stack.processes import ChildProcess, dynamodb_local, ensure_port_free, moto_server
+from local_stack.storage import CheckpointFile, DataDirLock, data_dir_from_env
 from local_stack.timing import TimingProfile, fast_profile, profile_from_env
 
 log = logging.getLogger("local_stack")
@@ -39,6 +41,10 @@ class LocalStackConfig:
     lambda_concurrency: int = 32  # concurrent invocations per worker process
     # CHAT_TIMING: "fast" (no injected delays) or "aws" (each hop takes what it takes on AWS).
     timing: TimingProfile = field(default_factory=fast_profile)
+    # CHAT_DATA_DIR (default .chat-data/): what survives a restart; None (CHAT_EPHEMERAL=1): memory only.
+    data_dir: Path | None = None
+    # LOCALSTACK_HOST: DynamoDB, Streams, SQS and S3 from that LocalStack instead of our emulators.
+    localstack_host: str | None = None
 
     @classmethod
     def from_env(cls) -> LocalStackConfig:
@@ -55,6 +61,8 @@ class LocalStackConfig:
             lambda_processes=int(env.get("CHAT_LAMBDA_PROCESSES", "2")),
             lambda_concurrency=timing.lambda_concurrency,
             timing=timing,
+            data_dir=data_dir_from_env(env),
+            localstack_host=localstack_host(env),
         )
 
 
@@ -72,24 +80,38 @@ class LocalStack:
         self.invoker: Invoker | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pollers: dict[str, StreamPoller | QueuePoller] = {}  # by the task's name
+        self.endpoints: Endpoints | None = None
+        self._lock = DataDirLock(config.data_dir) if config.data_dir else None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.config.port}/"
 
+    def emulators(self) -> list[ChildProcess]:
+        """The emulator processes to start: none with LocalStack; DynamoDB Local and moto, in
+        memory or keeping their data under the data directory."""
+        if self.config.localstack_host:
+            return []
+        data = self.config.data_dir
+        return [dynamodb_local(data / "dynamodb" if data else None), moto_server(data)]
+
     async def start(self) -> None:
         ensure_port_free(self.config.port)
-        log.info("timing profile: %s", self.config.timing.name)
-        ddb_local, moto = dynamodb_local(), moto_server()
-        self.children = [ddb_local, moto]
+        if self._lock:
+            self._lock.acquire()
+        log.info("timing profile: %s; data: %s", self.config.timing.name, self.data_description())
+        self.children = self.emulators()
         await asyncio.gather(*(asyncio.to_thread(c.start) for c in self.children))
-        self._point_functions_at(ddb_local.url, moto.url)
-        plumbing = boto3.session.Session(region_name=REGION)
-        ddb = plumbing.client("dynamodb", endpoint_url=ddb_local.url)
-        streams = plumbing.client("dynamodbstreams", endpoint_url=ddb_local.url)
-        sqs = plumbing.client("sqs", endpoint_url=moto.url)
-        s3 = plumbing.client("s3", endpoint_url=moto.url)
-        os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs, s3))
+        if self.config.localstack_host:
+            self.endpoints = Endpoints.localstack(self.config.localstack_host)
+        else:
+            ddb_local, moto = self.children
+            self.endpoints = Endpoints.emulators(ddb_local.url, moto.url)
+        self._point_functions_at(self.endpoints)
+        services = ("dynamodb", "dynamodbstreams", "sqs", "s3")
+        ddb, streams, sqs, s3 = (self.endpoints.client(service, REGION) for service in services)
+        kept_tables: set[str] = set()
+        os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs, s3, kept_tables))
 
         timing = self.config.timing
         # After the environment is final: the workers start with it.
@@ -112,9 +134,21 @@ class LocalStack:
         ]
         for fn in wiring.FUNCTIONS:
             if isinstance(fn.trigger, wiring.StreamTrigger):
-                poller: StreamPoller | QueuePoller = StreamPoller(
-                    self.invoker, fn, fn.trigger, ddb, streams, self.config.stream_idle_sleep_s, timing
+                data = self.config.data_dir
+                stream_poller = StreamPoller(
+                    self.invoker,
+                    fn,
+                    fn.trigger,
+                    ddb,
+                    streams,
+                    self.config.stream_idle_sleep_s,
+                    timing,
+                    checkpoints=CheckpointFile(data / "checkpoints" / f"{fn.name}.json") if data else None,
+                    # A kept table's records before now were handled by an earlier run.
+                    start_at_latest=fn.trigger.table in kept_tables,
                 )
+                await stream_poller.prepare()  # before the gateway serves: nothing written is missed
+                poller: StreamPoller | QueuePoller = stream_poller
             elif isinstance(fn.trigger, wiring.QueueTrigger):
                 url = os.environ[wiring.queue(fn.trigger.queue).env_var]
                 receivers = min(
@@ -152,7 +186,7 @@ class LocalStack:
             dropped = await self.gateway.drop_connections(1012, "Service restart")
         return web.json_response({"dropped": dropped})
 
-    def _point_functions_at(self, dynamodb_url: str, moto_url: str) -> None:
+    def _point_functions_at(self, endpoints: Endpoints) -> None:
         """What Lambda's environment would hold, pointed at the emulators (no code branches)."""
         os.environ.update(
             {
@@ -161,10 +195,7 @@ class LocalStack:
                 "AWS_ACCESS_KEY_ID": "local",
                 "AWS_SECRET_ACCESS_KEY": "local",
                 "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-                "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url,
-                "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": dynamodb_url,
-                "AWS_ENDPOINT_URL_SQS": moto_url,
-                "AWS_ENDPOINT_URL_S3": moto_url,
+                **endpoints.function_env(),
                 wiring.CALLBACK_URL_ENV: f"http://127.0.0.1:{self.config.port}",
                 wiring.JWT_SECRET_ENV: self.config.jwt_secret,
                 **wiring.FUNCTION_ENV,
@@ -245,6 +276,17 @@ class LocalStack:
             self.invoker.close()
         for child in self.children:
             await asyncio.to_thread(child.stop)
+        if self._lock:
+            self._lock.release()
 
     def status(self) -> dict[str, Any]:
+        if self.config.localstack_host and self.endpoints:
+            return {"localstack": self.endpoints.urls["dynamodb"]}
         return {c.name: c.url for c in self.children}
+
+    def data_description(self) -> str:
+        data = self.config.data_dir
+        if self.config.localstack_host:
+            kept = f"; stream checkpoints in {data}" if data else ""
+            return f"LocalStack at {self.config.localstack_host} (its own persistence){kept}"
+        return str(data) if data else "ephemeral (in memory)"
