@@ -56,16 +56,18 @@ class Buckets(Construct):
 def _lifecycle_rule(spec: wiring.Bucket) -> s3.LifecycleRule:
     tiering = spec.intelligent_tiering_after_days
     noncurrent = spec.expire_noncurrent_after_days
+    transitions = [
+        s3.Transition(storage_class=storage_class, transition_after=Duration.days(days))
+        for storage_class, days in (
+            (s3.StorageClass.INTELLIGENT_TIERING, tiering),
+            (s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, spec.glacier_ir_after_days),
+        )
+        if days is not None
+    ]
     return s3.LifecycleRule(
         id="lifecycle",
         abort_incomplete_multipart_upload_after=Duration.days(spec.abort_incomplete_upload_days),
-        transitions=[
-            s3.Transition(
-                storage_class=s3.StorageClass.INTELLIGENT_TIERING, transition_after=Duration.days(tiering)
-            )
-        ]
-        if tiering is not None
-        else None,
+        transitions=transitions or None,
         noncurrent_version_expiration=Duration.days(noncurrent) if noncurrent is not None else None,
     )
 

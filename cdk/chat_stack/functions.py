@@ -62,9 +62,11 @@ class Functions(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._secrets: Mapping[str, secretsmanager.ISecret] = secrets or {}
+        push_platforms: Mapping[str, str] | None = None,
         self._tables, self._queues, self._buckets, self._layer = tables, queues, buckets, layer
         self._authorizer_env = authorizer_env
         self.by_name: dict[str, lambda_.Function] = {}
+        self._push_platforms: dict[str, str] = dict(push_platforms or {})  # platform -> application ARN
         # Stream trigger -> the queue its records go to once retries are exhausted.
         self.failed_records: dict[str, sqs.Queue] = {}
         for spec in wiring.FUNCTIONS:
@@ -124,6 +126,8 @@ class Functions(Construct):
 
     def _physical_name(self, resource: str) -> str:
         if resource in self._tables:
+        if spec.sends_push:
+            env[wiring.PUSH_PLATFORMS_ENV] = json.dumps(self._push_platforms, sort_keys=True)
             return self._tables[resource].table_name
         if resource in self._buckets:
             return self._buckets[resource].bucket_name
@@ -163,10 +167,29 @@ class Functions(Construct):
         """The IAM5 findings of this function's role, each with why the wildcard is the narrowest grant."""
         assert fn.role is not None
         needs_any = ["xray:PutTraceSegments / PutTelemetryRecords (X-Ray has no resource-level permissions)"]
+        if spec.sends_push and self._push_platforms:
+            applications = sorted(self._push_platforms.values())
+            fn.add_to_role_policy(
+                iam.PolicyStatement(actions=["sns:CreatePlatformEndpoint"], resources=applications)
+            )
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["sns:Publish", "sns:DeleteEndpoint"],
+                    resources=[endpoints_of(arn) for arn in applications],
+                )
+            )
         if isinstance(spec.trigger, wiring.StreamTrigger):
             needs_any.append("dynamodb:ListStreams (a list action, it takes no resource)")
         acknowledge(fn.role, "AwsSolutions-IAM5[Resource::*]", "Only " + " and ".join(needs_any) + ".")
         stack = Stack.of(self)
+        if spec.sends_push:
+            for arn in sorted(self._push_platforms.values()):
+                acknowledge(
+                    fn.role,
+                    f"AwsSolutions-IAM5[Resource::{endpoints_of(arn)}]",
+                    "The device endpoints of one push platform application: SNS names each endpoint "
+                    "after a random id, made when a device registers (publish and delete only).",
+                )
         for resource in spec.uses:
             if resource in self._tables and wiring.table(resource).indexes:
                 table_id = stack.get_logical_id(cast(CfnElement, self._tables[resource].node.default_child))

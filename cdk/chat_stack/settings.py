@@ -8,6 +8,9 @@
                              half (an RSA 2048 PEM, or the path of a file holding one) ...
 -c mediaCdnKeySecretArn=<arn> ... and the Secrets Manager secret holding its private half (both or
                              neither; without them downloads are presigned S3 GETs, and synth warns)
+-c pushApnsArn=<arn>         SNS platform applications for mobile push to offline devices: APNs,
+-c pushApnsSandboxArn=<arn>  the APNs sandbox (development builds) and FCM; any of them, or none
+-c pushFcmArn=<arn>          (then registerPush is BAD_REQUEST and synth warns)
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ from chat_backend import wiring
 
 DEFAULT_STAGE = "dev"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# Mobile push: the context key of each platform's SNS platform application.
+PUSH_CONTEXT = {"apns": "pushApnsArn", "apns_sandbox": "pushApnsSandboxArn", "fcm": "pushFcmArn"}
+PLATFORM_APPLICATION_ARN = re.compile(
+    r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:app/(APNS|APNS_SANDBOX|GCM)/[\w.-]+"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class DeploySettings:
     alarm_email: str | None = None
     existing_user_pool: ExistingUserPool | None = None
     media_cdn: MediaCdnKey | None = None
+    push_platforms: dict[str, str] = field(default_factory=dict)  # platform -> SNS application ARN
 
     @classmethod
     def from_context(cls, node: Node) -> DeploySettings:
@@ -63,7 +74,14 @@ class DeploySettings:
         if secret_arn is not None and not re.fullmatch(wiring.SECRET_ARN_PATTERN, secret_arn):
             raise ValueError(f"context: mediaCdnKeySecretArn is not a complete secret ARN: {secret_arn}")
         key = MediaCdnKey(_public_key_pem(public_key), secret_arn) if public_key and secret_arn else None
+        push_platforms = {p: arn for p, key in PUSH_CONTEXT.items() if (arn := text(key)) is not None}
+        for platform, arn in push_platforms.items():
+            if not PLATFORM_APPLICATION_ARN.fullmatch(arn):
+                raise ValueError(
+                    f"context: {PUSH_CONTEXT[platform]} is not an SNS platform application ARN: {arn}"
+                )
         return cls(
+            push_platforms=push_platforms,
             stage=text("stage") or DEFAULT_STAGE,
             alarm_email=text("alarmEmail"),
             existing_user_pool=ExistingUserPool(pool_id, client_id) if pool_id and client_id else None,

@@ -56,7 +56,14 @@ class ChatStack(Stack):
             layer=self.layer.layer,
             authorizer_env=self.users.verifier_env(),
             secrets={KEY_SECRET: self.media_cdn.key_secret} if self.media_cdn is not None else None,
+            push_platforms=settings.push_platforms,
         )
+        if not settings.push_platforms:
+            Annotations.of(self).add_warning_v2(
+                "chat:pushOff",
+                "No pushApnsArn / pushApnsSandboxArn / pushFcmArn context: offline devices get no mobile "
+                "push (registerPush answers BAD_REQUEST; README, Deploying to AWS).",
+            )
         if self.media_cdn is not None:
             self.media_cdn.serve(self.functions.by_name)
         self.api = ChatApi(self, "WebSocket", functions=self.functions.by_name, stage_name=settings.stage)

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     member_jobs_queue_url: str = Field("", validation_alias=wiring.queue("member_jobs").env_var)
     presence_settle_queue_url: str = Field("", validation_alias=wiring.queue("presence_settle").env_var)
     callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
+    notify_queue_url: str = Field("", validation_alias=wiring.queue("notify").env_var)
+    push_table: str = Field("push", validation_alias=wiring.table("push").env_var)
+    # platform -> SNS platform application ARN; a platform not named cannot register for push.
+    push_platforms: dict[str, str] = Field(default_factory=dict, validation_alias=wiring.PUSH_PLATFORMS_ENV)
     # The media CDN (AWS only, all three or none): without it, downloads are presigned S3 GETs.
     media_cdn_domain: str | None = Field(None, validation_alias=wiring.MEDIA_CDN_DOMAIN_ENV)
     media_cdn_key_pair_id: str | None = Field(None, validation_alias=wiring.MEDIA_CDN_KEY_PAIR_ID_ENV)

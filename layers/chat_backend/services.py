@@ -17,7 +17,7 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.consent_store import ConsentStore
-from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue
+from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue, NotifyQueue
 from chat_backend.dal.inbox_store import InboxStore
 from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.limit_store import LimitStore
@@ -26,6 +26,8 @@ from chat_backend.dal.media_cdn import MediaCdn
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
 from chat_backend.dal.receipt_store import ReceiptStore
+from chat_backend.dal.push_registry import PushRegistry
+from chat_backend.dal.push_sender import PushSender
 from chat_backend.dal.send_store import SendStore
 from chat_backend.dal.sequencer import Sequencer
 from chat_backend.logic.audience import MemberListCache, MembershipCache
@@ -135,6 +137,18 @@ class Services:
     @cached_property
     def poster(self) -> ConnectionPoster:
         return ConnectionPoster(self.settings.callback_url)
+    @cached_property
+    def notify_queue(self) -> NotifyQueue:
+        return NotifyQueue(self.settings.notify_queue_url)
+
+    @cached_property
+    def push_registry(self) -> PushRegistry:
+        return PushRegistry(self.settings.push_table)
+
+    @cached_property
+    def push_sender(self) -> PushSender:
+        return PushSender(self.settings.push_platforms)
+
 
     @cached_property
     def verifier(self) -> TokenVerifier:

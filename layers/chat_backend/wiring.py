@@ -141,6 +141,8 @@ class Rate:
     per_s: float
 
 
+    # SNS mobile push: endpoints made from the platform applications (CHAT_PUSH_PLATFORMS), publish
+    sends_push: bool = False
 @dataclass(frozen=True)
 class RouteLimit:
     """A route's limits (logic/rate_limits.py): per user and per connection, in the bucket named
@@ -242,6 +244,14 @@ QUEUES: tuple[Queue, ...] = (
     Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
     # Membership changes too large for one invocation (logic/member_jobs.py), in order per chat.
     Queue(name="member_jobs", visibility_timeout_s=360),  # 6 x the member-jobs function's 60 s
+    # Mobile push (logic/notifications.py): key <user> holds `devices`, a map of each device's
+    # platform, token, SNS endpoint and when it was last notified; key CHAT#<chat> the last time a
+    # large group's offline members were notified (one round per window, whatever the traffic).
+    Table(
+        name="push",
+        partition_key=("key", "S"),
+        ttl_attribute="expiresAt",
+    ),
 )
 
 # Media attachments (client-side encrypted blobs), keyed `<chatId>/<mediaId>`.
@@ -259,6 +269,8 @@ BUCKETS: tuple[Bucket, ...] = (
 SECRETS: tuple[Secret, ...] = (Secret(name="media_cdn_key"),)
 MEDIA_CDN_DOMAIN_ENV = "MEDIA_CDN_DOMAIN"  # the distribution's domain, for functions using the key
 MEDIA_CDN_KEY_PAIR_ID_ENV = "MEDIA_CDN_KEY_PAIR_ID"  # the CloudFront public key's id
+    # Standard: who of a message's members had no device connected, to be notified by mobile push.
+    Queue(name="notify", fifo=False, visibility_timeout_s=180),
 
 # Sized so that a person never meets them and a script does. Floors (issue 9): a device may send a
 # burst of 100 messages and 20/s sustained (a user with many devices 200 and 30/s); sync and
@@ -323,6 +335,8 @@ LIMITED: dict[str, Access] = {"limits": "read_write"}
 # Pushing to connections: the @connections API, the registry (a 410 removes the stale
 # connection), and the delivery queue for the recipients whose push failed.
 PUSHES: dict[str, Access] = {"connections": "read_write", "delivery": "send"}
+    "registerPush": RouteLimit("push", user=Rate(10, 1 / 60), connection=Rate(10, 1 / 60)),
+    "unregisterPush": RouteLimit("push", user=Rate(10, 1 / 60), connection=Rate(10, 1 / 60)),
 
 FUNCTIONS: tuple[Function, ...] = (
     Function(name="authorizer", authorizer=True, two_way=False),
@@ -338,7 +352,15 @@ FUNCTIONS: tuple[Function, ...] = (
         routes=("send",),
         # Messages: read a duplicate's stored answer, fill a seq left by a writer that died. Media:
         # an attached blob's tag becomes `state=attached` (s3:PutObjectTagging), so it never expires.
-        uses={**LIMITED, **PUSHES, "chats": "read_write", "messages": "read_write", "media": "write"},
+        # notify: members of a small chat with no device connected, for mobile push
+        uses={
+            **LIMITED,
+            **PUSHES,
+            "chats": "read_write",
+            "messages": "read_write",
+            "media": "write",
+            "notify": "send",
+        },
         posts_to_connections=True,  # small chats are pushed from here, after the commit
     ),
     Function(
@@ -420,9 +442,17 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         name="devices",
-        routes=("sendToDevice", "ackToDevice"),
-        # consent: a recipient who blocks the sender gets nothing; chats: who shares a chat
-        uses={**LIMITED, **PUSHES, "inbox": "read_write", "chats": "read", "consent": "read"},
+        routes=("sendToDevice", "ackToDevice", "registerPush", "unregisterPush"),
+        # consent: a recipient who blocks the sender gets nothing; chats: who shares a chat;
+        # push: the device's push registration and its SNS endpoint
+        uses={
+            **LIMITED,
+            **PUSHES,
+            "inbox": "read_write",
+            "chats": "read",
+            "consent": "read",
+            "push": "read_write",
+        },
         posts_to_connections=True,  # to-device messages to connected devices
     ),
     Function(
@@ -447,13 +477,20 @@ FUNCTIONS: tuple[Function, ...] = (
         trigger=StreamTrigger(
             table="messages", filter_pattern={"dynamodb": {"NewImage": {"fanout": {"S": ["queued"]}}}}
         ),
-        uses={"chats": "read", "messages": "read", "connections": "read", "delivery": "send"},
+        uses={
+            "chats": "read",
+            "messages": "read",
+            "connections": "read",
+            "delivery": "send",
+            "notify": "send",
+        },
         timeout_s=60,
     ),
     Function(
         name="deliver",
         two_way=False,
         # One envelope (up to 100 recipients) per invocation: a large group's envelopes are pushed
+        sends_push=True,
         # by parallel invocations, not one after another.
         trigger=QueueTrigger(queue="delivery", batch_size=1),
         uses={**PUSHES, "delivery": "send_consume", "presence": "read"},
@@ -512,3 +549,12 @@ def routes() -> dict[str, Function]:
 
 def authorizer_function() -> Function:
     return next(f for f in FUNCTIONS if f.authorizer)
+# JSON {platform: SNS platform application ARN} for the functions that send_push (CDK context on
+# AWS; applications made in moto locally). A platform not named cannot be registered.
+PUSH_PLATFORMS_ENV = "CHAT_PUSH_PLATFORMS"
+PUSH_PLATFORMS = ("apns", "apns_sandbox", "fcm")
+# A device is notified at most once per window (what comes meanwhile is counted into the next);
+# a large group's offline members at most once per chat window; users per notify job.
+NOTIFY_DEVICE_WINDOW_S = 30
+NOTIFY_LARGE_CHAT_WINDOW_S = 60
+NOTIFY_USERS_PER_JOB = 2000

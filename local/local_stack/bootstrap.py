@@ -153,3 +153,20 @@ def bootstrap(ddb: Any, sqs: Any, s3: Any, kept_tables: set[str] | None = None) 
         create_bucket(s3, bucket)
         env[bucket.env_var] = bucket.name
     return env
+
+
+# SNS's platform names for the protocol's push platforms.
+SNS_PLATFORMS = {"apns": "APNS", "apns_sandbox": "APNS_SANDBOX", "fcm": "GCM"}
+
+
+def create_push_platforms(sns: Any) -> dict[str, str]:
+    """A platform application per push platform (moto: credentials are not checked); the
+    {platform: ARN} map the functions read from CHAT_PUSH_PLATFORMS."""
+    return {
+        platform: sns.create_platform_application(
+            Name=f"chat-{platform.replace('_', '-')}",
+            Platform=SNS_PLATFORMS[platform],
+            Attributes={"PlatformCredential": "local", "PlatformPrincipal": "local"},
+        )["PlatformApplicationArn"]
+        for platform in wiring.PUSH_PLATFORMS
+    }

@@ -32,6 +32,8 @@ QUEUE_CONSUME = {
 }
 QUEUE_ACCESS = {"send": {"send", "send_consume"}, "consume": {"consume", "send_consume"}}
 CONNECTIONS_API = "apigatewaymanagementapi"
+# What a function that sends_push may do (the CDK stack grants the same).
+SNS_PUSH_ACTIONS = {"CreatePlatformEndpoint", "DeleteEndpoint", "Publish"}
 
 
 class AccessGuard:
@@ -84,6 +86,11 @@ class AccessGuard:
             return [(secret, f"secretsmanager:{operation}", f"secretsmanager:{operation}" in granted)]
         if service == CONNECTIONS_API:
             return [("@connections", "execute-api:ManageConnections", spec.posts_to_connections)]
+        if service == "sns":
+            target = str(
+                params.get("PlatformApplicationArn") or params.get("TargetArn") or params.get("EndpointArn")
+            )
+            return [(target, f"sns:{operation}", spec.sends_push and operation in SNS_PUSH_ACTIONS)]
         return []
 
 

@@ -22,6 +22,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.sqs import models as sqs_models
 from werkzeug.serving import make_server
 
+from local_stack import push_log
 from local_stack.moto_persistence import MotoStore
 
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sqs_models.unix_time = _unix_time  # type: ignore[assignment]
     sqs_models.unix_time_millis = _unix_time_millis  # type: ignore[assignment]
+    push_log.install()  # notifications to phones land in CHAT_PUSH_LOG
     app: Any = DomainDispatcherApplication(create_backend_app)
     if args.data_dir is not None:
         store = MotoStore(args.data_dir)

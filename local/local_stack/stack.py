@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from chat_backend import wiring
-from local_stack.bootstrap import bootstrap
+from local_stack.bootstrap import bootstrap, create_push_platforms
 from local_stack.endpoints import Endpoints, localstack_host
 from local_stack.faults import CrashFault, Faults
 from local_stack.gateway import Gateway
@@ -106,10 +106,13 @@ class LocalStack:
             self.endpoints = Endpoints.localstack(self.config.localstack_host)
         else:
             ddb_local, moto = self.children
+        # Notifications to phones (moto's SNS) are appended here (local_stack/push_log.py).
+        default_log = Path(tempfile.gettempdir()) / f"chat-push-{self.config.port}.jsonl"
+        self.push_log = os.environ.setdefault(PUSH_LOG_ENV, str(default_log))
             self.endpoints = Endpoints.emulators(ddb_local.url, moto.url)
         self._point_functions_at(self.endpoints)
-        services = ("dynamodb", "dynamodbstreams", "sqs", "s3")
-        ddb, streams, sqs, s3 = (self.endpoints.client(service, REGION) for service in services)
+        services = ("dynamodb", "dynamodbstreams", "sqs", "s3", "sns")
+        ddb, streams, sqs, s3, sns = (self.endpoints.client(service, REGION) for service in services)
         kept_tables: set[str] = set()
         os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs, s3, kept_tables))
 
@@ -118,6 +121,8 @@ class LocalStack:
         self.invoker = Invoker(self.config.lambda_processes, self.config.lambda_concurrency, timing=timing)
         self.gateway = Gateway(
             self.invoker,
+        platforms = await asyncio.to_thread(create_push_platforms, sns)
+        os.environ[wiring.PUSH_PLATFORMS_ENV] = json.dumps(platforms)
             self.config.idle_timeout_s,
             self.config.max_duration_s,
             timing=timing,
@@ -281,8 +286,10 @@ class LocalStack:
 
     def status(self) -> dict[str, Any]:
         if self.config.localstack_host and self.endpoints:
-            return {"localstack": self.endpoints.urls["dynamodb"]}
-        return {c.name: c.url for c in self.children}
+            emulators = {"localstack": self.endpoints.urls["dynamodb"]}
+        else:
+            emulators = {c.name: c.url for c in self.children}
+        return {**emulators, "push-log": self.push_log}
 
     def data_description(self) -> str:
         data = self.config.data_dir

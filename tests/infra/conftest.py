@@ -43,6 +43,10 @@ MEDIA_CDN_KEY_SECRET_ARN = (
     "arn:aws:secretsmanager:eu-west-1:123456789012:secret:chat-test/media-cdn-key-AbC123"
 )
 MEDIA_CDN = {"mediaCdnPublicKey": MEDIA_CDN_PUBLIC_KEY, "mediaCdnKeySecretArn": MEDIA_CDN_KEY_SECRET_ARN}
+# Mobile push: the SNS platform applications a deployer made (made-up ARNs: synth reads nothing).
+PUSH_APNS_ARN = "arn:aws:sns:eu-west-1:123456789012:app/APNS/chat-test-apns"
+PUSH_FCM_ARN = "arn:aws:sns:eu-west-1:123456789012:app/GCM/chat-test-fcm"
+PUSH = {"pushApnsArn": PUSH_APNS_ARN, "pushFcmArn": PUSH_FCM_ARN}
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +71,7 @@ def app_run() -> Iterator[tuple[subprocess.Popen[str], float]]:
 
 @pytest.fixture(scope="session")
 def stack(app_run: tuple[subprocess.Popen[str], float]) -> ChatStack:
-    return build(App(context={**SKIP_BUNDLING, "stage": STAGE, **MEDIA_CDN}))
+    return build(App(context={**SKIP_BUNDLING, "stage": STAGE, **MEDIA_CDN, **PUSH}))
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,9 @@ from tests.infra.helpers import (
 
 ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
 EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
-TRIGGERED = [fn for fn in wiring.FUNCTIONS if fn.trigger is not None]
+TRIGGERED = [
+    fn for fn in wiring.FUNCTIONS if isinstance(fn.trigger, wiring.StreamTrigger | wiring.QueueTrigger)
+]
 TABLE_ACCESS = {  # access -> (actions the role must have, actions it must not have)
     "read": ({"dynamodb:GetItem", "dynamodb:Query"}, {"dynamodb:PutItem"}),
     "write": ({"dynamodb:PutItem", "dynamodb:UpdateItem"}, {"dynamodb:GetItem"}),

@@ -36,6 +36,7 @@ class Window:
 class ChatView:
     window: Window
     head: int  # the chat's head within the window
+    archived_through: int = 0  # seqs up to this one are read from the archive (logic/archive.py)
 
 
 class ChatHeads:
@@ -51,7 +52,7 @@ class ChatHeads:
         wanted = list(dict.fromkeys([*chat_ids, *former]))
         heads = self._heads_and_times(wanted, consistent=True)
         windows = self.windows(user_id, list(heads), former=[c for c in wanted if c in heads])
-        return {c: ChatView(w, w.head(heads[c][0])) for c, w in windows.items()}
+        return {c: ChatView(w, w.head(heads[c][0]), heads[c][2]) for c, w in windows.items()}
 
     def moved_heads(self, user_id: str, chat_ids: list[str], since_ms: int) -> dict[str, int]:
         """The heads of the user's chats whose head moved after `since_ms`: the heads are read
@@ -59,7 +60,7 @@ class ChatHeads:
         and only for the chats that moved (so a just-removed member learns nothing)."""
         moved = {
             chat_id: head
-            for chat_id, (head, at_ms) in self._heads_and_times(chat_ids, consistent=False).items()
+            for chat_id, (head, at_ms, _) in self._heads_and_times(chat_ids, consistent=False).items()
             if at_ms > since_ms
         }
         return {chat_id: moved[chat_id] for chat_id in self.windows(user_id, list(moved))}
@@ -82,11 +83,11 @@ class ChatHeads:
         """The user's window in one chat: as a member, else as a removed member; None if neither."""
         return self.windows(user_id, [chat_id], former=[chat_id]).get(chat_id)
 
-    def _heads_and_times(self, chat_ids: list[str], consistent: bool) -> dict[str, tuple[int, int]]:
-        """chatId -> (headSeq, headAt ms) of the chats that exist."""
+    def _heads_and_times(self, chat_ids: list[str], consistent: bool) -> dict[str, tuple[int, int, int]]:
+        """chatId -> (headSeq, headAt ms, archivedThrough) of the chats that exist."""
         return {
-            v["chatId"]: (int(v["headSeq"]), int(v.get("headAt", 0)))
-            for v in self._items(chat_ids, META, "chatId, headSeq, headAt", consistent)
+            v["chatId"]: (int(v["headSeq"]), int(v.get("headAt", 0)), int(v.get("archivedThrough", 0)))
+            for v in self._items(chat_ids, META, "chatId, headSeq, headAt, archivedThrough", consistent)
         }
 
     def _items(

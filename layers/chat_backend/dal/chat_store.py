@@ -66,6 +66,7 @@ def chat_meta(item: dict[str, Any]) -> ChatMeta:
         pair=(pair[0], pair[1]) if isinstance(pair, list) and len(pair) == 2 else None,
         blocked_by=frozenset(v.get("blockedBy", ())),
         engaged=frozenset(v.get("engaged", ())),
+        archived_through=int(v.get("archivedThrough", 0)),
     )
 
 

@@ -14,6 +14,7 @@ flight (`changeToken` / `changeSeq` / `changeAt`) until its transaction commits
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -29,6 +30,21 @@ TRANSACTION_CONFLICT = "TransactionConflictException"
 CHANGE_ATTRS = "changeToken, changeSeq, changeAt"
 
 
+# A chat with a seq in the messages table is listed in the sparse `archiveDue` index by the time
+# of its oldest one (`hotSince`, set by the first reservation after the chat was last emptied; the
+# archiver moves it on). Unchanged index keys write nothing to a KEYS_ONLY index: free for sends.
+HOT_SINCE = "hotSince = if_not_exists(hotSince, :now), archiveShard = if_not_exists(archiveShard, :shard)"
+ARCHIVE_SHARDS = 16
+
+
+def archive_shard(chat_id: str) -> str:
+    return str(zlib.crc32(chat_id.encode()) % ARCHIVE_SHARDS)
+
+
+def _hot_values(chat_id: str) -> dict[str, Any]:
+    return {":shard": av(archive_shard(chat_id))}
+
+
 class MembershipMoved(Exception):
     """The chat's membership changed, or a change is in flight, since the caller read it."""
 
@@ -42,8 +58,8 @@ class Sequencer:
         """The chat's next seq (the returned chat's `head_seq`), for a writer that checked
         membership at `members_version`. `engage`: a direct chat's sender, recorded among those
         who chose the chat (the same write)."""
-        values = {":one": av(1), ":now": av(now_ms), ":v": av(members_version)}
-        update = "SET headSeq = headSeq + :one, headAt = :now"
+        values = {":one": av(1), ":now": av(now_ms), ":v": av(members_version), **_hot_values(chat_id)}
+        update = f"SET headSeq = headSeq + :one, headAt = :now, {HOT_SINCE}"
         if engage is not None:
             values[":e"] = {"SS": [engage]}
             update += " ADD engaged :e"
@@ -55,8 +71,14 @@ class Sequencer:
         updated = self._advance(
             chat_id,
             "SET headSeq = headSeq + :one, headAt = :now, membersVersion = membersVersion + :one, "
-            "changeToken = :token, changeSeq = headSeq + :one, changeAt = :now",
-            {":one": av(1), ":now": av(now_ms), ":v": av(members_version), ":token": av(token)},
+            f"changeToken = :token, changeSeq = headSeq + :one, changeAt = :now, {HOT_SINCE}",
+            {
+                ":one": av(1),
+                ":now": av(now_ms),
+                ":v": av(members_version),
+                ":token": av(token),
+                **_hot_values(chat_id),
+            },
             "UPDATED_NEW",
         )
         return int(updated["headSeq"]["N"])

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.media_bucket import BlobMissing, MediaBucket
+from chat_backend.dal.message_archive import MessageArchive
 from chat_backend.dal.message_store import MediaNotInChat, MessageStore, SeqTaken
 from chat_backend.dal.send_store import SendClaim, SendContext, SendStore
 from chat_backend.dal.sequencer import MembershipMoved, Sequencer
@@ -62,6 +63,7 @@ class Ledger:
     member_lists: MemberListCache
     memberships: MembershipCache
     media: MediaBucket | None = None  # where an attached blob is marked kept (the send function)
+    archive: MessageArchive | None = None  # the history past the hot window (sync, the archiver)
 
 
 @dataclass(frozen=True)

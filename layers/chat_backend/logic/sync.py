@@ -71,7 +71,8 @@ def sync(
         if remaining == 0:
             more = True
             break
-        run = replay_run(ledger, chat_id, cursor, view.head, remaining, int(clock() * 1000), grace_s)
+        now_ms, archived = int(clock() * 1000), view.archived_through
+        run = replay_run(ledger, chat_id, cursor, view.head, remaining, now_ms, grace_s, archived)
         try:
             for item in run.items:
                 poster.post(caller.connection_id, item.frame_for(caller.user_id).to_json())
@@ -94,10 +95,52 @@ class Run:
     truncated: bool  # stopped at the limit with more after it
 
 
+class ArchivedMeanwhile(Exception):
+    """A seq missing from the messages table was archived (and deleted) after the chat was read."""
+
+    def __init__(self, through: int) -> None:
+        super().__init__(through)
+        self.through = through
+
+
 def replay_run(
+    ledger: Ledger,
+    chat_id: str,
+    cursor: int,
+    head: int,
+    limit: int,
+    now_ms: int,
+    grace_s: float,
+    archived_through: int = 0,
+) -> Run:
+    """Up to `limit` items from cursor + 1 to `head`, without a gap: seqs up to `archived_through`
+    from the archive, the rest from the messages table (old holes become VOIDs on the way)."""
+    archived: list[Stored] = []
+    while True:
+        if cursor < archived_through:
+            if ledger.archive is None:
+                raise RuntimeError(f"{chat_id} is archived through {archived_through}: no archive given")
+            up_to = min(head, archived_through)
+            archived += ledger.archive.after(chat_id, cursor, limit - len(archived), up_to)
+            if len(archived) == limit:
+                return Run(archived, truncated=archived[-1].seq < head)
+            cursor = up_to
+        if cursor >= head:
+            return Run(archived, truncated=False)
+        try:
+            hot = _hot_run(ledger, chat_id, cursor, head, limit - len(archived), now_ms, grace_s)
+        except ArchivedMeanwhile as moved:  # the archiver deleted what we were about to VOID
+            archived_through = moved.through
+            continue
+        return Run(archived + hot.items, hot.truncated)
+
+
+def _hot_run(
     ledger: Ledger, chat_id: str, cursor: int, head: int, limit: int, now_ms: int, grace_s: float
 ) -> Run:
-    """Up to `limit` items from cursor + 1 to `head`, without a gap; old holes become VOIDs on the way."""
+    """replay_run over the messages table. A seq it finds missing may have been archived and
+    deleted since the caller read `archivedThrough`: META, read after the Query, tells (the archiver
+    deletes only after committing `archivedThrough`), and the seq is never VOIDed then."""
     found = ledger.messages.after(chat_id, cursor, limit, up_to=head)
     run: list[Stored] = []
     expected = cursor + 1
@@ -107,6 +150,8 @@ def replay_run(
         nonlocal chat
         chat = chat or ledger.chats.get_chat(chat_id)
         assert chat is not None  # the chat has a head, so its META exists
+        if chat.archived_through >= seq:
+            raise ArchivedMeanwhile(chat.archived_through)
         return holes.fill_hole(ledger.messages, ledger.sequencer, chat, seq, now_ms)
 
     for item in found:

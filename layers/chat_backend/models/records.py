@@ -98,6 +98,8 @@ class ChatMeta(BaseModel):
     # and those who chose the chat (created it or sent in it): whose presence it opens.
     blocked_by: frozenset[str] = frozenset()
     engaged: frozenset[str] = frozenset()
+    # Seqs up to this one are in the archive bucket, not the messages table (logic/archive.py).
+    archived_through: int = 0
 
 
 class StoredMedia(BaseModel):
