@@ -98,7 +98,7 @@ class ChatApi(Construct):
             stage_name=stage_name,
             auto_deploy=True,
             throttle=THROTTLE,
-            access_log_settings=_AccessLogSettings(self.access_logs),
+            access_log_settings=JsonAccessLogs(self.access_logs, ACCESS_LOG_FORMAT),
         )
         stage_resource = self.stage.node.default_child
         assert isinstance(stage_resource, apigw.CfnStage)
@@ -146,11 +146,12 @@ class ChatApi(Construct):
 
 
 @jsii.implements(apigw.IAccessLogSettings)
-class _AccessLogSettings:
-    """JSON access logs into a CloudWatch log group."""
+class JsonAccessLogs:
+    """JSON access logs into a CloudWatch log group: one line of `fields` ($context variables)."""
 
-    def __init__(self, log_group: logs.ILogGroup) -> None:
+    def __init__(self, log_group: logs.ILogGroup, fields: Mapping[str, str]) -> None:
         self._destination = apigw.LogGroupLogDestination(log_group)
+        self._fields = dict(fields)
 
     @property
     def destination(self) -> apigw.IAccessLogDestination:
@@ -158,4 +159,4 @@ class _AccessLogSettings:
 
     @property
     def format(self) -> apigw_v1.AccessLogFormat:
-        return apigw_v1.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))
+        return apigw_v1.AccessLogFormat.custom(json.dumps(self._fields, separators=(",", ":")))

@@ -12,6 +12,7 @@ from chat_stack.alarms import Alarms
 from chat_stack.api import ChatApi
 from chat_stack.buckets import Buckets
 from chat_stack.functions import Functions
+from chat_stack.http_api import ChatHttpApi
 from chat_stack.layer import SharedLayer
 from chat_stack.media_cdn import KEY_SECRET, MediaCdn
 from chat_stack.queues import Queues
@@ -67,6 +68,13 @@ class ChatStack(Stack):
         if self.media_cdn is not None:
             self.media_cdn.serve(self.functions.by_name)
         self.api = ChatApi(self, "WebSocket", functions=self.functions.by_name, stage_name=settings.stage)
+        self.http_api = ChatHttpApi(
+            self,
+            "Http",
+            functions=self.functions.by_name,
+            issuer=self.users.issuer,
+            audience=self.users.client.user_pool_client_id,
+        )
         self.alarms = Alarms(
             self,
             "Alarms",
@@ -82,6 +90,12 @@ class ChatStack(Stack):
             "CallbackUrl",
             value=self.api.stage.callback_url,
             description="https:// @connections management endpoint of the stage",
+        )
+        CfnOutput(
+            self,
+            "HttpUrl",
+            value=self.http_api.url,
+            description="https:// base of the HTTP fallback (POST /v1/<action>)",
         )
         CfnOutput(self, "UserPoolId", value=self.users.pool.user_pool_id, description="Cognito user pool")
         CfnOutput(

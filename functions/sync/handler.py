@@ -1,4 +1,5 @@
-"""Route `sync`: MESSAGE (and VOID) frames pushed to the caller, then SYNC_DONE as the route's answer."""
+"""Route `sync`: MESSAGE (and VOID) frames pushed to the caller, then SYNC_DONE as the route's answer
+(over the HTTP fallback, all of them in the answer's `frames`)."""
 
 from typing import Any
 
@@ -7,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chat_backend.logic.sync import sync
 from chat_backend.models.client_frames import SyncFrame
 from chat_backend.observability import logger, metrics, tracer
-from chat_backend.routes import handle_route
+from chat_backend.routes import handle_pushing_route
 from chat_backend.services import services
 
 
@@ -16,9 +17,12 @@ from chat_backend.services import services
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
-    return handle_route(
+    return handle_pushing_route(
         event,
         SyncFrame,
-        lambda caller, frame: sync(s.ledger, s.poster, caller, frame, s.settings.hole_grace_s, inbox=s.inbox),
+        lambda caller, frame, sink: sync(
+            s.ledger, sink, caller, frame, s.settings.hole_grace_s, inbox=s.inbox
+        ),
         s.guard,
+        s.poster,
     )

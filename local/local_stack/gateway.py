@@ -15,6 +15,13 @@ management API, as on AWS.
   kept (`FrameTap`): delivery timed where the server hands the frame over, not by the clients.
 - With the aws timing profile, API Gateway's own overhead (local_stack/timing.py ROUTE_OVERHEAD)
   is waited before a MESSAGE frame's route is invoked, and once before the $connect authorizer.
+- The HTTP fallback's HTTP API (PROTOCOL.md v1.1 "HTTP fallback") on the same port:
+  `POST /v1/<action>` for the actions `wiring.http_routes()` serves (another path: 404). The
+  bearer token is verified as API Gateway's JWT authorizer would (here HS256 with CHAT_JWT_SECRET,
+  the local authorizer's own verification; 401 without a valid one), a body over the HTTP API's
+  10 MB is a 413, and the function gets a payload format 2.0 event with the token's claims in
+  `requestContext.authorizer.jwt.claims`; its response is the HTTP answer. Not emulated: the HTTP
+  API's throttling (429 on AWS).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -32,6 +40,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from chat_backend import wiring
+from chat_backend.errors import Unauthorized
+from chat_backend.logic.auth import TokenVerifier
 from local_stack.faults import Faults
 from local_stack.frame_limits import MAX_MESSAGE_BYTES, ApiGatewaySocket
 from local_stack.invoker import Invoker
@@ -106,8 +116,12 @@ class Gateway:
         host: str = "127.0.0.1",
         timing: TimingProfile | None = None,
         faults: Faults | None = None,
+        jwt_secret: str | None = None,
     ) -> None:
         self.invoker = invoker
+        self._jwt_secret = jwt_secret  # None: the functions' CHAT_JWT_SECRET, read at the first request
+        self._verifier: TokenVerifier | None = None
+        self.http_routes = wiring.http_routes()
         self.faults = faults or Faults()
         self.timing = timing or fast_profile()
         self.idle_timeout_s = idle_timeout_s
@@ -125,13 +139,16 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self, port: int) -> None:
-        app = web.Application(client_max_size=HTTP_MAX_BYTES)
+        # The HTTP API's bodies (up to 10 MB) are read here too; a post to a connection is refused
+        # past 128 KiB by post_to_connection itself.
+        app = web.Application(client_max_size=max(HTTP_MAX_BYTES, wiring.HTTP_MAX_BODY_BYTES + 1))
         app.add_routes(
             [
                 web.get("/", self.websocket),
                 web.post("/@connections/{connection_id}", self.post_to_connection),
                 web.get("/@connections/{connection_id}", self.get_connection),
                 web.delete("/@connections/{connection_id}", self.delete_connection),
+                web.post("/v1/{action}", self.http_request),
                 *self.extra_routes,
             ]
         )
@@ -345,6 +362,90 @@ class Gateway:
             return _gone()
         await conn.ws.close(code=1000, message=b"Closed by the server")
         return web.Response(status=204)
+
+    # --- the HTTP API (the HTTP fallback) -----------------------------------------------------------
+
+    async def http_request(self, request: web.Request) -> web.Response:
+        fn = self.http_routes.get(request.match_info["action"])
+        if fn is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        if (request.content_length or 0) > wiring.HTTP_MAX_BODY_BYTES:
+            return web.json_response({"message": "Request Entity Too Large"}, status=413)
+        try:
+            claims = self._jwt_claims(request.headers.get("Authorization", ""))
+        except Unauthorized:
+            return web.json_response(
+                {"message": "Unauthorized"},
+                status=401,
+                headers={"www-authenticate": 'Bearer error="invalid_token"'},
+            )
+        body = await request.read()
+        if len(body) > wiring.HTTP_MAX_BODY_BYTES:
+            return web.json_response({"message": "Request Entity Too Large"}, status=413)
+        event = self._http_event(request, body, claims)
+        await self._route_overhead()
+        try:
+            result = await self.invoker.invoke(fn.name, event, event["routeKey"])
+        except Exception:
+            return web.json_response({"message": "Internal Server Error"}, status=500)
+        if not isinstance(result, dict):
+            return web.json_response({"message": "Internal Server Error"}, status=500)
+        headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+        answer = result.get("body")
+        data = (
+            base64.b64decode(str(answer or ""))
+            if result.get("isBase64Encoded")
+            else str(answer or "").encode()
+        )
+        return web.Response(status=int(result.get("statusCode", 200)), body=data, headers=headers)
+
+    def _jwt_claims(self, authorization: str) -> dict[str, Any]:
+        """The bearer token's claims, as API Gateway's JWT authorizer passes them (strings)."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("no bearer token")
+        if self._verifier is None:
+            secret = self._jwt_secret or os.environ.get(wiring.JWT_SECRET_ENV, "local-dev-secret")
+            self._verifier = TokenVerifier(secret=secret)
+        claims = self._verifier.claims(token.strip())
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in claims.items()}
+
+    def _http_event(self, request: web.Request, body: bytes, claims: dict[str, Any]) -> dict[str, Any]:
+        """A payload format 2.0 event, as the HTTP API's Lambda proxy integration sends it."""
+        route_key = f"POST /v1/{request.match_info['action']}"
+        try:
+            text, encoded = body.decode(), False
+        except UnicodeDecodeError:
+            text, encoded = base64.b64encode(body).decode(), True
+        now = datetime.now(UTC)
+        return {
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": request.path,
+            "rawQueryString": request.query_string,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "requestContext": {
+                "accountId": ACCOUNT,
+                "apiId": API_ID,
+                "authorizer": {"jwt": {"claims": claims, "scopes": None}},
+                "domainName": self.host,
+                "domainPrefix": self.host.split(".")[0],
+                "http": {
+                    "method": "POST",
+                    "path": request.path,
+                    "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
+                    "sourceIp": request.remote or "127.0.0.1",
+                    "userAgent": request.headers.get("User-Agent", ""),
+                },
+                "requestId": _new_id(),
+                "routeKey": route_key,
+                "stage": "$default",
+                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(now.timestamp() * 1000),
+            },
+            "body": text,
+            "isBase64Encoded": encoded,
+        }
 
     # --- timeouts --------------------------------------------------------------------------------
 

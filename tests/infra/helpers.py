@@ -41,8 +41,33 @@ def of_type(resources: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any
     return {lid: r["Properties"] for lid, r in resources.items() if r["Type"] == cfn_type}
 
 
-def routes_by_key(resources: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    return {props["RouteKey"]: (lid, props) for lid, props in of_type(resources, ROUTE).items()}
+def routes_by_key(
+    resources: dict[str, Any], protocol: str = "WEBSOCKET"
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The routes of the stack's WebSocket API (or of its HTTP API, `protocol="HTTP"`) by route key."""
+    apis = {
+        lid
+        for lid, p in of_type(resources, "AWS::ApiGatewayV2::Api").items()
+        if p["ProtocolType"] == protocol
+    }
+    return {
+        props["RouteKey"]: (lid, props)
+        for lid, props in of_type(resources, ROUTE).items()
+        if props["ApiId"]["Ref"] in apis
+    }
+
+
+def stage_of(resources: dict[str, Any], protocol: str = "WEBSOCKET") -> dict[str, Any]:
+    """The one stage of the stack's WebSocket API (or HTTP API)."""
+    apis = {
+        lid
+        for lid, p in of_type(resources, "AWS::ApiGatewayV2::Api").items()
+        if p["ProtocolType"] == protocol
+    }
+    (stage,) = (
+        p for p in of_type(resources, "AWS::ApiGatewayV2::Stage").values() if p["ApiId"]["Ref"] in apis
+    )
+    return stage
 
 
 def key_schema(partition: tuple[str, str], sort: tuple[str, str] | None) -> list[dict[str, str]]:

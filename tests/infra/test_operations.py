@@ -20,7 +20,7 @@ from moto import mock_aws
 from chat_backend import wiring
 from local_stack.bootstrap import create_bucket
 from tests.infra.conftest import SKIP_BUNDLING, STAGE
-from tests.infra.helpers import function_props, logical_id, of_type, references
+from tests.infra.helpers import function_props, logical_id, of_type, references, stage_of
 
 ALARM = "AWS::CloudWatch::Alarm"
 TRIGGERED_BY_STREAM = [fn for fn in wiring.FUNCTIONS if isinstance(fn.trigger, wiring.StreamTrigger)]
@@ -194,7 +194,7 @@ def test_every_queue_is_encrypted_at_rest(template):
 def test_stage_writes_json_access_logs_and_error_execution_logs(stack, resources):
     # Given the WebSocket stage
     # When the stack is synthesized
-    (stage,) = of_type(resources, "AWS::ApiGatewayV2::Stage").values()
+    stage = stage_of(resources)
     # Then access logs go to a CloudWatch log group of the stack, one JSON line with the request id
     (log_group_id,) = references(stage["AccessLogSettings"]["DestinationArn"])
     assert resources[log_group_id]["Type"] == "AWS::Logs::LogGroup"

@@ -25,6 +25,7 @@ from tests.infra.helpers import (
     references,
     role_statements,
     routes_by_key,
+    stage_of,
     wiring_resource,
 )
 
@@ -88,9 +89,10 @@ def test_the_api_is_a_websocket_api_selecting_routes_by_the_frames_action(resour
     # Given the synthesized template
     # When its APIs are listed
     apis = list(of_type(resources, "AWS::ApiGatewayV2::Api").values())
-    # Then there is one, a WebSocket API routing on the JSON body's "action" (PROTOCOL.md), with $default
-    assert len(apis) == 1
-    props = apis[0]
+    # Then there is one WebSocket API (and the HTTP fallback's HTTP API, tests/infra/test_http_api.py),
+    # routing on the JSON body's "action" (PROTOCOL.md), with $default
+    assert sorted(p["ProtocolType"] for p in apis) == ["HTTP", "WEBSOCKET"]
+    (props,) = (p for p in apis if p["ProtocolType"] == "WEBSOCKET")
     assert (props["ProtocolType"], props["RouteSelectionExpression"]) == ("WEBSOCKET", "$request.body.action")
     assert "$default" in routes_by_key(resources)
 
@@ -128,7 +130,7 @@ def test_two_way_routes_and_only_those_have_a_route_response(resources):
 def test_stage_is_named_after_the_stage_context_and_throttled(resources, template):
     # Given the stage context the app was built with
     # When the stack is synthesized
-    (stage,) = of_type(resources, "AWS::ApiGatewayV2::Stage").values()
+    stage = stage_of(resources)
     # Then the stage carries its name, deploys itself and has default route throttling
     assert stage["StageName"] == STAGE
     assert stage["AutoDeploy"] is True
@@ -375,4 +377,4 @@ def test_app_synthesizes_the_default_stage_into_cdk_out(app_run):
     assert template_file.stat().st_mtime >= started - 1
     template = json.loads(template_file.read_text())
     route_keys = {r["Properties"]["RouteKey"] for r in template["Resources"].values() if r["Type"] == ROUTE}
-    assert route_keys == set(wiring.routes())
+    assert route_keys == set(wiring.routes()) | {f"POST /v1/{action}" for action in wiring.http_routes()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import jwt
 from jwt.types import Options
@@ -49,13 +49,18 @@ class TokenVerifier:
         one's cursor); whatever a client names it, it reaches no other user's data and acts as no
         one but the token's user. A claim, when present, wins, so a token bound to a device stays so.
         """
+        return identity_of(self.claims(token), device_param)
+
+    def claims(self, token: str | None) -> dict[str, Any]:
+        """The token's claims once its signature, expiry (and issuer, audience when configured) are
+        verified: what API Gateway's JWT authorizer checks before an HTTP API route runs."""
         if not token:
             raise Unauthorized("missing token")
         options = cast(Options, {"require": ["sub", "exp"], "verify_aud": self.audience is not None})
         try:
             if self.jwks is not None:
                 key = self.jwks.get_signing_key_from_jwt(token).key
-                claims = jwt.decode(
+                return jwt.decode(
                     token,
                     key,
                     algorithms=["RS256"],
@@ -63,17 +68,21 @@ class TokenVerifier:
                     audience=self.audience,
                     options=options,
                 )
-            else:
-                claims = jwt.decode(token, self.secret or "", algorithms=["HS256"], options=options)
+            return jwt.decode(token, self.secret or "", algorithms=["HS256"], options=options)
         except (jwt.PyJWTError, ValueError) as exc:  # ValueError: not even text (a lone surrogate)
             raise Unauthorized(f"invalid token: {exc}"[:200]) from exc
-        user_id = claims.get("sub")
-        device_id = claims.get("device", DEFAULT_DEVICE if device_param is None else device_param)
-        if not isinstance(user_id, str) or not ID_PATTERN.fullmatch(user_id) or user_id == SYSTEM_SENDER:
-            raise Unauthorized("token sub is not a valid user id")
-        if not isinstance(device_id, str) or not ID_PATTERN.fullmatch(device_id):
-            raise Unauthorized("the device (token claim or `device` parameter) is not a valid device id")
-        return Identity(user_id=user_id, device_id=device_id)
+
+
+def identity_of(claims: dict[str, Any], device_param: str | None = None) -> Identity:
+    """The identity verified claims name: the user is `sub`; the device is the `device` claim, else
+    `device_param`, else "default" (TokenVerifier.verify says why that is safe)."""
+    user_id = claims.get("sub")
+    device_id = claims.get("device", DEFAULT_DEVICE if device_param is None else device_param)
+    if not isinstance(user_id, str) or not ID_PATTERN.fullmatch(user_id) or user_id == SYSTEM_SENDER:
+        raise Unauthorized("token sub is not a valid user id")
+    if not isinstance(device_id, str) or not ID_PATTERN.fullmatch(device_id):
+        raise Unauthorized("the device (token claim or `device` parameter) is not a valid device id")
+    return Identity(user_id=user_id, device_id=device_id)
 
 
 def mint_local_token(secret: str, user_id: str, device_id: str, ttl_s: int = 24 * 3600) -> str:

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.inbox_store import InboxStore
 from chat_backend.errors import ConnectionGone
 from chat_backend.logic import holes
+from chat_backend.logic.frame_sink import FrameSink
 from chat_backend.logic.send import Ledger
 from chat_backend.logic.to_device import to_device_frame
 from chat_backend.models.client_frames import SyncFrame
@@ -30,7 +30,7 @@ MAX_SYNC_HEADS = 1000
 
 def sync(
     ledger: Ledger,
-    poster: ConnectionPoster,
+    poster: FrameSink,
     caller: Caller,
     frame: SyncFrame,
     grace_s: float,
@@ -39,7 +39,8 @@ def sync(
     inbox: InboxStore | None = None,
 ) -> SyncDoneFrame | None:
     """SYNC_DONE; None when the caller's connection went away mid-replay: nobody to answer
-    (its next connection syncs again; a client dropping mid-sync is no function error).
+    (its next connection syncs again; a client dropping mid-sync is no function error). The replay
+    goes to `poster`: the caller's connection, or over HTTP a collector (answered before SYNC_DONE).
 
     Cursors naming chats the caller is not in are ignored: they yield nothing and are not listed
     in heads, so a non-member learns nothing about them. A chat the caller was removed from is
