@@ -69,6 +69,8 @@ def bad_values(field_name: str) -> list[Any]:
         "unsubscribe": ["u_a", [5], [LONE], {}, None],
         "groupAdd": ["friends", "", 1, None, []],
         "size": [0, -1, 2**63, "5", 1.5, None, []],
+        "platform": ["sms", "", "APNS", 5, None, [], LONE],
+        "token": ["", "has space", "tab\t", "t" * 4097, 5, None, [], LONE],
         "contentType": ["", "image", "image/jpeg; charset=x", 5, None, "a" * 300 + "/b", LONE],
         "mediaIds": ["md_1", [5], [LONE], [""], {}],
         # Keys may come unpadded (Olm's convention): "YQ" is a key; a lone base64 character is not.
@@ -153,6 +155,8 @@ def valid_frames(chat_id: str, other_user: str) -> list[dict[str, Any]]:
         {"action": "queryDevices", "requestId": "r", "userIds": [other_user]},
         {"action": "claimKeys", "requestId": "r", "devices": [{"userId": other_user, "deviceId": "d_fuzz"}]},
         {"action": "getChatDevices", "requestId": "r", "chatId": chat_id, "cursor": f"{other_user}.d_fuzz"},
+        {"action": "registerPush", "requestId": "r", "platform": "fcm", "token": "fcm-token-fuzz"},
+        {"action": "unregisterPush", "requestId": "r"},
     ]
 
 
@@ -240,6 +244,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "queryDevices": ("requestId", "userIds"),
     "claimKeys": ("requestId", "devices"),
     "getChatDevices": ("requestId", "chatId"),
+    "registerPush": ("requestId", "platform", "token"),
+    "unregisterPush": ("requestId",),
 }
 
 

@@ -6,11 +6,14 @@ which is what `chat_backend.config` reads back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import cast
 
 from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -59,20 +62,22 @@ class Functions(Construct):
         layer: lambda_.ILayerVersion,
         authorizer_env: Mapping[str, str],
         secrets: Mapping[str, secretsmanager.ISecret] | None = None,
+        push_platforms: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._secrets: Mapping[str, secretsmanager.ISecret] = secrets or {}
-        push_platforms: Mapping[str, str] | None = None,
+        self._push_platforms: dict[str, str] = dict(push_platforms or {})  # platform -> application ARN
         self._tables, self._queues, self._buckets, self._layer = tables, queues, buckets, layer
         self._authorizer_env = authorizer_env
         self.by_name: dict[str, lambda_.Function] = {}
-        self._push_platforms: dict[str, str] = dict(push_platforms or {})  # platform -> application ARN
         # Stream trigger -> the queue its records go to once retries are exhausted.
         self.failed_records: dict[str, sqs.Queue] = {}
         for spec in wiring.FUNCTIONS:
             fn = self._function(spec)
             self._grant(spec, fn)
-            if spec.trigger is not None:
+            if isinstance(spec.trigger, wiring.ScheduleTrigger):
+                self._schedule(spec, spec.trigger, fn)
+            elif spec.trigger is not None:
                 fn.add_event_source(self._event_source(spec, spec.trigger))
             self._acknowledge_wildcards(spec, fn)
             self.by_name[spec.name] = fn
@@ -121,13 +126,13 @@ class Functions(Construct):
             env[wiring.resource_env_var(resource)] = self._physical_name(resource)
         if spec.authorizer:
             env.update(self._authorizer_env)
+        if spec.sends_push:
+            env[wiring.PUSH_PLATFORMS_ENV] = json.dumps(self._push_platforms, sort_keys=True)
         # CALLBACK_URL_ENV is added by the API construct: it needs the stage.
         return env
 
     def _physical_name(self, resource: str) -> str:
         if resource in self._tables:
-        if spec.sends_push:
-            env[wiring.PUSH_PLATFORMS_ENV] = json.dumps(self._push_platforms, sort_keys=True)
             return self._tables[resource].table_name
         if resource in self._buckets:
             return self._buckets[resource].bucket_name
@@ -162,11 +167,6 @@ class Functions(Construct):
                 continue  # not given to this stack: nothing to grant
             else:
                 raise ValueError(f"wiring: function {spec.name!r} cannot {access!r} {resource!r}")
-
-    def _acknowledge_wildcards(self, spec: wiring.Function, fn: lambda_.Function) -> None:
-        """The IAM5 findings of this function's role, each with why the wildcard is the narrowest grant."""
-        assert fn.role is not None
-        needs_any = ["xray:PutTraceSegments / PutTelemetryRecords (X-Ray has no resource-level permissions)"]
         if spec.sends_push and self._push_platforms:
             applications = sorted(self._push_platforms.values())
             fn.add_to_role_policy(
@@ -174,14 +174,14 @@ class Functions(Construct):
             )
             fn.add_to_role_policy(
                 iam.PolicyStatement(
-                    actions=["sns:Publish", "sns:DeleteEndpoint"],
+                    actions=["sns:Publish", "sns:DeleteEndpoint", "sns:SetEndpointAttributes"],
                     resources=[endpoints_of(arn) for arn in applications],
                 )
             )
-        if isinstance(spec.trigger, wiring.StreamTrigger):
-            needs_any.append("dynamodb:ListStreams (a list action, it takes no resource)")
-        acknowledge(fn.role, "AwsSolutions-IAM5[Resource::*]", "Only " + " and ".join(needs_any) + ".")
-        stack = Stack.of(self)
+
+    def _acknowledge_wildcards(self, spec: wiring.Function, fn: lambda_.Function) -> None:
+        """The IAM5 findings of this function's role, each with why the wildcard is the narrowest grant."""
+        assert fn.role is not None
         if spec.sends_push:
             for arn in sorted(self._push_platforms.values()):
                 acknowledge(
@@ -190,6 +190,11 @@ class Functions(Construct):
                     "The device endpoints of one push platform application: SNS names each endpoint "
                     "after a random id, made when a device registers (publish and delete only).",
                 )
+        needs_any = ["xray:PutTraceSegments / PutTelemetryRecords (X-Ray has no resource-level permissions)"]
+        if isinstance(spec.trigger, wiring.StreamTrigger):
+            needs_any.append("dynamodb:ListStreams (a list action, it takes no resource)")
+        acknowledge(fn.role, "AwsSolutions-IAM5[Resource::*]", "Only " + " and ".join(needs_any) + ".")
+        stack = Stack.of(self)
         for resource in spec.uses:
             if resource in self._tables and wiring.table(resource).indexes:
                 table_id = stack.get_logical_id(cast(CfnElement, self._tables[resource].node.default_child))
@@ -208,7 +213,19 @@ class Functions(Construct):
                     "of by key; object-level actions only (the wiring's `uses`).",
                 )
 
-    def _event_source(self, spec: wiring.Function, trigger: wiring.Trigger) -> lambda_.IEventSource:
+    def _schedule(self, spec: wiring.Function, trigger: wiring.ScheduleTrigger, fn: lambda_.Function) -> None:
+        """An EventBridge rule invoking the function every `rate_minutes` (the event's `time` is
+        its "now"); a failed run is retried twice, then the next tick tries again."""
+        events.Rule(
+            self,
+            f"{spec.name}-schedule",
+            schedule=events.Schedule.rate(Duration.minutes(trigger.rate_minutes)),
+            targets=[events_targets.LambdaFunction(fn, retry_attempts=2)],
+        )
+
+    def _event_source(
+        self, spec: wiring.Function, trigger: wiring.StreamTrigger | wiring.QueueTrigger
+    ) -> lambda_.IEventSource:
         if isinstance(trigger, wiring.QueueTrigger):
             return event_sources.SqsEventSource(
                 self._queues[trigger.queue],
@@ -256,3 +273,9 @@ class Functions(Construct):
 
 def _consumes_by_trigger(spec: wiring.Function, queue: str) -> bool:
     return isinstance(spec.trigger, wiring.QueueTrigger) and spec.trigger.queue == queue
+
+
+def endpoints_of(application_arn: str) -> str:
+    """The ARN pattern of a platform application's endpoints (`...:app/GCM/name` ->
+    `...:endpoint/GCM/name/*`)."""
+    return application_arn.replace(":app/", ":endpoint/", 1) + "/*"

@@ -4,6 +4,7 @@ encrypted (chat_client/secure.py).
 chat token --user alice [--device laptop] [--secret S]
 chat connect --user alice [--device laptop] [--url ws://127.0.0.1:8080/] [--token JWT]
              [--store DIR] [--downloads DIR]
+chat notifications [--log FILE] [--token T]   (what the local stack sent to phones)
 
 The device's keys and sessions live in an encrypted store under --store (default $CHAT_STORE_DIR,
 else ~/.local/share/chat); its key comes from $CHAT_STORE_KEY (base64 of 32 bytes) or, when that is
@@ -17,14 +18,17 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import mimetypes
 import os
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from websockets.exceptions import WebSocketException
 
@@ -105,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="where received files are saved (default: $CHAT_DOWNLOADS or ./chat-downloads)",
     )
     con.set_defaults(func=_cmd_connect)
+
+    notes = sub.add_parser(
+        "notifications", help="print the push notifications the local stack sent to phones"
+    )
+    notes.add_argument(
+        "--log", default=None, help="the stack's push log (default: $CHAT_PUSH_LOG, else the stack's default)"
+    )
+    notes.add_argument("--token", default=None, help="only those sent to this device token")
+    notes.set_defaults(func=_cmd_notifications)
     return parser
 
 
@@ -143,6 +156,37 @@ def _cmd_connect(args: argparse.Namespace) -> int:
         return 130
     finally:
         store.close()
+
+
+def _cmd_notifications(args: argparse.Namespace) -> int:
+    """The local stack records what SNS would send to phones, one JSON line each (its startup line
+    names the file as `push-log`)."""
+    port = os.environ.get("CHAT_PORT") or "8080"
+    path = Path(
+        args.log or os.environ.get("CHAT_PUSH_LOG") or Path(tempfile.gettempdir()) / f"chat-push-{port}.jsonl"
+    )
+    if not path.exists():
+        print(f"chat: no push notifications recorded yet ({path})", file=sys.stderr)
+        return 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        note = json.loads(line)
+        if args.token is None or note.get("token") == args.token:
+            print(describe_notification(note))
+    return 0
+
+
+def describe_notification(note: dict[str, Any]) -> str:
+    """One recorded notification: when, to which token, and what it says (chat and count)."""
+    message = note.get("message") or {}
+    bodies = (
+        [json.loads(v) for v in message.values() if isinstance(v, str)] if isinstance(message, dict) else []
+    )
+    body: dict[str, Any] = bodies[0] if bodies else {}
+    data = body.get("data", body)
+    at = time.strftime("%H:%M:%S", time.localtime(float(note.get("at", 0))))
+    return (
+        f"{at} {note.get('platform')} {note.get('token')}: chat {data.get('chatId')}, {data.get('count')} new"
+    )
 
 
 def _store_key(store_dir: Path, user: str, device: str) -> bytes:

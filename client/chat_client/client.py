@@ -23,6 +23,13 @@ server it holds them with a DELIVERED watermark (``upToSeq``), at most one frame
 ``delivered_delay`` seconds however many messages arrived (``auto_delivered=False`` turns this off).
 ``mark_read(chat_id, seq)`` sends the READ watermark. RECEIPT and RECEIPT_SUMMARY frames from the
 server land on ``unmatched``.
+
+HTTP fallback (PROTOCOL.md v1.1): when the WebSocket cannot be opened for a network reason (a 401
+or 403 stays a ChatAuthError) ``websocket_attempts`` times in a row, the client goes over HTTP to
+``http_url`` (default: the WebSocket URL's http(s) twin; on AWS the stack's HttpUrl output): sends,
+requests and syncs are POSTed, their answers' frames handled exactly as pushed ones, ``sync`` is
+polled (chat_client/http_transport.py), and the WebSocket is tried again every ``websocket_retry_s``
+until it opens. ``transport`` tells which is in use; ``http_fallback=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from chat_client.http_transport import HttpLink, http_twin
 from chat_client.models import (
     Ack,
     ChatAuthError,
@@ -75,6 +83,8 @@ MAX_PRESENCE_USERS = 100  # per list of one presence frame
 # user left the chat) concerns no call of the application, so it is logged, not put on ``errors``.
 AUTO_RECEIPT_PREFIX = "auto-delivered:"
 DEFAULT_DEVICE = "default"  # the server's device id for a token with no device claim or parameter
+# The connection frames go over: a WebSocket, or the HTTP fallback's stand-in for one.
+Link = ClientConnection | HttpLink
 
 
 @dataclass
@@ -108,8 +118,22 @@ class ChatClient(ToDeviceChannel):
         auto_delivered: bool = True,
         delivered_delay: float = 0.2,
         device: str | None = None,
+        http_url: str | None = None,
+        http_fallback: bool = True,
+        websocket_attempts: int = 2,
+        websocket_retry_s: float = 30.0,
+        http_poll_min: float = 1.0,
+        http_poll_max: float = 30.0,
     ) -> None:
         self.url = url
+        self.http_url = http_url
+        self.http_fallback = http_fallback
+        self.websocket_attempts = max(1, websocket_attempts)
+        self.websocket_retry_s = websocket_retry_s
+        self.http_poll_min = http_poll_min
+        self.http_poll_max = http_poll_max
+        # "websocket" or "http": what the current (or last) connection goes over.
+        self.transport = "websocket"
         self._token = token
         self.device = device
         self.heartbeat_interval = heartbeat_interval
@@ -140,7 +164,7 @@ class ChatClient(ToDeviceChannel):
         self.user_id: str | None = None
         self.device_id: str | None = None
 
-        self._ws: ClientConnection | None = None
+        self._ws: Link | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -263,7 +287,7 @@ class ChatClient(ToDeviceChannel):
         self._pending_sends[cmid] = pending
         error_attempts = 0
         attempt = 0
-        last_ws: ClientConnection | None = None
+        last_ws: Link | None = None
         timeouts_here = 0  # ACK timeouts on the current connection
         try:
             while True:
@@ -385,6 +409,15 @@ class ChatClient(ToDeviceChannel):
         each (null when it has none left, or none for us: the client then uses the signed prekey)."""
         return await self.request({"action": "fetchKeys", "userId": user_id})
 
+    async def register_push(self, platform: str, token: str) -> dict[str, Any]:
+        """Notify this device (platform "apns", "apns_sandbox" or "fcm"; the token from the OS)
+        when a message comes while none of the user's devices is connected: the chat id and a
+        count, never content. Answers OK."""
+        return await self.request({"action": "registerPush", "platform": platform, "token": token})
+
+    async def unregister_push(self) -> dict[str, Any]:
+        return await self.request({"action": "unregisterPush"})
+
     async def block(self, user_id: str) -> dict[str, Any]:
         """Block a user: nothing of theirs reaches us any more (PROTOCOL.md v1.1); answers OK."""
         return await self.request({"action": "block", "userId": user_id})
@@ -436,7 +469,7 @@ class ChatClient(ToDeviceChannel):
         self,
         subscribe: Sequence[str] = (),
         unsubscribe: Sequence[str] = (),
-        ws: ClientConnection | None = None,
+        ws: Link | None = None,
     ) -> None:
         """One frame per 100 users of each list (the protocol's maximum)."""
         step = MAX_PRESENCE_USERS
@@ -486,7 +519,7 @@ class ChatClient(ToDeviceChannel):
         await self._wait_connected(asyncio.get_running_loop().time() + self.sync_timeout)
         return await self._sync(None)
 
-    async def _sync(self, ws: ClientConnection | None) -> dict[str, int]:
+    async def _sync(self, ws: Link | None) -> dict[str, int]:
         self._sync_requested += 1
         ticket = self._sync_requested
         async with self._sync_lock:
@@ -501,7 +534,7 @@ class ChatClient(ToDeviceChannel):
             self._sync_completed = max(self._sync_completed, covers)
             return dict(self.heads)
 
-    async def _sync_rounds(self, ws: ClientConnection) -> None:
+    async def _sync_rounds(self, ws: Link) -> None:
         if len(self.cursors) > SYNC_CURSORS_PER_FRAME:
             await self._sync_by_pages(ws)  # too many chats for one sync frame's cursors
         followups = 0
@@ -537,7 +570,7 @@ class ChatClient(ToDeviceChannel):
             if self.heads.get(g.chat_id, 0) > self._buffer.cursor(g.chat_id)
         ]
 
-    async def _sync_by_pages(self, ws: ClientConnection) -> None:
+    async def _sync_by_pages(self, ws: Link) -> None:
         """For a user in more chats than one SYNC_DONE lists (PROTOCOL.md v1.1): page every chat's
         head with listChats, then sync `only` the chats that are behind, a few hundred at a time."""
         end = asyncio.get_running_loop().time() + self.sync_timeout
@@ -558,7 +591,7 @@ class ChatClient(ToDeviceChannel):
             while await self._sync_once(ws, chunk):
                 pass
 
-    async def _sync_once(self, ws: ClientConnection, only: list[str] | None = None) -> bool:
+    async def _sync_once(self, ws: Link, only: list[str] | None = None) -> bool:
         """One sync; `only`: just those chats (the reply then lists their heads alone)."""
         frame: dict[str, Any] = {
             "action": "sync",
@@ -669,7 +702,50 @@ class ChatClient(ToDeviceChannel):
     def _current_token(self) -> str:
         return self._token() if callable(self._token) else self._token
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> Link:
+        """The WebSocket; after ``websocket_attempts`` network failures in a row, the HTTP link."""
+        failures = 0
+        while True:
+            try:
+                ws = await self._open_websocket()
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                if isinstance(exc, InvalidStatus) and exc.response.status_code == 429:
+                    raise  # throttled: the WebSocket is reachable; the reconnect backs off
+                failures += 1
+                if not self.http_fallback:
+                    raise
+                if failures < self.websocket_attempts:
+                    await asyncio.sleep(backoff_delay(failures - 1, self.reconnect_min, self.reconnect_max))
+                    continue
+                logger.warning("the WebSocket cannot be opened (%r); falling back to HTTP", exc)
+                self.transport = "http"
+                return HttpLink(
+                    self.http_url or http_twin(self.url),
+                    self._current_token,
+                    self.device,
+                    self._dispatch,
+                    poll=lambda: self._sync(None),
+                    probe=self._probe_websocket,
+                    poll_min=self.http_poll_min,
+                    poll_max=self.http_poll_max,
+                    websocket_retry_s=self.websocket_retry_s,
+                )
+            self.transport = "websocket"
+            return ws
+
+    async def _probe_websocket(self) -> bool:
+        """Whether a WebSocket opens now (it is closed again at once: the reconnect opens its own)."""
+        try:
+            ws = await self._open_websocket()
+        except ChatAuthError:
+            return True  # reachable: the reconnect meets the refusal and reports it
+        except (OSError, TimeoutError, WebSocketException):
+            return False
+        with contextlib.suppress(WebSocketException, OSError):
+            await ws.close()
+        return True
+
+    async def _open_websocket(self) -> ClientConnection:
         token = self._current_token()
         self.user_id, claimed_device = token_identity(token)
         # The server's rule: the token's claim, else the `device` parameter, else "default".
@@ -703,6 +779,8 @@ class ChatClient(ToDeviceChannel):
         except BaseException:
             ws.transport.abort()
             await self._teardown_connection()
+            if isinstance(ws, HttpLink) and ws.auth_error is not None:
+                raise ws.auth_error from None  # the HTTP API refused the token: as a handshake would
             raise
         if self.presence_watched:
             # The current status of each again (changes while away were not pushed to this device).
@@ -710,7 +788,7 @@ class ChatClient(ToDeviceChannel):
                 await self._send_presence(subscribe=sorted(self.presence_watched), ws=ws)
         self.connected.set()
         self._notify_state()
-        logger.info("connected to %s as %s/%s", self.url, self.user_id, self.device_id)
+        logger.info("connected to %s (%s) as %s/%s", self.url, self.transport, self.user_id, self.device_id)
 
     async def _teardown_connection(self) -> None:
         reader, heartbeat = self._reader, self._heartbeat
@@ -753,13 +831,13 @@ class ChatClient(ToDeviceChannel):
             self.reconnects += 1
             return
 
-    async def _heartbeat_loop(self, ws: ClientConnection) -> None:
+    async def _heartbeat_loop(self, ws: Link) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await asyncio.sleep(self.heartbeat_interval)
                 await send_text(ws, '{"action":"heartbeat"}')
 
-    async def _read_loop(self, ws: ClientConnection) -> None:
+    async def _read_loop(self, ws: Link) -> None:
         try:
             async for data in ws:
                 text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
@@ -774,7 +852,7 @@ class ChatClient(ToDeviceChannel):
         finally:
             self._on_disconnect(ws)
 
-    def _on_disconnect(self, ws: ClientConnection) -> None:
+    def _on_disconnect(self, ws: Link) -> None:
         if self._ws is ws:
             self._ws = None
         self.connected.clear()
@@ -960,7 +1038,7 @@ class ChatClient(ToDeviceChannel):
 
     # ------------------------------------------------------------------ helpers
 
-    async def _request_on(self, ws: ClientConnection, frame: dict[str, Any], end: float) -> dict[str, Any]:
+    async def _request_on(self, ws: Link, frame: dict[str, Any], end: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         frame = dict(frame)
         rid = frame.get("requestId")
@@ -982,7 +1060,7 @@ class ChatClient(ToDeviceChannel):
             raise ChatServerError.from_frame(reply)
         return reply
 
-    async def _wait_connected(self, end: float | None) -> ClientConnection:
+    async def _wait_connected(self, end: float | None) -> Link:
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:

@@ -31,7 +31,7 @@ def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any
         if r.event_name == DynamoDBRecordEventName.INSERT
     ]
     s = services()
-    envelopes = fan_out(s.store, s.messages, s.member_lists, s.pusher, items)
+    envelopes = fan_out(s.store, s.messages, s.member_lists, s.pusher, items, s.notify_queue)
     logger.debug("fanned out", extra={"items": len(items), "envelopes": envelopes})
     count("MessagesFannedOut", len(items))
     count("EnvelopesEnqueued", envelopes)

@@ -21,7 +21,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
 
     def send(caller: Caller, frame: SendFrame) -> AckFrame:
-        ack = send_and_push(s.ledger, s.pusher, caller, frame, s.send_policy)
+        ack = send_and_push(s.ledger, s.pusher, s.notify_queue, caller, frame, s.send_policy)
         count("SendsAcked")  # retried sends included: each got its (same) ACK
         return ack
 

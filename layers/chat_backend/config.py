@@ -40,15 +40,16 @@ class Settings(BaseSettings):
     consent_table: str = Field("consent", validation_alias=wiring.table("consent").env_var)
     limits_table: str = Field("limits", validation_alias=wiring.table("limits").env_var)
     media_bucket: str = Field("media", validation_alias=wiring.bucket("media").env_var)
+    archive_bucket: str = Field("archive", validation_alias=wiring.bucket("archive").env_var)
     delivery_queue_url: str = Field("", validation_alias=wiring.queue("delivery").env_var)
     summaries_queue_url: str = Field("", validation_alias=wiring.queue("summaries").env_var)
     member_jobs_queue_url: str = Field("", validation_alias=wiring.queue("member_jobs").env_var)
     presence_settle_queue_url: str = Field("", validation_alias=wiring.queue("presence_settle").env_var)
-    callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
     notify_queue_url: str = Field("", validation_alias=wiring.queue("notify").env_var)
     push_table: str = Field("push", validation_alias=wiring.table("push").env_var)
     # platform -> SNS platform application ARN; a platform not named cannot register for push.
     push_platforms: dict[str, str] = Field(default_factory=dict, validation_alias=wiring.PUSH_PLATFORMS_ENV)
+    callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
     # The media CDN (AWS only, all three or none): without it, downloads are presigned S3 GETs.
     media_cdn_domain: str | None = Field(None, validation_alias=wiring.MEDIA_CDN_DOMAIN_ENV)
     media_cdn_key_pair_id: str | None = Field(None, validation_alias=wiring.MEDIA_CDN_KEY_PAIR_ID_ENV)
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     push_retry_delay_s: int = Field(1, ge=0, le=900, validation_alias="CHAT_PUSH_RETRY_DELAY_S")
     # Users per RECEIPTS page of the `receipts` query.
     receipts_page_size: int = Field(500, ge=1, le=1000, validation_alias="CHAT_RECEIPTS_PAGE_SIZE")
+    # Messages older than this stay in the messages table; the archiver moves older ones to S3.
+    hot_days: float = Field(30.0, gt=0, validation_alias="CHAT_HOT_DAYS")
 
     @model_validator(mode="after")
     def _media_cdn_whole_or_absent(self) -> Settings:

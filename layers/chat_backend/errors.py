@@ -53,3 +53,12 @@ class ConnectionGone(Exception):
     def __init__(self, connection_id: str) -> None:
         super().__init__(connection_id)
         self.connection_id = connection_id
+
+
+class PushEndpointGone(Exception):
+    """The push platform no longer accepts the device's token (uninstalled, expired, revoked):
+    SNS disabled its endpoint, or it no longer exists."""
+
+    def __init__(self, endpoint_arn: str) -> None:
+        super().__init__(endpoint_arn)
+        self.endpoint_arn = endpoint_arn

@@ -23,11 +23,12 @@ from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.limit_store import LimitStore
 from chat_backend.dal.media_bucket import MediaBucket
 from chat_backend.dal.media_cdn import MediaCdn
+from chat_backend.dal.message_archive import MessageArchive
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.presence_store import PresenceStore, SettleQueue
-from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.dal.push_registry import PushRegistry
 from chat_backend.dal.push_sender import PushSender
+from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.dal.send_store import SendStore
 from chat_backend.dal.sequencer import Sequencer
 from chat_backend.logic.audience import MemberListCache, MembershipCache
@@ -62,7 +63,13 @@ class Services:
             member_lists=self.member_lists,
             memberships=MembershipCache(),
             media=self.media,
+            archive=self.archive,
         )
+
+    @cached_property
+    def archive(self) -> MessageArchive:
+        s = self.settings
+        return MessageArchive(s.archive_bucket, s.chats_table, s.messages_table)
 
     @cached_property
     def send_policy(self) -> SendPolicy:
@@ -131,13 +138,6 @@ class Services:
         return FifoQueue(self.settings.summaries_queue_url)
 
     @cached_property
-    def member_jobs(self) -> FifoQueue:
-        return FifoQueue(self.settings.member_jobs_queue_url)
-
-    @cached_property
-    def poster(self) -> ConnectionPoster:
-        return ConnectionPoster(self.settings.callback_url)
-    @cached_property
     def notify_queue(self) -> NotifyQueue:
         return NotifyQueue(self.settings.notify_queue_url)
 
@@ -149,6 +149,13 @@ class Services:
     def push_sender(self) -> PushSender:
         return PushSender(self.settings.push_platforms)
 
+    @cached_property
+    def member_jobs(self) -> FifoQueue:
+        return FifoQueue(self.settings.member_jobs_queue_url)
+
+    @cached_property
+    def poster(self) -> ConnectionPoster:
+        return ConnectionPoster(self.settings.callback_url)
 
     @cached_property
     def verifier(self) -> TokenVerifier:

@@ -23,6 +23,8 @@ class Index:
     name: str
     partition_key: tuple[str, AttrType]
     sort_key: tuple[str, AttrType] | None = None
+    # KEYS_ONLY: an update of the base item that leaves the index's keys alone writes nothing to it.
+    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Bucket:
     expire_noncurrent_after_days: int | None = None  # overwritten / deleted versions kept this long
     # Objects still tagged `state=pending` (uploaded, never attached to a message) expire then.
     expire_pending_after_days: int | None = None
+    # Objects move to S3 Glacier Instant Retrieval this long after they are written.
+    glacier_ir_after_days: int | None = None
 
     @property
     def env_var(self) -> str:
@@ -117,7 +121,15 @@ class QueueTrigger:
     max_concurrency: int | None = None  # concurrent batches (Lambda's ScalingConfig); None: no cap
 
 
-Trigger = StreamTrigger | QueueTrigger
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """Invoked every `rate_minutes` with a scheduled event (an EventBridge rule on AWS, a timer in
+    the local stack); the event's `time` is the function's "now"."""
+
+    rate_minutes: int
+
+
+Trigger = StreamTrigger | QueueTrigger | ScheduleTrigger
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,8 @@ class Function:
     authorizer: bool = False  # the $connect REQUEST authorizer
     uses: dict[str, Access] = field(default_factory=dict)  # resource logical name -> access
     posts_to_connections: bool = False
+    # SNS mobile push: endpoints made from the platform applications (CHAT_PUSH_PLATFORMS), publish
+    sends_push: bool = False
     timeout_s: int = 10
     memory_mb: int = 512
 
@@ -141,8 +155,6 @@ class Rate:
     per_s: float
 
 
-    # SNS mobile push: endpoints made from the platform applications (CHAT_PUSH_PLATFORMS), publish
-    sends_push: bool = False
 @dataclass(frozen=True)
 class RouteLimit:
     """A route's limits (logic/rate_limits.py): per user and per connection, in the bucket named
@@ -165,7 +177,12 @@ TABLES: tuple[Table, ...] = (
         partition_key=("chatId", "S"),
         sort_key=("sk", "S"),
         # Sparse: only MEMBER# items carry memberUserId, so the index lists a user's chats.
-        indexes=(Index("byMember", ("memberUserId", "S"), ("chatId", "S")),),
+        # archiveDue (sparse, keys only): META items by `hotSince`, the time of their oldest message
+        # still in the messages table, in 16 shards (`archiveShard`): the chats due for the archive.
+        indexes=(
+            Index("byMember", ("memberUserId", "S"), ("chatId", "S")),
+            Index("archiveDue", ("archiveShard", "S"), ("hotSince", "N"), projection="KEYS_ONLY"),
+        ),
         ttl_attribute="expiresAt",
     ),
     # One item per (chatId, seq): a message, or a VOID for a seq whose writer died. `fanout` says
@@ -227,6 +244,14 @@ TABLES: tuple[Table, ...] = (
         sort_key=("id", "S"),
         ttl_attribute="expiresAt",
     ),
+    # Mobile push (logic/notifications.py): key <user> holds `devices`, a map of each device's
+    # platform, token, SNS endpoint and when it was last notified; key CHAT#<chat> the last time a
+    # large group's offline members were notified (one round per window, whatever the traffic).
+    Table(
+        name="push",
+        partition_key=("key", "S"),
+        ttl_attribute="expiresAt",
+    ),
 )
 
 # Seconds a user stays ONLINE after the last device disconnects: a reconnect within it changes
@@ -244,14 +269,8 @@ QUEUES: tuple[Queue, ...] = (
     Queue(name="presence_settle", delay_s=PRESENCE_GRACE_S + 1, visibility_timeout_s=60),
     # Membership changes too large for one invocation (logic/member_jobs.py), in order per chat.
     Queue(name="member_jobs", visibility_timeout_s=360),  # 6 x the member-jobs function's 60 s
-    # Mobile push (logic/notifications.py): key <user> holds `devices`, a map of each device's
-    # platform, token, SNS endpoint and when it was last notified; key CHAT#<chat> the last time a
-    # large group's offline members were notified (one round per window, whatever the traffic).
-    Table(
-        name="push",
-        partition_key=("key", "S"),
-        ttl_attribute="expiresAt",
-    ),
+    # Standard: who of a message's members had no device connected, to be notified by mobile push.
+    Queue(name="notify", fifo=False, visibility_timeout_s=180),
 )
 
 # Media attachments (client-side encrypted blobs), keyed `<chatId>/<mediaId>`.
@@ -262,15 +281,19 @@ BUCKETS: tuple[Bucket, ...] = (
         expire_noncurrent_after_days=30,
         expire_pending_after_days=2,
     ),
+    # Messages past the hot window (logic/archive.py): gzipped JSON, `<chatId>/<firstSeq>-<lastSeq>.json.gz`,
+    # at most ARCHIVE_MAX_ITEMS records or ARCHIVE_MAX_BYTES each. Never overwritten with other
+    # content (a range's records are immutable), so old versions only come from retried writes.
+    Bucket(name="archive", glacier_ir_after_days=90, expire_noncurrent_after_days=7),
 )
+ARCHIVE_MAX_ITEMS = 1000
+ARCHIVE_MAX_BYTES = 1024 * 1024  # uncompressed JSON
 
 # Downloads through the media CDN (CloudFront, AWS only): the private key its signed URLs are
 # signed with, PEM (README "Deploying to AWS"). Without it, downloads are presigned S3 GETs.
 SECRETS: tuple[Secret, ...] = (Secret(name="media_cdn_key"),)
 MEDIA_CDN_DOMAIN_ENV = "MEDIA_CDN_DOMAIN"  # the distribution's domain, for functions using the key
 MEDIA_CDN_KEY_PAIR_ID_ENV = "MEDIA_CDN_KEY_PAIR_ID"  # the CloudFront public key's id
-    # Standard: who of a message's members had no device connected, to be notified by mobile push.
-    Queue(name="notify", fifo=False, visibility_timeout_s=180),
 
 # Sized so that a person never meets them and a script does. Floors (issue 9): a device may send a
 # burst of 100 messages and 20/s sustained (a user with many devices 200 and 30/s); sync and
@@ -312,6 +335,8 @@ RATE_LIMITS: dict[str, RouteLimit] = {
     "ackToDevice": RouteLimit(
         "ackToDevice", user=Rate(1000, 100), connection=Rate(500, 50), settle_every=FREQUENT
     ),
+    "registerPush": RouteLimit("push", user=Rate(10, 1 / 60), connection=Rate(10, 1 / 60)),
+    "unregisterPush": RouteLimit("push", user=Rate(10, 1 / 60), connection=Rate(10, 1 / 60)),
     "mediaUpload": RouteLimit("mediaUpload", user=Rate(30, 0.5), connection=Rate(30, 0.5)),
     "mediaDownload": RouteLimit("mediaDownload", user=Rate(200, 10), connection=Rate(200, 10)),
     "$default": RouteLimit("default", user=Rate(20, 2), connection=Rate(10, 1), silent=True),
@@ -335,8 +360,6 @@ LIMITED: dict[str, Access] = {"limits": "read_write"}
 # Pushing to connections: the @connections API, the registry (a 410 removes the stale
 # connection), and the delivery queue for the recipients whose push failed.
 PUSHES: dict[str, Access] = {"connections": "read_write", "delivery": "send"}
-    "registerPush": RouteLimit("push", user=Rate(10, 1 / 60), connection=Rate(10, 1 / 60)),
-    "unregisterPush": RouteLimit("push", user=Rate(10, 1 / 60), connection=Rate(10, 1 / 60)),
 
 FUNCTIONS: tuple[Function, ...] = (
     Function(name="authorizer", authorizer=True, two_way=False),
@@ -394,7 +417,14 @@ FUNCTIONS: tuple[Function, ...] = (
         routes=("sync",),
         # Writes only VOIDs into holes past the grace (and ends a membership change that died);
         # replays the device's to-device messages first.
-        uses={**LIMITED, "chats": "read_write", "messages": "read_write", "inbox": "read"},
+        # archive: the history past the hot window (logic/archive.py)
+        uses={
+            **LIMITED,
+            "chats": "read_write",
+            "messages": "read_write",
+            "inbox": "read",
+            "archive": "read",
+        },
         posts_to_connections=True,
         timeout_s=25,  # under API Gateway's 29 s integration timeout
     ),
@@ -454,6 +484,7 @@ FUNCTIONS: tuple[Function, ...] = (
             "push": "read_write",
         },
         posts_to_connections=True,  # to-device messages to connected devices
+        sends_push=True,
     ),
     Function(
         name="keys",
@@ -490,12 +521,30 @@ FUNCTIONS: tuple[Function, ...] = (
         name="deliver",
         two_way=False,
         # One envelope (up to 100 recipients) per invocation: a large group's envelopes are pushed
-        sends_push=True,
         # by parallel invocations, not one after another.
         trigger=QueueTrigger(queue="delivery", batch_size=1),
         uses={**PUSHES, "delivery": "send_consume", "presence": "read"},
         posts_to_connections=True,
         timeout_s=30,
+    ),
+    Function(
+        name="notify",
+        two_way=False,
+        # Offline members' registered devices, by SNS mobile push (chat id and a count only).
+        trigger=QueueTrigger(queue="notify", batch_size=10),
+        uses={"notify": "consume", "push": "read_write"},
+        sends_push=True,
+        timeout_s=30,
+    ),
+    Function(
+        name="archiver",
+        two_way=False,
+        # Messages older than CHAT_HOT_DAYS leave the messages table for the archive bucket, each
+        # range written and read back before its items are deleted (logic/archive.py). Fills old
+        # holes with VOIDs first, like sync.
+        trigger=ScheduleTrigger(rate_minutes=60),
+        uses={"chats": "read_write", "messages": "read_write", "archive": "read_write"},
+        timeout_s=300,
     ),
 )
 
@@ -512,6 +561,15 @@ JWT_SECRET_ENV = "CHAT_JWT_SECRET"  # local HS256 secret (the local stack only)
 JWKS_URL_ENV = "CHAT_JWKS_URL"  # Cognito JWKS (AWS)
 JWT_ISSUER_ENV = "CHAT_JWT_ISSUER"
 JWT_AUDIENCE_ENV = "CHAT_JWT_AUDIENCE"
+# JSON {platform: SNS platform application ARN} for the functions that send_push (CDK context on
+# AWS; applications made in moto locally). A platform not named cannot be registered.
+PUSH_PLATFORMS_ENV = "CHAT_PUSH_PLATFORMS"
+PUSH_PLATFORMS = ("apns", "apns_sandbox", "fcm")
+# A device is notified at most once per window (what comes meanwhile is counted into the next);
+# a large group's offline members at most once per chat window; users per notify job.
+NOTIFY_DEVICE_WINDOW_S = 30
+NOTIFY_LARGE_CHAT_WINDOW_S = 60
+NOTIFY_USERS_PER_JOB = 2000
 
 
 def table(name: str) -> Table:
@@ -549,12 +607,22 @@ def routes() -> dict[str, Function]:
 
 def authorizer_function() -> Function:
     return next(f for f in FUNCTIONS if f.authorizer)
-# JSON {platform: SNS platform application ARN} for the functions that send_push (CDK context on
-# AWS; applications made in moto locally). A platform not named cannot be registered.
-PUSH_PLATFORMS_ENV = "CHAT_PUSH_PLATFORMS"
-PUSH_PLATFORMS = ("apns", "apns_sandbox", "fcm")
-# A device is notified at most once per window (what comes meanwhile is counted into the next);
-# a large group's offline members at most once per chat window; users per notify job.
-NOTIFY_DEVICE_WINDOW_S = 30
-NOTIFY_LARGE_CHAT_WINDOW_S = 60
-NOTIFY_USERS_PER_JOB = 2000
+
+
+# The HTTP fallback (PROTOCOL.md v1.1 "HTTP fallback"): `POST /v1/<action>` on an HTTP API, for
+# clients whose network blocks WebSockets. Every two-way route is served but these, which only make
+# sense on a live connection (a subscription, a typing notice, a connection's heartbeat), and the
+# `$` routes (API Gateway's own).
+WEBSOCKET_ONLY_ROUTES = frozenset({"heartbeat", "typing", "presence"})
+# API Gateway HTTP API's payload limit; frames within it still keep the WebSocket's 128 KiB rule
+# (the functions' decode_body).
+HTTP_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def http_routes() -> dict[str, Function]:
+    """Action -> the function serving `POST /v1/<action>` on the HTTP API."""
+    return {
+        route: fn
+        for route, fn in routes().items()
+        if fn.two_way and not route.startswith("$") and route not in WEBSOCKET_ONLY_ROUTES
+    }

@@ -32,7 +32,7 @@ def create_table(ddb: Any, table: wiring.Table, name: str | None = None) -> bool
             attrs.add(index.sort_key)
             schema.append({"AttributeName": index.sort_key[0], "KeyType": "RANGE"})
         indexes.append(
-            {"IndexName": index.name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+            {"IndexName": index.name, "KeySchema": schema, "Projection": {"ProjectionType": index.projection}}
         )
     request: dict[str, Any] = {
         "TableName": name,
@@ -120,10 +120,16 @@ def create_bucket(s3: Any, bucket: wiring.Bucket) -> None:
         "Filter": {"Prefix": ""},
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": bucket.abort_incomplete_upload_days},
     }
-    if bucket.intelligent_tiering_after_days is not None:
-        rule["Transitions"] = [
-            {"Days": bucket.intelligent_tiering_after_days, "StorageClass": "INTELLIGENT_TIERING"}
-        ]
+    transitions = [
+        {"Days": days, "StorageClass": storage_class}
+        for storage_class, days in (
+            ("INTELLIGENT_TIERING", bucket.intelligent_tiering_after_days),
+            ("GLACIER_IR", bucket.glacier_ir_after_days),
+        )
+        if days is not None
+    ]
+    if transitions:
+        rule["Transitions"] = transitions
     if bucket.expire_noncurrent_after_days is not None:
         rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": bucket.expire_noncurrent_after_days}
     rules = [rule]
@@ -170,3 +176,21 @@ def create_push_platforms(sns: Any) -> dict[str, str]:
         )["PlatformApplicationArn"]
         for platform in wiring.PUSH_PLATFORMS
     }
+
+
+def restore_push_endpoints(ddb: Any, sns: Any, table: str, platforms: dict[str, str]) -> int:
+    """The endpoints of the push registrations a kept data directory holds, made again in moto
+    (which keeps nothing across a restart): the same application and token give the same ARN
+    (local_stack/push_log.py). Returns how many."""
+    restored = 0
+    for page in ddb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="devices"):
+        for item in page["Items"]:
+            for entry in item.get("devices", {}).get("M", {}).values():
+                device = entry["M"]
+                platform = device["platform"]["S"]
+                if platform in platforms:
+                    sns.create_platform_endpoint(
+                        PlatformApplicationArn=platforms[platform], Token=device["token"]["S"]
+                    )
+                    restored += 1
+    return restored

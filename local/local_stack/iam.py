@@ -33,7 +33,7 @@ QUEUE_CONSUME = {
 QUEUE_ACCESS = {"send": {"send", "send_consume"}, "consume": {"consume", "send_consume"}}
 CONNECTIONS_API = "apigatewaymanagementapi"
 # What a function that sends_push may do (the CDK stack grants the same).
-SNS_PUSH_ACTIONS = {"CreatePlatformEndpoint", "DeleteEndpoint", "Publish"}
+SNS_PUSH_ACTIONS = {"CreatePlatformEndpoint", "DeleteEndpoint", "Publish", "SetEndpointAttributes"}
 
 
 class AccessGuard:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,13 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from chat_backend import wiring
-from local_stack.bootstrap import bootstrap, create_push_platforms
+from local_stack.bootstrap import bootstrap, create_push_platforms, restore_push_endpoints
 from local_stack.endpoints import Endpoints, localstack_host
 from local_stack.faults import CrashFault, Faults
 from local_stack.gateway import Gateway
 from local_stack.invoker import Invoker
 from local_stack.pollers import QueuePoller, StreamPoller
 from local_stack.processes import ChildProcess, dynamodb_local, ensure_port_free, moto_server
+from local_stack.push_log import PUSH_LOG_ENV
+from local_stack.schedule import SchedulePoller
 from local_stack.storage import CheckpointFile, DataDirLock, data_dir_from_env
 from local_stack.timing import TimingProfile, fast_profile, profile_from_env
 
@@ -79,7 +84,8 @@ class LocalStack:
         self.gateway: Gateway | None = None
         self.invoker: Invoker | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._pollers: dict[str, StreamPoller | QueuePoller] = {}  # by the task's name
+        self._pollers: dict[str, StreamPoller | QueuePoller | SchedulePoller] = {}  # by the task's name
+        self.push_log = ""
         self.endpoints: Endpoints | None = None
         self._lock = DataDirLock(config.data_dir) if config.data_dir else None
 
@@ -100,29 +106,33 @@ class LocalStack:
         if self._lock:
             self._lock.acquire()
         log.info("timing profile: %s; data: %s", self.config.timing.name, self.data_description())
+        # Notifications to phones (moto's SNS) are appended here (local_stack/push_log.py).
+        default_log = Path(tempfile.gettempdir()) / f"chat-push-{self.config.port}.jsonl"
+        self.push_log = os.environ.setdefault(PUSH_LOG_ENV, str(default_log))
         self.children = self.emulators()
         await asyncio.gather(*(asyncio.to_thread(c.start) for c in self.children))
         if self.config.localstack_host:
             self.endpoints = Endpoints.localstack(self.config.localstack_host)
         else:
             ddb_local, moto = self.children
-        # Notifications to phones (moto's SNS) are appended here (local_stack/push_log.py).
-        default_log = Path(tempfile.gettempdir()) / f"chat-push-{self.config.port}.jsonl"
-        self.push_log = os.environ.setdefault(PUSH_LOG_ENV, str(default_log))
             self.endpoints = Endpoints.emulators(ddb_local.url, moto.url)
         self._point_functions_at(self.endpoints)
         services = ("dynamodb", "dynamodbstreams", "sqs", "s3", "sns")
         ddb, streams, sqs, s3, sns = (self.endpoints.client(service, REGION) for service in services)
         kept_tables: set[str] = set()
         os.environ.update(await asyncio.to_thread(bootstrap, ddb, sqs, s3, kept_tables))
+        platforms = await asyncio.to_thread(create_push_platforms, sns)
+        os.environ[wiring.PUSH_PLATFORMS_ENV] = json.dumps(platforms)
+        if "push" in kept_tables and not self.config.localstack_host:
+            push_table = os.environ[wiring.table("push").env_var]
+            restored = await asyncio.to_thread(restore_push_endpoints, ddb, sns, push_table, platforms)
+            log.info("push endpoints of %d kept registrations made again", restored)
 
         timing = self.config.timing
         # After the environment is final: the workers start with it.
         self.invoker = Invoker(self.config.lambda_processes, self.config.lambda_concurrency, timing=timing)
         self.gateway = Gateway(
             self.invoker,
-        platforms = await asyncio.to_thread(create_push_platforms, sns)
-        os.environ[wiring.PUSH_PLATFORMS_ENV] = json.dumps(platforms)
             self.config.idle_timeout_s,
             self.config.max_duration_s,
             timing=timing,
@@ -136,6 +146,7 @@ class LocalStack:
             web.get("/_local/frames", self._tracked_frames),
             web.delete("/_local/faults", self._clear_faults),
             web.post("/_local/restart", self._restart),
+            web.post("/_local/schedule", self._fire_schedule),
         ]
         for fn in wiring.FUNCTIONS:
             if isinstance(fn.trigger, wiring.StreamTrigger):
@@ -153,13 +164,15 @@ class LocalStack:
                     start_at_latest=fn.trigger.table in kept_tables,
                 )
                 await stream_poller.prepare()  # before the gateway serves: nothing written is missed
-                poller: StreamPoller | QueuePoller = stream_poller
+                poller: StreamPoller | QueuePoller | SchedulePoller = stream_poller
             elif isinstance(fn.trigger, wiring.QueueTrigger):
                 url = os.environ[wiring.queue(fn.trigger.queue).env_var]
                 receivers = min(
                     self.config.queue_receivers, fn.trigger.max_concurrency or self.config.queue_receivers
                 )
                 poller = QueuePoller(self.invoker, fn, fn.trigger, sqs, url, receivers, timing=timing)
+            elif isinstance(fn.trigger, wiring.ScheduleTrigger):
+                poller = SchedulePoller(self.invoker, fn, fn.trigger)
             else:
                 continue
             self._pollers[f"poller-{fn.name}"] = poller
@@ -190,6 +203,16 @@ class LocalStack:
         if spec.get("gateway"):
             dropped = await self.gateway.drop_connections(1012, "Service restart")
         return web.json_response({"dropped": dropped})
+
+    async def _fire_schedule(self, request: web.Request) -> web.Response:
+        """Run a scheduled function now, as its schedule would at {"time": epoch s} (default now),
+        with {"detail": {...}}; answers what it returned. Tests only."""
+        spec = await request.json()
+        poller = self._pollers.get(f"poller-{spec['function']}")
+        if not isinstance(poller, SchedulePoller):
+            return web.json_response({"error": f"{spec['function']} is not scheduled"}, status=404)
+        result = await poller.fire(float(spec.get("time") or time.time()), spec.get("detail"))
+        return web.json_response(result)
 
     def _point_functions_at(self, endpoints: Endpoints) -> None:
         """What Lambda's environment would hold, pointed at the emulators (no code branches)."""

@@ -2,6 +2,7 @@
 over small fakes (the CLI end to end, encrypted, runs in tests/integration/test_cli.py)."""
 
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -136,3 +137,24 @@ async def test_membership_commands_need_an_open_chat():
     # Then she is told to open a chat, and nothing was asked of the server
     assert "no chat open" in out.getvalue()
     assert client.calls == []
+
+
+def test_notifications_reads_the_stacks_push_log_for_one_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Given a push log with an FCM and an APNs notification, as the local stack records them
+    log = tmp_path / "push.jsonl"
+    fcm = {"GCM": '{"data": {"chatId": "c_1", "count": "2"}}'}
+    apns = {"APNS": '{"aps": {"badge": 1}, "chatId": "g_7", "count": 1}'}
+    log.write_text(
+        "\n".join(
+            json.dumps({"at": 0, "platform": p, "token": t, "message": m})
+            for p, t, m in (("GCM", "tok-a", fcm), ("APNS", "tok-b", apns))
+        )
+        + "\n"
+    )
+    # When `chat notifications` is asked for tok-b's
+    assert main(["notifications", "--log", str(log), "--token", "tok-b"]) == 0
+    # Then only that one is printed, with its chat and count
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].endswith("APNS tok-b: chat g_7, 1 new")

@@ -16,13 +16,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import SQS_MAX_BYTES, DeliveryQueue
+from chat_backend.dal.delivery_queue import SQS_MAX_BYTES, DeliveryQueue, NotifyQueue
 from chat_backend.logic.audience import MemberListCache
 from chat_backend.logic.fanout import fan_out
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.models.common import MAX_CIPHERTEXT_BYTES, MAX_MEDIA_IDS
-from chat_backend.models.queue_payloads import DeliveryEnvelope
+from chat_backend.models.queue_payloads import DeliveryEnvelope, NotifyJob
 from chat_backend.models.records import StoredMessage, StoredVoid
 from tests.unit.conftest import RecordingPoster
 from tests.unit.helpers import HandlerOf, MakeChat, caller, online, online_all, remove, send_frame
@@ -333,3 +333,25 @@ def test_fanout_function_queues_the_queued_records_of_a_batch_and_skips_direct_o
     frame = json.loads(envelope.frame)
     assert (frame["seq"], frame["from"]) == (queued_seq, "u_alice")
     assert base64.b64decode(frame["ciphertext"]) == b"\xffhello\x00"
+
+
+def test_a_large_groups_offline_members_go_to_the_notify_queue_and_online_ones_do_not(
+    aws_env: Any, registry: ConnectionRegistry, make_chat: MakeChat, ledger: Ledger, pusher: Pusher
+) -> None:
+    # Given a group where bob is online, carol and dave offline, and alice sends from her phone
+    chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave")
+    online(registry, "u_alice", "d_phone")
+    online(registry, "u_bob", "d_phone")
+    notify = NotifyQueue(aws_env.queue_urls["notify"], aws_env.sqs)
+    # When her message and a VOID are fanned out with the notify queue
+    items = [
+        stored_message(chat_id, seq=7),
+        StoredVoid(chat_id=chat_id, seq=8, created_at="2026-11-28T03:21:08.000Z", members_version=0),
+    ]
+    fan_out(ledger.chats, ledger.messages, MemberListCache(), pusher, items, notify)
+    # Then one job names the message and carol and dave (not alice, the sender, nor bob, online),
+    # marked as a large group's; the VOID notifies nobody
+    jobs = [NotifyJob.model_validate_json(m["Body"]) for m in aws_env.receive_all("notify")]
+    assert [(j.chat_id, j.seq, sorted(j.users), j.large) for j in jobs] == [
+        (chat_id, 7, ["u_carol", "u_dave"], True)
+    ]

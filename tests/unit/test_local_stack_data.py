@@ -14,13 +14,16 @@ from typing import Any
 import boto3
 import pytest
 import urllib3
+from moto import mock_aws
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3.models import s3_backends
+from moto.sns import models as sns_models
 from moto.sqs.models import sqs_backends
 from werkzeug.serving import make_server
 
 from chat_backend import wiring
-from local_stack import moto_persistence
+from local_stack import moto_persistence, push_log
+from local_stack.bootstrap import create_push_platforms, create_table, restore_push_endpoints
 from local_stack.endpoints import Endpoints, localstack_host
 from local_stack.moto_persistence import MotoStore
 from local_stack.pollers import StreamPoller
@@ -439,3 +442,34 @@ def test_with_localstack_host_every_service_goes_to_localstack_and_no_emulator_s
         assert endpoints.client(service, "us-east-1").meta.endpoint_url == "http://localstack.internal:4566"
     # And a bare host gets LocalStack's default edge port
     assert Endpoints.localstack("localhost").urls["sqs"] == "http://localhost:4566"
+
+
+# --- push endpoints across a restart --------------------------------------------------------------
+
+
+def test_kept_push_registrations_find_their_endpoints_again_after_a_restart(monkeypatch: Any) -> None:
+    # Given the local stack's moto, whose endpoint ARNs follow from application and token
+    monkeypatch.setattr(sns_models.PlatformEndpoint, "__init__", sns_models.PlatformEndpoint.__init__)
+    push_log._stable_endpoint_arns()
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        platforms = create_push_platforms(sns)
+        arn = sns.create_platform_endpoint(PlatformApplicationArn=platforms["fcm"], Token="tok-1")[
+            "EndpointArn"
+        ]
+        # And a kept push table naming that endpoint
+        create_table(ddb, wiring.table("push"))
+        device = {"platform": {"S": "fcm"}, "token": {"S": "tok-1"}, "endpointArn": {"S": arn}}
+        ddb.put_item(TableName="push", Item={"key": {"S": "bob"}, "devices": {"M": {"d1": {"M": device}}}})
+    # When moto starts afresh (a restart) and the stack restores the kept registrations
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(ddb, wiring.table("push"))
+        ddb.put_item(TableName="push", Item={"key": {"S": "bob"}, "devices": {"M": {"d1": {"M": device}}}})
+        platforms = create_push_platforms(sns)
+        assert restore_push_endpoints(ddb, sns, "push", platforms) == 1
+        # Then bob's endpoint exists again under the ARN the table holds, and takes a publish
+        assert sns.get_endpoint_attributes(EndpointArn=arn)["Attributes"]["Token"] == "tok-1"
+        sns.publish(TargetArn=arn, Message="{}")

@@ -1,5 +1,6 @@
 """SQS: the delivery queue (standard: envelopes of one frame and many recipients, for large
-groups and for retries) and FIFO job queues (receipt summaries, presence settling).
+groups and for retries), the notify queue (standard: offline members to notify by mobile push)
+and FIFO job queues (receipt summaries, presence settling).
 
 SendMessageBatch takes at most 10 entries and at most 1 MiB in all, and a message is at most
 1 MiB (SQS raised both from 256 KiB in 2025; moto enforces the same): batches are cut by bytes,
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat_backend.dal.aws import client
-from chat_backend.models.queue_payloads import DeliveryEnvelope
+from chat_backend.models.queue_payloads import DeliveryEnvelope, NotifyJob
 
 SEND_BATCH_MAX = 10
 SQS_MAX_BYTES = 1024 * 1024  # one message, and one SendMessageBatch request in all
@@ -76,3 +77,9 @@ class DeliveryQueue(_Queue):
         orders messages, and the SDK holds a gap until it fills."""
         delay = min(max(0, delay_s), MAX_DELAY_S)
         self._send([{"MessageBody": e.model_dump_json(), "DelaySeconds": delay} for e in envelopes])
+
+
+class NotifyQueue(_Queue):
+    def enqueue(self, jobs: Sequence[NotifyJob]) -> None:
+        """Standard queue, no order: each job stands alone."""
+        self._send([{"MessageBody": j.model_dump_json()} for j in jobs])

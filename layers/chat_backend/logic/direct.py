@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chat_backend.logic.audience import members_at, recipients_of
+from chat_backend.dal.delivery_queue import NotifyQueue
+from chat_backend.logic.audience import Devices, members_at, recipients_of
+from chat_backend.logic.notifications import enqueue_offline, offline_jobs
 from chat_backend.logic.push import Pusher, PushResult
 from chat_backend.logic.send import Ledger, SendPolicy, Sent, send_message
 from chat_backend.models.client_frames import SendFrame
@@ -23,25 +25,34 @@ from chat_backend.models.server_frames import AckFrame, VoidFrame
 def push_to_members(
     pusher: Pusher, frame: str, members: Sequence[str], sender: str | None, sender_device: str | None
 ) -> PushResult:
-    """`frame` to every connected device of `members` but the sending device. The connections are
-    read consistently, after whatever the frame announces was stored: a device that registers
-    later syncs on connect and finds it there."""
+    """`frame` to every connected device of `members` but the sending device."""
+    return _push_to(pusher, frame, members, sender, sender_device)[0]
+
+
+def _push_to(
+    pusher: Pusher, frame: str, members: Sequence[str], sender: str | None, sender_device: str | None
+) -> tuple[PushResult, Devices]:
+    """The push, and the connected devices it found. The connections are read consistently, after
+    whatever the frame announces was stored: a device that registers later syncs on connect and
+    finds it there."""
     devices = pusher.registry.devices_of(list(members), pusher.pool, consistent=True)
-    return pusher.push(frame, recipients_of(members, devices, sender, sender_device))
+    return pusher.push(frame, recipients_of(members, devices, sender, sender_device)), devices
 
 
 def send_and_push(
-    ledger: Ledger, pusher: Pusher, caller: Caller, frame: SendFrame, policy: SendPolicy
+    ledger: Ledger, pusher: Pusher, notify: NotifyQueue, caller: Caller, frame: SendFrame, policy: SendPolicy
 ) -> AckFrame:
     """Store the message (exactly once), push it to the online members of a small chat, answer ACK.
     A duplicate pushes again: its first attempt may have died between the commit and the push
     (the SDK drops what it already has)."""
     sent = send_message(ledger, caller, frame, policy)
-    push_sent(ledger, pusher, sent)
+    push_sent(ledger, pusher, sent, notify)
     return sent.ack
 
 
-def push_sent(ledger: Ledger, pusher: Pusher, sent: Sent) -> PushResult:
+def push_sent(ledger: Ledger, pusher: Pusher, sent: Sent, notify: NotifyQueue | None = None) -> PushResult:
+    """Push a stored message to its small chat's connected devices; members with none connected
+    go to `notify` (mobile push)."""
     message = sent.message
     if message.fanout != "direct":
         return PushResult()  # the stream's fan-out pushes it
@@ -52,9 +63,19 @@ def push_sent(ledger: Ledger, pusher: Pusher, sent: Sent) -> PushResult:
             ledger.chats, ledger.messages, ledger.member_lists, message.chat_id, version, message.seq
         )
     shown = [m for m in audience if m not in message.hidden_from]
-    result = push_to_members(
+    result, devices = _push_to(
         pusher, message.to_frame().to_json(), shown, message.sender, message.sender_device
     )
+    if notify is not None:
+        # A user whose every connection turned out gone (410) is as offline as one with none.
+        connected = {
+            user
+            for user, connections in devices.items()
+            if connections and (user not in result.gone_users or len(connections) > 1)
+        }
+        enqueue_offline(
+            notify, offline_jobs(message.chat_id, message.seq, shown, connected, message.sender, False)
+        )
     hidden = [m for m in audience if m in message.hidden_from]
     if hidden:  # a member who blocks the sender sees the seq pass as a VOID
         void = VoidFrame(chat_id=message.chat_id, seq=message.seq).to_json()

@@ -16,8 +16,10 @@ from concurrent.futures import as_completed
 
 from chat_backend.dal.batching import BATCH_GET_MAX_KEYS
 from chat_backend.dal.chat_store import ChatStore
+from chat_backend.dal.delivery_queue import NotifyQueue
 from chat_backend.dal.message_store import MessageStore
 from chat_backend.logic.audience import MemberListCache, members_at, recipients_of, removed_by
+from chat_backend.logic.notifications import enqueue_offline, offline_jobs
 from chat_backend.logic.push import RECIPIENTS_PER_ENVELOPE, Pusher, envelopes
 from chat_backend.models.queue_payloads import Recipient
 from chat_backend.models.records import Stored, StoredMessage
@@ -29,8 +31,10 @@ def fan_out(
     cache: MemberListCache,
     pusher: Pusher,
     items: Sequence[Stored],
+    notify: NotifyQueue | None = None,
 ) -> int:
-    """Enqueue the items for their online recipients. Returns how many envelopes it took."""
+    """Enqueue the items for their online recipients, and their messages' members with no device
+    connected for mobile push (`notify`). Returns how many envelopes it took."""
     queued = [i for i in items if not isinstance(i, StoredMessage) or i.fanout == "queued"]
     ordered = sorted(queued, key=lambda i: (i.chat_id, i.seq))
     # One read per (chat, version), at its first item: any of them names the same list.
@@ -51,6 +55,7 @@ def fan_out(
     users = sorted({user for members in audience.values() for user in members})
     frames = {(i.chat_id, i.seq): i.to_frame().to_json() for i in ordered}
     waiting: dict[tuple[str, int], list[Recipient]] = {key: [] for key in frames}
+    connected: dict[tuple[str, int], set[str]] = {key: set() for key in frames}  # users found online
     enqueued = 0
 
     def send(ready: dict[tuple[str, int], list[Recipient]]) -> None:
@@ -78,9 +83,25 @@ def fan_out(
             sender = item.sender if isinstance(item, StoredMessage) else None
             sender_device = item.sender_device if isinstance(item, StoredMessage) else None
             found = [u for u in audience[key] if u in devices]
+            connected[key].update(found)
             waiting[key] += recipients_of(found, devices, sender, sender_device)
             full = len(waiting[key]) - len(waiting[key]) % RECIPIENTS_PER_ENVELOPE
             ready[key], waiting[key] = waiting[key][:full], waiting[key][full:]
         send(ready)
     send(waiting)
+    if notify is not None:
+        jobs = [
+            job
+            for item in ordered
+            if isinstance(item, StoredMessage)
+            for job in offline_jobs(
+                item.chat_id,
+                item.seq,
+                [m for m in audience[(item.chat_id, item.seq)] if m not in item.hidden_from],
+                connected[(item.chat_id, item.seq)],
+                item.sender,
+                large=True,
+            )
+        ]
+        enqueue_offline(notify, jobs)
     return enqueued

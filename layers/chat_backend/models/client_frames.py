@@ -412,3 +412,22 @@ def echo_ids(data: dict[str, Any] | None) -> dict[str, str | None]:
         key: value if isinstance(value, str) and len(value) <= 128 else None
         for key, value in (("requestId", data.get("requestId")), ("clientMsgId", data.get("clientMsgId")))
     }
+
+
+class RegisterPushFrame(ClientFrame):
+    """This device's push token (APNs device token, FCM registration token): when a message
+    reaches the user while no device of theirs is connected, the device is notified with the chat
+    id and a count, never any content. Registering again replaces the token."""
+
+    action: Literal["registerPush"]
+    request_id: RequestId = Field(alias="requestId")
+    platform: Literal["apns", "apns_sandbox", "fcm"]
+    # Printable ASCII: APNs tokens are 64 hex digits, FCM tokens about 160 URL-safe characters.
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
+
+
+class UnregisterPushFrame(ClientFrame):
+    """This device gets no more notifications (a logout, or notifications turned off)."""
+
+    action: Literal["unregisterPush"]
+    request_id: RequestId = Field(alias="requestId")

@@ -62,3 +62,18 @@ class MemberJob(BaseModel):
 
     def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
         return super().model_dump_json(by_alias=True, **kwargs)
+
+
+class NotifyJob(BaseModel):
+    """One notify-queue message: members of a chat who had no device connected when its message
+    `seq` was pushed (logic/notifications.py). `large`: the chat is past the direct-push size,
+    so its members are notified at most once per chat window."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    chat_id: str = Field(alias="chatId")
+    seq: int
+    users: list[str]
+    large: bool = False
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().model_dump_json(by_alias=True, **kwargs)
