@@ -306,6 +306,8 @@ class InteractiveSession:
         message = received.message
         if received.state == "pending":
             return self.format_message(message, "(waiting for the key to decrypt this message)")
+        if received.state == "no_key":
+            return self.format_message(message, "(sent before this device existed: no key for it here)")
         if received.state == "failed":
             return self.format_message(message, f"(could not be decrypted: {received.reason})")
         if message.sender == "system":

@@ -37,7 +37,9 @@ OPAQUE_CONTENT_TYPE = "application/octet-stream"
 @dataclass(frozen=True)
 class Decrypted:
     message: Message
-    state: Literal["ok", "pending", "failed"]
+    # ok; pending (its key may still come); no_key (sent before this device existed: its key was
+    # never meant for it, as WhatsApp's new devices have no history); failed (with the reason)
+    state: Literal["ok", "pending", "no_key", "failed"]
     content: dict[str, Any] | None = None
     reason: str | None = None
     sender_key: str | None = None  # the sending device's curve25519 key, as its session came
@@ -63,6 +65,7 @@ class SecureChat:
         self._one_time_keys = 0  # unused on the server, as last said, less sessions begun since
         self._sessions_counted = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._born_at: dict[str, int] = {}
 
     @property
     def notices(self) -> asyncio.Queue[DeviceNotice]:
@@ -71,6 +74,13 @@ class SecureChat:
 
     async def start(self) -> None:
         """Publish this device's keys (topped up) and start taking key material and messages."""
+        extra = self.engine.olm.extra
+        if "bornAt" not in extra:
+            # Each chat's head when this device first started (its ChatClient has synced): what
+            # came before was encrypted before the device had keys, so no key will ever come.
+            extra["bornAt"] = dict(self.client.heads)
+            self.engine.save()
+        self._born_at = dict(extra["bornAt"])
         await self._publish(0, rotate_fallback=False)
         await self._top_up(rotate_fallback=False)
         self._tasks = [
@@ -211,6 +221,11 @@ class SecureChat:
                 message.chat_id, message.sender, message.sender_device or "", message.ciphertext
             )
         except PendingKey:
+            if message.seq <= self._born_at.get(message.chat_id, 0):
+                self.messages.put_nowait(
+                    Decrypted(message, "no_key", reason="sent before this device existed: no key for it")
+                )
+                return True
             # Said at once (the application may show a placeholder), and again, decrypted, once
             # the key arrives: the same serverMsgId twice, pending then ok.
             if message not in self._pending:

@@ -156,7 +156,10 @@ async def test_a_removed_member_cannot_read_what_follows_and_a_later_device_read
         # When bob adds a laptop later, and alice sends after it published its keys
         laptop = await device(bob_id, "d2")
         later = await alice.send_text(group, "after the laptop joined")
-        # Then the laptop reads that message, and bob's phone too
+        # Then the laptop shows what came before it as "no key for this device" (never pending:
+        # no key will come), reads that message, and bob's phone too
+        history = await read(laptop, before.server_msg_id)
+        assert (history.state, history.text) == ("no_key", None)
         for reader in (laptop, bob):
             got = await read(reader, later.server_msg_id)
             assert (got.state, got.text) == ("ok", "after the laptop joined")

@@ -68,6 +68,7 @@ async def test_received_messages_read_as_text_pending_or_failed_and_help_says_it
     assert await session.describe(ok) == "[c_9 #4012] u_3: hi \N{SNOWMAN}"
     assert "waiting for the key" in await session.describe(pending)
     assert await session.describe(failed) == "[c_9 #4012] u_3: (could not be decrypted: a replay)"
+    assert "before this device existed" in await session.describe(Decrypted(message, "no_key"))
     # And the help text says everything is encrypted end to end, and names the new commands
     session.emit(__import__("chat_client.cli", fromlist=["HELP"]).HELP)
     assert "encrypted end to end" in out.getvalue()
