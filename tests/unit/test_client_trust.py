@@ -74,6 +74,7 @@ class FakeKeyServer:
         self.held = 0
         self.published: list[dict[str, Any]] = []
         self.user_id, self.device_id = "bob", "d1"
+        self.heads: dict[str, int] = {}  # each chat's head after the first sync
         self.to_device: asyncio.Queue[Any] = asyncio.Queue()  # what SecureChat reads while it runs
         self.messages: asyncio.Queue[Any] = asyncio.Queue()
         self.device_changes: asyncio.Queue[Any] = asyncio.Queue()
