@@ -20,9 +20,10 @@ from chat_stack.api import JsonAccessLogs
 
 PATH_PREFIX = "/v1/"
 TOKEN_SOURCE = "$request.header.Authorization"  # `Authorization: Bearer <JWT>`
-# Per-stage default for every route: HTTP clients are the few whose network blocks WebSockets, and
-# they poll; well under the account's 10,000 RPS shared with the WebSocket API.
-THROTTLE = apigw.ThrottleSettings(rate_limit=1000, burst_limit=500)
+# Per-stage default for every route (wiring.HTTP_STAGE_THROTTLE: the local gateway applies the same).
+THROTTLE = apigw.ThrottleSettings(
+    rate_limit=wiring.HTTP_STAGE_THROTTLE.per_s, burst_limit=wiring.HTTP_STAGE_THROTTLE.burst
+)
 ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 # One JSON line per request ($context variables of HTTP APIs); no bodies, no tokens.
 ACCESS_LOG_FORMAT = {

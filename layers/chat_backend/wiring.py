@@ -617,6 +617,10 @@ WEBSOCKET_ONLY_ROUTES = frozenset({"heartbeat", "typing", "presence"})
 # API Gateway HTTP API's payload limit; frames within it still keep the WebSocket's 128 KiB rule
 # (the functions' decode_body).
 HTTP_MAX_BODY_BYTES = 10 * 1024 * 1024
+# The HTTP API stage's throttle (the CDK stack deploys it, the local gateway applies it): HTTP
+# clients are the few whose network blocks WebSockets, and they poll; well under the account's
+# 10,000 requests a second shared with the WebSocket API.
+HTTP_STAGE_THROTTLE = Rate(burst=500, per_s=1000)
 
 
 def http_routes() -> dict[str, Function]:

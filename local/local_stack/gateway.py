@@ -20,8 +20,8 @@ management API, as on AWS.
   bearer token is verified as API Gateway's JWT authorizer would (here HS256 with CHAT_JWT_SECRET,
   the local authorizer's own verification; 401 without a valid one), a body over the HTTP API's
   10 MB is a 413, and the function gets a payload format 2.0 event with the token's claims in
-  `requestContext.authorizer.jwt.claims`; its response is the HTTP answer. Not emulated: the HTTP
-  API's throttling (429 on AWS).
+  `requestContext.authorizer.jwt.claims`; its response is the HTTP answer. The stage's throttle
+  (wiring.HTTP_STAGE_THROTTLE, what the CDK stack deploys) answers 429 first, as API Gateway does.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from chat_backend.logic.auth import TokenVerifier
 from local_stack.faults import Faults
 from local_stack.frame_limits import MAX_MESSAGE_BYTES, ApiGatewaySocket
 from local_stack.invoker import Invoker
+from local_stack.stage_throttle import StageThrottle
 from local_stack.timing import TimingProfile, fast_profile
 
 log = logging.getLogger("local_stack.gateway")
@@ -117,11 +118,13 @@ class Gateway:
         timing: TimingProfile | None = None,
         faults: Faults | None = None,
         jwt_secret: str | None = None,
+        http_throttle: wiring.Rate = wiring.HTTP_STAGE_THROTTLE,
     ) -> None:
         self.invoker = invoker
         self._jwt_secret = jwt_secret  # None: the functions' CHAT_JWT_SECRET, read at the first request
         self._verifier: TokenVerifier | None = None
         self.http_routes = wiring.http_routes()
+        self.http_throttle = StageThrottle(http_throttle)
         self.faults = faults or Faults()
         self.timing = timing or fast_profile()
         self.idle_timeout_s = idle_timeout_s
@@ -369,6 +372,8 @@ class Gateway:
         fn = self.http_routes.get(request.match_info["action"])
         if fn is None:
             return web.json_response({"message": "Not Found"}, status=404)
+        if not self.http_throttle.admit():  # the stage's throttle, before anything runs
+            return web.json_response({"message": "Too Many Requests"}, status=429)
         if (request.content_length or 0) > wiring.HTTP_MAX_BODY_BYTES:
             return web.json_response({"message": "Request Entity Too Large"}, status=413)
         try:
