@@ -449,6 +449,7 @@ def test_with_localstack_host_every_service_goes_to_localstack_and_no_emulator_s
 
 def test_kept_push_registrations_find_their_endpoints_again_after_a_restart(monkeypatch: Any) -> None:
     # Given the local stack's moto, whose endpoint ARNs follow from application and token
+    # (the patch is undone after the test: monkeypatch restores the __init__ recorded here)
     monkeypatch.setattr(sns_models.PlatformEndpoint, "__init__", sns_models.PlatformEndpoint.__init__)
     push_log._stable_endpoint_arns()
     with mock_aws():

@@ -27,9 +27,9 @@ def test_a_burst_is_admitted_then_refused_until_the_rate_refills_it() -> None:
     assert [throttle.admit() for _ in range(4)] == [True, True, True, False]
 
 
-def test_the_deployed_stage_and_the_local_gateway_use_the_same_numbers() -> None:
+def test_the_local_gateway_throttles_with_the_wirings_stage_numbers() -> None:
     # Given the gateway as the local stack builds it / Then its throttle is the wiring's, which
-    # cdk/chat_stack/http_api.py deploys (tests/infra check the template)
+    # cdk/chat_stack/http_api.py deploys (it builds the stage's ThrottleSettings from it)
     gateway = Gateway(invoker=None)  # type: ignore[arg-type]
     assert gateway.http_throttle.rate == wiring.HTTP_STAGE_THROTTLE
 

@@ -55,7 +55,7 @@ def fan_out(
     users = sorted({user for members in audience.values() for user in members})
     frames = {(i.chat_id, i.seq): i.to_frame().to_json() for i in ordered}
     waiting: dict[tuple[str, int], list[Recipient]] = {key: [] for key in frames}
-    connected: dict[tuple[str, int], set[str]] = {key: set() for key in frames}  # users found online
+    online: set[str] = set()  # the users any lookup found a connection for
     enqueued = 0
 
     def send(ready: dict[tuple[str, int], list[Recipient]]) -> None:
@@ -77,13 +77,13 @@ def fan_out(
     ]
     for lookup in as_completed(lookups):
         devices = lookup.result()
+        online.update(devices)
         ready: dict[tuple[str, int], list[Recipient]] = {}
         for item in ordered:
             key = (item.chat_id, item.seq)
             sender = item.sender if isinstance(item, StoredMessage) else None
             sender_device = item.sender_device if isinstance(item, StoredMessage) else None
             found = [u for u in audience[key] if u in devices]
-            connected[key].update(found)
             waiting[key] += recipients_of(found, devices, sender, sender_device)
             full = len(waiting[key]) - len(waiting[key]) % RECIPIENTS_PER_ENVELOPE
             ready[key], waiting[key] = waiting[key][:full], waiting[key][full:]
@@ -98,7 +98,7 @@ def fan_out(
                 item.chat_id,
                 item.seq,
                 [m for m in audience[(item.chat_id, item.seq)] if m not in item.hidden_from],
-                connected[(item.chat_id, item.seq)],
+                online,
                 item.sender,
                 large=True,
             )

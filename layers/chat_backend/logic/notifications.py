@@ -41,6 +41,14 @@ class NotifyResult:
     gone: int = 0  # tokens the platform refused: registration and endpoint removed
     skipped: int = 0  # users of a large group's message outside its chat window
 
+    def __add__(self, other: NotifyResult) -> NotifyResult:
+        return NotifyResult(
+            self.notified + other.notified,
+            self.coalesced + other.coalesced,
+            self.gone + other.gone,
+            self.skipped + other.skipped,
+        )
+
 
 def register_push(
     registry: PushRegistry, sender: PushSender, caller: Caller, frame: RegisterPushFrame
@@ -106,12 +114,12 @@ def notify(
         if job.large and not registry.open_chat_round(
             job.chat_id, job.seq, now, wiring.NOTIFY_LARGE_CHAT_WINDOW_S
         ):
-            total = _plus(total, NotifyResult(skipped=len(job.users)))
+            total += NotifyResult(skipped=len(job.users))
             continue
         registrations = registry.registrations_of(job.users)
         chats = [job.chat_id] * len(registrations)
         for outcome in pool.map(partial(_notify_device, registry, sender, now=now), registrations, chats):
-            total = _plus(total, outcome)
+            total += outcome
     return total
 
 
@@ -135,9 +143,3 @@ def _forget_endpoint(sender: PushSender, endpoint_arn: str) -> None:
         sender.delete(endpoint_arn)
     except Exception:  # an endpoint left behind costs nothing; the registration is what counts
         logger.warning("could not delete push endpoint %s", endpoint_arn, exc_info=True)
-
-
-def _plus(a: NotifyResult, b: NotifyResult) -> NotifyResult:
-    return NotifyResult(
-        a.notified + b.notified, a.coalesced + b.coalesced, a.gone + b.gone, a.skipped + b.skipped
-    )
