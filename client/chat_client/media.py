@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import aiohttp
 
+# A transfer may take as long as the file needs, but one that stalls (no connection within 15 s,
+# no byte for 60 s) fails instead of hanging for aiohttp's default 5 minutes.
+TRANSFER_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
+
 
 class MediaTransferError(Exception):
     """Object storage refused an upload or a download (status and its answer)."""
@@ -16,7 +20,7 @@ async def post_form(url: str, fields: dict[str, str], data: bytes) -> int:
     for name, value in fields.items():
         form.add_field(name, value)
     form.add_field("file", data, filename="blob", content_type=fields["Content-Type"])
-    async with aiohttp.ClientSession() as http, http.post(url, data=form) as resp:
+    async with aiohttp.ClientSession(timeout=TRANSFER_TIMEOUT) as http, http.post(url, data=form) as resp:
         return resp.status
 
 
@@ -27,7 +31,7 @@ async def upload(url: str, fields: dict[str, str], data: bytes) -> None:
 
 
 async def download(url: str) -> bytes:
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+    async with aiohttp.ClientSession(timeout=TRANSFER_TIMEOUT) as http, http.get(url) as resp:
         if resp.status != 200:
             raise MediaTransferError(f"download refused with HTTP {resp.status}")
         return await resp.read()

@@ -15,6 +15,7 @@ from tests.integration.helpers import connecting
 
 IDLE_TIMEOUT_S = 20
 RECEIPTS_PAGE_SIZE = 2
+STACK_LOG_LINES_SHOWN = 200
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,18 @@ async def connect(stack: RunningStack) -> AsyncIterator[Callable[..., object]]:
 
     async with connecting(client_of) as connect:
         yield connect
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """A failed scenario's report ends with what the stack logged meanwhile: on CI the log's
+    temporary directory is gone by the time anyone reads the failure."""
+    report: pytest.TestReport = yield
+    running = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and isinstance(running, RunningStack):
+        lines = running.log_path.read_text(errors="replace").splitlines()
+        report.sections.append(("local stack log (last lines)", "\n".join(lines[-STACK_LOG_LINES_SHOWN:])))
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -27,6 +27,17 @@ from local_stack.child import RunningStack
 Connect = Callable[..., Any]
 FILE_BYTES = 5 * 1024 * 1024
 Device = Callable[[str, str], Awaitable[SecureChat]]
+T = TypeVar("T")
+STEP_S = 45  # a step of these scenarios takes seconds; one that takes this long hangs
+
+
+async def within(step: str, awaitable: Awaitable[T]) -> T:
+    """The step's result; a step that hangs fails the test naming it (and the stack log is shown)."""
+    try:
+        async with asyncio.timeout(STEP_S):
+            return await awaitable
+    except TimeoutError:
+        raise AssertionError(f"{step}: not done within {STEP_S} s") from None
 
 
 @asynccontextmanager
@@ -91,8 +102,10 @@ async def test_text_and_a_5_mb_file_reach_every_device_in_a_group_and_a_direct_c
         texts = ["the launch code is 4 8 15 16 23 42", "meet at the north gate", "only for alice"]
 
         # When alice's phone sends a text and the 5 MB file into the group
-        group_text = await phone.send_text(group, texts[0])
-        group_file = await phone.send_media(group, photo, "image/jpeg", caption=texts[1])
+        group_text = await within("send the text", phone.send_text(group, texts[0]))
+        group_file = await within(
+            "send the file", phone.send_media(group, photo, "image/jpeg", caption=texts[1])
+        )
         # Then her laptop, bob and carol each decrypt both, from her phone, and get the file back
         for reader in (laptop, bob, carol):
             got = await read(reader, group_text.server_msg_id)
@@ -104,10 +117,10 @@ async def test_text_and_a_5_mb_file_reach_every_device_in_a_group_and_a_direct_c
                 "photo.jpg",
                 "image/jpeg",
             )
-            assert await reader.download(file) == photo.read_bytes()
+            assert await within("download the file", reader.download(file)) == photo.read_bytes()
 
         # When bob answers in the direct chat, Then both of alice's devices decrypt it
-        answer = await bob.send_text(direct, texts[2])
+        answer = await within("answer in the direct chat", bob.send_text(direct, texts[2]))
         for reader in (phone, laptop):
             got = await read(reader, answer.server_msg_id)
             assert (got.state, got.text, got.message.sender) == ("ok", texts[2], bob_id)
