@@ -198,7 +198,7 @@ def test_a_gone_recipient_loses_only_its_own_connection_record(
     result = in_order.push(FRAME, [BOB, CAROL, old_dave])
     # Then carol got it, two connections were gone and nothing is retried
     stub.assert_no_pending_responses()
-    assert result == PushResult(pushed=1, gone=2, gone_users=frozenset({"u_bob", "u_dave"}))
+    assert result == PushResult(pushed=1, gone=2, gone_connections=frozenset({"conn-bob", "conn-dave-old"}))
     assert enqueued.entries == []
     # And bob's phone record is removed (his tablet stays), and dave's newer connection stays
     assert registry.devices_of(["u_bob", "u_carol", "u_dave"]) == {
@@ -238,7 +238,7 @@ def test_a_single_recipient_is_posted_without_the_pool(
     # When it is pushed
     result = pusher_of(api_poster, registry, queue, NoPool()).push(FRAME, [BOB])
     # Then bob's record is gone
-    assert result == PushResult(gone=1, gone_users=frozenset({"u_bob"}))
+    assert result == PushResult(gone=1, gone_connections=frozenset({"conn-bob"}))
     assert registry.devices_of(["u_bob"]) == {}
 
 

@@ -4,21 +4,29 @@ DynamoDB: registration, who is notified, coalescing per device and per large gro
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import pytest
 
 from chat_backend import wiring
+from chat_backend.dal.connections import ConnectionRegistry
+from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.dal.push_registry import PushRegistry
 from chat_backend.dal.push_sender import PushSender
-from chat_backend.errors import BadRequest
+from chat_backend.errors import BadRequest, ConnectionGone
+from chat_backend.logic.direct import push_sent
 from chat_backend.logic.notifications import notify, offline_jobs, register_push, unregister_push
+from chat_backend.logic.push import Pusher
+from chat_backend.logic.send import Ledger, send_message
 from chat_backend.models.client_frames import RegisterPushFrame, UnregisterPushFrame
 from chat_backend.models.events import Caller
 from chat_backend.models.queue_payloads import NotifyJob
 from tests.unit.conftest import AwsEnv
+from tests.unit.helpers import POLICY, caller, online, send_frame
 
 WINDOW = wiring.NOTIFY_DEVICE_WINDOW_S
 
@@ -167,3 +175,53 @@ def test_a_token_registered_again_after_its_endpoint_was_disabled_is_enabled_aga
     attributes = push[1].sns.get_endpoint_attributes(EndpointArn=after.endpoint_arn)["Attributes"]
     assert attributes["Enabled"] == "true"
     assert run(push, [NotifyJob(chatId="c_1", seq=1, users=["gus"])], now=5000).notified == 1
+
+
+@dataclass
+class GonePoster:
+    """A ConnectionPoster whose `gone` connections answer 410, as API Gateway does for a dead one."""
+
+    gone: set[str]
+
+    def post(self, connection_id: str, data: str) -> None:
+        if connection_id in self.gone:
+            raise ConnectionGone(connection_id)
+
+
+@dataclass
+class RecordingNotifyQueue:
+    jobs: list[NotifyJob] = field(default_factory=list)
+
+    def enqueue(self, jobs: list[NotifyJob]) -> None:
+        self.jobs.extend(jobs)
+
+
+@pytest.mark.parametrize(
+    ("gone", "notified"),
+    [
+        ({"conn-u_bob-d_phone", "conn-u_bob-d_tablet"}, ["u_bob"]),
+        ({"conn-u_bob-d_phone"}, []),
+        (set(), []),
+    ],
+    ids=["every-device-gone", "one-device-live", "both-live"],
+)
+def test_a_member_whose_every_connection_is_gone_is_notified_one_with_a_live_device_is_not(
+    ledger: Ledger,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    io_pool: ThreadPoolExecutor,
+    make_chat: Callable[..., str],
+    gone: set[str],
+    notified: list[str],
+) -> None:
+    # Given bob registered on his phone and tablet, with the `gone` connections dead (410)
+    chat_id = make_chat("u_alice", "u_bob", kind="direct")
+    for device in ("d_phone", "d_tablet"):
+        online(registry, "u_bob", device)
+    pusher = Pusher(GonePoster(gone), registry, queue, io_pool)  # type: ignore[arg-type]
+    notify_queue = RecordingNotifyQueue()
+    # When alice sends him a message and it is pushed
+    sent = send_message(ledger, caller("u_alice"), send_frame(chat_id), POLICY)
+    push_sent(ledger, pusher, sent, notify_queue)  # type: ignore[arg-type]
+    # Then bob is queued for a notification exactly when none of his devices took the push
+    assert [user for job in notify_queue.jobs for user in job.users] == notified

@@ -71,7 +71,7 @@ def push_sent(ledger: Ledger, pusher: Pusher, sent: Sent, notify: NotifyQueue | 
         connected = {
             user
             for user, connections in devices.items()
-            if connections and (user not in result.gone_users or len(connections) > 1)
+            if any(c not in result.gone_connections for c in connections.values())
         }
         enqueue_offline(
             notify, offline_jobs(message.chat_id, message.seq, shown, connected, message.sender, False)

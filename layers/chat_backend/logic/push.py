@@ -51,7 +51,7 @@ class PushResult:
     retried: int = 0  # failed now, queued to be pushed again
     dropped: int = 0  # failed for the last time (or no longer worth pushing): left to sync
     unqueued: int = 0  # failed, and their retry could not be queued either (SQS refused)
-    gone_users: frozenset[str] = frozenset()  # users with a connection that turned out gone
+    gone_connections: frozenset[str] = frozenset()  # connection ids that turned out gone (410)
 
     def __add__(self, other: PushResult) -> PushResult:
         return PushResult(
@@ -60,7 +60,7 @@ class PushResult:
             self.retried + other.retried,
             self.dropped + other.dropped,
             self.unqueued + other.unqueued,
-            self.gone_users | other.gone_users,
+            self.gone_connections | other.gone_connections,
         )
 
 
@@ -92,14 +92,14 @@ class Pusher:
         else:
             outcomes = list(self.pool.map(lambda r: self._post(frame, r), recipients))
         failed = [r for r, o in zip(recipients, outcomes, strict=True) if o is Outcome.FAILED]
-        gone_users = frozenset(
-            r.user_id for r, o in zip(recipients, outcomes, strict=True) if o is Outcome.GONE
+        gone = frozenset(
+            r.connection_id for r, o in zip(recipients, outcomes, strict=True) if o is Outcome.GONE
         )
         result = PushResult(
             pushed=outcomes.count(Outcome.PUSHED),
             gone=outcomes.count(Outcome.GONE),
             dropped=len(failed),
-            gone_users=gone_users,
+            gone_connections=gone,
         )
         if failed and attempt + 1 < self.retry.max_attempts:
             try:
@@ -107,8 +107,8 @@ class Pusher:
                     envelopes(frame, failed, attempt + 1, presence), delay_s=self.retry.delay_s(attempt + 1)
                 )
             except Exception:  # the push is lost, never the answer to the caller
-                return PushResult(result.pushed, result.gone, unqueued=len(failed), gone_users=gone_users)
-            result = PushResult(result.pushed, result.gone, retried=len(failed), gone_users=gone_users)
+                return PushResult(result.pushed, result.gone, unqueued=len(failed), gone_connections=gone)
+            result = PushResult(result.pushed, result.gone, retried=len(failed), gone_connections=gone)
         return result
 
     def _post(self, frame: str, recipient: Recipient) -> Outcome:
