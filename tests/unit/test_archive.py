@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import Binary
 
+from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.message_archive import ArchiveRange, MessageArchive, decode
+from chat_backend.errors import NotFound
 from chat_backend.logic.archive import DAY_MS, ArchivePolicy, archive_due
 from chat_backend.logic.send import Ledger, send_message
 from chat_backend.logic.sync import replay_run, sync
@@ -21,7 +23,21 @@ from chat_backend.models.client_frames import SyncFrame
 from chat_backend.models.records import StoredVoid
 from chat_backend.services import services
 from tests.unit.conftest import AwsEnv, RecordingPoster
-from tests.unit.helpers import GRACE_S, T0, MakeChat, add, caller, fill_hole, remove, send, send_frame
+from tests.unit.helpers import (
+    GRACE_S,
+    T0,
+    MakeChat,
+    Receipting,
+    add,
+    caller,
+    fill_hole,
+    online,
+    pushed,
+    remove,
+    send,
+    send_frame,
+    watermark,
+)
 from tests.unit.helpers import POLICY as SEND_POLICY
 
 POLICY = ArchivePolicy(hot_days=30, grace_s=GRACE_S)
@@ -331,3 +347,26 @@ def test_storage_bytes_per_message_hot_and_archived(
     with capsys.disabled():
         print(f"\nstorage per 100-byte message: hot {hot:.0f} B (DynamoDB), archived {archived:.0f} B (S3)")
     assert archived < hot / 2
+
+
+def test_a_receipt_for_an_archived_message_moves_the_watermark_and_tells_nobody(
+    ledger: Ledger,
+    archive: MessageArchive,
+    aws_env: AwsEnv,
+    chat: str,
+    registry: ConnectionRegistry,
+    receipt: Receipting,
+) -> None:
+    # Given the chat's five old messages archived, and alice (who sent seq 4) online
+    ids = {int(m["seq"]): str(m["serverMsgId"]) for m in aws_env.messages(chat)}
+    archive_due(ledger, archive, POLICY, NOW_MS)
+    online(registry, "u_alice")
+    # When bob, back after weeks away, sends DELIVERED for archived seq 4
+    receipt("u_bob", chat, "DELIVERED", msg=ids[4])
+    # Then his watermark stands at 4, and alice is not sent a RECEIPT for it
+    assert watermark(aws_env, chat, "u_bob")["deliveredUpTo"] == 4
+    assert pushed(receipt.poster) == []
+    # And a receipt naming hot seq 7 under an id that is not its own is still NOT_FOUND
+    with pytest.raises(NotFound):
+        receipt("u_bob", chat, "READ", msg="m_7_notitsid")
+    assert "readUpTo" not in watermark(aws_env, chat, "u_bob")

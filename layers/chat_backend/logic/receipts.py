@@ -80,8 +80,7 @@ def record_receipt(
     chat = _chat_of_member(ctx, frame.chat_id)
     message: MessageRef | None = None
     if frame.server_msg_id is not None:
-        message = _stored_message(ctx, frame.server_msg_id)
-        seq = message.seq
+        message, seq = _receipted_message(ctx, chat, frame.server_msg_id, claimed)
     else:
         assert frame.up_to_seq is not None  # the frame model enforces one of the two forms
         seq = frame.up_to_seq
@@ -211,6 +210,18 @@ def _chat_of_member(ctx: ReceiptContext, chat_id: str) -> ChatMeta:
     if ctx.chat is None or not ctx.is_member:
         raise Forbidden(f"not a member of {chat_id}")
     return ctx.chat
+
+
+def _receipted_message(
+    ctx: ReceiptContext, chat: ChatMeta, server_msg_id: str, claimed: int | None
+) -> tuple[MessageRef | None, int]:
+    """The message a per-message receipt is for (as `_stored_message` checks it), and its seq. A
+    message already archived (docs/PROTOCOL.md, Receipts) is not read back from the archive to
+    check its id: its receipt moves the watermark to its seq, as `upToSeq` would, and tells nobody."""
+    if claimed is not None and ctx.message is None and ctx.window_start <= claimed <= chat.archived_through:
+        return None, claimed
+    message = _stored_message(ctx, server_msg_id)
+    return message, message.seq
 
 
 def _stored_message(ctx: ReceiptContext, server_msg_id: str) -> MessageRef:
