@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     member_jobs_queue_url: str = Field("", validation_alias=wiring.queue("member_jobs").env_var)
     presence_settle_queue_url: str = Field("", validation_alias=wiring.queue("presence_settle").env_var)
     notify_queue_url: str = Field("", validation_alias=wiring.queue("notify").env_var)
+    archive_jobs_queue_url: str = Field("", validation_alias=wiring.queue("archive_jobs").env_var)
     push_table: str = Field("push", validation_alias=wiring.table("push").env_var)
     # platform -> SNS platform application ARN; a platform not named cannot register for push.
     push_platforms: dict[str, str] = Field(default_factory=dict, validation_alias=wiring.PUSH_PLATFORMS_ENV)

@@ -17,7 +17,7 @@ from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.consent_store import ConsentStore
-from chat_backend.dal.delivery_queue import DeliveryQueue, FifoQueue, NotifyQueue
+from chat_backend.dal.delivery_queue import ArchiveQueue, DeliveryQueue, FifoQueue, NotifyQueue
 from chat_backend.dal.inbox_store import InboxStore
 from chat_backend.dal.key_store import KeyStore
 from chat_backend.dal.limit_store import LimitStore
@@ -140,6 +140,10 @@ class Services:
     @cached_property
     def notify_queue(self) -> NotifyQueue:
         return NotifyQueue(self.settings.notify_queue_url)
+
+    @cached_property
+    def archive_queue(self) -> ArchiveQueue:
+        return ArchiveQueue(self.settings.archive_jobs_queue_url)
 
     @cached_property
     def push_registry(self) -> PushRegistry:

@@ -178,7 +178,7 @@ TABLES: tuple[Table, ...] = (
         sort_key=("sk", "S"),
         # Sparse: only MEMBER# items carry memberUserId, so the index lists a user's chats.
         # archiveDue (sparse, keys only): META items by `hotSince`, the time of their oldest message
-        # still in the messages table, in 16 shards (`archiveShard`): the chats due for the archive.
+        # still in the messages table, in 64 shards (`archiveShard`): the chats due for the archive.
         indexes=(
             Index("byMember", ("memberUserId", "S"), ("chatId", "S")),
             Index("archiveDue", ("archiveShard", "S"), ("hotSince", "N"), projection="KEYS_ONLY"),
@@ -271,6 +271,8 @@ QUEUES: tuple[Queue, ...] = (
     Queue(name="member_jobs", visibility_timeout_s=360),  # 6 x the member-jobs function's 60 s
     # Standard: who of a message's members had no device connected, to be notified by mobile push.
     Queue(name="notify", fifo=False, visibility_timeout_s=180),
+    # The archiver's fan-out (logic/archive.py): shard listings and chats to archive.
+    Queue(name="archive_jobs", fifo=False, visibility_timeout_s=1800),  # 6 x the worker's 300 s
 )
 
 # Media attachments (client-side encrypted blobs), keyed `<chatId>/<mediaId>`.
@@ -288,6 +290,9 @@ BUCKETS: tuple[Bucket, ...] = (
 )
 ARCHIVE_MAX_ITEMS = 1000
 ARCHIVE_MAX_BYTES = 1024 * 1024  # uncompressed JSON
+# A chat is listed for the archive once its oldest hot item is this many days past the hot window
+# (logic/archive.py ArchivePolicy): an active chat is archived daily, not hourly.
+ARCHIVE_DUE_AFTER_DAYS = 1
 
 # Downloads through the media CDN (CloudFront, AWS only): the private key its signed URLs are
 # signed with, PEM (README "Deploying to AWS"). Without it, downloads are presigned S3 GETs.
@@ -360,6 +365,7 @@ LIMITED: dict[str, Access] = {"limits": "read_write"}
 # Pushing to connections: the @connections API, the registry (a 410 removes the stale
 # connection), and the delivery queue for the recipients whose push failed.
 PUSHES: dict[str, Access] = {"connections": "read_write", "delivery": "send"}
+ARCHIVING: dict[str, Access] = {"chats": "read_write", "messages": "read_write", "archive": "read_write"}
 
 FUNCTIONS: tuple[Function, ...] = (
     Function(name="authorizer", authorizer=True, two_way=False),
@@ -539,11 +545,20 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="archiver",
         two_way=False,
-        # Messages older than CHAT_HOT_DAYS leave the messages table for the archive bucket, each
-        # range written and read back before its items are deleted (logic/archive.py). Fills old
-        # holes with VOIDs first, like sync.
+        # The hourly run: one archive job a shard of the archiveDue index (logic/archive.py). An
+        # operator's run naming chats archives those at once.
         trigger=ScheduleTrigger(rate_minutes=60),
-        uses={"chats": "read_write", "messages": "read_write", "archive": "read_write"},
+        uses={**ARCHIVING, "archive_jobs": "send"},
+        timeout_s=300,
+    ),
+    Function(
+        name="archive_worker",
+        two_way=False,
+        # Archive jobs: list a shard's due chats into jobs of 50, or archive a job's chats (messages
+        # older than CHAT_HOT_DAYS leave the messages table for the archive bucket, each range
+        # written and read back before its items are deleted; old holes become VOIDs first).
+        trigger=QueueTrigger(queue="archive_jobs", batch_size=1, max_concurrency=1000),
+        uses={**ARCHIVING, "archive_jobs": "send_consume"},
         timeout_s=300,
     ),
 )

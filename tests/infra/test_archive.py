@@ -72,12 +72,46 @@ def test_archive_due_index_is_keys_only(stack, resources):
     assert gsis["byMember"]["Projection"] == {"ProjectionType": "ALL"}
 
 
-def test_only_the_archiver_writes_the_archive_and_sync_reads_it(stack, resources):
+def test_only_the_archiver_and_its_workers_write_the_archive_and_sync_reads_it(stack, resources):
     # Given the archive bucket's logical id / When synthesized
     bucket_id = logical_id(stack, stack.buckets.by_name["archive"])
-    # Then the archiver may read and write its objects, sync only read them
-    assert {"s3:GetObject", "s3:PutObject"} <= bucket_actions(stack, resources, "archiver", bucket_id)
+    # Then the archiver (an operator's run) and its workers may read and write its objects, sync
+    # only read them
+    writers = ("archiver", "archive_worker")
+    for writer in writers:
+        assert {"s3:GetObject", "s3:PutObject"} <= bucket_actions(stack, resources, writer, bucket_id)
     assert bucket_actions(stack, resources, "sync", bucket_id) == {"s3:GetObject"}
     # And no other function may touch it
-    others = [f.name for f in wiring.FUNCTIONS if f.name not in ("archiver", "sync")]
+    others = [f.name for f in wiring.FUNCTIONS if f.name not in (*writers, "sync")]
     assert all(not bucket_actions(stack, resources, name, bucket_id) for name in others)
+
+
+def test_the_hourly_run_fans_out_through_the_archive_queue_to_capped_workers(stack, resources):
+    # Given the archive jobs queue / When synthesized
+    queue_id = logical_id(stack, stack.queues.by_name["archive_jobs"])
+    worker = wiring.function("archive_worker")
+    assert isinstance(worker.trigger, wiring.QueueTrigger)
+    # Then the archiver may send to it and the worker both send (a listing goes on) and consume
+    sends = {
+        name: {
+            a
+            for st in role_statements(stack, resources, name)
+            if queue_id in set(references(st["Resource"]))
+            for a in as_list(st["Action"])
+        }
+        for name in ("archiver", "archive_worker")
+    }
+    assert "sqs:SendMessage" in sends["archiver"] and "sqs:ReceiveMessage" not in sends["archiver"]
+    assert {"sqs:SendMessage", "sqs:ReceiveMessage"} <= sends["archive_worker"]
+    # And the worker takes one job at a time, at most 1,000 at once
+    (mapping,) = [
+        m
+        for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if queue_id in set(references(m["EventSourceArn"]))
+    ]
+    assert mapping["BatchSize"] == 1
+    assert (
+        mapping["ScalingConfig"]
+        == {"MaximumConcurrency": worker.trigger.max_concurrency}
+        == {"MaximumConcurrency": 1000}
+    )

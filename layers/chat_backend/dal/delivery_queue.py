@@ -1,6 +1,6 @@
 """SQS: the delivery queue (standard: envelopes of one frame and many recipients, for large
-groups and for retries), the notify queue (standard: offline members to notify by mobile push)
-and FIFO job queues (receipt summaries, presence settling).
+groups and for retries), job queues (standard: offline members to notify by mobile push, the
+archiver's fan-out) and FIFO job queues (receipt summaries, presence settling).
 
 SendMessageBatch takes at most 10 entries and at most 1 MiB in all, and a message is at most
 1 MiB (SQS raised both from 256 KiB in 2025; moto enforces the same): batches are cut by bytes,
@@ -13,8 +13,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from chat_backend.dal.aws import client
-from chat_backend.models.queue_payloads import DeliveryEnvelope, NotifyJob
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 
 SEND_BATCH_MAX = 10
 SQS_MAX_BYTES = 1024 * 1024  # one message, and one SendMessageBatch request in all
@@ -79,7 +81,15 @@ class DeliveryQueue(_Queue):
         self._send([{"MessageBody": e.model_dump_json(), "DelaySeconds": delay} for e in envelopes])
 
 
-class NotifyQueue(_Queue):
-    def enqueue(self, jobs: Sequence[NotifyJob]) -> None:
+class JobQueue(_Queue):
+    def enqueue(self, jobs: Sequence[BaseModel]) -> None:
         """Standard queue, no order: each job stands alone."""
         self._send([{"MessageBody": j.model_dump_json()} for j in jobs])
+
+
+class NotifyQueue(JobQueue):
+    """Offline members to notify by mobile push (NotifyJob)."""
+
+
+class ArchiveQueue(JobQueue):
+    """The archiver's fan-out (ArchiveJob)."""

@@ -27,7 +27,6 @@ from chat_backend.dal.aws import av, cancellation_codes, client, from_item, to_i
 from chat_backend.dal.batching import batch_write
 from chat_backend.dal.chat_keys import META
 from chat_backend.dal.message_store import message_values, stored_from_image, void_values
-from chat_backend.dal.sequencer import ARCHIVE_SHARDS
 from chat_backend.models.common import MAX_SEQ, epoch_ms
 from chat_backend.models.records import Stored, StoredMessage
 
@@ -115,23 +114,23 @@ class MessageArchive:
 
     # --- the archiver's side ----------------------------------------------------------------------
 
-    def due(self, cutoff_ms: int) -> Iterator[str]:
-        """Chats with an item in the messages table older than `cutoff_ms` (by META's `hotSince`,
-        through the sparse archiveDue index: no scan), oldest first within each shard."""
-        for shard in range(ARCHIVE_SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self.chats_table,
-                "IndexName": "archiveDue",
-                "KeyConditionExpression": "archiveShard = :s AND hotSince < :t",
-                "ExpressionAttributeValues": {":s": av(str(shard)), ":t": av(cutoff_ms)},
-            }
-            while True:
-                resp = self.ddb.query(**kwargs)
-                for item in resp["Items"]:
-                    yield str(item["chatId"]["S"])
-                if "LastEvaluatedKey" not in resp:
-                    break
-                kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    def due_page(
+        self, shard: str, cutoff_ms: int, limit: int, start: dict[str, Any] | None = None
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page (up to `limit`) of a shard's chats with an item in the messages table older
+        than `cutoff_ms` (by META's `hotSince`, through the sparse archiveDue index: no scan),
+        oldest first, and where the next page starts (None: the shard is done)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.chats_table,
+            "IndexName": "archiveDue",
+            "KeyConditionExpression": "archiveShard = :s AND hotSince < :t",
+            "ExpressionAttributeValues": {":s": av(shard), ":t": av(cutoff_ms)},
+            "Limit": limit,
+        }
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self.ddb.query(**kwargs)
+        return [str(item["chatId"]["S"]) for item in resp["Items"]], resp.get("LastEvaluatedKey")
 
     def put_range(self, chat_id: str, items: Sequence[Stored]) -> ArchiveRange:
         """Write the object, then read it back and compare: returns only once it is durably there

@@ -1,7 +1,10 @@
 """The archiver: messages older than the hot window leave the messages table for the archive
 bucket, without ever losing one (README "How it works", Archive).
 
-For each chat the archiveDue index lists (its oldest item in the table is older than the window):
+The hourly scheduled run fans out through the archive queue (many invocations at once, none
+walking the whole index): one job a shard of the archiveDue index; a shard's job lists the chats
+whose oldest item in the table is a day past the window into jobs of 50 chats (going on in a new
+job when its time runs out); and a chats job archives each of its chats:
   1. Items at or below META's `archivedThrough` still in the table (a run that died mid-delete)
      are deleted: they are archived already, and no reader takes them from the table.
   2. The next gapless run after `archivedThrough` is read as sync reads it (old holes become
@@ -27,10 +30,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from chat_backend import wiring
+from chat_backend.dal.delivery_queue import ArchiveQueue
 from chat_backend.dal.message_archive import ArchiveRaced, MessageArchive, record_size
+from chat_backend.dal.sequencer import ARCHIVE_SHARDS
 from chat_backend.logic.send import Ledger
 from chat_backend.logic.sync import replay_run
 from chat_backend.models.common import epoch_ms
+from chat_backend.models.queue_payloads import ArchiveJob
 from chat_backend.models.records import Stored, StoredMessage
 
 DAY_MS = 86_400_000
@@ -42,9 +48,20 @@ class ArchivePolicy:
     grace_s: float  # the hole grace: old holes in an archived run are VOIDed first, as sync does
     max_items: int = wiring.ARCHIVE_MAX_ITEMS
     max_bytes: int = wiring.ARCHIVE_MAX_BYTES
+    # A chat is listed once its oldest hot item is this far past the window, so an active chat is
+    # archived once a day, not at every hourly run: its `hotSince` (a write to the archiveDue
+    # index) moves daily. The messages table holds up to hot_days + due_after_days of history.
+    due_after_days: float = wiring.ARCHIVE_DUE_AFTER_DAYS
+    listing_page: int = 1000  # due chats a shard listing reads a page (20 archive jobs)
+    chats_per_job: int = 50  # a few minutes of work for one invocation at most
 
     def cutoff_ms(self, now_ms: int) -> int:
+        """What is older than this is archived."""
         return now_ms - int(self.hot_days * DAY_MS)
+
+    def due_cutoff_ms(self, now_ms: int) -> int:
+        """A chat whose oldest hot item is older than this is listed for archiving."""
+        return self.cutoff_ms(now_ms) - int(self.due_after_days * DAY_MS)
 
 
 @dataclass
@@ -54,6 +71,7 @@ class ArchiveReport:
     archived: int = 0  # items written to the archive and committed
     deleted: int = 0  # items deleted from the messages table (incl. a crashed run's leftovers)
     raced: int = 0  # chats another archiver was committing at the same time
+    listed: int = 0  # due chats a shard listing put into archive jobs
 
     def add(self, other: ArchiveReport) -> None:
         self.chats += other.chats
@@ -61,6 +79,43 @@ class ArchiveReport:
         self.archived += other.archived
         self.deleted += other.deleted
         self.raced += other.raced
+        self.listed += other.listed
+
+
+def plan_archive(queue: ArchiveQueue, now_ms: int) -> int:
+    """The scheduled run: one job a shard of the archiveDue index, each listed by its own
+    invocation (run_archive_job), so no single invocation walks the whole index."""
+    queue.enqueue([ArchiveJob(now_ms=now_ms, shard=str(shard)) for shard in range(ARCHIVE_SHARDS)])
+    return ARCHIVE_SHARDS
+
+
+def run_archive_job(
+    ledger: Ledger,
+    archive: MessageArchive,
+    queue: ArchiveQueue,
+    policy: ArchivePolicy,
+    job: ArchiveJob,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> ArchiveReport:
+    """An archive-queue job: archive the chats it names, or list its shard's due chats page by page
+    into jobs of `policy.chats_per_job` chats; a listing that runs out of time goes on in a new job
+    from where it stopped. Every step is idempotent: SQS may deliver a job twice."""
+    if job.shard is None:
+        return archive_due(ledger, archive, policy, job.now_ms, keep_going, job.chat_ids)
+    report, start = ArchiveReport(), job.start
+    while True:
+        chat_ids, start = archive.due_page(
+            job.shard, policy.due_cutoff_ms(job.now_ms), policy.listing_page, start
+        )
+        step = policy.chats_per_job
+        batches = [chat_ids[n : n + step] for n in range(0, len(chat_ids), step)]
+        queue.enqueue([ArchiveJob(now_ms=job.now_ms, chat_ids=batch) for batch in batches])
+        report.listed += len(chat_ids)
+        if start is None:
+            return report
+        if not keep_going():
+            queue.enqueue([ArchiveJob(now_ms=job.now_ms, shard=job.shard, start=start)])
+            return report
 
 
 def archive_due(
@@ -68,13 +123,12 @@ def archive_due(
     archive: MessageArchive,
     policy: ArchivePolicy,
     now_ms: int,
-    keep_going: Callable[[], bool] = lambda: True,
-    only: Iterable[str] | None = None,
+    keep_going: Callable[[], bool],
+    chat_ids: Iterable[str],
 ) -> ArchiveReport:
-    """Archive every chat the index lists as due at `now_ms` (or the chats `only` names), while
-    `keep_going()` says there is time; what is left is due again at the next run."""
+    """Archive these chats while `keep_going()` says there is time; what is left stays listed in
+    the index and is due again at the next run."""
     report = ArchiveReport()
-    chat_ids = only if only is not None else archive.due(policy.cutoff_ms(now_ms))
     for chat_id in dict.fromkeys(chat_ids):
         if not keep_going():
             break

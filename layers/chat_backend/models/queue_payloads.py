@@ -1,10 +1,10 @@
-"""What the queues carry: delivery envelopes and receipt-summary jobs."""
+"""What the queues carry: delivery envelopes, receipt-summary, member, notify and archive jobs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Recipient(BaseModel):
@@ -77,3 +77,25 @@ class NotifyJob(BaseModel):
 
     def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
         return super().model_dump_json(by_alias=True, **kwargs)
+
+
+class ArchiveJob(BaseModel):
+    """One archive-queue message of the archiver's fan-out (logic/archive.py): list one shard of
+    the archiveDue index (from `start`, a DynamoDB LastEvaluatedKey, when a listing goes on in a
+    new invocation), or archive `chatIds`. `now`: the scheduled run's time (epoch ms), so every job
+    of a run cuts at the same moment."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    now_ms: int = Field(alias="now")
+    shard: str | None = None
+    start: dict[str, Any] | None = None
+    chat_ids: list[str] = Field(default_factory=list, alias="chatIds")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ArchiveJob:
+        if (self.shard is None) == (not self.chat_ids):
+            raise ValueError("an archive job lists a shard or names chats, one of the two")
+        return self
+
+    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().model_dump_json(by_alias=True, exclude_defaults=True, **kwargs)
