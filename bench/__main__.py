@@ -27,14 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.encryption import (
-    STACK_GROUP_MAX,
-    ClientFigures,
-    print_encryption_client,
-    print_rotation_over_stack,
-    run_encryption_client,
-    run_rotation_over_stack,
-)
+from bench.encryption import STACK_GROUP_MAX, ClientFigures, run_encryption_client, run_rotation_over_stack
+from bench.encryption_report import print_encryption_client, print_rotation_over_stack
 from bench.group_fanout import print_group_row, run_group_fanout
 from bench.hot_chat import print_hot_chat, run_hot_chat
 from bench.message_path import make_pairs, print_receipts, print_row, report, run_rate, run_receipts
@@ -123,7 +117,7 @@ def main() -> None:
     if "encryption" in args.runs:
         print("\n=== encryption, client side (no stack)", flush=True)
         encryption = run_encryption_client(args.group_members, args.e2e_messages)
-        print_encryption_client(encryption)
+        print_encryption_client(encryption.rows)
         rows += [{"profile": None, **row} for row in encryption.rows]
     rows += [
         row for profile in args.profiles for row in asyncio.run(bench_profile(profile, args, encryption))

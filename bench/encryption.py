@@ -13,247 +13,55 @@
   to make them with fresh Olm sessions (the group's first message: a one-time key claimed per
   device) and with the sessions it has (the rotation 100 messages later), their bytes and
   `sendToDevice` frames, and the DynamoDB write units the server spends storing them, computed
-  from the very items dal/inbox_store.py writes (each part of at most PART_MAX messages is one
-  TransactWriteItems with its TXN item; a transactional write costs 2 units per started KB of
-  an item). `run_rotation_over_stack` then sends the same messages through a local stack and
-  reads the units DynamoDB Local reports.
+  from the very items dal/inbox_store.py writes (bench/write_units.py). `run_rotation_over_stack`
+  then sends the same messages through a local stack and reads the units DynamoDB Local reports.
 
-The client figures need no stack: they are measured once, before the timing profiles.
+The client figures need no stack: they are measured once, before the timing profiles. The devices
+and frames they use are in bench/encryption_setup.py, the printing in bench/encryption_report.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import math
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import vodozemac
 
+from bench.encryption_setup import (
+    DEVICE_ID_CHARS,
+    ID_MAX_CHARS,
+    TEXT,
+    Device,
+    Receiver,
+    Stopwatch,
+    send_frame,
+    timed,
+    to_device_frames,
+)
 from bench.report import percentiles
-from chat_backend.dal.inbox_store import PART_MAX, InboxStore, OutgoingToDevice
+from bench.write_units import inbox_transactions, item_bytes, transact_write_units
 from chat_backend.models.client_frames import MAX_TO_DEVICE_BYTES
-from chat_backend.models.common import MAX_FRAME_BYTES, iso_at
+from chat_backend.models.common import MAX_FRAME_BYTES
 from chat_client import ChatClient, mint_token
-from chat_client.crypto.engine import E2EEngine, PeerDevice, unpack_to_device
+from chat_client.crypto.engine import PeerDevice, unpack_to_device
 from chat_client.crypto.megolm import (
     LARGE_GROUP,
     ROTATE_AFTER_MESSAGES,
     ROTATE_AFTER_MESSAGES_LARGE,
     GroupSessions,
 )
-from chat_client.crypto.store import DeviceStore, new_store_key
-from chat_client.to_device import MESSAGES_PER_FRAME, ToDeviceChannel
+from chat_client.crypto.store import new_store_key
+from chat_client.to_device import MESSAGES_PER_FRAME
 from chat_client.wire import encode_frame
 from local_stack.child import RunningStack
 
-# A typical text message: 100 characters.
-TEXT = "On my way, running about ten minutes late; the train stopped outside the station. Order for me? -J x"
-KB = 1024
-TRANSACT_UNITS_PER_KB = 2  # a transactional write costs twice a standard one
 SETUP_PAIRS = 50  # device pairs timed through the engine for Olm session setup
-DEVICE_ID_CHARS = 12
-ID_MAX_CHARS = 64  # models.common.Id
-
-
-# --- DynamoDB write units, from the items themselves ------------------------------------------------
-
-
-def number_bytes(number: str) -> int:
-    """DynamoDB's size of a number: 1 byte per two significant digits, plus 1."""
-    digits = format(abs(Decimal(number)).normalize(), "f").replace(".", "").strip("0")
-    return math.ceil(len(digits) / 2) + 1
-
-
-def attribute_bytes(value: dict[str, Any]) -> int:
-    """DynamoDB's size of one attribute value in the low-level form (`{"S": ...}`)."""
-    [(kind, v)] = value.items()
-    if kind == "S":
-        return len(v.encode())
-    if kind == "B":
-        return len(bytes(v))
-    if kind == "N":
-        return number_bytes(v)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "L":
-        return 3 + sum(1 + attribute_bytes(x) for x in v)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + 1 + attribute_bytes(x) for k, x in v.items())
-    if kind == "SS":
-        return sum(len(s.encode()) for s in v)
-    if kind == "NS":
-        return sum(number_bytes(n) for n in v)
-    if kind == "BS":
-        return sum(len(bytes(b)) for b in v)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_bytes(item: dict[str, dict[str, Any]]) -> int:
-    """An item's size as DynamoDB bills it: each attribute's name (UTF-8) and value."""
-    return sum(len(name.encode()) + attribute_bytes(value) for name, value in item.items())
-
-
-def transact_write_units(items: list[dict[str, dict[str, Any]]]) -> int:
-    """Write units of a TransactWriteItems putting `items`: 2 per started KB of each item."""
-    return sum(TRANSACT_UNITS_PER_KB * max(1, math.ceil(item_bytes(i) / KB)) for i in items)
-
-
-class TransactionRecorder:
-    """A DynamoDB client that keeps the TransactWriteItems it is given (and writes nothing)."""
-
-    def __init__(self) -> None:
-        self.transactions: list[list[dict[str, Any]]] = []
-
-    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
-        self.transactions.append(TransactItems)
-        return {}
-
-
-def inbox_transactions(
-    sender: str, sender_device: str, frames: list[dict[str, Any]]
-) -> list[list[dict[str, dict[str, Any]]]]:
-    """The items the server writes for these sendToDevice frames: each frame cut into parts of
-    PART_MAX messages (as logic/to_device.send_to_device does), each part stored by
-    InboxStore.store_part in one transaction. One list of items per transaction."""
-    recorder = TransactionRecorder()
-    inbox = InboxStore("inbox", ddb=recorder)
-    created_at = iso_at(time.time())
-    for frame in frames:
-        messages = [
-            OutgoingToDevice(m["userId"], m["deviceId"], base64.b64decode(m["ciphertext"]))
-            for m in frame["messages"]
-        ]
-        for part, start in enumerate(range(0, len(messages), PART_MAX)):
-            inbox.store_part(
-                sender, sender_device, frame["txnId"], part, messages[start : start + PART_MAX], created_at
-            )
-    return [[entry["Put"]["Item"] for entry in txn] for txn in recorder.transactions]
-
-
-# --- the SDK's frames, as it would send them ----------------------------------------------------------
-
-
-class FrameRecorder(ToDeviceChannel):
-    """ChatClient's sendToDevice, with the frames kept (as the server would read them) instead of sent."""
-
-    def __init__(self) -> None:
-        self._init_to_device()
-        self.frames: list[dict[str, Any]] = []
-
-    async def request(self, frame: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        self.frames.append({**frame, "requestId": str(uuid.uuid4())})
-        return {"count": len(frame["messages"])}
-
-    async def _wait_connected(self, end: float) -> Any:
-        return None
-
-
-def to_device_frames(messages: list[tuple[str, str, bytes]], chat_id: str) -> list[dict[str, Any]]:
-    recorder = FrameRecorder()
-    asyncio.run(recorder.send_to_device(messages, chat_id=chat_id))
-    return recorder.frames
-
-
-def send_frame(chat_id: str, ciphertext: bytes) -> str:
-    """The `send` frame ChatClient.send puts on the wire for this ciphertext."""
-    return encode_frame(
-        {
-            "action": "send",
-            "clientMsgId": str(uuid.uuid4()),
-            "chatId": chat_id,
-            "ciphertext": base64.b64encode(ciphertext).decode("ascii"),
-            "mediaIds": [],
-        }
-    )
-
-
-# --- devices ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Device:
-    """A device of the SDK: its engine over a DeviceStore in a temporary directory."""
-
-    user_id: str
-    device_id: str
-    engine: E2EEngine
-
-    @classmethod
-    def create(cls, directory: Path, user_id: str | None = None) -> Device:
-        user_id = user_id or str(uuid.uuid4())  # Cognito's `sub`
-        device_id = uuid.uuid4().hex[:DEVICE_ID_CHARS]
-        store = DeviceStore(directory, user_id, device_id, new_store_key()).open()
-        return cls(user_id, device_id, E2EEngine(store))
-
-    @property
-    def peer(self) -> PeerDevice:
-        return PeerDevice(self.user_id, self.device_id, self.engine.olm.identity_key)
-
-    def one_time_key(self) -> str:
-        frame = self.engine.olm.publish_keys_frame(1)
-        return str(frame["oneTimePreKeys"][0]["publicKey"])
-
-    def take(self, sender: Device, to_device: list[tuple[str, str, bytes]]) -> None:
-        for user, device, payload in to_device:
-            if (user, device) == (self.user_id, self.device_id):
-                kept = self.engine.receive_to_device(
-                    sender.user_id, sender.device_id, sender.engine.olm.identity_key, payload
-                )
-                assert kept, "the room key was not kept"
-
-
-@dataclass
-class Receiver:
-    """A member device of the large group: a vodozemac account in memory, no store."""
-
-    user_id: str
-    device_id: str
-    account: vodozemac.Account
-    one_time_key: str
-
-    @classmethod
-    def create(cls) -> Receiver:
-        account = vodozemac.Account()
-        account.generate_one_time_keys(1)
-        otk = next(iter(account.one_time_keys.values())).to_base64()
-        account.mark_keys_as_published()
-        return cls(str(uuid.uuid4()), uuid.uuid4().hex[:DEVICE_ID_CHARS], account, otk)
-
-    @property
-    def peer(self) -> PeerDevice:
-        return PeerDevice(self.user_id, self.device_id, self.account.curve25519_key.to_base64())
-
-
-class Stopwatch:
-    """Durations in microseconds, by name."""
-
-    def __init__(self) -> None:
-        self.us: dict[str, list[float]] = {}
-
-    @contextmanager
-    def time(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        self.us.setdefault(name, []).append((time.perf_counter() - started) * 1e6)
-
-    def summary(self) -> dict[str, dict[int, float]]:
-        return {name: percentiles(values, (50, 99)) for name, values in self.us.items()}
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - started
 
 
 # --- per message ---------------------------------------------------------------------------------------
@@ -386,7 +194,7 @@ class LargeGroup:
         engine, devices = self.sender.engine, self.devices
         outbound = engine.outbound(self.chat_id, devices)
         assert outbound.messages == 0, "the engine did not rotate"
-        messages, seconds = _timed(lambda: engine.room_keys(self.chat_id, outbound, devices, prekeys))
+        messages, seconds = timed(lambda: engine.room_keys(self.chat_id, outbound, devices, prekeys))
         types: dict[int, int] = {}
         for _, _, payload in messages:
             kind_of = unpack_to_device(payload)[1].message_type
@@ -402,7 +210,7 @@ def large_group(directory: Path, members: int) -> LargeGroup:
     """The sender's two rotations in a group of `members` (one device each): the first message
     (a one-time key claimed for every device), then, ROTATE_AFTER_MESSAGES messages later, the
     rotation over the Olm sessions it has. Every receiver decrypts its first key."""
-    receivers, accounts_s = _timed(lambda: [Receiver.create() for _ in range(members - 1)])
+    receivers, accounts_s = timed(lambda: [Receiver.create() for _ in range(members - 1)])
     group = LargeGroup(Device.create(directory), receivers, f"g_{uuid.uuid4().hex}")
     group.extra["receiver_accounts_s"] = round(accounts_s, 2)
     engine = group.sender.engine
@@ -445,7 +253,7 @@ def vodozemac_alone(group: LargeGroup) -> dict[str, float]:
         group.chat_id, group.sender.engine.groups.outbound[group.chat_id]
     )
     account = vodozemac.Account()
-    sessions, fresh_s = _timed(
+    sessions, fresh_s = timed(
         lambda: [
             account.create_outbound_session(
                 vodozemac.Curve25519PublicKey.from_base64(r.peer.identity_key),
@@ -454,7 +262,7 @@ def vodozemac_alone(group: LargeGroup) -> dict[str, float]:
             for r in group.receivers
         ]
     )
-    _, encrypt_s = _timed(lambda: [s.encrypt(plaintext) for s in sessions])
+    _, encrypt_s = timed(lambda: [s.encrypt(plaintext) for s in sessions])
     return {"fresh_sessions_s": round(fresh_s + encrypt_s, 3), "existing_sessions_s": round(encrypt_s, 3)}
 
 
@@ -511,58 +319,6 @@ def run_encryption_client(members: int, messages: int) -> ClientFigures:
     return ClientFigures(rows, group)
 
 
-def print_encryption_client(figures: ClientFigures) -> None:
-    for row in figures.rows:
-        section = row["section"]
-        if section == "encryption per message":
-            print(
-                f"encryption | per message ({row['messages']} texts of {row['text_chars']} chars, "
-                f"direct chat; sender's store {row['store_bytes']:,} bytes): p50 / p99 us"
-            )
-            _print_us(row["us"])
-        elif section == "encryption Olm session setup":
-            print(f"encryption | Olm session setup per device ({row['pairs']} fresh pairs): p50 / p99 us")
-            _print_us(row["us"])
-        elif section == "encryption bytes":
-            print(
-                f"encryption | bytes: text {row['text_bytes']} -> MESSAGE ciphertext "
-                f"{row['message_ciphertext_bytes']} -> send frame {row['send_frame_bytes']} "
-                f"(unencrypted: {row['send_frame_bytes_unencrypted']}); room-key to-device ciphertext "
-                f"{row['room_key_ciphertext_bytes']} (limit {row['to_device_ciphertext_limit']}), "
-                f"{row['room_key_in_frame_bytes']} in a sendToDevice frame"
-            )
-            print(
-                f"    at the longest ids ({ID_MAX_CHARS} chars): a frame of {MESSAGES_PER_FRAME} room keys "
-                f"{row['full_frame_bytes_at_longest_ids']:,} bytes (limit {row['frame_bytes_limit']:,}), "
-                f"an inbox item {row['item_bytes_at_longest_ids']} bytes"
-            )
-        elif section == "encryption rotation":
-            print(
-                f"encryption | rotation, {row['members']} members, {row['rotation']}: "
-                f"{row['to_device_messages']} to-device messages (Olm types {row['olm_message_types']}) "
-                f"made in {row['client_s']} s ({row['client_ms_per_device']} ms/device) | "
-                f"{row['ciphertext_bytes']:,} ciphertext bytes, {row['send_to_device_frames']} sendToDevice "
-                f"frames ({row['frame_bytes_total']:,} bytes, largest {row['frame_bytes_max']:,} of "
-                f"{row['frame_bytes_limit']:,}) | server: {row['transact_write_items']} TransactWriteItems, "
-                f"{row['items']} items of {row['item_bytes_min_max'][0]}-{row['item_bytes_min_max'][1]} "
-                f"bytes, {row['write_units']:,} WCU"
-            )
-        else:
-            print(
-                f"encryption | rotation details: vodozemac alone {row['vodozemac_alone_s']} s; "
-                f"receivers' pre-key decrypt p50 / p99 {row['receivers_decrypting_us'][50]} / "
-                f"{row['receivers_decrypting_us'][99]} us; sender's store {row['big_store_bytes']:,} bytes; "
-                f"client part {row['client_part_s']} s"
-            )
-            print("    per message on that store (p50 / p99 us):")
-            _print_us(row["per_message_big_store_us"])
-
-
-def _print_us(summary: dict[str, dict[int, float]]) -> None:
-    for name, p in summary.items():
-        print(f"    {name:<62} {p[50]:>10,.1f} / {p[99]:>10,.1f}")
-
-
 # --- over the local stack ------------------------------------------------------------------------
 
 
@@ -605,13 +361,3 @@ async def run_rotation_over_stack(stack: RunningStack, group: LargeGroup) -> dic
         "write_units_all": round(sum(units.values()), 1),
         "aws_calls": dict(sorted(calls.items())),
     }
-
-
-def print_rotation_over_stack(row: dict[str, Any]) -> None:
-    print(
-        f"encryption | rotation over the stack: {row['to_device_messages']} to-device messages stored in "
-        f"{row['seconds']} s | TransactWriteItems {row['transact_write_items']}, "
-        f"{row['write_units_transact']:,} WCU as DynamoDB Local reports them "
-        f"(computed {row['write_units_computed']:,}); all writes {row['write_units_all']:,} WCU"
-    )
-    print("    calls:", json.dumps(row["aws_calls"]))

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.report import CpuMeter, gateway_latencies_ms, percentiles, print_details
+from bench.report import CpuMeter, gateway_latencies_ms, p50_p95_p99, p50_p99, percentiles, print_details
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack
 
@@ -177,10 +177,9 @@ async def run_receipts(stack: RunningStack, pairs: list[Pair], seconds: float) -
 
 
 def print_receipts(row: dict[str, Any]) -> None:
-    r = row["receipt_to_sender_ms"]
     print(
         f"receipts (closed loop) | {row['receipts_per_s']:>6.1f} receipts/s ({row['receipts']} in "
-        f"{row['seconds']} s) | receipt->sender's RECEIPT p50 {r[50]} p95 {r[95]} p99 {r[99]} ms | "
+        f"{row['seconds']} s) | receipt->sender's RECEIPT {p50_p95_p99(row['receipt_to_sender_ms'])} | "
         f"AWS calls/receipt {row['aws_calls_per_receipt']}"
     )
     print_details(row, "aws_calls_by_operation_per_receipt", "receipt")
@@ -212,12 +211,11 @@ def report(result: RunResult, size: int) -> dict[str, Any]:
 
 
 def print_row(row: dict[str, Any]) -> None:
-    g, d, a = row["deliver_at_gateway_ms"], row["deliver_ms"], row["ack_ms"]
     print(
         f"1:1 offered {row['offered_msgs_per_s'] or 'max (closed loop)':>6} msg/s | "
         f"delivered {row['delivered_msgs_per_s']:>6.1f} msg/s ({row['delivered']}/{row['sent']}) | "
-        f"send->gateway write p50 {g[50]} p95 {g[95]} p99 {g[99]} ms | "
-        f"send->SDK release p50 {d[50]} p99 {d[99]} ms | ACK p50 {a[50]} p99 {a[99]} ms | "
+        f"send->gateway write {p50_p95_p99(row['deliver_at_gateway_ms'])} | "
+        f"send->SDK release {p50_p99(row['deliver_ms'])} | ACK {p50_p99(row['ack_ms'])} | "
         f"AWS calls/msg {row['aws_calls_per_delivered_msg']} | "
         f"WCU/send {row['dynamodb_write_units_per_send']}"
     )

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import CpuMeter, gateway_latencies_ms, percentiles, print_details
+from bench.report import CpuMeter, gateway_latencies_ms, p50_p95_p99, percentiles, print_details
 from chat_client import ChatClient, mint_token
 from local_stack.child import RunningStack
 
@@ -115,10 +115,10 @@ async def run_mixed(
 
 
 def print_mixed(row: dict[str, Any]) -> None:
-    t, d, g = row["send_to_gateway_write_ms"], row["direct_chats_ms"], row["groups_ms"]
     print(
         f"{row['run']} | offered {row['offered_msgs_per_s']} msg/s, {row['acked']}/{row['sent']} ACKed, "
-        f"{row['copies_delivered']} copies | send -> gateway write p50 {t[50]} p95 {t[95]} p99 {t[99]} ms "
-        f"(direct p99 {d[99]}, groups p99 {g[99]})"
+        f"{row['copies_delivered']} copies | "
+        f"send -> gateway write {p50_p95_p99(row['send_to_gateway_write_ms'])} "
+        f"(direct p99 {row['direct_chats_ms'][99]}, groups p99 {row['groups_ms'][99]})"
     )
     print_details(row)

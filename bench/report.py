@@ -19,6 +19,15 @@ def percentiles(values: list[float], ps: tuple[int, ...] = (50, 95, 99)) -> dict
     return {p: round(percentile(values, p), 1) for p in ps}
 
 
+def p50_p95_p99(ms: dict[int, float]) -> str:
+    """Latency percentiles (from `percentiles`) as the runs' headlines print them."""
+    return f"p50 {ms[50]} p95 {ms[95]} p99 {ms[99]} ms"
+
+
+def p50_p99(ms: dict[int, float]) -> str:
+    return f"p50 {ms[50]} p99 {ms[99]} ms"
+
+
 def gateway_latencies_ms(
     writes: dict[str, dict[int, list[float]]], sent_at: dict[tuple[str, int], float]
 ) -> list[float]:

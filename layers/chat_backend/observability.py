@@ -9,18 +9,17 @@
 - Every handler is decorated, outermost first: `@logger.inject_lambda_context`,
   `@tracer.capture_lambda_handler`, `@metrics.log_metrics(...)`, then any event-source decorator.
   Handlers record metrics from what the use case returned (`count`), never inside logic.
+- Powertools as it is: Lambda runs one invocation at a time in a process. (The local stack, which
+  runs many at once in one process, adapts Metrics for that itself when it loads the handlers.)
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
-from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.metrics import MetricUnit
 
 DEFAULT_METRICS_NAMESPACE = "Chat"
 METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE
@@ -35,29 +34,8 @@ def quiet_empty_metrics_warning() -> None:
 quiet_empty_metrics_warning()
 
 
-class LockedEMFProvider(AmazonCloudWatchEMFProvider):
-    """Powertools keeps one metric set per process. Lambda runs one invocation at a time in a
-    process, but the local stack runs many at once in threads: the lock keeps one invocation's
-    flush from iterating the set while another adds to it (uncontended, so free, on Lambda).
-    With POWERTOOLS_METRICS_DISABLED powertools never clears the set; this does, so it stays small."""
-
-    _lock = threading.RLock()
-
-    def add_metric(
-        self, name: str, unit: MetricUnit | str, value: float, resolution: MetricResolution | int = 60
-    ) -> None:
-        with self._lock:
-            super().add_metric(name=name, unit=unit, value=value, resolution=resolution)
-
-    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
-        with self._lock:
-            super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
-            if is_metrics_disabled():
-                self.clear_metrics()
-
-
 logger = Logger()
-metrics = Metrics(namespace=METRICS_NAMESPACE, provider=LockedEMFProvider(namespace=METRICS_NAMESPACE))
+metrics = Metrics(namespace=METRICS_NAMESPACE)
 tracer = Tracer(patch_modules=["botocore"])
 
 

@@ -96,6 +96,18 @@ def create_queue(sqs: Any, queue: wiring.Queue) -> tuple[str, str]:
     return url, dlq_url
 
 
+def lifecycle_transitions(bucket: wiring.Bucket) -> list[tuple[str, int]]:
+    """The storage-class transitions the wiring gives the bucket, in order: (class, after days)."""
+    return [
+        (storage_class, days)
+        for storage_class, days in (
+            ("INTELLIGENT_TIERING", bucket.intelligent_tiering_after_days),
+            ("GLACIER_IR", bucket.glacier_ir_after_days),
+        )
+        if days is not None
+    ]
+
+
 def create_bucket(s3: Any, bucket: wiring.Bucket) -> None:
     """The bucket with the wiring's lifecycle rules, private and versioned as on AWS. A bucket
     kept from an earlier run (with its objects) gets the same configuration again."""
@@ -120,14 +132,7 @@ def create_bucket(s3: Any, bucket: wiring.Bucket) -> None:
         "Filter": {"Prefix": ""},
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": bucket.abort_incomplete_upload_days},
     }
-    transitions = [
-        {"Days": days, "StorageClass": storage_class}
-        for storage_class, days in (
-            ("INTELLIGENT_TIERING", bucket.intelligent_tiering_after_days),
-            ("GLACIER_IR", bucket.glacier_ir_after_days),
-        )
-        if days is not None
-    ]
+    transitions = [{"Days": days, "StorageClass": cls} for cls, days in lifecycle_transitions(bucket)]
     if transitions:
         rule["Transitions"] = transitions
     if bucket.expire_noncurrent_after_days is not None:

@@ -13,6 +13,8 @@ each fault has a count of how many times it fires (-1: until cleared).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +23,16 @@ _invocation = threading.local()  # which function the current thread is running 
 
 def running(function: str | None) -> None:
     _invocation.function = function
+
+
+@contextmanager
+def running_as(function: str) -> Iterator[None]:
+    """The calls made inside are `function`'s (its grants and crash faults apply to them)."""
+    running(function)
+    try:
+        yield
+    finally:
+        running(None)
 
 
 def current_function() -> str | None:

@@ -261,39 +261,45 @@ def _dispatch(original: Callable[..., Any], hook: Callable[..., Any]) -> Callabl
 # Each hook: (store, moto's method, its arguments...) -> what moto's method returns.
 
 
-def _after_key_change(
-    store: MotoStore, original: F, self: S3Backend, bucket: str, key: str, *a: Any, **k: Any
-) -> Any:
-    result = original(self, bucket, key, *a, **k)
-    store._touch(self, bucket, key)
-    return result
+def _then(record: Callable[..., None]) -> Callable[..., Any]:
+    """An S3 hook: moto's method runs, then `record(store, backend, what it returned, its
+    arguments...)` writes down what it changed."""
+
+    def hook(store: MotoStore, original: F, self: S3Backend, *a: Any, **k: Any) -> Any:
+        result = original(self, *a, **k)
+        record(store, self, result, *a, **k)
+        return result
+
+    return hook
 
 
-def _put_object(store: MotoStore, original: F, self: S3Backend, *a: Any, **k: Any) -> Any:
-    key = original(self, *a, **k)
-    store._touch(self, key.bucket_name, key.name)
-    return key
+def _key_named(
+    store: MotoStore, s3: S3Backend, _result: Any, bucket: str, key: str, *_args: Any, **_kwargs: Any
+) -> None:
+    store._touch(s3, bucket, key)
 
 
-def _tagging(store: MotoStore, original: F, self: S3Backend, key: FakeKey, *a: Any, **k: Any) -> Any:
-    result = original(self, key, *a, **k)
-    store._touch(self, key.bucket_name, key.name)  # type: ignore[arg-type]
-    return result
+def _key_returned(store: MotoStore, s3: S3Backend, key: FakeKey, *_args: Any, **_kwargs: Any) -> None:
+    store._touch(s3, key.bucket_name, key.name)  # type: ignore[arg-type]
 
 
-def _create_bucket(
-    store: MotoStore, original: F, self: S3Backend, bucket: str, region: str, *a: Any, **k: Any
-) -> Any:
-    result = original(self, bucket, region, *a, **k)
-    store._write_bucket(self, bucket, region)
-    return result
+def _key_given(
+    store: MotoStore, s3: S3Backend, _result: Any, key: FakeKey, *_args: Any, **_kwargs: Any
+) -> None:
+    store._touch(s3, key.bucket_name, key.name)  # type: ignore[arg-type]
 
 
-def _delete_bucket(store: MotoStore, original: F, self: S3Backend, bucket: str, *a: Any, **k: Any) -> Any:
-    result = original(self, bucket, *a, **k)
-    if result is not None:
+def _bucket_created(
+    store: MotoStore, s3: S3Backend, _result: Any, bucket: str, region: str, *_args: Any, **_kwargs: Any
+) -> None:
+    store._write_bucket(s3, bucket, region)
+
+
+def _bucket_deleted(
+    store: MotoStore, s3: S3Backend, deleted: Any, bucket: str, *_args: Any, **_kwargs: Any
+) -> None:
+    if deleted is not None:
         shutil.rmtree(store._bucket_dir(bucket), ignore_errors=True)
-    return result
 
 
 def _add_message(store: MotoStore, original: F, self: Queue, message: Message) -> None:
@@ -341,12 +347,12 @@ def _create_queue(store: MotoStore, original: F, self: SQSBackend, name: str, *a
 
 
 _HOOKS: list[tuple[type, str, Callable[..., Any]]] = [
-    (S3Backend, "put_object", _put_object),
-    (S3Backend, "put_object_tagging", _tagging),
-    (S3Backend, "delete_object_tagging", _after_key_change),
-    (S3Backend, "delete_object", _after_key_change),
-    (S3Backend, "create_bucket", _create_bucket),
-    (S3Backend, "delete_bucket", _delete_bucket),
+    (S3Backend, "put_object", _then(_key_returned)),
+    (S3Backend, "put_object_tagging", _then(_key_given)),
+    (S3Backend, "delete_object_tagging", _then(_key_named)),
+    (S3Backend, "delete_object", _then(_key_named)),
+    (S3Backend, "create_bucket", _then(_bucket_created)),
+    (S3Backend, "delete_bucket", _then(_bucket_deleted)),
     (Queue, "add_message", _add_message),
     (Queue, "delete_message", _delete_message),
     (SQSBackend, "purge_queue", _purge_queue),

@@ -20,11 +20,12 @@ from local_stack.endpoints import Endpoints, localstack_host
 from local_stack.faults import CrashFault, Faults
 from local_stack.gateway import Gateway
 from local_stack.invoker import Invoker
-from local_stack.pollers import QueuePoller, StreamPoller
 from local_stack.processes import ChildProcess, dynamodb_local, ensure_port_free, moto_server
 from local_stack.push_log import PUSH_LOG_ENV
+from local_stack.queue_poller import QueuePoller
 from local_stack.schedule import SchedulePoller
 from local_stack.storage import CheckpointFile, DataDirLock, data_dir_from_env
+from local_stack.stream_poller import StreamPoller
 from local_stack.timing import TimingProfile, fast_profile, profile_from_env
 
 log = logging.getLogger("local_stack")

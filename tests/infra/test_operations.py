@@ -18,7 +18,7 @@ from chat_stack.settings import DEFAULT_STAGE, DeploySettings
 from moto import mock_aws
 
 from chat_backend import wiring
-from local_stack.bootstrap import create_bucket
+from local_stack.bootstrap import create_bucket, lifecycle_transitions
 from tests.infra.conftest import SKIP_BUNDLING, STAGE
 from tests.infra.helpers import function_props, logical_id, of_type, references, stage_of
 
@@ -102,12 +102,7 @@ def test_bucket_is_private_encrypted_tls_only_and_follows_its_wiring_lifecycle(s
         "DaysAfterInitiation": spec.abort_incomplete_upload_days
     }
     transitions = [
-        {"StorageClass": storage_class, "TransitionInDays": days}
-        for storage_class, days in (
-            ("INTELLIGENT_TIERING", spec.intelligent_tiering_after_days),
-            ("GLACIER_IR", spec.glacier_ir_after_days),
-        )
-        if days is not None
+        {"StorageClass": cls, "TransitionInDays": days} for cls, days in lifecycle_transitions(spec)
     ]
     assert rule["Transitions"] == transitions
     assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": spec.expire_noncurrent_after_days}

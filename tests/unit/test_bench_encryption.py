@@ -1,4 +1,4 @@
-"""The benchmark's write-unit arithmetic (bench/encryption.py): DynamoDB's item sizes, 2 units
+"""The benchmark's write-unit arithmetic (bench/write_units.py): DynamoDB's item sizes, 2 units
 per started KB of each item a transaction writes, and the inbox items a rotation's sendToDevice
 frames become (each frame cut into parts of 99 messages, each part with its TXN item)."""
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from bench.encryption import (
+from bench.encryption_setup import to_device_frames
+from bench.write_units import (
     attribute_bytes,
     inbox_transactions,
     item_bytes,
     number_bytes,
-    to_device_frames,
     transact_write_units,
 )
 

@@ -26,10 +26,10 @@ from local_stack import moto_persistence, push_log
 from local_stack.bootstrap import create_push_platforms, create_table, restore_push_endpoints
 from local_stack.endpoints import Endpoints, localstack_host
 from local_stack.moto_persistence import MotoStore
-from local_stack.pollers import StreamPoller
 from local_stack.processes import ensure_port_free, free_port
 from local_stack.stack import LocalStack, LocalStackConfig
 from local_stack.storage import DEFAULT_DATA_DIR, CheckpointFile, data_dir_from_env
+from local_stack.stream_poller import StreamPoller
 
 STREAM = "arn:aws:dynamodb:ddblocal:000000000000:table/messages/stream/2026-01-01T00:00:00.000"
 

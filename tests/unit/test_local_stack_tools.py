@@ -9,8 +9,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local_stack.event_filter import matches
-from local_stack.faults import CrashFault, Faults, SharedCount, SimulatedCrash, current_function, running
-from local_stack.gateway import FrameTap
+from local_stack.faults import (
+    CrashFault,
+    Faults,
+    SharedCount,
+    SimulatedCrash,
+    current_function,
+    running,
+    running_as,
+)
+from local_stack.frame_tap import FrameTap
 from local_stack.iam import AccessGuard
 from tests.unit.conftest import physical_name
 
@@ -61,6 +69,11 @@ def test_a_crash_is_a_base_exception_so_the_functions_own_handlers_cannot_swallo
     running("send")
     assert current_function() == "send"
     running(None)
+    assert current_function() is None
+    # And a crash out of an invocation leaves no function running behind it
+    with pytest.raises(SimulatedCrash), running_as("send"):
+        assert current_function() == "send"
+        raise SimulatedCrash("send crashed")
     assert current_function() is None
 
 
@@ -122,8 +135,7 @@ def guarded(aws_env: Any) -> Any:
 def test_a_function_calling_a_table_it_was_not_granted_is_denied_as_aws_denies_it(guarded: Any) -> None:
     # Given the chats function (granted chats read/write, consent read; not keys)
     ddb = guarded.client("dynamodb")
-    running("chats")
-    try:
+    with running_as("chats"):
         # When it reads the consent table, Then that is allowed (moto answers)
         ddb.query(
             TableName=physical_name("consent"),
@@ -144,15 +156,12 @@ def test_a_function_calling_a_table_it_was_not_granted_is_denied_as_aws_denies_i
                 call()
             assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
             assert "is not authorized to perform: dynamodb:" in str(denied.value)
-    finally:
-        running(None)
 
 
 def test_each_table_of_a_transaction_and_a_batch_is_checked(guarded: Any) -> None:
     # Given the consent function (consent, chats, presence; not messages)
     ddb = guarded.client("dynamodb")
-    running("consent")
-    try:
+    with running_as("consent"):
         # When a transaction writes the chats table and the messages table
         # Then it is denied for messages
         with pytest.raises(ClientError, match=f"dynamodb:PutItem on resource: {physical_name('messages')} "):
@@ -181,32 +190,23 @@ def test_each_table_of_a_transaction_and_a_batch_is_checked(guarded: Any) -> Non
                     physical_name("keys"): {"Keys": [{"userId": {"S": "u"}, "sk": {"S": "x"}}]},
                 }
             )
-    finally:
-        running(None)
 
 
 def test_presigning_is_not_a_call_and_the_emulators_own_calls_are_not_checked(guarded: Any) -> None:
     s3 = guarded.client("s3")
     # Given the send function, granted the media bucket for writes only
-    running("send")
-    try:
+    with running_as("send"):
         # When it presigns a GET, Then nothing is refused (AWS checks a presigned URL when it is used)
         assert s3.generate_presigned_url("get_object", Params={"Bucket": physical_name("media"), "Key": "k"})
         # When it reads an object, Then that is AccessDenied
         with pytest.raises(ClientError) as denied:
             s3.get_object(Bucket=physical_name("media"), Key="k")
         assert denied.value.response["Error"]["Code"] == "AccessDenied"
-    finally:
-        running(None)
     # And outside any function (the emulator's plumbing) nothing is checked
     s3.put_object(Bucket=physical_name("media"), Key="k", Body=b"x")
 
 
 def test_only_functions_granted_the_connections_api_may_post(guarded: Any) -> None:
     api = guarded.client("apigatewaymanagementapi", endpoint_url="http://127.0.0.1:9")
-    running("chats")
-    try:
-        with pytest.raises(ClientError, match="execute-api:ManageConnections"):
-            api.post_to_connection(ConnectionId="c1", Data=b"x")
-    finally:
-        running(None)
+    with running_as("chats"), pytest.raises(ClientError, match="execute-api:ManageConnections"):
+        api.post_to_connection(ConnectionId="c1", Data=b"x")

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from chat_backend import wiring
 from chat_backend.config import Settings
 from chat_backend.dal import aws
-from local_stack.faults import running
+from local_stack.faults import running_as
 from local_stack.iam import AccessGuard
 from tests.unit import test_media
 from tests.unit.conftest import REGION, clear_caches
@@ -207,17 +207,11 @@ def test_only_the_function_granted_the_signing_key_may_read_it_locally(aws_env: 
     AccessGuard().install(session.events)
     secrets = session.client("secretsmanager")
     # When the media function reads it, Then that is allowed
-    running("media")
-    try:
+    with running_as("media"):
         assert secrets.get_secret_value(SecretId=cdn.secret_arn)["SecretString"].startswith("-----BEGIN")
-    finally:
-        running(None)
     # When the send function reads it, Then AccessDeniedException, as AWS refuses it
-    running("send")
-    try:
+    with running_as("send"):
         with pytest.raises(ClientError) as denied:
             secrets.get_secret_value(SecretId=cdn.secret_arn)
         assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
         assert "secretsmanager:GetSecretValue" in str(denied.value)
-    finally:
-        running(None)

@@ -98,19 +98,6 @@ def test_an_invocation_with_no_metric_neither_fails_nor_warns(
     assert "SendsAcked" not in emf_metrics(capsys.readouterr().out)
 
 
-def test_the_metric_set_is_cleared_after_a_flush_even_when_metrics_are_disabled(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Given metrics turned off, as the local stack runs by default
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    # When an invocation counts something and flushes
-    observability.count("Heartbeats")
-    observability.metrics.flush_metrics()
-    # Then nothing is printed and nothing is left to grow across invocations
-    assert emf_metrics(capsys.readouterr().out) == {}
-    assert observability.metrics.provider.metric_set == {}
-
-
 def test_the_deliver_function_counts_what_it_pushed_and_what_it_left_for_a_retry(
     handler_of: Callable[[str], Handler],
     management_api: Any,

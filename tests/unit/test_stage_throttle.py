@@ -31,7 +31,7 @@ def test_the_local_gateway_throttles_with_the_wirings_stage_numbers() -> None:
     # Given the gateway as the local stack builds it / Then its throttle is the wiring's, which
     # cdk/chat_stack/http_api.py deploys (it builds the stage's ThrottleSettings from it)
     gateway = Gateway(invoker=None)  # type: ignore[arg-type]
-    assert gateway.http_throttle.rate == wiring.HTTP_STAGE_THROTTLE
+    assert gateway.http_api.throttle.rate == wiring.HTTP_STAGE_THROTTLE
 
 
 async def test_the_gateway_answers_429_past_the_stage_throttle_before_any_authorization() -> None:
