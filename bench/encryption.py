@@ -41,8 +41,8 @@ import vodozemac
 
 from bench.report import percentiles
 from chat_backend.dal.inbox_store import PART_MAX, InboxStore, OutgoingToDevice
-from chat_backend.models.client_frames import MAX_TO_DEVICE_BYTES
 from chat_backend.models.common import MAX_FRAME_BYTES, iso_at
+from chat_backend.models.frame_fields import MAX_TO_DEVICE_BYTES
 from chat_client import ChatClient, mint_token
 from chat_client.crypto.engine import E2EEngine, PeerDevice, unpack_to_device
 from chat_client.crypto.megolm import (

@@ -21,8 +21,9 @@ from chat_backend.errors import BadRequest, ChatError, RateLimited, Unauthorized
 from chat_backend.logic.auth import identity_of
 from chat_backend.logic.frame_sink import FrameCollector, FrameSink
 from chat_backend.logic.rate_limits import RouteGuard
-from chat_backend.models.client_frames import ClientFrame, decode_body, echo_ids, parse_frame
+from chat_backend.models.client_frames import ClientFrame
 from chat_backend.models.events import Caller, RouteEvent
+from chat_backend.models.frame_parsing import decode_body, echo_ids, parse_frame
 from chat_backend.models.server_frames import ErrorFrame, ServerFrame
 from chat_backend.observability import count, logger
 
