@@ -46,8 +46,8 @@ from bench.encryption_setup import (
 )
 from bench.report import percentiles
 from bench.write_units import inbox_transactions, item_bytes, transact_write_units
-from chat_backend.models.client_frames import MAX_TO_DEVICE_BYTES
 from chat_backend.models.common import MAX_FRAME_BYTES
+from chat_backend.models.frame_fields import MAX_TO_DEVICE_BYTES
 from chat_client import ChatClient, mint_token
 from chat_client.crypto.engine import PeerDevice, unpack_to_device
 from chat_client.crypto.megolm import (

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import cast
 
-import jsii
 from aws_cdk import CfnElement, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
@@ -14,21 +12,18 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chat_backend import wiring
+from chat_stack.api_stages import stage_options
 from chat_stack.nag import acknowledge
 
 TOKEN_SOURCE = "route.request.querystring.token"  # PROTOCOL.md: wss://...?token=<JWT>
 # Per-stage default for every route, well under the 10,000 RPS the account shares with @connections.
 THROTTLE = apigw.ThrottleSettings(rate_limit=2000, burst_limit=1000)
-ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
-# One JSON line per connect, message and disconnect ($context variables of WebSocket APIs).
-ACCESS_LOG_FORMAT = {
-    "requestId": "$context.requestId",
-    "time": "$context.requestTimeEpoch",
-    "ip": "$context.identity.sourceIp",
+# An access log line per connect, message and disconnect: after api_stages.REQUEST_FIELDS, these
+# ($context variables of WebSocket APIs).
+LOG_FIELDS = {
     "connectionId": "$context.connectionId",
     "eventType": "$context.eventType",
     "routeKey": "$context.routeKey",
@@ -88,17 +83,12 @@ class ChatApi(Construct):
             "and API Gateway accepts no authorizer on any other route of a WebSocket API.",
         )
         cloudwatch_role = self._cloudwatch_logging_role()
-        self.access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=ACCESS_LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
-        )
         self.stage = apigw.WebSocketStage(
             self,
             "Stage",
             web_socket_api=self.api,
             stage_name=stage_name,
-            auto_deploy=True,
-            throttle=THROTTLE,
-            access_log_settings=JsonAccessLogs(self.access_logs, ACCESS_LOG_FORMAT),
+            **stage_options(self, THROTTLE, LOG_FIELDS),
         )
         stage_resource = self.stage.node.default_child
         assert isinstance(stage_resource, apigw.CfnStage)
@@ -143,20 +133,3 @@ class ChatApi(Construct):
         account = apigw_v1.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
         account.apply_removal_policy(RemovalPolicy.RETAIN)
         return account
-
-
-@jsii.implements(apigw.IAccessLogSettings)
-class JsonAccessLogs:
-    """JSON access logs into a CloudWatch log group: one line of `fields` ($context variables)."""
-
-    def __init__(self, log_group: logs.ILogGroup, fields: Mapping[str, str]) -> None:
-        self._destination = apigw.LogGroupLogDestination(log_group)
-        self._fields = dict(fields)
-
-    @property
-    def destination(self) -> apigw.IAccessLogDestination:
-        return self._destination
-
-    @property
-    def format(self) -> apigw_v1.AccessLogFormat:
-        return apigw_v1.AccessLogFormat.custom(json.dumps(self._fields, separators=(",", ":")))

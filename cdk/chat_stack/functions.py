@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import cast
 
 from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
@@ -25,9 +26,9 @@ from constructs import Construct
 
 from chat_backend import wiring
 from chat_stack.nag import acknowledge
+from chat_stack.queues import dead_end_queue
 from chat_stack.runtime import ARCHITECTURE, FUNCTIONS_DIR, RUNTIME
 
-# Powertools reads these: every function logs, traces and measures as one service, in one namespace.
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 FAILED_RECORD_RETENTION = Duration.days(14)
 
@@ -50,25 +51,42 @@ _QUEUE_ACCESS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class FunctionResources:
+    """The stack's resources a function may `use`, by wiring name: tables, queues, buckets, and the
+    secrets the deployer gave (`_OPTIONAL_SECRETS` may be missing)."""
+
+    tables: Mapping[str, dynamodb.Table]
+    queues: Mapping[str, sqs.Queue]
+    buckets: Mapping[str, s3.Bucket]
+    secrets: Mapping[str, secretsmanager.ISecret] = field(default_factory=dict)
+
+    def physical_name(self, resource: str) -> str:
+        """What a function's environment gives for `resource`: a table's or bucket's name, a
+        secret's ARN, a queue's URL."""
+        if resource in self.tables:
+            return self.tables[resource].table_name
+        if resource in self.buckets:
+            return self.buckets[resource].bucket_name
+        if resource in self.secrets:
+            return self.secrets[resource].secret_arn
+        return self.queues[resource].queue_url
+
+
 class Functions(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        tables: Mapping[str, dynamodb.Table],
-        queues: Mapping[str, sqs.Queue],
-        buckets: Mapping[str, s3.Bucket],
+        resources: FunctionResources,
         layer: lambda_.ILayerVersion,
         authorizer_env: Mapping[str, str],
-        secrets: Mapping[str, secretsmanager.ISecret] | None = None,
         push_platforms: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._secrets: Mapping[str, secretsmanager.ISecret] = secrets or {}
         self._push_platforms: dict[str, str] = dict(push_platforms or {})  # platform -> application ARN
-        self._tables, self._queues, self._buckets, self._layer = tables, queues, buckets, layer
-        self._authorizer_env = authorizer_env
+        self._resources, self._layer, self._authorizer_env = resources, layer, authorizer_env
         self.by_name: dict[str, lambda_.Function] = {}
         # Stream trigger -> the queue its records go to once retries are exhausted.
         self.failed_records: dict[str, sqs.Queue] = {}
@@ -121,9 +139,9 @@ class Functions(Construct):
     def _environment(self, spec: wiring.Function) -> dict[str, str]:
         env = dict(wiring.FUNCTION_ENV)
         for resource in spec.uses:
-            if resource in _OPTIONAL_SECRETS and resource not in self._secrets:
+            if resource in _OPTIONAL_SECRETS and resource not in self._resources.secrets:
                 continue
-            env[wiring.resource_env_var(resource)] = self._physical_name(resource)
+            env[wiring.resource_env_var(resource)] = self._resources.physical_name(resource)
         if spec.authorizer:
             env.update(self._authorizer_env)
         if spec.sends_push:
@@ -131,39 +149,30 @@ class Functions(Construct):
         # CALLBACK_URL_ENV is added by the API construct: it needs the stage.
         return env
 
-    def _physical_name(self, resource: str) -> str:
-        if resource in self._tables:
-            return self._tables[resource].table_name
-        if resource in self._buckets:
-            return self._buckets[resource].bucket_name
-        if resource in self._secrets:
-            return self._secrets[resource].secret_arn
-        return self._queues[resource].queue_url
-
     def _grant(self, spec: wiring.Function, fn: lambda_.Function) -> None:
         for resource, access in spec.uses.items():
-            if resource in self._tables and access in _TABLE_GRANTS:
-                _TABLE_GRANTS[access](self._tables[resource], fn)
-            elif resource in self._queues and access in _QUEUE_ACCESS:
+            if resource in self._resources.tables and access in _TABLE_GRANTS:
+                _TABLE_GRANTS[access](self._resources.tables[resource], fn)
+            elif resource in self._resources.queues and access in _QUEUE_ACCESS:
                 for grant in _QUEUE_ACCESS[access]:
                     if grant == "consume" and _consumes_by_trigger(spec, resource):
                         continue  # the SQS event source grants exactly what its poller needs
-                    _QUEUE_GRANTS[grant](self._queues[resource], fn)
-            elif resource in self._buckets and access in wiring.BUCKET_ACTIONS:
-                bucket = self._buckets[resource]
+                    _QUEUE_GRANTS[grant](self._resources.queues[resource], fn)
+            elif resource in self._resources.buckets and access in wiring.BUCKET_ACTIONS:
+                bucket = self._resources.buckets[resource]
                 fn.add_to_role_policy(
                     iam.PolicyStatement(
                         actions=list(wiring.BUCKET_ACTIONS[access]), resources=[bucket.arn_for_objects("*")]
                     )
                 )
-            elif resource in self._secrets and access in wiring.SECRET_ACTIONS:
+            elif resource in self._resources.secrets and access in wiring.SECRET_ACTIONS:
                 fn.add_to_role_policy(
                     iam.PolicyStatement(
                         actions=list(wiring.SECRET_ACTIONS[access]),
-                        resources=[self._secrets[resource].secret_arn],
+                        resources=[self._resources.secrets[resource].secret_arn],
                     )
                 )
-            elif resource in _OPTIONAL_SECRETS and resource not in self._secrets:
+            elif resource in _OPTIONAL_SECRETS and resource not in self._resources.secrets:
                 continue  # not given to this stack: nothing to grant
             else:
                 raise ValueError(f"wiring: function {spec.name!r} cannot {access!r} {resource!r}")
@@ -194,18 +203,18 @@ class Functions(Construct):
         if isinstance(spec.trigger, wiring.StreamTrigger):
             needs_any.append("dynamodb:ListStreams (a list action, it takes no resource)")
         acknowledge(fn.role, "AwsSolutions-IAM5[Resource::*]", "Only " + " and ".join(needs_any) + ".")
-        stack = Stack.of(self)
+        tables, buckets = self._resources.tables, self._resources.buckets
         for resource in spec.uses:
-            if resource in self._tables and wiring.table(resource).indexes:
-                table_id = stack.get_logical_id(cast(CfnElement, self._tables[resource].node.default_child))
+            if resource in tables and wiring.table(resource).indexes:
+                table_id = _logical_id(tables[resource])
                 acknowledge(
                     fn.role,
                     f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]",
                     f"The global secondary indexes of the {resource} table only, which the function queries "
                     "with the table's own access (the wiring's `uses`).",
                 )
-            if resource in self._buckets:
-                bucket_id = stack.get_logical_id(cast(CfnElement, self._buckets[resource].node.default_child))
+            if resource in buckets:
+                bucket_id = _logical_id(buckets[resource])
                 acknowledge(
                     fn.role,
                     f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
@@ -228,7 +237,7 @@ class Functions(Construct):
     ) -> lambda_.IEventSource:
         if isinstance(trigger, wiring.QueueTrigger):
             return event_sources.SqsEventSource(
-                self._queues[trigger.queue],
+                self._resources.queues[trigger.queue],
                 batch_size=trigger.batch_size,
                 report_batch_item_failures=True,
                 max_concurrency=trigger.max_concurrency,
@@ -238,7 +247,7 @@ class Functions(Construct):
                 f"wiring: {spec.name!r} is triggered by table {trigger.table!r}, which has no stream"
             )
         return event_sources.DynamoEventSource(
-            self._tables[trigger.table],
+            self._resources.tables[trigger.table],
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
             batch_size=trigger.batch_size,
             bisect_batch_on_error=trigger.bisect_on_error,
@@ -254,21 +263,19 @@ class Functions(Construct):
     def _failed_records_queue(self, spec: wiring.Function) -> sqs.Queue:
         """Where a stream record goes after its last retry, so it is kept instead of skipped.
         A standard queue: stream on-failure destinations do not accept FIFO queues."""
-        queue = sqs.Queue(
+        queue = dead_end_queue(
             self,
             f"{spec.name}FailedRecords",
-            retention_period=FAILED_RECORD_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        acknowledge(
-            queue,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead end of the stream trigger (its on-failure destination): "
+            retention=FAILED_RECORD_RETENTION,
+            why="This queue is itself the dead end of the stream trigger (its on-failure destination): "
             "nothing consumes it, so it needs no DLQ; an alarm fires on its depth.",
         )
         self.failed_records[spec.name] = queue
         return queue
+
+
+def _logical_id(resource: Construct) -> str:
+    return Stack.of(resource).get_logical_id(cast(CfnElement, resource.node.default_child))
 
 
 def _consumes_by_trigger(spec: wiring.Function, queue: str) -> bool:

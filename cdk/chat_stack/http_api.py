@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chat_backend import wiring
-from chat_stack.api import JsonAccessLogs
+from chat_stack.api_stages import stage_options
 
 PATH_PREFIX = "/v1/"
 TOKEN_SOURCE = "$request.header.Authorization"  # `Authorization: Bearer <JWT>`
@@ -24,12 +22,9 @@ TOKEN_SOURCE = "$request.header.Authorization"  # `Authorization: Bearer <JWT>`
 THROTTLE = apigw.ThrottleSettings(
     rate_limit=wiring.HTTP_STAGE_THROTTLE.per_s, burst_limit=wiring.HTTP_STAGE_THROTTLE.burst
 )
-ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
-# One JSON line per request ($context variables of HTTP APIs); no bodies, no tokens.
-ACCESS_LOG_FORMAT = {
-    "requestId": "$context.requestId",
-    "time": "$context.requestTimeEpoch",
-    "ip": "$context.identity.sourceIp",
+# An access log line per request: after api_stages.REQUEST_FIELDS, these ($context variables of HTTP
+# APIs); no bodies, no tokens.
+LOG_FIELDS = {
     "routeKey": "$context.routeKey",
     "status": "$context.status",
     "responseLength": "$context.responseLength",
@@ -76,17 +71,12 @@ class ChatHttpApi(Construct):
                 integration=targets[spec.name],
                 authorizer=authorizer,
             )
-        self.access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=ACCESS_LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
-        )
         self.stage = apigw.HttpStage(
             self,
             "Stage",
             http_api=self.api,
             stage_name="$default",
-            auto_deploy=True,
-            throttle=THROTTLE,
-            access_log_settings=JsonAccessLogs(self.access_logs, ACCESS_LOG_FORMAT),
+            **stage_options(self, THROTTLE, LOG_FIELDS),
         )
 
     @property

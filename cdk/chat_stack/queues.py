@@ -41,19 +41,12 @@ class Queues(Construct):
     def _queue(self, spec: wiring.Queue) -> sqs.Queue:
         fifo = spec.fifo or None
         dedup_by_content = False if spec.fifo else None  # senders give MessageDeduplicationId
-        dlq = sqs.Queue(
+        dlq = dead_end_queue(
             self,
             spec.dlq_name,
-            fifo=fifo,
-            content_based_deduplication=dedup_by_content,
-            retention_period=DLQ_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        acknowledge(
-            dlq,
-            "AwsSolutions-SQS3",
-            "This is a dead-letter queue: messages end here to be inspected and redriven; "
+            retention=DLQ_RETENTION,
+            fifo=spec.fifo,
+            why="This is a dead-letter queue: messages end here to be inspected and redriven; "
             "an alarm fires on its depth.",
         )
         self.dlqs[spec.name] = dlq
@@ -68,3 +61,22 @@ class Queues(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
+
+
+def dead_end_queue(
+    scope: Construct, construct_id: str, *, retention: Duration, why: str, fifo: bool = False
+) -> sqs.Queue:
+    """A queue where messages end to be looked at (a DLQ, a stream's failed records): encrypted at
+    rest, TLS only, kept `retention`. Nothing consumes it, so it has no DLQ of its own (`why`
+    tells cdk-nag's SQS3 so)."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        fifo=fifo or None,
+        content_based_deduplication=False if fifo else None,  # senders give MessageDeduplicationId
+        retention_period=retention,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+    )
+    acknowledge(queue, "AwsSolutions-SQS3", why)
+    return queue

@@ -37,21 +37,6 @@ PLATFORM_APPLICATION_ARN = re.compile(
 
 
 @dataclass(frozen=True)
-class ExistingUserPool:
-    user_pool_id: str
-    client_id: str
-
-
-@dataclass(frozen=True)
-class MediaCdnKey:
-    """The key pair media download URLs are signed with: CloudFront trusts the public half, the
-    media function signs with the private half, which only Secrets Manager holds."""
-
-    public_key_pem: str
-    secret_arn: str
-
-
-@dataclass(frozen=True)
 class DeploySettings:
     stage: str = DEFAULT_STAGE
     alarm_email: str | None = None
@@ -71,9 +56,7 @@ class DeploySettings:
         public_key, secret_arn = text("mediaCdnPublicKey"), text("mediaCdnKeySecretArn")
         if (public_key is None) != (secret_arn is None):
             raise ValueError("context: give both mediaCdnPublicKey and mediaCdnKeySecretArn, or neither")
-        if secret_arn is not None and not re.fullmatch(wiring.SECRET_ARN_PATTERN, secret_arn):
-            raise ValueError(f"context: mediaCdnKeySecretArn is not a complete secret ARN: {secret_arn}")
-        key = MediaCdnKey(_public_key_pem(public_key), secret_arn) if public_key and secret_arn else None
+        key = MediaCdnKey.read(public_key, secret_arn) if public_key and secret_arn else None
         push_platforms = {p: arn for p, key in PUSH_CONTEXT.items() if (arn := text(key)) is not None}
         for platform, arn in push_platforms.items():
             if not PLATFORM_APPLICATION_ARN.fullmatch(arn):
@@ -89,11 +72,29 @@ class DeploySettings:
         )
 
 
-def _public_key_pem(value: str) -> str:
-    """The PEM given, or read from the file it names (relative to the repository root): an RSA 2048
-    public key, the only kind CloudFront signed URLs take."""
-    pem = value if value.startswith("-----BEGIN") else (REPO_ROOT / value).read_text()
-    key = serialization.load_pem_public_key(pem.encode())
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != 2048:
-        raise ValueError("context: mediaCdnPublicKey must be an RSA 2048 public key (PEM)")
-    return pem.strip() + "\n"
+@dataclass(frozen=True)
+class MediaCdnKey:
+    """The key pair media download URLs are signed with: CloudFront trusts the public half, the
+    media function signs with the private half, which only Secrets Manager holds."""
+
+    public_key_pem: str
+    secret_arn: str
+
+    @classmethod
+    def read(cls, public_key: str, secret_arn: str) -> MediaCdnKey:
+        """The key pair as given in context: the public half as a PEM, or the path of a file holding
+        one (relative to the repository root), an RSA 2048 public key (the only kind CloudFront signed
+        URLs take); the private half's secret, by its complete ARN."""
+        if not re.fullmatch(wiring.SECRET_ARN_PATTERN, secret_arn):
+            raise ValueError(f"context: mediaCdnKeySecretArn is not a complete secret ARN: {secret_arn}")
+        pem = public_key if public_key.startswith("-----BEGIN") else (REPO_ROOT / public_key).read_text()
+        key = serialization.load_pem_public_key(pem.encode())
+        if not isinstance(key, rsa.RSAPublicKey) or key.key_size != 2048:
+            raise ValueError("context: mediaCdnPublicKey must be an RSA 2048 public key (PEM)")
+        return cls(pem.strip() + "\n", secret_arn)
+
+
+@dataclass(frozen=True)
+class ExistingUserPool:
+    user_pool_id: str
+    client_id: str

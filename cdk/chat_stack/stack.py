@@ -11,7 +11,7 @@ from constructs import Construct
 from chat_stack.alarms import Alarms
 from chat_stack.api import ChatApi
 from chat_stack.buckets import Buckets
-from chat_stack.functions import Functions
+from chat_stack.functions import FunctionResources, Functions
 from chat_stack.http_api import ChatHttpApi
 from chat_stack.layer import SharedLayer
 from chat_stack.media_cdn import KEY_SECRET, MediaCdn
@@ -48,15 +48,18 @@ class ChatStack(Stack):
             )
         self.users = Users(self, "Users", existing=settings.existing_user_pool)
         self.layer = SharedLayer(self, "SharedLayer")
-        self.functions = Functions(
-            self,
-            "Functions",
+        resources = FunctionResources(
             tables=self.tables.by_name,
             queues=self.queues.by_name,
             buckets=self.buckets.by_name,
+            secrets={KEY_SECRET: self.media_cdn.key_secret} if self.media_cdn is not None else {},
+        )
+        self.functions = Functions(
+            self,
+            "Functions",
+            resources=resources,
             layer=self.layer.layer,
             authorizer_env=self.users.verifier_env(),
-            secrets={KEY_SECRET: self.media_cdn.key_secret} if self.media_cdn is not None else None,
             push_platforms=settings.push_platforms,
         )
         if not settings.push_platforms:
@@ -84,41 +87,36 @@ class ChatStack(Stack):
             alarm_email=settings.alarm_email,
         )
 
-        CfnOutput(self, "WebSocketUrl", value=self.api.stage.url, description="wss:// URL clients connect to")
-        CfnOutput(
-            self,
-            "CallbackUrl",
-            value=self.api.stage.callback_url,
-            description="https:// @connections management endpoint of the stage",
-        )
-        CfnOutput(
-            self,
-            "HttpUrl",
-            value=self.http_api.url,
-            description="https:// base of the HTTP fallback (POST /v1/<action>)",
-        )
-        CfnOutput(self, "UserPoolId", value=self.users.pool.user_pool_id, description="Cognito user pool")
-        CfnOutput(
-            self,
-            "UserPoolClientId",
-            value=self.users.client.user_pool_client_id,
-            description="Cognito app client (the JWT audience)",
-        )
+        self._outputs()
+
+    def _outputs(self) -> None:
+        """What a deployer and the clients need from the stack: output id -> (value, description)."""
+        outputs = {
+            "WebSocketUrl": (self.api.stage.url, "wss:// URL clients connect to"),
+            "CallbackUrl": (
+                self.api.stage.callback_url,
+                "https:// @connections management endpoint of the stage",
+            ),
+            "HttpUrl": (self.http_api.url, "https:// base of the HTTP fallback (POST /v1/<action>)"),
+            "UserPoolId": (self.users.pool.user_pool_id, "Cognito user pool"),
+            "UserPoolClientId": (
+                self.users.client.user_pool_client_id,
+                "Cognito app client (the JWT audience)",
+            ),
+        }
         for name, bucket in self.buckets.by_name.items():  # e.g. MediaBucketName
             camel_case = "".join(part.title() for part in name.split("_"))
-            CfnOutput(
-                self, f"{camel_case}BucketName", value=bucket.bucket_name, description=f"The {name} bucket"
-            )
-        CfnOutput(
-            self,
-            "MediaDownloads",
-            value=f"https://{self.media_cdn.distribution.distribution_domain_name}"
+            outputs[f"{camel_case}BucketName"] = (bucket.bucket_name, f"The {name} bucket")
+        outputs["MediaDownloads"] = (
+            f"https://{self.media_cdn.distribution.distribution_domain_name}"
             if self.media_cdn is not None
             else "presigned S3 GETs (no media CDN)",
-            description="Where media download URLs point",
+            "Where media download URLs point",
         )
         if self.alarms.topic is not None:
-            CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn, description="Alarm topic")
+            outputs["AlarmTopicArn"] = (self.alarms.topic.topic_arn, "Alarm topic")
+        for output_id, (value, description) in outputs.items():
+            CfnOutput(self, output_id, value=value, description=description)
 
 
 def build(app: App) -> ChatStack:

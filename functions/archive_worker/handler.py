@@ -3,18 +3,16 @@ archiveDue index into jobs of chats, or archives the chats it names. It stops ta
 listing pages) 5 s before its timeout; a listing goes on in a new job, chats left over stay due
 for the next hourly run. A failed job fails that record alone and SQS retries it."""
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.handler_kit import record_handler
 from chat_backend.logic.archive import ArchivePolicy, run_archive_job
 from chat_backend.models.queue_payloads import ArchiveJob
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.observability import count, logger
 from chat_backend.services import services
 
-processor = BatchProcessor(event_type=EventType.SQS)
 RESERVE_MS = 5_000  # left for the range in progress when the worker stops taking new work
 
 
@@ -34,10 +32,4 @@ def archive_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     count("ArchiveChatsListed", report.listed)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=archive_record, processor=processor, context=context
-    )
+handler = record_handler(BatchProcessor(event_type=EventType.SQS), archive_record)

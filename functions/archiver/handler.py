@@ -11,8 +11,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.handler_kit import lambda_handler
 from chat_backend.logic.archive import ArchivePolicy, archive_due, plan_archive
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.observability import count, logger
 from chat_backend.services import services
 
 RESERVE_MS = 5_000  # left for the range in progress when the archiver stops taking new ones
@@ -25,9 +26,7 @@ def event_time_ms(event: dict[str, Any]) -> int:
     return int(datetime.fromisoformat(str(at).replace("Z", "+00:00")).timestamp() * 1000)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     detail = event.get("detail") or {}

@@ -13,13 +13,12 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.errors import Unauthorized
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.handler_kit import lambda_handler
+from chat_backend.observability import count, logger
 from chat_backend.services import services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@lambda_handler
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     query = event.query_string_parameters or {}

@@ -1,9 +1,8 @@
-"""Routes `createChat`, `addMembers`, `removeMembers`, `getMembers`."""
-
-from typing import Any
+"""Routes `createChat`, `addMembers`, `removeMembers`, `getMembers`, `listChats`."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.handler_kit import route_handler
 from chat_backend.logic.chats import create_chat, list_chats
 from chat_backend.logic.members import add_members, get_members, remove_members
 from chat_backend.models.client_frames import (
@@ -13,45 +12,36 @@ from chat_backend.models.client_frames import (
     ListChatsFrame,
     RemoveMembersFrame,
 )
-from chat_backend.observability import logger, metrics, tracer
-from chat_backend.routes import handle_routes
-from chat_backend.services import services
+from chat_backend.routes import RouteTable
+from chat_backend.services import Services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    s = services()
+def chat_routes(s: Services, context: LambdaContext) -> RouteTable:
     store, ledger, grace_s = s.store, s.ledger, s.settings.hole_grace_s
 
     def time_left() -> float:
         return context.get_remaining_time_in_millis() / 1000
 
-    return handle_routes(
-        event,
-        {
-            "createChat": (
-                CreateChatFrame,
-                lambda caller, frame: create_chat(
-                    store, s.consent, s.io_pool, caller, frame, s.member_jobs, time_left
-                ),
+    return {
+        "createChat": (
+            CreateChatFrame,
+            lambda caller, frame: create_chat(
+                store, s.consent, s.io_pool, caller, frame, s.member_jobs, time_left
             ),
-            "addMembers": (
-                AddMembersFrame,
-                lambda caller, frame: add_members(
-                    ledger, s.consent, s.io_pool, caller, frame, grace_s, s.member_jobs, time_left
-                ),
+        ),
+        "addMembers": (
+            AddMembersFrame,
+            lambda caller, frame: add_members(
+                ledger, s.consent, s.io_pool, caller, frame, grace_s, s.member_jobs, time_left
             ),
-            "removeMembers": (
-                RemoveMembersFrame,
-                lambda caller, frame: remove_members(ledger, caller, frame, grace_s),
-            ),
-            "getMembers": (GetMembersFrame, lambda caller, frame: get_members(store, caller, frame)),
-            "listChats": (
-                ListChatsFrame,
-                lambda caller, frame: list_chats(s.listing, s.io_pool, caller, frame),
-            ),
-        },
-        s.guard,
-    )
+        ),
+        "removeMembers": (
+            RemoveMembersFrame,
+            lambda caller, frame: remove_members(ledger, caller, frame, grace_s),
+        ),
+        "getMembers": (GetMembersFrame, lambda caller, frame: get_members(store, caller, frame)),
+        "listChats": (ListChatsFrame, lambda caller, frame: list_chats(s.listing, s.io_pool, caller, frame)),
+    }
+
+
+handler = route_handler(chat_routes)

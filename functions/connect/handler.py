@@ -7,15 +7,14 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.errors import RateLimited
+from chat_backend.handler_kit import lambda_handler
 from chat_backend.logic.connections import close_connection, open_connection
 from chat_backend.models.events import Caller, ConnectEvent, DisconnectEvent
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.observability import count
 from chat_backend.services import services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     if event["requestContext"]["routeKey"] == "$connect":

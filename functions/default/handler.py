@@ -4,13 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat_backend.observability import logger, metrics, tracer
+from chat_backend.handler_kit import lambda_handler
 from chat_backend.routes import unknown_route
 from chat_backend.services import services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return unknown_route(event, services().guard)

@@ -15,14 +15,13 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.dal.message_store import stored_from_image
+from chat_backend.handler_kit import lambda_handler
 from chat_backend.logic.fanout import fan_out
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.observability import count, logger
 from chat_backend.services import services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@lambda_handler
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
     items = [

@@ -2,18 +2,14 @@
 and a count (logic/notifications.py). A failure fails that record alone and SQS retries it; a
 device notified meanwhile is then coalesced, not notified twice within its window."""
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.handler_kit import record_handler
 from chat_backend.logic.notifications import notify
 from chat_backend.models.queue_payloads import NotifyJob
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.observability import count
 from chat_backend.services import services
-
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def notify_record(record: SQSRecord) -> None:
@@ -25,10 +21,4 @@ def notify_record(record: SQSRecord) -> None:
     count("PushRoundsSkipped", result.skipped)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=notify_record, processor=processor, context=context
-    )
+handler = record_handler(BatchProcessor(event_type=EventType.SQS), notify_record)

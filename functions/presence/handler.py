@@ -1,26 +1,22 @@
 """Routes `heartbeat`, `typing` and `presence`."""
 
 import time
-from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.handler_kit import route_handler
 from chat_backend.logic.connections import beat
 from chat_backend.logic.presence import subscribe
 from chat_backend.logic.typing import relay_typing
 from chat_backend.models.client_frames import HeartbeatFrame, PresenceFrame, TypingFrame
 from chat_backend.models.events import Caller
 from chat_backend.models.server_frames import PongFrame
-from chat_backend.observability import count, logger, metrics, tracer
-from chat_backend.routes import handle_routes
-from chat_backend.services import services
+from chat_backend.observability import count
+from chat_backend.routes import RouteTable
+from chat_backend.services import Services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    s = services()
+def presence_routes(s: Services, context: LambdaContext) -> RouteTable:
     now = time.time()
 
     def heartbeat(caller: Caller, frame: HeartbeatFrame) -> PongFrame:
@@ -32,15 +28,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         max_direct = s.settings.direct_push_max_members
         relay_typing(s.store, s.consent, s.member_lists, s.limiter, s.pusher, caller, frame, max_direct)
 
-    return handle_routes(
-        event,
-        {
-            "heartbeat": (HeartbeatFrame, heartbeat),
-            "typing": (TypingFrame, typing),
-            "presence": (
-                PresenceFrame,
-                lambda caller, frame: subscribe(s.store, s.presence, s.poster, s.io_pool, caller, frame, now),
-            ),
-        },
-        s.guard,
-    )
+    return {
+        "heartbeat": (HeartbeatFrame, heartbeat),
+        "typing": (TypingFrame, typing),
+        "presence": (
+            PresenceFrame,
+            lambda caller, frame: subscribe(s.store, s.presence, s.poster, s.io_pool, caller, frame, now),
+        ),
+    }
+
+
+handler = route_handler(presence_routes)

@@ -5,18 +5,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.handler_kit import lambda_handler
 from chat_backend.logic.direct import send_and_push
 from chat_backend.models.client_frames import SendFrame
 from chat_backend.models.events import Caller
 from chat_backend.models.server_frames import AckFrame
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.observability import count
 from chat_backend.routes import handle_route
 from chat_backend.services import services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
 

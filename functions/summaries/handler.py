@@ -11,15 +11,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat_backend.handler_kit import lambda_handler
 from chat_backend.logic.receipts import summarize
 from chat_backend.models.queue_payloads import SummaryJob
-from chat_backend.observability import count, logger, metrics, tracer
+from chat_backend.observability import count, logger
 from chat_backend.services import services
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@lambda_handler
 @event_source(data_class=SQSEvent)
 def handler(event: SQSEvent, context: LambdaContext) -> dict[str, Any]:
     jobs = [SummaryJob.model_validate_json(record.body) for record in event.records]

@@ -1,5 +1,6 @@
 """The one place where a route invocation becomes a use-case call and errors become ERROR frames.
-Every route handler is `handle_route(event, FrameModel, use_case)`.
+Every route handler is `handle_route(event, FrameModel, use_case)` (a function serving several
+routes: `handle_routes` with its route table, which handler_kit.route_handler builds a handler from).
 
 Two kinds of event reach the same handlers: WebSocket route events (the caller from the $connect
 authorizer's context; the answer is sent back on the connection) and API Gateway HTTP API events,
@@ -21,8 +22,9 @@ from chat_backend.errors import BadRequest, ChatError, RateLimited, Unauthorized
 from chat_backend.logic.auth import identity_of
 from chat_backend.logic.frame_sink import FrameCollector, FrameSink
 from chat_backend.logic.rate_limits import RouteGuard
-from chat_backend.models.client_frames import ClientFrame, decode_body, echo_ids, parse_frame
+from chat_backend.models.client_frames import ClientFrame
 from chat_backend.models.events import Caller, RouteEvent
+from chat_backend.models.frame_parsing import decode_body, echo_ids, parse_frame
 from chat_backend.models.server_frames import ErrorFrame, ServerFrame
 from chat_backend.observability import count, logger
 
@@ -192,9 +194,10 @@ def _rate_limited(
 
 
 Route = tuple[type[Any], Callable[[Caller, Any], ServerFrame | None]]
+RouteTable = dict[str, Route]  # route key -> (frame model, use case)
 
 
-def handle_routes(event: dict[str, Any], table: dict[str, Route], guard: RouteGuard) -> dict[str, Any]:
+def handle_routes(event: dict[str, Any], table: RouteTable, guard: RouteGuard) -> dict[str, Any]:
     """A function serving several routes: its table maps each route key to (frame model, use case)."""
     key = http_action(event) if is_http(event) else event["requestContext"]["routeKey"]
     frame_model, use_case = table[key]

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from chat_backend.errors import BadRequest, TooLarge
 from chat_backend.models import client_frames
-from chat_backend.models.client_frames import ClientFrame, decode_body, parse_frame
+from chat_backend.models.client_frames import ClientFrame
+from chat_backend.models.frame_parsing import decode_body, parse_frame
 from chat_backend.routes import handle_route
 from tests.unit.conftest import message_event
 from tests.unit.helpers import no_limits

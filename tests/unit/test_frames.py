@@ -1,4 +1,5 @@
-"""Client frames (models/client_frames.py): what parses, and which protocol error each bad frame gets."""
+"""Client frames (models/client_frames.py, models/frame_parsing.py): what parses, and which protocol
+error each bad frame gets."""
 
 from __future__ import annotations
 
@@ -17,11 +18,9 @@ from chat_backend.models.client_frames import (
     ReceiptFrame,
     SendFrame,
     SyncFrame,
-    decode_body,
-    echo_ids,
-    parse_frame,
 )
 from chat_backend.models.common import MAX_CIPHERTEXT_BYTES, MAX_FRAME_BYTES
+from chat_backend.models.frame_parsing import decode_body, echo_ids, parse_frame
 from chat_backend.models.server_frames import ErrorFrame
 from chat_backend.routes import handle_route
 from tests.unit.conftest import message_event

@@ -1,4 +1,5 @@
-"""Client frames (PROTOCOL.md): what a connection may send, and how a frame's text becomes one.
+"""Client frames (PROTOCOL.md): what a connection may send. frame_parsing.py turns a frame's text
+into one of these; frame_fields.py holds the field types they are made of.
 
 Client frames are strict: a wrong type is an error, not a coercion ("5" is not a seq).
 Unknown fields are ignored, as the protocol says.
@@ -7,25 +8,12 @@ Unknown fields are ignored, as the protocol says.
 from __future__ import annotations
 
 import base64
-import binascii
-import json
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from chat_backend.errors import BadRequest, TooLarge
 from chat_backend.models.common import (
     DEFAULT_SYNC_LIMIT,
-    MAX_CIPHERTEXT_BYTES,
-    MAX_FRAME_BYTES,
     MAX_GROUP_MEMBERS,
     MAX_MEDIA_IDS,
     MAX_SYNC_LIMIT,
@@ -35,29 +23,14 @@ from chat_backend.models.common import (
     Seq,
     UserId,
 )
-
-
-def _decoded_size(value: str, what: str) -> int:
-    """Bytes that base64 `value` decodes to; ValueError if it is not base64."""
-    try:
-        return len(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"{what} is not valid base64") from exc
-
-
-def _decode_ciphertext(value: str) -> str:
-    size = _decoded_size(value, "ciphertext")
-    if size > MAX_CIPHERTEXT_BYTES:
-        raise CiphertextTooLarge(size)
-    return value
-
-
-class CiphertextTooLarge(ValueError):
-    def __init__(self, size: int) -> None:
-        super().__init__(f"ciphertext is {size} bytes decoded; at most {MAX_CIPHERTEXT_BYTES}")
-
-
-Ciphertext = Annotated[str, StringConstraints(min_length=1), AfterValidator(_decode_ciphertext)]
+from chat_backend.models.frame_fields import (
+    ChatDevicesCursor,
+    Ciphertext,
+    ContentType,
+    KeyBytes,
+    KeyId,
+    ToDeviceCiphertext,
+)
 
 
 class ClientFrame(BaseModel):
@@ -175,34 +148,18 @@ class TypingFrame(ClientFrame):
     chat_id: Id = Field(alias="chatId")
 
 
-MAX_KEY_BYTES = 1024  # a public key or signature, decoded
-MAX_ONE_TIME_PREKEYS = 100  # per publishKeys frame
-
-
-def _decode_key(value: str) -> str:
-    # Olm's convention is base64 without padding (vodozemac, libolm); padded is as welcome.
-    size = _decoded_size(value + "=" * (-len(value) % 4), "key")
-    if size > MAX_KEY_BYTES:
-        raise ValueError(f"{size} bytes decoded; at most {MAX_KEY_BYTES}")
-    return value
-
-
-# Public key material: base64, at most 1 KiB decoded. The server never looks inside.
-KeyBytes = Annotated[
-    str, StringConstraints(min_length=1, max_length=4 * MAX_KEY_BYTES), AfterValidator(_decode_key)
-]
-KeyId = Annotated[int, Field(ge=0, le=2**32 - 1)]
-
-
-class SignedPreKey(ClientFrame):
-    key_id: KeyId = Field(alias="keyId")
-    public_key: KeyBytes = Field(alias="publicKey")
-    signature: KeyBytes
-
-
 class OneTimePreKey(ClientFrame):
     key_id: KeyId = Field(alias="keyId")
     public_key: KeyBytes = Field(alias="publicKey")
+
+
+class SignedPreKey(OneTimePreKey):
+    """A prekey, and its signature by the device's signing key."""
+
+    signature: KeyBytes
+
+
+MAX_ONE_TIME_PREKEYS = 100  # per publishKeys frame
 
 
 class PublishKeysFrame(ClientFrame):
@@ -250,13 +207,6 @@ class ClaimKeysFrame(ClientFrame):
     devices: list[DeviceRef] = Field(min_length=1, max_length=MAX_DEVICES_PER_FRAME)
 
 
-# getChatDevices' cursor: where the previous page stopped, `<userId>` (after that member) or
-# `<userId>.<deviceId>` (inside that member's devices). Opaque to clients: they pass it back.
-ChatDevicesCursor = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})?$")
-]
-
-
 class GetChatDevicesFrame(ClientFrame):
     """Every device (public keys) of every current member of a chat, a page at a time."""
 
@@ -270,15 +220,6 @@ class FetchKeysFrame(ClientFrame):
     action: Literal["fetchKeys"]
     request_id: RequestId = Field(alias="requestId")
     user_id: UserId = Field(alias="userId")
-
-
-# type/subtype of RFC 6838 restricted-name characters, parameters not allowed (the policy matches exactly).
-ContentType = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
-    ),
-]
 
 
 class MediaUploadFrame(ClientFrame):
@@ -312,22 +253,13 @@ class SetPrivacyFrame(ClientFrame):
     group_add: Literal["everyone", "chatted", "nobody"] = Field(alias="groupAdd")
 
 
-# A to-device message carries key material (an Olm message): small, whatever the group.
-MAX_TO_DEVICE_BYTES = 8 * 1024
 MAX_TO_DEVICE_PER_FRAME = 100
-
-
-def _decode_to_device(value: str) -> str:
-    size = _decoded_size(value, "ciphertext")
-    if size > MAX_TO_DEVICE_BYTES:
-        raise ValueError(f"a to-device ciphertext is at most {MAX_TO_DEVICE_BYTES} bytes decoded")
-    return value
 
 
 class ToDeviceMessage(ClientFrame):
     user_id: Id = Field(alias="userId")
     device_id: Id = Field(alias="deviceId")
-    ciphertext: Annotated[str, StringConstraints(min_length=1), AfterValidator(_decode_to_device)]
+    ciphertext: ToDeviceCiphertext
 
     @property
     def ciphertext_bytes(self) -> bytes:
@@ -360,58 +292,6 @@ class ListChatsFrame(ClientFrame):
     action: Literal["listChats"]
     request_id: RequestId = Field(alias="requestId")
     cursor: Id | None = None  # the last chatId of the previous page
-
-
-F = TypeVar("F", bound=ClientFrame)
-
-
-def decode_body(body: str | None) -> dict[str, Any]:
-    """The frame as a JSON object, or BadRequest / TooLarge."""
-    if body is None:
-        raise BadRequest("empty frame")
-    if len(body.encode()) > MAX_FRAME_BYTES:
-        raise TooLarge(f"frame is over {MAX_FRAME_BYTES} bytes")
-    try:
-        data = json.loads(body, parse_constant=_no_constant)
-    except ValueError as exc:
-        raise BadRequest("frame is not valid JSON") from exc
-    except RecursionError as exc:  # the parser recurses per nesting level
-        raise BadRequest("frame nests too deeply") from exc
-    if not isinstance(data, dict):
-        raise BadRequest("frame is not a JSON object")
-    try:
-        # A \ud800 escape decodes to a lone surrogate, which no answer could echo or store.
-        json.dumps(data, ensure_ascii=False, allow_nan=False).encode()
-    except (UnicodeEncodeError, ValueError) as exc:
-        raise BadRequest("frame has a string that is not valid Unicode (a lone surrogate)") from exc
-    return data
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_frame(model: type[F], data: dict[str, Any]) -> F:
-    """Validate a decoded frame; map the first problem to the protocol's error."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            ctx_error = (err.get("ctx") or {}).get("error")
-            if isinstance(ctx_error, CiphertextTooLarge):
-                raise TooLarge(str(ctx_error)) from exc
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])[:100] or "frame"  # loc may hold a client's key
-        raise BadRequest(f"{where}: {first['msg']}") from exc
-
-
-def echo_ids(data: dict[str, Any] | None) -> dict[str, str | None]:
-    """requestId / clientMsgId of a frame, when it had them, for the ERROR it gets."""
-    data = data or {}
-    return {
-        key: value if isinstance(value, str) and len(value) <= 128 else None
-        for key, value in (("requestId", data.get("requestId")), ("clientMsgId", data.get("clientMsgId")))
-    }
 
 
 class RegisterPushFrame(ClientFrame):

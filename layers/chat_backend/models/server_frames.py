@@ -32,6 +32,13 @@ def fitting(empty: ServerFrame, entries: Sequence[ServerFrame], budget: int) -> 
     return len(entries)
 
 
+class Answer(ServerFrame):
+    """A frame answering a request: its `type` (each answer's own), then the request's id."""
+
+    type: str
+    request_id: str = Field(alias="requestId")
+
+
 class AckFrame(ServerFrame):
     type: Literal["ACK"] = "ACK"
     client_msg_id: str = Field(alias="clientMsgId")
@@ -64,9 +71,8 @@ class ToDeviceFrame(ServerFrame):
     created_at: str = Field(alias="createdAt")
 
 
-class ToDeviceAckFrame(ServerFrame):
+class ToDeviceAckFrame(Answer):
     type: Literal["TO_DEVICE_ACK"] = "TO_DEVICE_ACK"
-    request_id: str = Field(alias="requestId")
     txn_id: str = Field(alias="txnId")
     count: int  # the messages of the transaction, stored
 
@@ -80,9 +86,8 @@ class VoidFrame(ServerFrame):
     seq: int
 
 
-class SyncDoneFrame(ServerFrame):
+class SyncDoneFrame(Answer):
     type: Literal["SYNC_DONE"] = "SYNC_DONE"
-    request_id: str = Field(alias="requestId")
     heads: dict[str, int]
     more: bool
     # v1.1: heads lists only the chats named in cursors (the user has more than MAX_SYNC_HEADS)
@@ -101,18 +106,16 @@ class ChatEntry(ServerFrame):
     role: Literal["admin", "member"]
 
 
-class ChatsFrame(ServerFrame):
+class ChatsFrame(Answer):
     """`listChats`'s page (v1.1): at most 500 chats, and never over the frame limit."""
 
     type: Literal["CHATS"] = "CHATS"
-    request_id: str = Field(alias="requestId")
     chats: list[ChatEntry]
     next: str | None
 
 
-class ChatFrame(ServerFrame):
+class ChatFrame(Answer):
     type: Literal["CHAT"] = "CHAT"
-    request_id: str = Field(alias="requestId")
     chat_id: str = Field(alias="chatId")
     kind: Literal["direct", "group"]
     name: str | None
@@ -128,11 +131,10 @@ class ChatFrame(ServerFrame):
     omitted_when_unset = frozenset({"not_added", "pending_members"})
 
 
-class OkFrame(ServerFrame):
+class OkFrame(Answer):
     """The answer to a request that returns nothing else (block, unblock, setPrivacy)."""
 
     type: Literal["OK"] = "OK"
-    request_id: str = Field(alias="requestId")
 
 
 class TypingNoticeFrame(ServerFrame):
@@ -146,9 +148,8 @@ class MemberEntry(ServerFrame):
     role: Literal["admin", "member"]
 
 
-class MembersFrame(ServerFrame):
+class MembersFrame(Answer):
     type: Literal["MEMBERS"] = "MEMBERS"
-    request_id: str = Field(alias="requestId")
     chat_id: str = Field(alias="chatId")
     members: list[MemberEntry]
     next: str | None
@@ -185,9 +186,8 @@ class ReceiptEntry(ServerFrame):
     at: str
 
 
-class ReceiptsFrame(ServerFrame):
+class ReceiptsFrame(Answer):
     type: Literal["RECEIPTS"] = "RECEIPTS"
-    request_id: str = Field(alias="requestId")
     receipts: list[ReceiptEntry]
     next: str | None
 
@@ -239,9 +239,8 @@ class UserDevice(ChatDevice):
     signed_pre_key: SignedPreKeyEntry = Field(alias="signedPreKey")
 
 
-class ChatDevicesFrame(ServerFrame):
+class ChatDevicesFrame(Answer):
     type: Literal["CHAT_DEVICES"] = "CHAT_DEVICES"
-    request_id: str = Field(alias="requestId")
     chat_id: str = Field(alias="chatId")
     devices: list[ChatDevice]
     next: str | None
@@ -256,9 +255,8 @@ class DevicesChangedFrame(ServerFrame):
     change: Literal["added", "keysChanged"]
 
 
-class DevicesFrame(ServerFrame):
+class DevicesFrame(Answer):
     type: Literal["DEVICES"] = "DEVICES"
-    request_id: str = Field(alias="requestId")
     devices: list[UserDevice]
 
 
@@ -268,9 +266,8 @@ class ClaimedKey(ServerFrame):
     one_time_pre_key: OneTimePreKeyEntry | None = Field(alias="oneTimePreKey")
 
 
-class ClaimedFrame(ServerFrame):
+class ClaimedFrame(Answer):
     type: Literal["CLAIMED"] = "CLAIMED"
-    request_id: str = Field(alias="requestId")
     keys: list[ClaimedKey]
 
 
@@ -279,9 +276,8 @@ class KeysPublishedFrame(ServerFrame):
     one_time_pre_keys: int = Field(alias="oneTimePreKeys")  # unused ones the device now has
 
 
-class KeysFrame(ServerFrame):
+class KeysFrame(Answer):
     type: Literal["KEYS"] = "KEYS"
-    request_id: str = Field(alias="requestId")
     user_id: str = Field(alias="userId")
     devices: list[DeviceKeys]
 
@@ -295,20 +291,18 @@ class PongFrame(ServerFrame):
     omitted_when_unset = frozenset({"heads"})
 
 
-class MediaUploadAnswer(ServerFrame):
+class MediaUploadAnswer(Answer):
     """Where to POST the (encrypted) bytes: `url` with `fields` as the form, the file last."""
 
     type: Literal["MEDIA_UPLOAD"] = "MEDIA_UPLOAD"
-    request_id: str = Field(alias="requestId")
     media_id: str = Field(alias="mediaId")
     url: str
     fields: dict[str, str]
     expires_at: str = Field(alias="expiresAt")
 
 
-class MediaUrlFrame(ServerFrame):
+class MediaUrlFrame(Answer):
     type: Literal["MEDIA_URL"] = "MEDIA_URL"
-    request_id: str = Field(alias="requestId")
     media_id: str = Field(alias="mediaId")
     url: str
     expires_at: str = Field(alias="expiresAt")

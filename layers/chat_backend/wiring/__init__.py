@@ -1,0 +1,153 @@
+"""The one wiring table: tables, queues, buckets, functions and what triggers them.
+
+Both the CDK stack (`cdk/`) and the local stack (`local/local_stack`) are built from these
+declarations, so a route, table or trigger is described exactly once. Each function receives,
+as environment variables, the names of the resources it declares in `uses`; `chat_backend.config`
+reads them back under the same names.
+
+One module per part, all read through this package (`from chat_backend import wiring`):
+- kinds.py: what a declaration is (Table, Queue, Bucket, Secret, the triggers, Function, Access);
+- resources.py: the tables, queues, buckets and secrets themselves;
+- functions.py: the functions, their triggers and the resources each one uses;
+- api_routes.py: which function serves each WebSocket route and HTTP fallback action;
+- limits.py: rate limits and the other budgets;
+- environment.py: the environment every function gets besides its resources.
+"""
+
+from chat_backend.wiring.api_routes import (
+    HTTP_MAX_BODY_BYTES,
+    HTTP_STAGE_THROTTLE,
+    WEBSOCKET_ONLY_ROUTES,
+    authorizer_function,
+    http_routes,
+    routes,
+)
+from chat_backend.wiring.environment import (
+    CALLBACK_URL_ENV,
+    FUNCTION_ENV,
+    JWKS_URL_ENV,
+    JWT_AUDIENCE_ENV,
+    JWT_ISSUER_ENV,
+    JWT_SECRET_ENV,
+    MEDIA_CDN_DOMAIN_ENV,
+    MEDIA_CDN_KEY_PAIR_ID_ENV,
+    PUSH_PLATFORMS,
+    PUSH_PLATFORMS_ENV,
+)
+from chat_backend.wiring.functions import FUNCTIONS, LEDGER, LIMITED, PUSHES, function
+from chat_backend.wiring.kinds import (
+    BUCKET_ACTIONS,
+    SECRET_ACTIONS,
+    SECRET_ARN_PATTERN,
+    Access,
+    AttrType,
+    Bucket,
+    FilterPattern,
+    Function,
+    Index,
+    Queue,
+    QueueTrigger,
+    Resource,
+    ScheduleTrigger,
+    Secret,
+    StreamTrigger,
+    Table,
+    Trigger,
+)
+from chat_backend.wiring.limits import (
+    DEVICE_ANNOUNCEMENTS,
+    FREQUENT,
+    MEDIA_UPLOAD_QUOTA_MIB,
+    NOTIFY_DEVICE_WINDOW_S,
+    NOTIFY_LARGE_CHAT_WINDOW_S,
+    NOTIFY_USERS_PER_JOB,
+    RATE_LIMITS,
+    TO_DEVICE_MESSAGES,
+    TYPING_FANOUT,
+    Rate,
+    RouteLimit,
+    per_user_and_connection,
+)
+from chat_backend.wiring.resources import (
+    ARCHIVE_DUE_AFTER_DAYS,
+    ARCHIVE_MAX_BYTES,
+    ARCHIVE_MAX_ITEMS,
+    BUCKETS,
+    PRESENCE_GRACE_S,
+    QUEUES,
+    RECEIPT_SUMMARY_WINDOW_S,
+    SECRETS,
+    TABLES,
+    bucket,
+    queue,
+    resource_env_var,
+    secret,
+    table,
+)
+
+__all__ = [
+    "ARCHIVE_DUE_AFTER_DAYS",
+    "ARCHIVE_MAX_BYTES",
+    "ARCHIVE_MAX_ITEMS",
+    "BUCKETS",
+    "BUCKET_ACTIONS",
+    "CALLBACK_URL_ENV",
+    "DEVICE_ANNOUNCEMENTS",
+    "FREQUENT",
+    "FUNCTIONS",
+    "FUNCTION_ENV",
+    "HTTP_MAX_BODY_BYTES",
+    "HTTP_STAGE_THROTTLE",
+    "JWKS_URL_ENV",
+    "JWT_AUDIENCE_ENV",
+    "JWT_ISSUER_ENV",
+    "JWT_SECRET_ENV",
+    "LEDGER",
+    "LIMITED",
+    "MEDIA_CDN_DOMAIN_ENV",
+    "MEDIA_CDN_KEY_PAIR_ID_ENV",
+    "MEDIA_UPLOAD_QUOTA_MIB",
+    "NOTIFY_DEVICE_WINDOW_S",
+    "NOTIFY_LARGE_CHAT_WINDOW_S",
+    "NOTIFY_USERS_PER_JOB",
+    "PRESENCE_GRACE_S",
+    "PUSHES",
+    "PUSH_PLATFORMS",
+    "PUSH_PLATFORMS_ENV",
+    "QUEUES",
+    "RATE_LIMITS",
+    "RECEIPT_SUMMARY_WINDOW_S",
+    "SECRETS",
+    "SECRET_ACTIONS",
+    "SECRET_ARN_PATTERN",
+    "TABLES",
+    "TO_DEVICE_MESSAGES",
+    "TYPING_FANOUT",
+    "WEBSOCKET_ONLY_ROUTES",
+    "Access",
+    "AttrType",
+    "Bucket",
+    "FilterPattern",
+    "Function",
+    "Index",
+    "Queue",
+    "QueueTrigger",
+    "Rate",
+    "Resource",
+    "RouteLimit",
+    "ScheduleTrigger",
+    "Secret",
+    "StreamTrigger",
+    "Table",
+    "Trigger",
+    "authorizer_function",
+    "bucket",
+    "function",
+    "http_routes",
+    "per_user_and_connection",
+    "queue",
+    "resource_env_var",
+    "routes",
+    "secret",
+    "table",
+]
