@@ -20,6 +20,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from chat_backend import wiring
 from chat_client.media import post_form
 from chat_client.tokens import mint_token
 from local_stack.child import RunningStack
@@ -406,6 +407,13 @@ MATRIX: list[Row] = [
         lambda s, a: {"action": "unblock", "requestId": f"ub-{a}", "userId": "u_nobody"},
         _expect("OK"),
     ),
+    # A device's own push token: anyone's to set or clear, and it tells nobody anything.
+    (
+        "registerPush",
+        lambda s, a: {"action": "registerPush", "requestId": f"rp-{a}", "platform": "fcm", "token": f"t-{a}"},
+        _expect("OK"),
+    ),
+    ("unregisterPush", lambda s, a: {"action": "unregisterPush", "requestId": f"up-{a}"}, _expect("OK")),
     # Last: a new identity key on every device (DEVICES_CHANGED goes to those who share a chat).
     (
         "publishKeys (a new identity key)",
@@ -413,6 +421,13 @@ MATRIX: list[Row] = [
         _expect("KEYS_PUBLISHED"),
     ),
 ]
+
+
+def test_the_matrix_tries_every_route_a_client_may_send() -> None:
+    # Given the routes of the wiring table (API Gateway's own $connect / $disconnect / $default
+    # aside) / When the matrix's rows are named by route / Then none is left out
+    tried = {route.split(" ")[0] for route, _, _ in MATRIX}
+    assert set(wiring.routes()) - {"$connect", "$disconnect", "$default"} == tried
 
 
 async def test_every_route_answers_each_standing_as_it_may_and_nothing_leaks(scene: Scene) -> None:
