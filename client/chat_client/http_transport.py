@@ -8,8 +8,8 @@ ACK matching, request replies, ordering, dedup and gap filling are the WebSocket
 it ends when it closes (the client's reader then sees a disconnect and reconnects).
 
 There are no pushes over HTTP. While the link is open it polls ``sync`` (the client's own sync,
-from its cursors): ``poll_min`` seconds after activity (a frame sent or something delivered), the
-delay doubling up to ``poll_max`` while nothing happens. Short polls, not long ones: an HTTP API
+from its cursors): ``poll_delays.low`` seconds after activity (a frame sent or something delivered),
+the delay doubling up to ``poll_delays.high`` while nothing happens. Short polls, not long ones: an HTTP API
 route's integration times out after 30 s (and a Lambda held open waiting is billed for it).
 Every ``websocket_retry_s`` it tries the WebSocket (``probe``); once one opens it closes itself,
 and the client's reconnect opens the WebSocket again.
@@ -35,6 +35,7 @@ import aiohttp
 from websockets.exceptions import ConnectionClosedError
 
 from chat_client.models import ChatAuthError
+from chat_client.util import Backoff
 
 logger = logging.getLogger("chat_client.http")
 
@@ -43,6 +44,8 @@ WEBSOCKET_ONLY_ACTIONS = frozenset({"heartbeat", "typing", "presence"})
 # Frames that tell the poll loop something is going on (poll again soon).
 _ACTIVE_SENDS = frozenset({"send", "sendToDevice"})
 _ACTIVE_FRAMES = frozenset({"MESSAGE", "VOID", "TO_DEVICE"})
+# Poll this soon after activity, the delay doubling up to the high end while nothing happens.
+DEFAULT_POLL_DELAYS = Backoff(1.0, 30.0)
 
 
 def http_twin(ws_url: str) -> str:
@@ -74,8 +77,7 @@ class HttpLink:
         *,
         poll: Callable[[], Awaitable[Any]],
         probe: Callable[[], Awaitable[bool]],
-        poll_min: float = 1.0,
-        poll_max: float = 30.0,
+        poll_delays: Backoff = DEFAULT_POLL_DELAYS,
         websocket_retry_s: float = 30.0,
         request_timeout: float = 35.0,
     ) -> None:
@@ -85,8 +87,7 @@ class HttpLink:
         self._on_frame = on_frame
         self._poll = poll
         self._probe = probe
-        self.poll_min = poll_min
-        self.poll_max = max(poll_max, poll_min)
+        self.poll_delays = poll_delays
         self.websocket_retry_s = websocket_retry_s
         self.auth_error: ChatAuthError | None = None
         self.delivered = 0  # MESSAGE / VOID / TO_DEVICE frames handed over so far
@@ -191,13 +192,13 @@ class HttpLink:
             task.add_done_callback(self._tasks.discard)
 
     async def _poll_loop(self) -> None:
-        delay = self.poll_min
+        delay = self.poll_delays.low
         while not self.closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), delay)
             if self._kick.is_set():  # something was sent: poll soon for what follows
                 self._kick.clear()
-                delay = self.poll_min
+                delay = self.poll_delays.low
                 await asyncio.sleep(delay)
             if self.closed:
                 return
@@ -206,7 +207,7 @@ class HttpLink:
                 await self._poll()
             except Exception as exc:  # a failed poll: the link closes itself on network failures
                 logger.info("poll failed: %r", exc)
-            delay = self.poll_min if self.delivered > before else min(delay * 2, self.poll_max)
+            delay = self.poll_delays.low if self.delivered > before else self.poll_delays.doubled(delay)
 
     async def _probe_loop(self) -> None:
         while not self.closed:

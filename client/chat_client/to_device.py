@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chat_client.models import ChatConnectionError, ToDevice
+from chat_client.models import ChatConnectionError, ToDevice, parse_frame
 
-logger = logging.getLogger("chat_client")
+if TYPE_CHECKING:
+    from chat_client.connection import Link
 
 MESSAGES_PER_FRAME = 100  # the server's limit per sendToDevice / ackToDevice
 # The server stores a sendToDevice in transactions of 99 messages and its txnId record: frames of
@@ -30,7 +30,7 @@ SEEN_IDS_KEPT = 10_000
 
 
 class ToDeviceChannel:
-    """Mixed into ChatClient: it provides `request` and `_wait_connected`."""
+    """Mixed into ChatClient, which provides `request` and `_wait_connected`."""
 
     to_device: asyncio.Queue[ToDevice]
     device_changes: asyncio.Queue[dict[str, Any]]  # DEVICES_CHANGED frames: re-read that user's devices
@@ -42,13 +42,9 @@ class ToDeviceChannel:
         self._to_device_seen = OrderedDict()
 
     def _on_to_device(self, frame: dict[str, Any]) -> None:
-        try:
-            message = ToDevice.from_frame(frame)
-        except ValueError as exc:
-            logger.warning("malformed TO_DEVICE frame (%s): %.200s", exc, frame)
-            return
-        if message.id in self._to_device_seen:
-            return  # pushed and replayed, or replayed again before the ack: once is enough
+        message = parse_frame(ToDevice.from_frame, frame)
+        if message is None or message.id in self._to_device_seen:
+            return  # malformed; or pushed and replayed, or replayed again before the ack: once is enough
         self._to_device_seen[message.id] = None
         while len(self._to_device_seen) > SEEN_IDS_KEPT:
             self._to_device_seen.popitem(last=False)
@@ -98,12 +94,11 @@ class ToDeviceChannel:
                     raise
                 await asyncio.sleep(0.05)
 
-    # Provided by ChatClient.
-    async def request(self, frame: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the other parts of ChatClient
 
-    async def _wait_connected(self, end: float) -> Any:
-        raise NotImplementedError
+        async def request(self, frame: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]: ...
+
+        async def _wait_connected(self, end: float | None) -> Link: ...
 
 
 def _frames_of(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:

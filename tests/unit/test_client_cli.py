@@ -10,7 +10,8 @@ import jwt
 import pytest
 
 from chat_client import Message
-from chat_client.cli import InteractiveSession, build_parser, main
+from chat_client.cli import build_parser, main
+from chat_client.cli_session import HELP, InteractiveSession
 from chat_client.crypto.trust import DeviceNotice
 from chat_client.secure import Decrypted
 
@@ -70,7 +71,7 @@ async def test_received_messages_read_as_text_pending_or_failed_and_help_says_it
     assert await session.describe(failed) == "[c_9 #4012] u_3: (could not be decrypted: a replay)"
     assert "before this device existed" in await session.describe(Decrypted(message, "no_key"))
     # And the help text says everything is encrypted end to end, and names the new commands
-    session.emit(__import__("chat_client.cli", fromlist=["HELP"]).HELP)
+    session.emit(HELP)
     assert "encrypted end to end" in out.getvalue()
     assert all(cmd in out.getvalue() for cmd in ("/verify USER", "/send-file PATH", "/accept USER"))
     assert "plain UTF-8" not in out.getvalue()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_client.crypto.megolm import DecryptionFailed, GroupSessions, PendingKey
+from chat_client.crypto.megolm import DecryptionFailed, GroupSessions, Outbound, PendingKey
 from chat_client.crypto.olm_device import OlmDevice
 from chat_client.crypto.store import DeviceStore, new_store_key
 
@@ -30,7 +30,7 @@ class Party:
         )
 
 
-def share(sender: Party, chat_id: str, recipients: list[Party], left: bool = False) -> object:
+def share(sender: Party, chat_id: str, recipients: list[Party], left: bool = False) -> Outbound:
     """The sender's current session for the chat, its key sent over Olm to each recipient."""
     outbound = sender.groups.outbound_for(chat_id, devices=len(recipients) + 1, left=left)
     for r in recipients:
@@ -40,19 +40,42 @@ def share(sender: Party, chat_id: str, recipients: list[Party], left: bool = Fal
     return outbound
 
 
+def text_message(sender: Party, outbound: Outbound, body: str) -> bytes:
+    """The sender's text message to chat c_1 in the session ``outbound``."""
+    return sender.groups.encrypt("c_1", outbound, {"type": "text", "body": body})
+
+
+def shared_message(sender: Party, recipients: list[Party], body: str) -> tuple[Outbound, bytes]:
+    """The sender's session for c_1, its key shared with the recipients, and a text message in it."""
+    outbound = share(sender, "c_1", recipients)
+    return outbound, text_message(sender, outbound, body)
+
+
+def body_of(groups: GroupSessions, ciphertext: bytes) -> str:
+    """The body of u_alice's (device d1) text message to c_1, as these group sessions decrypt it."""
+    return groups.decrypt("c_1", "u_alice", "d1", ciphertext).content["body"]
+
+
 @pytest.fixture
-def parties(tmp_path: Path) -> tuple[Party, Party, Party]:
-    return Party(tmp_path, "u_alice"), Party(tmp_path, "u_bob"), Party(tmp_path, "u_carol")
+def alice(tmp_path: Path) -> Party:
+    return Party(tmp_path, "u_alice")
+
+
+@pytest.fixture
+def bob(tmp_path: Path) -> Party:
+    return Party(tmp_path, "u_bob")
+
+
+@pytest.fixture
+def carol(tmp_path: Path) -> Party:
+    return Party(tmp_path, "u_carol")
 
 
 def test_a_message_decrypts_for_each_member_once_and_only_in_its_chat(
-    parties: tuple[Party, Party, Party],
+    alice: Party, bob: Party, carol: Party
 ) -> None:
-    alice, bob, carol = parties
-    # Given alice's session for chat c_1, its key shared with bob and carol
-    outbound = share(alice, "c_1", [bob, carol])
-    # When she sends a message
-    ciphertext = alice.groups.encrypt("c_1", outbound, {"type": "text", "body": "hello"})  # type: ignore[arg-type]
+    # Given alice's session for chat c_1, its key shared with bob and carol, When she sends a message
+    _, ciphertext = shared_message(alice, [bob, carol], "hello")
     assert b"hello" not in ciphertext
     # Then both decrypt it, from her device, at index 0
     for reader in (bob, carol):
@@ -70,62 +93,55 @@ def test_a_message_decrypts_for_each_member_once_and_only_in_its_chat(
 
 
 def test_a_message_before_its_key_is_pending_and_a_device_without_the_key_reads_nothing(
-    parties: tuple[Party, Party, Party],
+    alice: Party, bob: Party, carol: Party
 ) -> None:
-    alice, bob, carol = parties
-    outbound = share(alice, "c_1", [bob])
-    ciphertext = alice.groups.encrypt("c_1", outbound, {"type": "text", "body": "only bob"})  # type: ignore[arg-type]
+    # Given alice's message, its session's key shared with bob only
+    _, ciphertext = shared_message(alice, [bob], "only bob")
     # Then carol, who never got the key, has it pending (and can never decrypt it)
     with pytest.raises(PendingKey):
-        carol.groups.decrypt("c_1", "u_alice", "d1", ciphertext)
+        body_of(carol.groups, ciphertext)
 
 
 def test_after_a_member_leaves_the_next_message_uses_a_new_session_it_cannot_read(
-    parties: tuple[Party, Party, Party],
+    alice: Party, bob: Party, carol: Party
 ) -> None:
-    alice, bob, carol = parties
     # Given alice's session shared with bob and carol, one message sent
-    first = share(alice, "c_1", [bob, carol])
-    alice.groups.encrypt("c_1", first, {"type": "text", "body": "before"})  # type: ignore[arg-type]
+    first, _ = shared_message(alice, [bob, carol], "before")
     # When carol is removed and alice sends again (rotating, the new key to bob only)
     second = share(alice, "c_1", [bob], left=True)
-    assert second.session_id != first.session_id  # type: ignore[attr-defined]
-    after = alice.groups.encrypt("c_1", second, {"type": "text", "body": "after"})  # type: ignore[arg-type]
+    assert second.session_id != first.session_id
+    after = text_message(alice, second, "after")
     # Then bob reads it, and carol, even given the ciphertext, cannot
-    assert bob.groups.decrypt("c_1", "u_alice", "d1", after).content["body"] == "after"
+    assert body_of(bob.groups, after) == "after"
     with pytest.raises(PendingKey):
-        carol.groups.decrypt("c_1", "u_alice", "d1", after)
+        body_of(carol.groups, after)
 
 
-def test_a_late_joiner_reads_from_its_join_and_not_before(
-    tmp_path: Path, parties: tuple[Party, Party, Party]
-) -> None:
-    alice, bob, carol = parties
-    outbound = share(alice, "c_1", [bob])
-    before = alice.groups.encrypt("c_1", outbound, {"type": "text", "body": "before carol"})  # type: ignore[arg-type]
+def test_a_late_joiner_reads_from_its_join_and_not_before(alice: Party, bob: Party, carol: Party) -> None:
+    # Given alice's message, its session's key shared with bob
+    outbound, before = shared_message(alice, [bob], "before carol")
     # When carol joins and gets the current key (no rotation on a join)
     same = share(alice, "c_1", [carol])
     assert same is outbound
-    after = alice.groups.encrypt("c_1", outbound, {"type": "text", "body": "with carol"})  # type: ignore[arg-type]
+    after = text_message(alice, outbound, "with carol")
     # Then she reads what follows, and not what came before
-    assert carol.groups.decrypt("c_1", "u_alice", "d1", after).content["body"] == "with carol"
+    assert body_of(carol.groups, after) == "with carol"
     with pytest.raises(DecryptionFailed):
-        carol.groups.decrypt("c_1", "u_alice", "d1", before)
+        body_of(carol.groups, before)
 
 
 def test_sessions_survive_a_restart_and_a_key_for_a_held_session_from_another_device_is_refused(
-    tmp_path: Path, parties: tuple[Party, Party, Party]
+    alice: Party, bob: Party, carol: Party
 ) -> None:
-    alice, bob, carol = parties
-    outbound = share(alice, "c_1", [bob])
-    ciphertext = alice.groups.encrypt("c_1", outbound, {"type": "text", "body": "kept"})  # type: ignore[arg-type]
+    # Given alice's message, its session's key shared with bob
+    outbound, ciphertext = shared_message(alice, [bob], "kept")
     # When bob's groups are saved and read back
     restored = GroupSessions(json.loads(json.dumps(bob.groups.state())), bob.store.pickle_key)
-    assert restored.decrypt("c_1", "u_alice", "d1", ciphertext).content["body"] == "kept"
+    assert body_of(restored, ciphertext) == "kept"
     # And a key carol sends claiming alice's session id is refused, as is one whose key is not
     # the session it names
     carols = json.loads(carol.groups.room_key("c_1", carol.groups.outbound_for("c_1", 2, left=False)))
-    claimed = carols | {"sessionId": outbound.session_id}  # type: ignore[attr-defined]
+    claimed = carols | {"sessionId": outbound.session_id}
     assert not restored.add_room_key(claimed, "u_carol", "d1", carol.olm.identity_key)
     mismatched = carols | {"sessionId": "not-this-session"}
     assert not restored.add_room_key(mismatched, "u_carol", "d1", carol.olm.identity_key)

@@ -7,7 +7,7 @@ import pytest
 
 from chat_client import mint_token
 from chat_client.tokens import token_identity
-from chat_client.util import backoff_delay, build_url
+from chat_client.util import Backoff, backoff_delay, build_url
 
 # The local stack's default HS256 secret is short by design (a dev secret).
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -72,6 +72,16 @@ def test_backoff_grows_exponentially_with_full_jitter_and_is_capped():
     assert backoff_delay(50, 0.2, 10.0, rand=lambda: 1.0) == pytest.approx(10.0)
     assert backoff_delay(50, 0.2, 10.0, rand=lambda: 0.0) == pytest.approx(0.2)
     assert all(0.2 <= backoff_delay(5, 0.2, 10.0) <= 6.4 for _ in range(100))
+
+
+def test_a_backoff_range_never_ends_below_its_start_and_doubles_within_it():
+    # Given a range whose high end is below its low one, Then the high end is the low one
+    assert Backoff(0.5, 0.1) == Backoff(0.5, 0.5)
+    # And a delay doubles up to the high end, never below the low one
+    delays = Backoff(0.2, 1.0)
+    assert [delays.doubled(d) for d in (0.0, 0.2, 0.4, 0.8)] == pytest.approx([0.2, 0.4, 0.8, 1.0])
+    # And the jittered delay of an attempt stays within the range
+    assert all(0.2 <= delays.jittered(attempt) <= 1.0 for attempt in range(10))
 
 
 @pytest.mark.parametrize(
