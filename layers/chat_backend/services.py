@@ -166,7 +166,7 @@ class Services:
 
     @cached_property
     def listing(self) -> ChatListing:
-        return ChatListing(self.settings.chats_table)
+        return self.store.listing
 
     @cached_property
     def consent(self) -> ConsentStore:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from chat_backend.dal.chat_store import MembershipContext
 from chat_backend.dal.key_store import DeviceRecord, SignedPreKeyRecord
+from chat_backend.dal.member_store import MembershipContext
 from chat_backend.logic import device_lists
 from chat_backend.logic.device_lists import DeviceNews, get_chat_devices
 from chat_backend.logic.keys import publish_keys
@@ -154,28 +154,31 @@ def test_pages_stay_within_the_frame_budget_whatever_the_keys_size(
 
 @dataclass
 class BigGroup:
-    """A chats store and a key store of one group of `size` members with the longest ids, two
-    devices each with Olm's keys (43 base64 characters): only what getChatDevices reads."""
+    """A chats store (its member store is itself) and a key store of one group of `size` members
+    with the longest ids, two devices each with Olm's keys (43 base64 characters): only what
+    getChatDevices reads."""
 
     size: int
-    members: list[str] = field(init=False)
-    member_set: set[str] = field(init=False)
+    users: list[str] = field(init=False)
+    user_set: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.members = [f"u{i:063d}" for i in range(self.size)]
-        self.member_set = set(self.members)
+        self.users = [f"u{i:063d}" for i in range(self.size)]
+        self.user_set = set(self.users)
+
+    @property
+    def members(self) -> BigGroup:
+        return self
 
     def membership(self, chat_id: str, user_ids: list[str]) -> MembershipContext:
         meta = ChatMeta(
             chat_id=chat_id, kind="group", name=None, head_seq=0, member_count=self.size, created_at="x"
         )
-        return MembershipContext(meta, {u: "member" for u in user_ids if u in self.member_set}, {})
+        return MembershipContext(meta, {u: "member" for u in user_ids if u in self.user_set}, {})
 
-    def member_page(
-        self, chat_id: str, after: str | None, limit: int
-    ) -> tuple[list[tuple[str, str]], str | None]:
-        start = bisect.bisect_right(self.members, after) if after else 0
-        page = [(u, "member") for u in self.members[start : start + limit]]
+    def page(self, chat_id: str, after: str | None, limit: int) -> tuple[list[tuple[str, str]], str | None]:
+        start = bisect.bisect_right(self.users, after) if after else 0
+        page = [(u, "member") for u in self.users[start : start + limit]]
         return page, page[-1][0] if start + limit < self.size else None
 
     def devices(self, user_id: str, after: str | None = None, limit: int | None = None) -> list[DeviceRecord]:
@@ -195,7 +198,7 @@ def test_a_ten_thousand_member_group_pages_through_in_a_bounded_number_of_calls(
     cursor = None
     while not pages or cursor is not None:
         asked = GetChatDevicesFrame.model_validate(frame | {"cursor": cursor})
-        answer = get_chat_devices(group, group, io_pool, caller(group.members[0]), asked)  # type: ignore[arg-type]
+        answer = get_chat_devices(group, group, io_pool, caller(group.users[0]), asked)  # type: ignore[arg-type]
         pages.append(answer.to_json())
         cursor = answer.next
     # Then all 20,000 devices come, once each, in at most 50 calls of frames within the budget

@@ -1,4 +1,4 @@
-"""addMembers / removeMembers / getMembers (logic/members.py + dal/chat_store.py) against moto.
+"""addMembers / removeMembers / getMembers (logic/members.py + dal/member_store.py) against moto.
 
 How a change is ordered against other changes and sends (in flight, abandoned, lost) is in
 test_members_changes.py."""
@@ -160,7 +160,7 @@ def test_the_last_admin_leaving_promotes_the_longest_standing_member(
     remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_alice"]), GRACE_S)
     # Then bob (a founding member, first by id among those who joined with the chat) is admin, in
     # the same change, and the announcement says so
-    roles = dict(ledger.chats.member_page(chat_id, None, 10)[0])
+    roles = dict(ledger.chats.members.page(chat_id, None, 10)[0])
     assert roles == {"u_bob": "admin", "u_carol": "member", "u_dave": "member"}
     assert announcements(aws_env, chat_id)[-1][1] == {
         "event": "removed",
@@ -187,7 +187,7 @@ def test_an_admin_leaving_while_another_admin_stays_promotes_nobody(
     # When alice leaves
     remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_alice"]), GRACE_S)
     # Then nobody is promoted: carol is still the admin
-    roles = dict(ledger.chats.member_page(chat_id, None, 10)[0])
+    roles = dict(ledger.chats.members.page(chat_id, None, 10)[0])
     assert roles == {"u_bob": "member", "u_carol": "admin"}
     assert "promoted" not in announcements(aws_env, chat_id)[-1][1]
 

@@ -16,10 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, cancellation_codes, client, from_item, to_item
+from chat_backend.dal.aws import av, client, from_item, to_item
 from chat_backend.dal.batching import batch_write
+from chat_backend.dal.conditional import TransactionCancelled, put_op, transact
 
 TXN_TTL_S = 24 * 3600
 INBOX_TTL_S = 30 * 24 * 3600  # a device away longer than a month gets fresh keys from its peers
@@ -82,43 +81,32 @@ class InboxStore:
             for m in messages
         ]
         txn = {
-            "Put": {
-                "TableName": self.inbox_table,
-                "Item": to_item(
-                    {
-                        "device": f"TXN#{inbox_key(sender, sender_device)}",
-                        "id": f"{txn_id}#{part}",
-                        "count": len(messages),
-                        "expiresAt": int(now) + TXN_TTL_S,
-                    }
-                ),
-                "ConditionExpression": "attribute_not_exists(id)",
-            }
+            "device": f"TXN#{inbox_key(sender, sender_device)}",
+            "id": f"{txn_id}#{part}",
+            "count": len(messages),
+            "expiresAt": int(now) + TXN_TTL_S,
         }
         puts = [
-            {
-                "Put": {
-                    "TableName": self.inbox_table,
-                    "Item": to_item(
-                        {
-                            "device": inbox_key(s.user_id, s.device_id),
-                            "id": s.id,
-                            "from": s.sender,
-                            "fromDevice": s.sender_device,
-                            "ciphertext": s.ciphertext,
-                            "createdAt": s.created_at,
-                            "expiresAt": int(now) + INBOX_TTL_S,
-                        }
-                    ),
-                }
-            }
+            put_op(
+                self.inbox_table,
+                to_item(
+                    {
+                        "device": inbox_key(s.user_id, s.device_id),
+                        "id": s.id,
+                        "from": s.sender,
+                        "fromDevice": s.sender_device,
+                        "ciphertext": s.ciphertext,
+                        "createdAt": s.created_at,
+                        "expiresAt": int(now) + INBOX_TTL_S,
+                    }
+                ),
+            )
             for s in stored
         ]
         try:
-            self.ddb.transact_write_items(TransactItems=[txn, *puts])
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
+            transact(self.ddb, [put_op(self.inbox_table, to_item(txn), "attribute_not_exists(id)"), *puts])
+        except TransactionCancelled as exc:
+            if 0 in exc.failed_conditions:  # the TXN item: this part is stored already
                 return None
             raise
         return stored

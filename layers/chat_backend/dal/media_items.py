@@ -1,0 +1,63 @@
+"""A chat's media announcements: MEDIA# items of the chats table, one per upload (uploader, type,
+size), marked attached, with the seqs of the messages carrying it, by the send that attaches it
+(dal/message_store.py). The bytes are in the media bucket (dal/media_bucket.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat_backend.dal.aws import av, from_item, to_item
+from chat_backend.dal.chat_keys import MEDIA
+from chat_backend.dal.conditional import ConditionFailed, conditional
+from chat_backend.errors import MediaExists
+from chat_backend.models.records import StoredMedia
+
+
+class MediaItems:
+    def __init__(self, chats_table: str, ddb: Any) -> None:
+        self.chats_table = chats_table
+        self.ddb = ddb
+
+    def put(self, media: StoredMedia) -> None:
+        """Announce an upload, not yet attached to any message; MediaExists if the id is taken."""
+        item = to_item(
+            {
+                "chatId": media.chat_id,
+                "sk": MEDIA.sk(media.media_id),
+                "uploader": media.uploader,
+                "contentType": media.content_type,
+                "size": media.size,
+                "createdAt": media.created_at,
+                "attached": False,
+                "expiresAt": media.expires_at,  # TTL: an upload never attached goes (removed on attach)
+            }
+        )
+        try:
+            conditional(
+                self.ddb.put_item,
+                TableName=self.chats_table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except ConditionFailed as exc:
+            raise MediaExists(media.media_id) from exc
+
+    def get(self, chat_id: str, media_id: str) -> StoredMedia | None:
+        resp = self.ddb.get_item(
+            TableName=self.chats_table,
+            Key={"chatId": av(chat_id), "sk": av(MEDIA.sk(media_id))},
+            ConsistentRead=True,
+        )
+        if "Item" not in resp:
+            return None
+        v = from_item(resp["Item"])
+        return StoredMedia(
+            chat_id=chat_id,
+            media_id=media_id,
+            uploader=v["uploader"],
+            content_type=v["contentType"],
+            size=int(v["size"]),
+            created_at=v["createdAt"],
+            attached=bool(v.get("attached", False)),
+            attached_seqs=frozenset(int(s) for s in v.get("attachedSeqs", ())),
+        )
