@@ -246,6 +246,12 @@ def chat_id(make_chat: MakeChat) -> str:
     return make_chat("u_alice", "u_bob")
 
 
+@pytest.fixture
+def group_id(make_chat: MakeChat) -> str:
+    """alice's group with bob, carol and dave, alice its admin."""
+    return make_chat("u_alice", "u_bob", "u_carol", "u_dave")
+
+
 # --- events and handlers -------------------------------------------------------------------------
 
 

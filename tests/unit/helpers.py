@@ -91,6 +91,11 @@ def send(
     return send_message(ledger, sender, send_frame(chat_id), policy, clock=clock).ack
 
 
+def send_many(ledger: Ledger, who: Caller | str, chat_id: str, count: int) -> list[AckFrame]:
+    """`count` new messages from `who`, one after another; their ACKs."""
+    return [send(ledger, who, chat_id) for _ in range(count)]
+
+
 def add_frame(chat_id: str, members: list[str]) -> AddMembersFrame:
     body = {"action": "addMembers", "requestId": "r1", "chatId": chat_id, "members": members}
     return AddMembersFrame.model_validate(body)

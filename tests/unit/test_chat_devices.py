@@ -67,24 +67,23 @@ def listed(pages: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def test_a_member_gets_every_device_of_every_current_member_its_own_included(
-    aws_env: AwsEnv, ledger: Ledger, make_chat: MakeChat
+    aws_env: AwsEnv, ledger: Ledger, group_id: str
 ) -> None:
     # Given a group of alice (phone, laptop), bob (phone, with a signing key), carol (no keys) and
     # dave, who was removed; and erin, who is in no chat with them
-    chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave")
     publish_as("u_alice", "d_phone")
     publish_as("u_alice", "d_laptop")
     publish_as("u_bob", "d_phone", signing="sk-bob")
     publish_as("u_dave", "d_phone")
     publish_as("u_erin", "d_phone")
-    remove(ledger, caller("u_alice"), chat_id, ["u_dave"])
+    remove(ledger, caller("u_alice"), group_id, ["u_dave"])
     # When bob asks for the chat's devices
-    answer = page(chat_id, "u_bob")
+    answer = page(group_id, "u_bob")
     # Then he gets alice's two, his own (with its signing key), and nobody else's, in one page
     assert answer == {
         "type": "CHAT_DEVICES",
         "requestId": "r",
-        "chatId": chat_id,
+        "chatId": group_id,
         "devices": [
             {"userId": "u_alice", "deviceId": "d_laptop", "identityKey": b64("ik-u_alice-d_laptop")},
             {"userId": "u_alice", "deviceId": "d_phone", "identityKey": b64("ik-u_alice-d_phone")},

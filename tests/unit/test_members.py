@@ -222,12 +222,18 @@ def test_adding_members_already_in_or_removing_strangers_writes_nothing(
     assert aws_env.messages(chat_id) == []
 
 
+def limit_groups_to(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """The member limit as an add checks it: whole, before its first change (members.py), and at
+    each change (membership_changes.py)."""
+    monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", size)
+    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", size)
+
+
 def test_the_member_limit_is_enforced_with_group_full_and_nothing_written(
     monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a limit of 4 members (the real limit is used in the race below) and a group of 3
-    monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 4)
-    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", 4)
+    limit_groups_to(monkeypatch, 4)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
     alice = caller("u_alice")
     # When alice adds two more
@@ -247,8 +253,7 @@ def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
     monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a limit of 100 and a group of 3
-    monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 100)
-    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", 100)
+    limit_groups_to(monkeypatch, 100)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
     newcomers = [f"u_new{i:03d}" for i in range(changes_logic.MEMBERS_PER_ADD + 3)]
     # When alice adds more than one transaction holds, and more than the group has room for

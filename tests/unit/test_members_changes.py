@@ -10,7 +10,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -48,19 +48,44 @@ class Pauses:
             self.on_first()
 
 
-def timeline(aws_env: Any, chat_id: str) -> list[tuple[int, Any]]:
-    """The chat's seqs: "VOID", or an announcement's body with its membership version."""
-    found: list[tuple[int, Any]] = []
-    for m in aws_env.messages(chat_id):
-        if m.get("kind") == "VOID":
-            found.append((int(m["seq"]), "VOID"))
-        else:
-            found.append((int(m["seq"]), (json.loads(bytes(m["ciphertext"])), int(m["membersVersion"]))))
-    return found
+def timeline(aws_env: Any, chat_id: str) -> list[tuple[int, str]]:
+    """The chat's seqs: "VOID", or an announcement as "<by> <event> <members> (v<membership version>)"."""
+    return [
+        (int(m["seq"]), "VOID" if m.get("kind") == "VOID" else _announced(m))
+        for m in aws_env.messages(chat_id)
+    ]
+
+
+def _announced(message: dict[str, Any]) -> str:
+    body = json.loads(bytes(message["ciphertext"]))
+    assert set(body) == {"event", "members", "by"}, body  # no promotion in these changes
+    return f"{body['by']} {body['event']} {' '.join(body['members'])} (v{message['membersVersion']})"
 
 
 def in_flight(meta: dict[str, Any]) -> bool:
     return bool({"changeToken", "changeSeq", "changeAt"} & set(meta))
+
+
+class Settled(NamedTuple):
+    """What the chat is left with: its members, and META's member count, head, membership version
+    and whether a change is still in flight."""
+
+    members: set[str]
+    count: int
+    head: int
+    version: int
+    in_flight: bool
+
+
+def settled(aws_env: Any, ledger: Ledger, chat_id: str) -> Settled:
+    meta = meta_item(aws_env, chat_id)
+    return Settled(
+        member_ids(ledger.chats, chat_id),
+        int(meta["memberCount"]),
+        int(meta["headSeq"]),
+        int(meta["membersVersion"]),
+        in_flight(meta),
+    )
 
 
 @dataclasses.dataclass
@@ -124,12 +149,10 @@ def test_a_change_is_in_flight_between_its_seq_and_its_commit_which_writes_it_wh
     assert meta["changeToken"] and int(meta["memberCount"]) == 2
     assert (messages, members) == ([], {"u_alice", "u_bob"})
     # And after it, announcement, member and count are there, and the change is no longer in flight
-    assert timeline(aws_env, chat_id) == [
-        (1, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 1))
-    ]
-    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
-    meta = meta_item(aws_env, chat_id)
-    assert int(meta["memberCount"]) == 3 and not in_flight(meta)
+    assert timeline(aws_env, chat_id) == [(1, "u_alice added u_carol (v1)")]
+    assert settled(aws_env, ledger, chat_id) == Settled(
+        {"u_alice", "u_bob", "u_carol"}, count=3, head=1, version=1, in_flight=False
+    )
 
 
 def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
@@ -149,14 +172,11 @@ def test_a_change_meeting_another_in_flight_waits_for_it_and_lands_after_it(
     )
     # Then her add waited for the other change, and landed after it at seq 2 / version 2
     assert pauses.attempts == [0]
-    assert timeline(aws_env, chat_id) == [
-        (1, ({"event": "added", "members": ["u_dave"], "by": "u_alice"}, 1)),
-        (2, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 2)),
-    ]
     assert answer.member_count == 4
-    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol", "u_dave"}
-    meta = meta_item(aws_env, chat_id)
-    assert (int(meta["memberCount"]), int(meta["membersVersion"]), in_flight(meta)) == (4, 2, False)
+    assert timeline(aws_env, chat_id) == [(1, "u_alice added u_dave (v1)"), (2, "u_alice added u_carol (v2)")]
+    assert settled(aws_env, ledger, chat_id) == Settled(
+        {"u_alice", "u_bob", "u_carol", "u_dave"}, count=4, head=2, version=2, in_flight=False
+    )
 
 
 def test_a_change_meeting_a_young_change_that_never_commits_gives_up_having_written_nothing(
@@ -190,13 +210,11 @@ def test_a_change_in_flight_older_than_the_grace_is_abandoned_and_its_seq_voided
         GRACE_S,
     )
     # Then the dead change's seq holds a VOID and alice's add is announced after it
-    assert timeline(aws_env, chat_id) == [
-        (1, "VOID"),
-        (2, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 2)),
-    ]
     assert answer.member_count == 3
-    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol"}
-    assert not in_flight(meta_item(aws_env, chat_id))
+    assert timeline(aws_env, chat_id) == [(1, "VOID"), (2, "u_alice added u_carol (v2)")]
+    assert settled(aws_env, ledger, chat_id) == Settled(
+        {"u_alice", "u_bob", "u_carol"}, count=3, head=2, version=2, in_flight=False
+    )
     # And should the dead change's writer wake up, its commit is refused and writes nothing
     with pytest.raises(ChangeLost):
         dead.commit(ledger)
@@ -240,16 +258,16 @@ def test_a_change_whose_seq_was_voided_before_it_committed_decides_again_at_a_la
     # Then it decided again on the membership it found: carol was in by then, so it adds dave alone,
     # at seq 3 / version 3; its lost seq 1 holds only the VOID
     assert lost
-    assert timeline(aws_env, chat_id) == [
-        (1, "VOID"),
-        (2, ({"event": "added", "members": ["u_carol"], "by": "u_alice"}, 2)),
-        (3, ({"event": "added", "members": ["u_dave"], "by": "u_alice"}, 3)),
-    ]
     # And every member is counted once, with nothing left in flight
     assert answer.member_count == 4
-    assert member_ids(ledger.chats, chat_id) == {"u_alice", "u_bob", "u_carol", "u_dave"}
-    meta = meta_item(aws_env, chat_id)
-    assert (int(meta["memberCount"]), int(meta["headSeq"]), in_flight(meta)) == (4, 3, False)
+    assert timeline(aws_env, chat_id) == [
+        (1, "VOID"),
+        (2, "u_alice added u_carol (v2)"),
+        (3, "u_alice added u_dave (v3)"),
+    ]
+    assert settled(aws_env, ledger, chat_id) == Settled(
+        {"u_alice", "u_bob", "u_carol", "u_dave"}, count=4, head=3, version=3, in_flight=False
+    )
 
 
 def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at_the_next(
@@ -273,10 +291,8 @@ def test_a_change_whose_transaction_keeps_conflicting_voids_its_seq_and_lands_at
     # Then after a bounded number of tries at seq 1 it gave that seq up (a VOID, so nothing can land
     # there later) and the removal was announced once, at seq 2
     assert tries == [1] * changes_logic.COMMIT_ATTEMPTS + [2]
-    assert timeline(aws_env, chat_id) == [
-        (1, "VOID"),
-        (2, ({"event": "removed", "members": ["u_bob"], "by": "u_alice"}, 2)),
-    ]
-    assert (answer.member_count, member_ids(ledger.chats, chat_id)) == (2, {"u_alice", "u_carol"})
-    meta = meta_item(aws_env, chat_id)
-    assert (int(meta["memberCount"]), in_flight(meta)) == (2, False)
+    assert answer.member_count == 2
+    assert timeline(aws_env, chat_id) == [(1, "VOID"), (2, "u_alice removed u_bob (v2)")]
+    assert settled(aws_env, ledger, chat_id) == Settled(
+        {"u_alice", "u_carol"}, count=2, head=2, version=2, in_flight=False
+    )

@@ -22,8 +22,8 @@ from chat_backend.dal.chat_listing import ChatListing
 from chat_backend.dal.conditional import (
     ConditionFailed,
     TransactionCancelled,
-    conditional,
     conditional_or_none,
+    put_new,
     put_op,
     transact,
 )
@@ -31,8 +31,6 @@ from chat_backend.dal.media_items import MediaItems
 from chat_backend.dal.member_store import TRANSACT_MAX_ITEMS, MemberStore
 from chat_backend.errors import ChatExists
 from chat_backend.models.records import ChatMeta
-
-NEW_ITEM = "attribute_not_exists(sk)"
 
 
 class ChatStore:
@@ -64,7 +62,8 @@ class ChatStore:
         if len(member_items) < TRANSACT_MAX_ITEMS:
             items = [put_op(self.chats_table, i) for i in member_items]
             try:  # the META put first: its condition is the one that can fail
-                transact(self.ddb, [put_op(self.chats_table, meta_item(meta, created_by), NEW_ITEM), *items])
+                new_meta = put_op(self.chats_table, meta_item(meta, created_by), "attribute_not_exists(sk)")
+                transact(self.ddb, [new_meta, *items])
             except TransactionCancelled as exc:
                 if 0 in exc.failed_conditions:
                     raise ChatExists(meta.chat_id) from exc
@@ -79,11 +78,10 @@ class ChatStore:
             done = start + len(chunk)
         written = list(members)[:done]
         try:
-            conditional(
-                self.ddb.put_item,
-                TableName=self.chats_table,
-                Item=meta_item(meta.model_copy(update={"member_count": len(written)}), created_by),
-                ConditionExpression=NEW_ITEM,
+            put_new(
+                self.ddb,
+                self.chats_table,
+                meta_item(meta.model_copy(update={"member_count": len(written)}), created_by),
             )
         except ConditionFailed as exc:
             raise ChatExists(meta.chat_id) from exc

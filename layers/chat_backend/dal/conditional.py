@@ -64,6 +64,18 @@ def conditional_or_none(write: Callable[..., Any], /, **request: Any) -> dict[st
         return None
 
 
+def put_new(ddb: Any, table: str, item: dict[str, Any], sort_key: str = "sk", **request: Any) -> None:
+    """PutItem of an item whose key must be new (a table with a sort key named `sort_key`):
+    ConditionFailed when an item has that key already (nothing is overwritten)."""
+    conditional(
+        ddb.put_item,
+        TableName=table,
+        Item=item,
+        ConditionExpression=f"attribute_not_exists({sort_key})",
+        **request,
+    )
+
+
 def transact(ddb: Any, items: list[dict[str, Any]]) -> None:
     """TransactWriteItems; TransactionCancelled when DynamoDB cancelled it."""
     try:

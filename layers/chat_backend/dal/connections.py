@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from typing import Any
 
-from chat_backend.dal.aws import av, client
+from chat_backend.dal.aws import TableStore, av
 from chat_backend.dal.batching import batch_get
 from chat_backend.dal.conditional import ConditionFailed, conditional, conditional_or_none
 from chat_backend.models.common import epoch_ms
@@ -26,11 +26,7 @@ def _devices(item: dict[str, Any]) -> dict[str, str]:
     }
 
 
-class ConnectionRegistry:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class ConnectionRegistry(TableStore):
     def register(
         self, user_id: str, device_id: str, connection_id: str, connected_at: str, expires_at: int
     ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from typing import Any, Literal
 
-from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.aws import TableStore, av, from_item
 from chat_backend.dal.batching import batch_get, query_items
 from chat_backend.dal.conditional import delete_op, put_op, transact
 from chat_backend.dal.item_kinds import ItemKind
@@ -22,11 +22,7 @@ BLOCKS = ItemKind("BLOCKS#")  # BLOCKS#<target>, on the blocker's partition
 BLOCKED_BY = ItemKind("BLOCKEDBY#")  # BLOCKEDBY#<blocker>, on the target's
 
 
-class ConsentStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class ConsentStore(TableStore):
     def block(self, blocker: str, target: str, at_ms: int) -> None:
         transact(
             self.ddb,

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chat_backend.dal.aws import av, client, from_item, to_item
+from chat_backend.dal.aws import TableStore, av, from_item, to_item
 from chat_backend.dal.batching import batch_write
 from chat_backend.dal.conditional import TransactionCancelled, put_op, transact
 
@@ -51,11 +51,7 @@ def new_to_device_id(now_ms: int) -> str:
     return f"td_{now_ms:013d}_{secrets.token_hex(4)}"
 
 
-class InboxStore:
-    def __init__(self, inbox_table: str, ddb: Any | None = None) -> None:
-        self.inbox_table = inbox_table
-        self.ddb = ddb or client("dynamodb")
-
+class InboxStore(TableStore):
     def store_part(
         self,
         sender: str,
@@ -88,7 +84,7 @@ class InboxStore:
         }
         puts = [
             put_op(
-                self.inbox_table,
+                self.table,
                 to_item(
                     {
                         "device": inbox_key(s.user_id, s.device_id),
@@ -104,7 +100,7 @@ class InboxStore:
             for s in stored
         ]
         try:
-            transact(self.ddb, [put_op(self.inbox_table, to_item(txn), "attribute_not_exists(id)"), *puts])
+            transact(self.ddb, [put_op(self.table, to_item(txn), "attribute_not_exists(id)"), *puts])
         except TransactionCancelled as exc:
             if 0 in exc.failed_conditions:  # the TXN item: this part is stored already
                 return None
@@ -114,7 +110,7 @@ class InboxStore:
     def pending(self, user_id: str, device_id: str, limit: int) -> list[StoredToDevice]:
         """The device's oldest unacknowledged messages, at most `limit`."""
         resp = self.ddb.query(
-            TableName=self.inbox_table,
+            TableName=self.table,
             KeyConditionExpression="device = :d",
             ExpressionAttributeValues={":d": av(inbox_key(user_id, device_id))},
             Limit=limit,
@@ -127,7 +123,7 @@ class InboxStore:
         key = inbox_key(user_id, device_id)
         batch_write(
             self.ddb,
-            self.inbox_table,
+            self.table,
             [{"DeleteRequest": {"Key": {"device": av(key), "id": av(i)}}} for i in dict.fromkeys(ids)],
         )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal
 
-from chat_backend.dal.aws import av, client
+from chat_backend.dal.aws import TableStore, av
 from chat_backend.dal.batching import batch_write, query_items
 from chat_backend.dal.conditional import conditional_or_none
 from chat_backend.dal.item_kinds import ItemKind
@@ -33,10 +33,8 @@ class PreKey:
 
 
 @dataclass(frozen=True)
-class SignedPreKeyRecord:
-    key_id: int
-    public_key: str
-    signature: str
+class SignedPreKeyRecord(PreKey):
+    signature: str  # by the device's identity key, over the public key
 
 
 @dataclass(frozen=True)
@@ -68,11 +66,7 @@ class Published:
     change: DeviceChange | None  # a device new to the user, or a new identity key; None: a top-up
 
 
-class KeyStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class KeyStore(TableStore):
     def publish(
         self,
         user_id: str,

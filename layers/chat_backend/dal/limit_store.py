@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chat_backend.dal.aws import av, client
+from chat_backend.dal.aws import TableStore, av
 from chat_backend.dal.conditional import ConditionFailed, conditional
 from chat_backend.errors import LimitRaced
 
@@ -34,11 +34,7 @@ class Step:
     max_tat: int
 
 
-class LimitStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class LimitStore(TableStore):
     def advance(
         self, key: str, bucket: str, steps: list[Step], spent: list[str], now_ms: int, expires_at: int
     ) -> dict[str, int]:

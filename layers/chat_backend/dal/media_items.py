@@ -8,7 +8,7 @@ from typing import Any
 
 from chat_backend.dal.aws import av, from_item, to_item
 from chat_backend.dal.chat_keys import MEDIA
-from chat_backend.dal.conditional import ConditionFailed, conditional
+from chat_backend.dal.conditional import ConditionFailed, put_new
 from chat_backend.errors import MediaExists
 from chat_backend.models.records import StoredMedia
 
@@ -33,12 +33,7 @@ class MediaItems:
             }
         )
         try:
-            conditional(
-                self.ddb.put_item,
-                TableName=self.chats_table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(sk)",
-            )
+            put_new(self.ddb, self.chats_table, item)
         except ConditionFailed as exc:
             raise MediaExists(media.media_id) from exc
 

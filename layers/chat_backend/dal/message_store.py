@@ -14,13 +14,12 @@ from typing import Any
 from chat_backend.dal.aws import av, client, from_item, to_item
 from chat_backend.dal.batching import query_items
 from chat_backend.dal.chat_keys import MEDIA
-from chat_backend.dal.conditional import ConditionFailed, TransactionCancelled, conditional, transact
+from chat_backend.dal.conditional import ConditionFailed, TransactionCancelled, put_new, put_op, transact
 from chat_backend.errors import MediaNotInChat, SeqTaken
 from chat_backend.models.common import MAX_SEQ, SYSTEM_SENDER
 from chat_backend.models.records import Stored, StoredMessage, StoredVoid
 
 VOID = "VOID"  # the `kind` of a seq that carries no message
-SEQ_FREE = "attribute_not_exists(seq)"
 
 
 def stored_from_item(item: dict[str, Any]) -> Stored:
@@ -103,14 +102,10 @@ class MessageStore:
         """Store the message at its seq if that seq is free (else SeqTaken). Attached media are
         marked in the same transaction, each only if it is a MEDIA# item of this very chat (else a
         member could attach, then download, another chat's media): MediaNotInChat, nothing stored."""
-        put: dict[str, Any] = {
-            "TableName": self.messages_table,
-            "Item": to_item(message_values(message)),
-            "ConditionExpression": SEQ_FREE,
-        }
+        item = to_item(message_values(message))
         if not message.media_ids:
             try:
-                conditional(self.ddb.put_item, **put)
+                put_new(self.ddb, self.messages_table, item, sort_key="seq")
             except ConditionFailed as exc:
                 raise SeqTaken() from exc
             return
@@ -128,7 +123,9 @@ class MessageStore:
             for media_id in dict.fromkeys(message.media_ids)  # one operation per item in a transaction
         ]
         try:
-            transact(self.ddb, [{"Put": put}, *media_updates])
+            transact(
+                self.ddb, [put_op(self.messages_table, item, "attribute_not_exists(seq)"), *media_updates]
+            )
         except TransactionCancelled as exc:
             if 0 in exc.failed_conditions:
                 raise SeqTaken() from exc
@@ -140,12 +137,7 @@ class MessageStore:
         """Put a VOID at the seq unless something is there already; returns what the seq holds now
         (the VOID, or the message that got there first)."""
         try:
-            conditional(
-                self.ddb.put_item,
-                TableName=self.messages_table,
-                Item=to_item(void_values(void)),
-                ConditionExpression=SEQ_FREE,
-            )
+            put_new(self.ddb, self.messages_table, to_item(void_values(void)), sort_key="seq")
         except ConditionFailed as exc:
             found = self.at(void.chat_id, void.seq)
             if found is None:  # cannot be: conditional puts are never undone

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.aws import TableStore, av, from_item
 from chat_backend.dal.batching import batch_get, batch_write, query_items
 from chat_backend.dal.conditional import ConditionFailed, conditional, conditional_or_none
 from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
@@ -55,30 +55,19 @@ def _state(item: dict[str, Any]) -> PresenceState:
     )
 
 
-class PresenceStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class PresenceStore(TableStore):
     # --- status ----------------------------------------------------------------------------------
 
     def renew_lease(self, user_id: str, now_ms: int, lease_until_ms: int) -> PresenceState | None:
         """ONLINE with a lease until `lease_until_ms`; returns the state before (None: first time)."""
         resp = self.ddb.update_item(
-            TableName=self.table,
-            Key=self._key(user_id, STATE),
-            UpdateExpression=(
-                "SET #s = :online, leaseUntil = :lease, lastActive = :now, "
-                "version = if_not_exists(version, :zero) + :one"
+            **self._state_update(
+                user_id,
+                "SET #s = :online, leaseUntil = :lease, lastActive = :now",
+                online="ONLINE",
+                lease=lease_until_ms,
+                now=now_ms,
             ),
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":online": av("ONLINE"),
-                ":lease": av(lease_until_ms),
-                ":now": av(now_ms),
-                ":zero": av(0),
-                ":one": av(1),
-            },
             ReturnValues="ALL_OLD",
         )
         old = resp.get("Attributes")
@@ -92,17 +81,14 @@ class PresenceStore:
         try:
             resp = conditional(
                 self.ddb.update_item,
-                TableName=self.table,
-                Key=self._key(user_id, STATE),
-                UpdateExpression="SET leaseUntil = :grace, lastActive = :now, version = version + :one",
+                **self._state_update(
+                    user_id,
+                    "SET leaseUntil = :grace, lastActive = :now",
+                    online="ONLINE",
+                    grace=grace_until_ms,
+                    now=now_ms,
+                ),
                 ConditionExpression="#s = :online AND lastActive <= :now AND leaseUntil > :now",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":online": av("ONLINE"),
-                    ":grace": av(grace_until_ms),
-                    ":now": av(now_ms),
-                    ":one": av(1),
-                },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -114,12 +100,8 @@ class PresenceStore:
         """OFFLINE, only if nothing was written since `state` was read."""
         updated = conditional_or_none(
             self.ddb.update_item,
-            TableName=self.table,
-            Key=self._key(state.user_id, STATE),
-            UpdateExpression="SET #s = :offline, version = version + :one",
-            ConditionExpression="version = :v",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":offline": av("OFFLINE"), ":v": av(state.version), ":one": av(1)},
+            **self._state_update(state.user_id, "SET #s = :offline", offline="OFFLINE", read=state.version),
+            ConditionExpression="version = :read",
         )
         return updated is not None
 
@@ -196,6 +178,19 @@ class PresenceStore:
         return sorted(item["targets"]["SS"])
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _state_update(self, user_id: str, update: str, **values: Any) -> dict[str, Any]:
+        """An UpdateItem request of the user's STATE item: `update` ("#s" is the status, `values`
+        are named without their colon) and the version bump of every write."""
+        return {
+            "TableName": self.table,
+            "Key": self._key(user_id, STATE),
+            "UpdateExpression": f"{update}, version = if_not_exists(version, :zero) + :one",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                f":{name}": av(v) for name, v in (values | {"zero": 0, "one": 1}).items()
+            },
+        }
 
     @staticmethod
     def _key(user_id: str, sk: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chat_backend.dal.aws import av, client, from_item
+from chat_backend.dal.aws import TableStore, av, from_item
 from chat_backend.dal.batching import batch_get, batch_get_tables, query_items
 from chat_backend.dal.chat_items import chat_meta
 from chat_backend.dal.chat_keys import MEMBER, META
@@ -83,14 +83,15 @@ def _message_ref(item: dict[str, Any]) -> MessageRef | None:
     )
 
 
-class ReceiptStore:
+class ReceiptStore(TableStore):
+    """The receipts table (`table`), and what receipts read of the chats and messages tables."""
+
     def __init__(
         self, receipts_table: str, chats_table: str, messages_table: str, ddb: Any | None = None
     ) -> None:
-        self.receipts_table = receipts_table
+        super().__init__(receipts_table, ddb)
         self.chats_table = chats_table
         self.messages_table = messages_table
-        self.ddb = ddb or client("dynamodb")
 
     # --- what a receipt is about -----------------------------------------------------------------
 
@@ -133,9 +134,7 @@ class ReceiptStore:
 
     def forget(self, chat_id: str, user_id: str) -> None:
         """Delete a member's watermarks (a receipt re-created them after the member's removal)."""
-        self.ddb.delete_item(
-            TableName=self.receipts_table, Key={"chatId": av(chat_id), "userId": av(user_id)}
-        )
+        self.ddb.delete_item(TableName=self.table, Key={"chatId": av(chat_id), "userId": av(user_id)})
 
     def messages_between(self, chat_id: str, after: int, up_to: int, limit: int) -> list[MessageRef]:
         """Messages with after < seq <= up_to, newest first, at most `limit` (seq, id and sender)."""
@@ -175,7 +174,7 @@ class ReceiptStore:
         up_to, at_attr = WATERMARK_ATTRS[receipt_type]
         resp = conditional_or_none(
             self.ddb.update_item,
-            TableName=self.receipts_table,
+            TableName=self.table,
             Key={"chatId": av(chat_id), "userId": av(user_id)},
             UpdateExpression="SET #w = :s, #at = :at, since = if_not_exists(since, :since)",
             ConditionExpression="attribute_not_exists(#w) OR #w < :s",
@@ -188,7 +187,7 @@ class ReceiptStore:
     def watermarks(self, chat_id: str, page_size: int = 1000) -> Iterator[Watermark]:
         """Every member's watermarks in the chat (all pages)."""
         request = {
-            "TableName": self.receipts_table,
+            "TableName": self.table,
             "KeyConditionExpression": "chatId = :c",
             "ExpressionAttributeValues": {":c": av(chat_id)},
             "ProjectionExpression": "userId, deliveredUpTo, readUpTo, since",
@@ -203,7 +202,7 @@ class ReceiptStore:
         `after_user`: at most `limit`, and the userId to continue after (None: no more).
         A non-None cursor may lead to an empty last page (DynamoDB cannot tell in advance)."""
         kwargs: dict[str, Any] = {
-            "TableName": self.receipts_table,
+            "TableName": self.table,
             "KeyConditionExpression": "chatId = :c",
             # a member added after the message never had it, whatever its watermark says
             "FilterExpression": "(deliveredUpTo >= :s OR readUpTo >= :s) AND "

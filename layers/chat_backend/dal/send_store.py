@@ -17,7 +17,7 @@ from chat_backend.dal.aws import av, client, from_item, to_item
 from chat_backend.dal.batching import batch_get
 from chat_backend.dal.chat_items import chat_meta
 from chat_backend.dal.chat_keys import DEDUP, MEDIA, MEMBER, META
-from chat_backend.dal.conditional import ConditionFailed, conditional, conditional_or_none
+from chat_backend.dal.conditional import ConditionFailed, conditional_or_none, put_new
 from chat_backend.models.records import ChatMeta, SendRecord
 
 
@@ -85,13 +85,7 @@ class SendStore:
             }
         )
         try:
-            conditional(
-                self.ddb.put_item,
-                TableName=self.chats_table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(sk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            put_new(self.ddb, self.chats_table, item, ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ConditionFailed as exc:
             return _claim(exc.item) if exc.item else self.claim_of(chat_id, user_id, client_msg_id)
         return None
