@@ -60,10 +60,10 @@ class ChatStore:
             member_item(meta.chat_id, user_id, role, meta.created_at, 1) for user_id, role in members.items()
         ]
         if len(member_items) < TRANSACT_MAX_ITEMS:
-            items = [put_op(self.chats_table, i) for i in member_items]
-            try:  # the META put first: its condition is the one that can fail
-                new_meta = put_op(self.chats_table, meta_item(meta, created_by), "attribute_not_exists(sk)")
-                transact(self.ddb, [new_meta, *items])
+            # A transaction, not a batch: no member is written if META's condition fails.
+            new_meta = put_op(self.chats_table, meta_item(meta, created_by), "attribute_not_exists(sk)")
+            try:
+                transact(self.ddb, [new_meta, *(put_op(self.chats_table, i) for i in member_items)])
             except TransactionCancelled as exc:
                 if 0 in exc.failed_conditions:
                     raise ChatExists(meta.chat_id) from exc

@@ -24,6 +24,7 @@ BLOCKED_BY = ItemKind("BLOCKEDBY#")  # BLOCKEDBY#<blocker>, on the target's
 
 class ConsentStore(TableStore):
     def block(self, blocker: str, target: str, at_ms: int) -> None:
+        # Both items or neither (a transaction, not a batch): each side's reads must agree.
         transact(
             self.ddb,
             [

@@ -212,6 +212,7 @@ class ReceiptStore(TableStore):
         }
         if after_user is not None:
             kwargs["ExclusiveStartKey"] = {"chatId": av(chat_id), "userId": av(after_user)}
+        # One page, not a full read: followed by hand only while the filter leaves it short.
         page: list[Watermark] = []
         while True:
             resp = self.ddb.query(**kwargs)
