@@ -12,6 +12,9 @@ from chat_backend.dal.conditional import ConditionFailed, put_new
 from chat_backend.errors import MediaExists
 from chat_backend.models.records import StoredMedia
 
+# The announcement's own fields, as the MEDIA# item names them (written by `put`, read by `get`).
+ANNOUNCED = {"uploader": "uploader", "content_type": "contentType", "size": "size", "created_at": "createdAt"}
+
 
 class MediaItems:
     def __init__(self, chats_table: str, ddb: Any) -> None:
@@ -20,14 +23,12 @@ class MediaItems:
 
     def put(self, media: StoredMedia) -> None:
         """Announce an upload, not yet attached to any message; MediaExists if the id is taken."""
+        values = {attribute: getattr(media, field) for field, attribute in ANNOUNCED.items()}
         item = to_item(
             {
                 "chatId": media.chat_id,
                 "sk": MEDIA.sk(media.media_id),
-                "uploader": media.uploader,
-                "contentType": media.content_type,
-                "size": media.size,
-                "createdAt": media.created_at,
+                **values,
                 "attached": False,
                 "expiresAt": media.expires_at,  # TTL: an upload never attached goes (removed on attach)
             }
@@ -49,10 +50,7 @@ class MediaItems:
         return StoredMedia(
             chat_id=chat_id,
             media_id=media_id,
-            uploader=v["uploader"],
-            content_type=v["contentType"],
-            size=int(v["size"]),
-            created_at=v["createdAt"],
+            **{field: v[attribute] for field, attribute in ANNOUNCED.items()},
             attached=bool(v.get("attached", False)),
             attached_seqs=frozenset(int(s) for s in v.get("attachedSeqs", ())),
         )
