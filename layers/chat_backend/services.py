@@ -6,9 +6,11 @@ environment before the first call and Lambda reuses everything across warm invoc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, cached_property
+from typing import TypeVar
 
 from chat_backend import wiring
 from chat_backend.config import Settings, settings
@@ -38,19 +40,63 @@ from chat_backend.logic.push import Pusher, RetryPolicy
 from chat_backend.logic.rate_limits import RateLimiter, RouteGuard
 from chat_backend.logic.send import Ledger, SendPolicy
 
+T = TypeVar("T")
+
+
+def _from_settings(build: Callable[[Settings], T]) -> cached_property[T]:
+    """A service built once, from the settings alone."""
+    return cached_property(lambda services: build(services.settings))
+
 
 @dataclass
 class Services:
     settings: Settings
 
-    @cached_property
-    def store(self) -> ChatStore:
-        s = self.settings
-        return ChatStore(s.chats_table, s.messages_table, receipts_table=s.receipts_table)
+    # --- repositories and clients: one table, queue, bucket or API each ---------------------------
+
+    store = _from_settings(
+        lambda s: ChatStore(s.chats_table, s.messages_table, receipts_table=s.receipts_table)
+    )
+    messages = _from_settings(lambda s: MessageStore(s.messages_table, s.chats_table))
+    archive = _from_settings(lambda s: MessageArchive(s.archive_bucket, s.chats_table, s.messages_table))
+    receipts = _from_settings(lambda s: ReceiptStore(s.receipts_table, s.chats_table, s.messages_table))
+    registry = _from_settings(lambda s: ConnectionRegistry(s.connections_table))
+    presence = _from_settings(lambda s: PresenceStore(s.presence_table))
+    keys = _from_settings(lambda s: KeyStore(s.keys_table))
+    inbox = _from_settings(lambda s: InboxStore(s.inbox_table))
+    consent = _from_settings(lambda s: ConsentStore(s.consent_table))
+    push_registry = _from_settings(lambda s: PushRegistry(s.push_table))
+    media = _from_settings(lambda s: MediaBucket(s.media_bucket))
+
+    queue = _from_settings(lambda s: DeliveryQueue(s.delivery_queue_url))
+    notify_queue = _from_settings(lambda s: NotifyQueue(s.notify_queue_url))
+    archive_queue = _from_settings(lambda s: ArchiveQueue(s.archive_jobs_queue_url))
+    settle_queue = _from_settings(lambda s: SettleQueue(s.presence_settle_queue_url))
+    summaries_queue = _from_settings(lambda s: FifoQueue(s.summaries_queue_url))
+    member_jobs = _from_settings(lambda s: FifoQueue(s.member_jobs_queue_url))
+
+    poster = _from_settings(lambda s: ConnectionPoster(s.callback_url))
+    push_sender = _from_settings(lambda s: PushSender(s.push_platforms))
+
+    # --- what the use cases are handed -----------------------------------------------------------
+
+    send_policy = _from_settings(
+        lambda s: SendPolicy(
+            dedup_ttl_s=s.dedup_ttl_s,
+            lease_s=s.send_lease_s,
+            hole_grace_s=s.hole_grace_s,
+            direct_push_max_members=s.direct_push_max_members,
+        )
+    )
+    verifier = _from_settings(
+        lambda s: TokenVerifier(
+            secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
+        )
+    )
 
     @cached_property
-    def messages(self) -> MessageStore:
-        return MessageStore(self.settings.messages_table, self.settings.chats_table)
+    def member_lists(self) -> MemberListCache:
+        return MemberListCache()
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -67,23 +113,8 @@ class Services:
         )
 
     @cached_property
-    def archive(self) -> MessageArchive:
-        s = self.settings
-        return MessageArchive(s.archive_bucket, s.chats_table, s.messages_table)
-
-    @cached_property
-    def send_policy(self) -> SendPolicy:
-        s = self.settings
-        return SendPolicy(
-            dedup_ttl_s=s.dedup_ttl_s,
-            lease_s=s.send_lease_s,
-            hole_grace_s=s.hole_grace_s,
-            direct_push_max_members=s.direct_push_max_members,
-        )
-
-    @cached_property
-    def media(self) -> MediaBucket:
-        return MediaBucket(self.settings.media_bucket)
+    def listing(self) -> ChatListing:
+        return self.store.listing
 
     @cached_property
     def media_downloads(self) -> DownloadLinks:
@@ -92,14 +123,6 @@ class Services:
         if cdn is None:
             return self.media
         return MediaCdn(cdn.domain, cdn.key_pair_id, cdn.key_secret_arn)
-
-    @cached_property
-    def registry(self) -> ConnectionRegistry:
-        return ConnectionRegistry(self.settings.connections_table)
-
-    @cached_property
-    def queue(self) -> DeliveryQueue:
-        return DeliveryQueue(self.settings.delivery_queue_url)
 
     @cached_property
     def pusher(self) -> Pusher:
@@ -113,80 +136,12 @@ class Services:
         )
 
     @cached_property
-    def presence(self) -> PresenceStore:
-        return PresenceStore(self.settings.presence_table)
-
-    @cached_property
-    def keys(self) -> KeyStore:
-        return KeyStore(self.settings.keys_table)
-
-    @cached_property
-    def inbox(self) -> InboxStore:
-        return InboxStore(self.settings.inbox_table)
-
-    @cached_property
-    def settle_queue(self) -> SettleQueue:
-        return SettleQueue(self.settings.presence_settle_queue_url)
-
-    @cached_property
-    def receipts(self) -> ReceiptStore:
-        s = self.settings
-        return ReceiptStore(s.receipts_table, s.chats_table, s.messages_table)
-
-    @cached_property
-    def summaries_queue(self) -> FifoQueue:
-        return FifoQueue(self.settings.summaries_queue_url)
-
-    @cached_property
-    def notify_queue(self) -> NotifyQueue:
-        return NotifyQueue(self.settings.notify_queue_url)
-
-    @cached_property
-    def archive_queue(self) -> ArchiveQueue:
-        return ArchiveQueue(self.settings.archive_jobs_queue_url)
-
-    @cached_property
-    def push_registry(self) -> PushRegistry:
-        return PushRegistry(self.settings.push_table)
-
-    @cached_property
-    def push_sender(self) -> PushSender:
-        return PushSender(self.settings.push_platforms)
-
-    @cached_property
-    def member_jobs(self) -> FifoQueue:
-        return FifoQueue(self.settings.member_jobs_queue_url)
-
-    @cached_property
-    def poster(self) -> ConnectionPoster:
-        return ConnectionPoster(self.settings.callback_url)
-
-    @cached_property
-    def verifier(self) -> TokenVerifier:
-        s = self.settings
-        return TokenVerifier(
-            secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
-        )
-
-    @cached_property
-    def listing(self) -> ChatListing:
-        return ChatListing(self.settings.chats_table)
-
-    @cached_property
-    def consent(self) -> ConsentStore:
-        return ConsentStore(self.settings.consent_table)
-
-    @cached_property
     def limiter(self) -> RateLimiter:
         return RateLimiter(LimitStore(self.settings.limits_table))
 
     @cached_property
     def guard(self) -> RouteGuard:
         return RouteGuard(self.limiter, wiring.RATE_LIMITS)
-
-    @cached_property
-    def member_lists(self) -> MemberListCache:
-        return MemberListCache()
 
     @cached_property
     def io_pool(self) -> ThreadPoolExecutor:

@@ -99,14 +99,10 @@ class AwsEnv:
     s3: Any = None
 
     def scan(self, logical_table: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.tables[logical_table], "ConsistentRead": True}
-        while True:
-            resp = self.ddb.scan(**kwargs)
-            items.extend(aws.from_item(i) for i in resp["Items"])
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        pages = self.ddb.get_paginator("scan").paginate(
+            TableName=self.tables[logical_table], ConsistentRead=True
+        )
+        return [aws.from_item(i) for page in pages for i in page["Items"]]
 
     def messages(self, chat_id: str | None = None) -> list[dict[str, Any]]:
         found = [m for m in self.scan("messages") if chat_id is None or m["chatId"] == chat_id]
@@ -244,6 +240,12 @@ def make_chat(store: ChatStore) -> Callable[..., str]:
 def chat_id(make_chat: MakeChat) -> str:
     """alice's chat with bob: a group of the two, alice its admin."""
     return make_chat("u_alice", "u_bob")
+
+
+@pytest.fixture
+def group_id(make_chat: MakeChat) -> str:
+    """alice's group with bob, carol and dave, alice its admin."""
+    return make_chat("u_alice", "u_bob", "u_carol", "u_dave")
 
 
 # --- events and handlers -------------------------------------------------------------------------

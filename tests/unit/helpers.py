@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
@@ -91,6 +91,11 @@ def send(
     return send_message(ledger, sender, send_frame(chat_id), policy, clock=clock).ack
 
 
+def send_many(ledger: Ledger, who: Caller | str, chat_id: str, count: int) -> list[AckFrame]:
+    """`count` new messages from `who`, one after another; their ACKs."""
+    return [send(ledger, who, chat_id) for _ in range(count)]
+
+
 def add_frame(chat_id: str, members: list[str]) -> AddMembersFrame:
     body = {"action": "addMembers", "requestId": "r1", "chatId": chat_id, "members": members}
     return AddMembersFrame.model_validate(body)
@@ -150,7 +155,7 @@ def online_all(registry: ConnectionRegistry, *users: str, device_id: str = "d_ph
 
 
 def member_ids(store: ChatStore, chat_id: str) -> set[str]:
-    return {u for page in store.member_pages(chat_id) for u in page}
+    return {u for page in store.members.pages(chat_id) for u in page}
 
 
 def meta_item(aws_env: Any, chat_id: str) -> dict[str, Any]:
@@ -176,54 +181,73 @@ def head_of(ledger: Ledger, chat_id: str) -> int:
 # --- clients, stores and clocks that stage what a test needs -------------------------------------
 
 
-class LockedDdb:
+class WrappedDdb:
+    """A client that runs each of its calls, those a paginator makes (one a page) included, through
+    `around(operation, request, call)`."""
+
+    def __init__(self, ddb: Any) -> None:
+        self.ddb = ddb
+
+    def around(self, name: str, kwargs: dict[str, Any], call: Callable[[], Any]) -> Any:
+        return call()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.ddb, name)
+        if not callable(method):
+            return method
+        return lambda *args, **kwargs: self.around(name, kwargs, lambda: method(*args, **kwargs))
+
+    def get_paginator(self, name: str) -> Any:
+        paginator, wrapped = self.ddb.get_paginator(name), self
+
+        class Pages:
+            def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+                pages = iter(paginator.paginate(**kwargs))
+                while (page := wrapped.around(name, kwargs, lambda: next(pages, None))) is not None:
+                    yield page
+                    if "LastEvaluatedKey" not in page:
+                        return  # the last page: asking for the next one would call nothing
+
+        return Pages()
+
+
+class LockedDdb(WrappedDdb):
     """Serialises calls into in-process moto, which is not thread-safe inside TransactWriteItems
     (it snapshots and restores whole tables). The races under test are between the reads and
     the writes of concurrent use cases, which this keeps intact."""
 
     def __init__(self, ddb: Any) -> None:
-        self.ddb = ddb
+        super().__init__(ddb)
         self.lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.ddb, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self.lock:
-                return method(*args, **kwargs)
-
-        return call
+    def around(self, name: str, kwargs: dict[str, Any], call: Callable[[], Any]) -> Any:
+        with self.lock:
+            return call()
 
 
-class CountingDdb:
+class CountingDdb(WrappedDdb):
     """Records every call into the client it wraps (thread-safe); each query of a chat's member
     list (its MEMBER# items) takes `member_query_delay_s` longer."""
 
     WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 
     def __init__(self, ddb: Any, member_query_delay_s: float = 0.0) -> None:
-        self.ddb, self.delay_s = ddb, member_query_delay_s
+        super().__init__(ddb)
+        self.delay_s = member_query_delay_s
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.ddb, name)
-        if not callable(method):
-            return method
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self.lock:
-                self.calls.append((name, kwargs))
-            if self._chat_of_member_query(name, kwargs) is not None:
-                time.sleep(self.delay_s)
-            return method(*args, **kwargs)
-
-        return call
+    def around(self, name: str, kwargs: dict[str, Any], call: Callable[[], Any]) -> Any:
+        with self.lock:
+            self.calls.append((name, kwargs))
+        if self._chat_of_member_query(name, kwargs) is not None:
+            time.sleep(self.delay_s)
+        return call()
 
     @staticmethod
     def _chat_of_member_query(name: str, kwargs: dict[str, Any]) -> str | None:
         values = kwargs.get("ExpressionAttributeValues", {})
-        return values[":c"]["S"] if name == "query" and values.get(":m") == {"S": "MEMBER#"} else None
+        return values[":pk"]["S"] if name == "query" and values.get(":prefix") == {"S": "MEMBER#"} else None
 
     @property
     def member_queries(self) -> list[str]:
@@ -245,7 +269,10 @@ class CountingDdb:
 
 def chats_on(store: ChatStore, ddb: Any) -> ChatStore:
     """The same chat store on another client (a LockedDdb, a CountingDdb)."""
-    return ChatStore(store.chats_table, store.messages_table, ddb=ddb, receipts_table=store.receipts_table)
+    members = store.members
+    return ChatStore(
+        store.chats_table, members.messages_table, ddb=ddb, receipts_table=members.receipts_table
+    )
 
 
 def ledger_on(ddb: Any) -> Ledger:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from chat_backend.dal.chat_store import MembershipContext
 from chat_backend.dal.key_store import DeviceRecord, SignedPreKeyRecord
+from chat_backend.dal.member_store import MembershipContext
 from chat_backend.logic import device_lists
 from chat_backend.logic.device_lists import DeviceNews, get_chat_devices
 from chat_backend.logic.keys import publish_keys
@@ -67,24 +67,23 @@ def listed(pages: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def test_a_member_gets_every_device_of_every_current_member_its_own_included(
-    aws_env: AwsEnv, ledger: Ledger, make_chat: MakeChat
+    aws_env: AwsEnv, ledger: Ledger, group_id: str
 ) -> None:
     # Given a group of alice (phone, laptop), bob (phone, with a signing key), carol (no keys) and
     # dave, who was removed; and erin, who is in no chat with them
-    chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave")
     publish_as("u_alice", "d_phone")
     publish_as("u_alice", "d_laptop")
     publish_as("u_bob", "d_phone", signing="sk-bob")
     publish_as("u_dave", "d_phone")
     publish_as("u_erin", "d_phone")
-    remove(ledger, caller("u_alice"), chat_id, ["u_dave"])
+    remove(ledger, caller("u_alice"), group_id, ["u_dave"])
     # When bob asks for the chat's devices
-    answer = page(chat_id, "u_bob")
+    answer = page(group_id, "u_bob")
     # Then he gets alice's two, his own (with its signing key), and nobody else's, in one page
     assert answer == {
         "type": "CHAT_DEVICES",
         "requestId": "r",
-        "chatId": chat_id,
+        "chatId": group_id,
         "devices": [
             {"userId": "u_alice", "deviceId": "d_laptop", "identityKey": b64("ik-u_alice-d_laptop")},
             {"userId": "u_alice", "deviceId": "d_phone", "identityKey": b64("ik-u_alice-d_phone")},
@@ -154,28 +153,31 @@ def test_pages_stay_within_the_frame_budget_whatever_the_keys_size(
 
 @dataclass
 class BigGroup:
-    """A chats store and a key store of one group of `size` members with the longest ids, two
-    devices each with Olm's keys (43 base64 characters): only what getChatDevices reads."""
+    """A chats store (its member store is itself) and a key store of one group of `size` members
+    with the longest ids, two devices each with Olm's keys (43 base64 characters): only what
+    getChatDevices reads."""
 
     size: int
-    members: list[str] = field(init=False)
-    member_set: set[str] = field(init=False)
+    users: list[str] = field(init=False)
+    user_set: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.members = [f"u{i:063d}" for i in range(self.size)]
-        self.member_set = set(self.members)
+        self.users = [f"u{i:063d}" for i in range(self.size)]
+        self.user_set = set(self.users)
+
+    @property
+    def members(self) -> BigGroup:
+        return self
 
     def membership(self, chat_id: str, user_ids: list[str]) -> MembershipContext:
         meta = ChatMeta(
             chat_id=chat_id, kind="group", name=None, head_seq=0, member_count=self.size, created_at="x"
         )
-        return MembershipContext(meta, {u: "member" for u in user_ids if u in self.member_set}, {})
+        return MembershipContext(meta, {u: "member" for u in user_ids if u in self.user_set}, {})
 
-    def member_page(
-        self, chat_id: str, after: str | None, limit: int
-    ) -> tuple[list[tuple[str, str]], str | None]:
-        start = bisect.bisect_right(self.members, after) if after else 0
-        page = [(u, "member") for u in self.members[start : start + limit]]
+    def page(self, chat_id: str, after: str | None, limit: int) -> tuple[list[tuple[str, str]], str | None]:
+        start = bisect.bisect_right(self.users, after) if after else 0
+        page = [(u, "member") for u in self.users[start : start + limit]]
         return page, page[-1][0] if start + limit < self.size else None
 
     def devices(self, user_id: str, after: str | None = None, limit: int | None = None) -> list[DeviceRecord]:
@@ -195,7 +197,7 @@ def test_a_ten_thousand_member_group_pages_through_in_a_bounded_number_of_calls(
     cursor = None
     while not pages or cursor is not None:
         asked = GetChatDevicesFrame.model_validate(frame | {"cursor": cursor})
-        answer = get_chat_devices(group, group, io_pool, caller(group.members[0]), asked)  # type: ignore[arg-type]
+        answer = get_chat_devices(group, group, io_pool, caller(group.users[0]), asked)  # type: ignore[arg-type]
         pages.append(answer.to_json())
         cursor = answer.next
     # Then all 20,000 devices come, once each, in at most 50 calls of frames within the budget

@@ -93,7 +93,7 @@ def test_group_member_count_is_others_plus_creator(aws_env: Any, store: ChatStor
         "u_dave": "member",
     }
     for user in ["u_alice", *others]:
-        assert store.chat_ids_of(user) == [chat.chat_id]
+        assert store.listing.chat_ids(user) == [chat.chat_id]
     views = store.heads.views("u_alice", [chat.chat_id])
     assert {chat_id: view.head for chat_id, view in views.items()} == {chat.chat_id: 0}
 
@@ -116,7 +116,7 @@ def test_large_group_stores_every_member(store: ChatStore) -> None:
     chat = creating(store, caller("u_alice"), create_frame("group", others))
     # Then the member count is 151 and every member is listed, page by page
     assert chat.member_count == 151
-    pages = list(store.member_pages(chat.chat_id, page_size=64))
+    pages = list(store.members.pages(chat.chat_id, page_size=64))
     assert sorted(u for page in pages for u in page) == sorted(["u_alice", *others])
     assert len(pages) == 3
 

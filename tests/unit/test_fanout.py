@@ -204,15 +204,14 @@ def test_a_void_is_fanned_out_as_a_void_frame_to_every_online_member(
 
 
 def test_a_removal_announcement_also_reaches_the_removed_members_and_nothing_after_it(
-    aws_env: Any, ledger: Ledger, registry: ConnectionRegistry, make_chat: MakeChat, fan: Fan
+    aws_env: Any, ledger: Ledger, registry: ConnectionRegistry, group_id: str, fan: Fan
 ) -> None:
     # Given alice's group with bob, carol and dave, all online
-    chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave")
     online_all(registry, "u_alice", "u_bob", "u_carol", "u_dave", device_id="d1")
     # When alice removes bob and carol, then sends a message, and the stream fans both out
-    remove(ledger, caller("u_alice", "d1"), chat_id, ["u_bob", "u_carol"])
-    send_message(ledger, caller("u_alice", "d1"), send_frame(chat_id, "c1", b"bob"), QUEUED)
-    fan(ledger.messages.after(chat_id, 0, 10))
+    remove(ledger, caller("u_alice", "d1"), group_id, ["u_bob", "u_carol"])
+    send_message(ledger, caller("u_alice", "d1"), send_frame(group_id, "c1", b"bob"), QUEUED)
+    fan(ledger.messages.after(group_id, 0, 10))
     # Then bob and carol get their removal (the last thing they get of the chat), not the message after it
     assert reached(queued(aws_env)) == {
         1: {"conn-u_alice-d1", "conn-u_bob-d1", "conn-u_carol-d1", "conn-u_dave-d1"},
@@ -336,22 +335,21 @@ def test_fanout_function_queues_the_queued_records_of_a_batch_and_skips_direct_o
 
 
 def test_a_large_groups_offline_members_go_to_the_notify_queue_and_online_ones_do_not(
-    aws_env: Any, registry: ConnectionRegistry, make_chat: MakeChat, ledger: Ledger, pusher: Pusher
+    aws_env: Any, registry: ConnectionRegistry, group_id: str, ledger: Ledger, pusher: Pusher
 ) -> None:
     # Given a group where bob is online, carol and dave offline, and alice sends from her phone
-    chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave")
     online(registry, "u_alice", "d_phone")
     online(registry, "u_bob", "d_phone")
     notify = NotifyQueue(aws_env.queue_urls["notify"], aws_env.sqs)
     # When her message and a VOID are fanned out with the notify queue
     items = [
-        stored_message(chat_id, seq=7),
-        StoredVoid(chat_id=chat_id, seq=8, created_at="2026-11-28T03:21:08.000Z", members_version=0),
+        stored_message(group_id, seq=7),
+        StoredVoid(chat_id=group_id, seq=8, created_at="2026-11-28T03:21:08.000Z", members_version=0),
     ]
     fan_out(ledger.chats, ledger.messages, MemberListCache(), pusher, items, notify)
     # Then one job names the message and carol and dave (not alice, the sender, nor bob, online),
     # marked as a large group's; the VOID notifies nobody
     jobs = [NotifyJob.model_validate_json(m["Body"]) for m in aws_env.receive_all("notify")]
     assert [(j.chat_id, j.seq, sorted(j.users), j.large) for j in jobs] == [
-        (chat_id, 7, ["u_carol", "u_dave"], True)
+        (group_id, 7, ["u_carol", "u_dave"], True)
     ]

@@ -1,4 +1,4 @@
-"""addMembers / removeMembers / getMembers (logic/members.py + dal/chat_store.py) against moto.
+"""addMembers / removeMembers / getMembers (logic/members.py + dal/member_store.py) against moto.
 
 How a change is ordered against other changes and sends (in flight, abandoned, lost) is in
 test_members_changes.py."""
@@ -160,7 +160,7 @@ def test_the_last_admin_leaving_promotes_the_longest_standing_member(
     remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_alice"]), GRACE_S)
     # Then bob (a founding member, first by id among those who joined with the chat) is admin, in
     # the same change, and the announcement says so
-    roles = dict(ledger.chats.member_page(chat_id, None, 10)[0])
+    roles = dict(ledger.chats.members.page(chat_id, None, 10)[0])
     assert roles == {"u_bob": "admin", "u_carol": "member", "u_dave": "member"}
     assert announcements(aws_env, chat_id)[-1][1] == {
         "event": "removed",
@@ -187,7 +187,7 @@ def test_an_admin_leaving_while_another_admin_stays_promotes_nobody(
     # When alice leaves
     remove_members(ledger, caller("u_alice"), remove_frame(chat_id, ["u_alice"]), GRACE_S)
     # Then nobody is promoted: carol is still the admin
-    roles = dict(ledger.chats.member_page(chat_id, None, 10)[0])
+    roles = dict(ledger.chats.members.page(chat_id, None, 10)[0])
     assert roles == {"u_bob": "member", "u_carol": "admin"}
     assert "promoted" not in announcements(aws_env, chat_id)[-1][1]
 
@@ -222,12 +222,18 @@ def test_adding_members_already_in_or_removing_strangers_writes_nothing(
     assert aws_env.messages(chat_id) == []
 
 
+def limit_groups_to(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """The member limit as an add checks it: whole, before its first change (members.py), and at
+    each change (membership_changes.py)."""
+    monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", size)
+    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", size)
+
+
 def test_the_member_limit_is_enforced_with_group_full_and_nothing_written(
     monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a limit of 4 members (the real limit is used in the race below) and a group of 3
-    monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 4)
-    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", 4)
+    limit_groups_to(monkeypatch, 4)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
     alice = caller("u_alice")
     # When alice adds two more
@@ -247,8 +253,7 @@ def test_an_add_spanning_several_transactions_that_cannot_fit_is_refused_whole(
     monkeypatch: pytest.MonkeyPatch, aws_env: Any, ledger: Ledger, make_chat: MakeChat
 ) -> None:
     # Given a limit of 100 and a group of 3
-    monkeypatch.setattr(members_logic, "MAX_GROUP_MEMBERS", 100)
-    monkeypatch.setattr(changes_logic, "MAX_GROUP_MEMBERS", 100)
+    limit_groups_to(monkeypatch, 100)
     chat_id = make_chat("u_alice", "u_bob", "u_carol")
     newcomers = [f"u_new{i:03d}" for i in range(changes_logic.MEMBERS_PER_ADD + 3)]
     # When alice adds more than one transaction holds, and more than the group has room for

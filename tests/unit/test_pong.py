@@ -4,12 +4,14 @@ connected device notices a push it missed within one heartbeat."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
 
 import pytest
 
+from chat_backend.dal.chat_listing import ChatListing
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.logic.connections import beat
@@ -96,13 +98,14 @@ def test_a_chat_the_user_left_is_not_listed_and_one_she_joined_is(
     send(ledger, BOB, left, t0 + 20)
     add(ledger, caller("u_carol"), joined, ["u_alice"])
 
-    class LaggingIndex(ChatStore):
+    class LaggingIndex(ChatListing):
         """The byMember index is eventually consistent: it still lists the chat she left."""
 
-        def chat_ids_of(self, user_id: str) -> list[str]:
-            return [*super().chat_ids_of(user_id), left]
+        def chat_ids(self, user_id: str) -> list[str]:
+            return [*super().chat_ids(user_id), left]
 
-    lagging = LaggingIndex(ledger.chats.chats_table, ledger.chats.messages_table, ddb=ledger.chats.ddb)
+    lagging = copy.copy(ledger.chats)  # the same store, but for its listing
+    lagging.listing = LaggingIndex(lagging.chats_table, lagging.ddb)
     # When her phone heartbeats (the index lagging her removal)
     pong = devices.heartbeat(ALICE, t0 + 50, store=lagging)
     # Then the group she was added to is listed (at its announcement), the one she left is not

@@ -33,6 +33,7 @@ from tests.unit.helpers import (
     receipt_frame,
     remove,
     send,
+    send_many,
     watermark,
 )
 
@@ -74,8 +75,7 @@ def test_a_repeated_or_older_receipt_changes_nothing_and_is_not_forwarded(
 ) -> None:
     # Given bob has already acknowledged alice's two messages as DELIVERED up to 2
     online(registry, "u_alice")
-    first = send(ledger, "u_alice", chat_id)
-    second = send(ledger, "u_alice", chat_id)
+    first, second = send_many(ledger, "u_alice", chat_id, 2)
     receipt("u_bob", chat_id, "DELIVERED", up_to=2)
     assert len(pushed(receipt.poster)) == 1
     before = watermark(aws_env, chat_id, "u_bob")

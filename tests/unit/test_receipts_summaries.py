@@ -28,6 +28,7 @@ from tests.unit.helpers import (
     pushed,
     remove,
     send,
+    send_many,
     watermark,
 )
 
@@ -50,8 +51,7 @@ def test_in_a_large_group_receipts_enqueue_one_summary_job_per_message_per_windo
 ) -> None:
     # Given alice (online) sent two messages and bob one to a 300-member group
     online(registry, "u_alice")
-    first = send(ledger, "u_alice", big_group)
-    second = send(ledger, "u_alice", big_group)
+    first, second = send_many(ledger, "u_alice", big_group, 2)
     send(ledger, "u_bob", big_group)
     # When bob reads up to 3 and carol up to 2, in the same window
     receipt("u_bob", big_group, "READ", up_to=3)
@@ -101,8 +101,7 @@ def test_a_summary_counts_delivered_and_read_and_goes_to_the_senders_devices(
     # Given alice (phone + laptop online) sent messages 1 and 2 to a 300-member group, read her own
     # messages on her laptop, bob read up to 2, carol got up to 1, dave got up to 2
     alice = {online(registry, "u_alice", "d_phone"), online(registry, "u_alice", "d_laptop")}
-    first = send(ledger, "u_alice", big_group)
-    second = send(ledger, "u_alice", big_group)
+    first, second = send_many(ledger, "u_alice", big_group, 2)
     receipt("u_alice", big_group, "READ", up_to=2)
     receipt("u_bob", big_group, "READ", up_to=2)
     receipt("u_carol", big_group, "DELIVERED", up_to=1)

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from chat_backend.dal.chat_store import ChangeLost
 from chat_backend.dal.send_store import SendContext
-from chat_backend.errors import Forbidden, RateLimited
+from chat_backend.errors import ChangeLost, Forbidden, RateLimited
 from chat_backend.logic.membership_changes import announcement
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.models.records import StoredMessage, StoredVoid
@@ -254,7 +253,7 @@ def commit(ledger: Ledger, begun: tuple[Any, str, int], event: str, user: str, a
     chat, token, seq = begun
     note = announcement(chat.chat_id, seq, event, [user], "u_alice", chat.members_version + 1, at_s)  # type: ignore[arg-type]
     added = {user: "member"} if event == "added" else {}
-    ledger.chats.commit_change(chat, token, note, added, {user: 1} if event == "removed" else {})
+    ledger.chats.members.commit_change(chat, token, note, added, {user: 1} if event == "removed" else {})
 
 
 def test_a_send_racing_a_removal_in_flight_waits_for_it_then_is_refused(
@@ -342,7 +341,7 @@ def test_a_change_in_flight_past_the_grace_is_abandoned_by_the_send(
     )
     with pytest.raises(ChangeLost):
         commit(ledger, begun, "added", "u_carol", clock())
-    assert ledger.chats.role_of(chat_id, "u_carol") is None
+    assert ledger.chats.members.role_of(chat_id, "u_carol") is None
 
 
 def test_a_slow_writer_removed_while_its_seq_was_voided_is_not_resequenced_after_the_removal(

@@ -44,7 +44,7 @@ def upload(store: ChatStore, chat_id: str, media_id: str) -> None:
         size=10,
         created_at=now_iso(),
     )
-    store.put_media(media)
+    store.media.put(media)
 
 
 def reading_together(ledger: Ledger, parties: int) -> Ledger:
@@ -311,7 +311,7 @@ def test_a_send_with_media_marks_it_in_the_message_transaction(
     # And the message names the media, which is now attached
     assert [m["mediaIds"] for m in aws_env.messages(chat_id)] == [["md_1"]]
     assert sent.message.media_ids == ["md_1"]
-    media = store.get_media(chat_id, "md_1")
+    media = store.media.get(chat_id, "md_1")
     assert media is not None and media.attached
 
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from chat_backend.dal.chat_store import ChangeLost
-from chat_backend.errors import ConnectionGone
+from chat_backend.errors import ChangeLost, ConnectionGone
 from chat_backend.logic.membership_changes import announcement
 from chat_backend.logic.send import Ledger, SendPolicy, send_message
 from chat_backend.logic.sync import sync
@@ -400,7 +399,7 @@ def test_a_change_in_flight_voided_by_sync_is_cleared(
     assert "changeToken" not in meta and "changeSeq" not in meta
     note = announcement(chat_id, 2, "added", ["u_carol"], "u_alice", chat.members_version + 1, T0)
     with pytest.raises(ChangeLost):
-        ledger.chats.commit_change(chat, token, note, {"u_carol": "member"}, {})
+        ledger.chats.members.commit_change(chat, token, note, {"u_carol": "member"}, {})
 
     # And a send no longer waits: it goes straight to seq 3
     def no_wait(seconds: float) -> None:

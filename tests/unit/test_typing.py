@@ -140,23 +140,22 @@ def test_a_removed_member_stops_getting_typing_at_once_despite_the_cache(
 
 
 def test_typing_in_a_large_group_goes_through_the_delivery_queue(
-    aws_env: Any, registry: ConnectionRegistry, poster: RecordingPoster, make_chat: MakeChat, types: Typist
+    aws_env: Any, registry: ConnectionRegistry, poster: RecordingPoster, group_id: str, types: Typist
 ) -> None:
     # Given a group of 4, over a direct-push limit of 3, with alice (two devices), bob and carol online
-    chat_id = make_chat("u_alice", "u_bob", "u_carol", "u_dave")
     online(registry, "u_alice", "d_phone")
     online(registry, "u_alice", "d_laptop")
     others = online_all(registry, "u_bob", "u_carol")
     # When alice types on her phone
-    types(caller("u_alice", "d_phone"), chat_id, limit=3)
+    types(caller("u_alice", "d_phone"), group_id, limit=3)
     # Then nothing is posted directly: one envelope on the delivery queue names bob's and carol's
     # devices (none of alice's), with the TYPING notice
     assert poster.posts == []
     [queued] = aws_env.receive_all()
     envelope = DeliveryEnvelope.model_validate_json(queued["Body"])
     assert {r.connection_id for r in envelope.recipients} == others
-    assert json.loads(envelope.frame) == {"type": "TYPING", "chatId": chat_id, "userId": "u_alice"}
-    assert aws_env.messages(chat_id) == []
+    assert json.loads(envelope.frame) == {"type": "TYPING", "chatId": group_id, "userId": "u_alice"}
+    assert aws_env.messages(group_id) == []
 
 
 def test_a_large_groups_typing_reaches_a_bounded_number_of_devices_a_second(

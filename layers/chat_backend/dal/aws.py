@@ -49,6 +49,14 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
         return cast(Any, session()).client(service, endpoint_url=endpoint_url, config=config)
 
 
+class TableStore:
+    """A store of one DynamoDB table, on the functions' client unless given another (a test's)."""
+
+    def __init__(self, table: str, ddb: Any | None = None) -> None:
+        self.table = table
+        self.ddb = ddb or client("dynamodb")
+
+
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
     return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat_backend.dal.aws import av, from_item
-from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get
-from chat_backend.dal.chat_keys import META, former_sk, member_sk
+from chat_backend.dal.batching import batch_get
+from chat_backend.dal.chat_keys import FORMER, MEMBER, META
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,12 @@ class ChatHeads:
         is not a member of but was removed from (its last window there)."""
         found = {
             v["chatId"]: Window(int(v.get("fromSeq", 1)))
-            for v in self._items(chat_ids, member_sk(user_id), "chatId, fromSeq")
+            for v in self._items(chat_ids, MEMBER.sk(user_id), "chatId, fromSeq")
         }
         gone = [c for c in former if c not in found]
         found |= {
             v["chatId"]: Window(int(v["fromSeq"]), int(v["toSeq"]))
-            for v in self._items(gone, former_sk(user_id), "chatId, fromSeq, toSeq")
+            for v in self._items(gone, FORMER.sk(user_id), "chatId, fromSeq, toSeq")
         }
         return found
 
@@ -93,10 +93,7 @@ class ChatHeads:
     def _items(
         self, chat_ids: list[str], sk: str, projection: str, consistent: bool = True
     ) -> list[dict[str, Any]]:
-        """The items with sort key `sk` of the chats, 100 keys a call."""
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(chat_ids), BATCH_GET_MAX_KEYS):
-            keys = [{"chatId": av(c), "sk": av(sk)} for c in chat_ids[start : start + BATCH_GET_MAX_KEYS]]
-            request = {"Keys": keys, "ConsistentRead": consistent, "ProjectionExpression": projection}
-            found += [from_item(i) for i in batch_get(self.ddb, self.chats_table, request)]
-        return found
+        """The items with sort key `sk` of the chats."""
+        keys = [{"chatId": av(c), "sk": av(sk)} for c in chat_ids]
+        request = {"Keys": keys, "ConsistentRead": consistent, "ProjectionExpression": projection}
+        return [from_item(i) for i in batch_get(self.ddb, self.chats_table, request)]

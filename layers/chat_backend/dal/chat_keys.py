@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import hashlib
 
+from chat_backend.dal.item_kinds import ItemKind
+
 META = "META"  # kind, name, headSeq, memberCount, membersVersion, any pending membership change
-MEMBER_PREFIX = "MEMBER#"  # role, joinedAt, fromSeq (where the member's history window starts)
-FORMER_PREFIX = "FORMER#"  # a removed member's last window: fromSeq, toSeq (its removal)
+MEMBER = ItemKind("MEMBER#")  # role, joinedAt, fromSeq (where the member's history window starts)
+FORMER = ItemKind("FORMER#")  # a removed member's last window: fromSeq, toSeq (its removal)
+DEDUP = ItemKind("DEDUP#")  # DEDUP#<user>#<clientMsgId>: a send's claim, and the seq it was given
+MEDIA = ItemKind("MEDIA#")  # an announced upload, and the seqs of the messages it is attached to
+# (ARCHIVE#<lastSeq>: where an archived range of messages is, in dal/message_archive.py.)
 
-
-def member_sk(user_id: str) -> str:
-    return f"{MEMBER_PREFIX}{user_id}"
-
-
-def former_sk(user_id: str) -> str:
-    return f"{FORMER_PREFIX}{user_id}"
-
-
-def dedup_sk(user_id: str, client_msg_id: str) -> str:
-    """A send's claim and answer: who sent which clientMsgId, and the seq it was given."""
-    return f"DEDUP#{user_id}#{client_msg_id}"
-
-
-def media_sk(media_id: str) -> str:
-    return f"MEDIA#{media_id}"
+BY_MEMBER = "byMember"  # the sparse index of MEMBER# items by memberUserId: a user's chats
 
 
 def direct_chat_id(user_a: str, user_b: str) -> str:

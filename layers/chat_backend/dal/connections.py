@@ -5,10 +5,9 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, client, is_conditional_failure
-from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get
+from chat_backend.dal.aws import TableStore, av
+from chat_backend.dal.batching import batch_get
+from chat_backend.dal.conditional import ConditionFailed, conditional, conditional_or_none
 from chat_backend.models.common import epoch_ms
 
 DEVICE_PREFIX = "dev_"
@@ -27,11 +26,7 @@ def _devices(item: dict[str, Any]) -> dict[str, str]:
     }
 
 
-class ConnectionRegistry:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class ConnectionRegistry(TableStore):
     def register(
         self, user_id: str, device_id: str, connection_id: str, connected_at: str, expires_at: int
     ) -> None:
@@ -55,21 +50,15 @@ class ConnectionRegistry:
     def unregister_and_list(self, user_id: str, device_id: str, connection_id: str) -> dict[str, str] | None:
         """As `unregister`, and the user's devices still connected after it ({deviceId:
         connectionId}, from the same write); None when nothing was removed."""
-        try:
-            resp = self.ddb.update_item(
-                TableName=self.table,
-                Key={"userId": av(user_id)},
-                UpdateExpression="REMOVE #d",
-                ConditionExpression="#d.connectionId = :cid",
-                ExpressionAttributeNames={"#d": _device_attr(device_id)},
-                ExpressionAttributeValues={":cid": av(connection_id)},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
-        return _devices(resp.get("Attributes", {}))
+        resp = self._update_device(
+            user_id,
+            device_id,
+            UpdateExpression="REMOVE #d",
+            ConditionExpression="#d.connectionId = :cid",
+            ExpressionAttributeValues={":cid": av(connection_id)},
+            ReturnValues="ALL_NEW",
+        )
+        return None if resp is None else _devices(resp.get("Attributes", {}))
 
     def unregister_gone(
         self, user_id: str, device_id: str, connection_id: str, registered_before: str
@@ -80,7 +69,8 @@ class ConnectionRegistry:
         True when it was removed or is no longer the device's (gone either way); False when it is
         the device's young connection (try again later)."""
         try:
-            self.ddb.update_item(
+            conditional(
+                self.ddb.update_item,
                 TableName=self.table,
                 Key={"userId": av(user_id)},
                 UpdateExpression="REMOVE #d",
@@ -89,31 +79,23 @@ class ConnectionRegistry:
                 ExpressionAttributeValues={":cid": av(connection_id), ":before": av(registered_before)},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-            item: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
-            old = item.get(_device_attr(device_id), {}).get("M", {})
-            return bool(old.get("connectionId", {}).get("S") != connection_id)
+        except ConditionFailed as exc:
+            return _devices(exc.item or {}).get(device_id) != connection_id
         return True
 
     def beat(self, user_id: str, device_id: str, connection_id: str, now_ms: int) -> int | None:
         """Note a heartbeat of the device's connection; returns the time of its previous one (or of
         the connection, for the first), epoch ms. None when the device has another connection now."""
-        try:
-            resp = self.ddb.update_item(
-                TableName=self.table,
-                Key={"userId": av(user_id)},
-                UpdateExpression="SET #d.beatAt = :now",
-                ConditionExpression="#d.connectionId = :cid",
-                ExpressionAttributeNames={"#d": _device_attr(device_id)},
-                ExpressionAttributeValues={":now": av(now_ms), ":cid": av(connection_id)},
-                ReturnValues="ALL_OLD",
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
+        resp = self._update_device(
+            user_id,
+            device_id,
+            UpdateExpression="SET #d.beatAt = :now",
+            ConditionExpression="#d.connectionId = :cid",
+            ExpressionAttributeValues={":now": av(now_ms), ":cid": av(connection_id)},
+            ReturnValues="ALL_OLD",
+        )
+        if resp is None:
+            return None
         device = resp["Attributes"][_device_attr(device_id)]["M"]
         if "beatAt" in device:
             return int(device["beatAt"]["N"])
@@ -126,26 +108,17 @@ class ConnectionRegistry:
         call, the calls run on `pool` when given (a 10,000-member group is 100 calls). Read
         `consistent` after storing a message, so a device registered before the read is seen
         (and one registered after it finds the message by the sync it runs on connect)."""
-        chunks = [
-            user_ids[start : start + BATCH_GET_MAX_KEYS]
-            for start in range(0, len(user_ids), BATCH_GET_MAX_KEYS)
-        ]
-        found: dict[str, dict[str, str]] = {}
-
-        def chunk_devices(chunk: list[str]) -> dict[str, dict[str, str]]:
-            return self._devices_chunk(chunk, consistent)
-
-        for part in (
-            pool.map(chunk_devices, chunks) if pool and len(chunks) > 1 else map(chunk_devices, chunks)
-        ):
-            found.update(part)
-        return found
-
-    def _devices_chunk(self, user_ids: list[str], consistent: bool) -> dict[str, dict[str, str]]:
-        found: dict[str, dict[str, str]] = {}
         request = {"Keys": [{"userId": av(u)} for u in user_ids], "ConsistentRead": consistent}
-        for item in batch_get(self.ddb, self.table, request):
-            devices = _devices(item)
-            if devices:
-                found[item["userId"]["S"]] = devices
-        return found
+        items = batch_get(self.ddb, self.table, request, pool)
+        return {item["userId"]["S"]: devices for item in items if (devices := _devices(item))}
+
+    def _update_device(self, user_id: str, device_id: str, **request: Any) -> dict[str, Any] | None:
+        """An UpdateItem of the user's item with a condition on the device's attribute ("#d");
+        None when the condition did not hold."""
+        return conditional_or_none(
+            self.ddb.update_item,
+            TableName=self.table,
+            Key={"userId": av(user_id)},
+            ExpressionAttributeNames={"#d": _device_attr(device_id)},
+            **request,
+        )

@@ -11,43 +11,44 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from typing import Any, Literal
 
-from chat_backend.dal.aws import av, client, from_item
-from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get
+from chat_backend.dal.aws import TableStore, av, from_item
+from chat_backend.dal.batching import batch_get, query_items
+from chat_backend.dal.conditional import delete_op, put_op, transact
+from chat_backend.dal.item_kinds import ItemKind
 
 GroupAdd = Literal["everyone", "chatted", "nobody"]
 PRIVACY = "PRIVACY"
-BLOCKS = "BLOCKS#"
-BLOCKED_BY = "BLOCKEDBY#"
+BLOCKS = ItemKind("BLOCKS#")  # BLOCKS#<target>, on the blocker's partition
+BLOCKED_BY = ItemKind("BLOCKEDBY#")  # BLOCKEDBY#<blocker>, on the target's
 
 
-class ConsentStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class ConsentStore(TableStore):
     def block(self, blocker: str, target: str, at_ms: int) -> None:
-        self.ddb.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": self.table, "Item": self._item(blocker, BLOCKS + target, at_ms)}},
-                {"Put": {"TableName": self.table, "Item": self._item(target, BLOCKED_BY + blocker, at_ms)}},
-            ]
+        # Both items or neither (a transaction, not a batch): each side's reads must agree.
+        transact(
+            self.ddb,
+            [
+                put_op(self.table, self._item(blocker, BLOCKS.sk(target), at_ms)),
+                put_op(self.table, self._item(target, BLOCKED_BY.sk(blocker), at_ms)),
+            ],
         )
 
     def unblock(self, blocker: str, target: str) -> None:
-        self.ddb.transact_write_items(
-            TransactItems=[
-                {"Delete": {"TableName": self.table, "Key": self._key(blocker, BLOCKS + target)}},
-                {"Delete": {"TableName": self.table, "Key": self._key(target, BLOCKED_BY + blocker)}},
-            ]
+        transact(
+            self.ddb,
+            [
+                delete_op(self.table, self._key(blocker, BLOCKS.sk(target))),
+                delete_op(self.table, self._key(target, BLOCKED_BY.sk(blocker))),
+            ],
         )
 
     def blockers_of(self, user_id: str) -> set[str]:
         """Everyone who blocks `user_id` (a consistent Query of the user's own partition)."""
-        return self._suffixes(user_id, BLOCKED_BY)
+        return self._ids(user_id, BLOCKED_BY)
 
     def blocked_users(self, user_id: str) -> set[str]:
         """Everyone `user_id` blocks."""
-        return self._suffixes(user_id, BLOCKS)
+        return self._ids(user_id, BLOCKS)
 
     def set_group_add(self, user_id: str, group_add: GroupAdd) -> None:
         self.ddb.put_item(
@@ -57,30 +58,17 @@ class ConsentStore:
 
     def group_add_of(self, users: list[str], pool: Executor) -> dict[str, GroupAdd]:
         """Each user's `groupAdd` ("everyone" for a user who never set it)."""
+        keys = [self._key(u, PRIVACY) for u in users]
+        settings = map(from_item, batch_get(self.ddb, self.table, {"Keys": keys}, pool))
         found: dict[str, GroupAdd] = dict.fromkeys(users, "everyone")
-        chunks = [users[i : i + BATCH_GET_MAX_KEYS] for i in range(0, len(users), BATCH_GET_MAX_KEYS)]
-
-        def read(chunk: list[str]) -> list[dict[str, Any]]:
-            return batch_get(self.ddb, self.table, {"Keys": [self._key(u, PRIVACY) for u in chunk]})
-
-        for items in pool.map(read, chunks):
-            for item in items:
-                value = from_item(item)
-                found[value["userId"]] = value.get("groupAdd", "everyone")
+        for value in settings:
+            found[value["userId"]] = value.get("groupAdd", "everyone")
         return found
 
-    def _suffixes(self, user_id: str, prefix: str) -> set[str]:
-        found: set[str] = set()
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "userId = :u AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": {":u": av(user_id), ":p": av(prefix)},
-            "ProjectionExpression": "sk",
-            "ConsistentRead": True,
-        }
-        for page in self.ddb.get_paginator("query").paginate(**kwargs):
-            found.update(item["sk"]["S"][len(prefix) :] for item in page["Items"])
-        return found
+    def _ids(self, user_id: str, kind: ItemKind) -> set[str]:
+        """The ids of the user's items of `kind` (a consistent Query of the user's partition)."""
+        request = kind.query(self.table, ("userId", user_id), ProjectionExpression="sk", ConsistentRead=True)
+        return {kind.id_in(item["sk"]["S"]) for item in query_items(self.ddb, request)}
 
     @staticmethod
     def _key(user_id: str, sk: str) -> dict[str, Any]:

@@ -16,10 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, cancellation_codes, client, from_item, to_item
+from chat_backend.dal.aws import TableStore, av, from_item, to_item
 from chat_backend.dal.batching import batch_write
+from chat_backend.dal.conditional import TransactionCancelled, put_op, transact
 
 TXN_TTL_S = 24 * 3600
 INBOX_TTL_S = 30 * 24 * 3600  # a device away longer than a month gets fresh keys from its peers
@@ -52,11 +51,7 @@ def new_to_device_id(now_ms: int) -> str:
     return f"td_{now_ms:013d}_{secrets.token_hex(4)}"
 
 
-class InboxStore:
-    def __init__(self, inbox_table: str, ddb: Any | None = None) -> None:
-        self.inbox_table = inbox_table
-        self.ddb = ddb or client("dynamodb")
-
+class InboxStore(TableStore):
     def store_part(
         self,
         sender: str,
@@ -82,43 +77,32 @@ class InboxStore:
             for m in messages
         ]
         txn = {
-            "Put": {
-                "TableName": self.inbox_table,
-                "Item": to_item(
-                    {
-                        "device": f"TXN#{inbox_key(sender, sender_device)}",
-                        "id": f"{txn_id}#{part}",
-                        "count": len(messages),
-                        "expiresAt": int(now) + TXN_TTL_S,
-                    }
-                ),
-                "ConditionExpression": "attribute_not_exists(id)",
-            }
+            "device": f"TXN#{inbox_key(sender, sender_device)}",
+            "id": f"{txn_id}#{part}",
+            "count": len(messages),
+            "expiresAt": int(now) + TXN_TTL_S,
         }
         puts = [
-            {
-                "Put": {
-                    "TableName": self.inbox_table,
-                    "Item": to_item(
-                        {
-                            "device": inbox_key(s.user_id, s.device_id),
-                            "id": s.id,
-                            "from": s.sender,
-                            "fromDevice": s.sender_device,
-                            "ciphertext": s.ciphertext,
-                            "createdAt": s.created_at,
-                            "expiresAt": int(now) + INBOX_TTL_S,
-                        }
-                    ),
-                }
-            }
+            put_op(
+                self.table,
+                to_item(
+                    {
+                        "device": inbox_key(s.user_id, s.device_id),
+                        "id": s.id,
+                        "from": s.sender,
+                        "fromDevice": s.sender_device,
+                        "ciphertext": s.ciphertext,
+                        "createdAt": s.created_at,
+                        "expiresAt": int(now) + INBOX_TTL_S,
+                    }
+                ),
+            )
             for s in stored
         ]
         try:
-            self.ddb.transact_write_items(TransactItems=[txn, *puts])
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
+            transact(self.ddb, [put_op(self.table, to_item(txn), "attribute_not_exists(id)"), *puts])
+        except TransactionCancelled as exc:
+            if 0 in exc.failed_conditions:  # the TXN item: this part is stored already
                 return None
             raise
         return stored
@@ -126,7 +110,7 @@ class InboxStore:
     def pending(self, user_id: str, device_id: str, limit: int) -> list[StoredToDevice]:
         """The device's oldest unacknowledged messages, at most `limit`."""
         resp = self.ddb.query(
-            TableName=self.inbox_table,
+            TableName=self.table,
             KeyConditionExpression="device = :d",
             ExpressionAttributeValues={":d": av(inbox_key(user_id, device_id))},
             Limit=limit,
@@ -139,7 +123,7 @@ class InboxStore:
         key = inbox_key(user_id, device_id)
         batch_write(
             self.ddb,
-            self.inbox_table,
+            self.table,
             [{"DeleteRequest": {"Key": {"device": av(key), "id": av(i)}}} for i in dict.fromkeys(ids)],
         )
 

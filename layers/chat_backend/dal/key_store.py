@@ -11,30 +11,19 @@ Device ids never contain `#` (models.Id), so `OTPK#<device>#` prefixes exactly o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from chat_backend.dal.aws import TableStore, av
+from chat_backend.dal.batching import batch_write, query_items
+from chat_backend.dal.conditional import conditional_or_none
+from chat_backend.dal.item_kinds import ItemKind
 
-from chat_backend.dal.aws import av, client, is_conditional_failure
-from chat_backend.dal.batching import batch_write
-
-DEVICE_PREFIX = "DEVICE#"
-OTPK_PREFIX = "OTPK#"
+DEVICE = ItemKind("DEVICE#")  # DEVICE#<device>
+ONE_TIME = ItemKind("OTPK#")  # OTPK#<device>#<keyId>
 # One-time prekeys read per claim attempt: concurrent fetchers race for the first ones, and a
 # fetcher that loses takes the next one of its page.
 CLAIM_PAGE = 10
-
-
-def device_sk(device_id: str) -> str:
-    return f"{DEVICE_PREFIX}{device_id}"
-
-
-def otpk_prefix(device_id: str) -> str:
-    return f"{OTPK_PREFIX}{device_id}#"
-
-
-def otpk_sk(device_id: str, key_id: int) -> str:
-    return f"{otpk_prefix(device_id)}{key_id}"
 
 
 @dataclass(frozen=True)
@@ -44,10 +33,8 @@ class PreKey:
 
 
 @dataclass(frozen=True)
-class SignedPreKeyRecord:
-    key_id: int
-    public_key: str
-    signature: str
+class SignedPreKeyRecord(PreKey):
+    signature: str  # by the device's identity key, over the public key
 
 
 @dataclass(frozen=True)
@@ -79,11 +66,7 @@ class Published:
     change: DeviceChange | None  # a device new to the user, or a new identity key; None: a top-up
 
 
-class KeyStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class KeyStore(TableStore):
     def publish(
         self,
         user_id: str,
@@ -100,7 +83,7 @@ class KeyStore:
         the old one: a session begun on one of those could never be opened by the new account."""
         current = self.ddb.get_item(
             TableName=self.table,
-            Key=self._key(user_id, device_sk(device_id)),
+            Key=self._key(user_id, DEVICE.sk(device_id)),
             ProjectionExpression="identityKey",
             ConsistentRead=True,
         ).get("Item")
@@ -113,7 +96,7 @@ class KeyStore:
                 {
                     "PutRequest": {
                         "Item": {
-                            **self._key(user_id, otpk_sk(device_id, k.key_id)),
+                            **self._key(user_id, ONE_TIME.sk(device_id, k.key_id)),
                             "keyId": av(k.key_id),
                             "publicKey": av(k.public_key),
                         }
@@ -126,7 +109,7 @@ class KeyStore:
             TableName=self.table,
             ReturnValues="ALL_OLD",
             Item={
-                **self._key(user_id, device_sk(device_id)),
+                **self._key(user_id, DEVICE.sk(device_id)),
                 "deviceId": av(device_id),
                 "identityKey": av(identity_key),
                 **({"signingKey": av(signing_key)} if signing_key else {}),
@@ -147,56 +130,26 @@ class KeyStore:
         return Published(self.count_one_time(user_id, device_id), change)
 
     def _forget_one_time(self, user_id: str, device_id: str) -> None:
-        pages = self.ddb.get_paginator("query").paginate(
-            TableName=self.table,
-            KeyConditionExpression="userId = :u AND begins_with(sk, :p)",
-            ExpressionAttributeValues={":u": av(user_id), ":p": av(otpk_prefix(device_id))},
-            ProjectionExpression="userId, sk",
-            ConsistentRead=True,
+        keys = query_items(
+            self.ddb, self._one_time_query(user_id, device_id, ProjectionExpression="userId, sk")
         )
-        batch_write(
-            self.ddb,
-            self.table,
-            [{"DeleteRequest": {"Key": item}} for page in pages for item in page["Items"]],
-        )
+        batch_write(self.ddb, self.table, [{"DeleteRequest": {"Key": key}} for key in keys])
 
     def count_one_time(self, user_id: str, device_id: str) -> int:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "userId = :u AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": {":u": av(user_id), ":p": av(otpk_prefix(device_id))},
-            "Select": "COUNT",
-            "ConsistentRead": True,
-        }
-        total = 0
-        while True:
-            resp = self.ddb.query(**kwargs)
-            total += int(resp["Count"])
-            if "LastEvaluatedKey" not in resp:
-                return total
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        pages = self.ddb.get_paginator("query").paginate(
+            **self._one_time_query(user_id, device_id, Select="COUNT")
+        )
+        return sum(int(page["Count"]) for page in pages)
 
     def devices(self, user_id: str, after: str | None = None, limit: int | None = None) -> list[DeviceRecord]:
         """Every device of the user that published keys, in deviceId order (only those after the
         device `after`, and at most `limit`, when given)."""
-        found: list[DeviceRecord] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "userId = :u AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": {":u": av(user_id), ":p": av(DEVICE_PREFIX)},
-            "ConsistentRead": True,
-        }
+        request = DEVICE.query(self.table, ("userId", user_id), ConsistentRead=True)
         if after is not None:
-            kwargs["ExclusiveStartKey"] = self._key(user_id, device_sk(after))
-        while limit is None or len(found) < limit:
-            if limit is not None:
-                kwargs["Limit"] = limit - len(found)
-            resp = self.ddb.query(**kwargs)
-            found.extend(_device(i) for i in resp["Items"])
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        return found
+            request["ExclusiveStartKey"] = self._key(user_id, DEVICE.sk(after))
+        if limit is not None:
+            request["PaginationConfig"] = {"PageSize": limit}  # pages read lazily: no more than needed
+        return [_device(item) for item in islice(query_items(self.ddb, request), limit)]
 
     def claim_one_time(self, user_id: str, device_id: str) -> PreKey | None:
         """Take one unused one-time prekey of the device, or None when it has none left. Each key
@@ -204,29 +157,27 @@ class KeyStore:
         the race for a key takes the next."""
         while True:
             resp = self.ddb.query(
-                TableName=self.table,
-                KeyConditionExpression="userId = :u AND begins_with(sk, :p)",
-                ExpressionAttributeValues={":u": av(user_id), ":p": av(otpk_prefix(device_id))},
-                ProjectionExpression="sk",
-                Limit=CLAIM_PAGE,
-                ConsistentRead=True,
+                **self._one_time_query(user_id, device_id, ProjectionExpression="sk", Limit=CLAIM_PAGE)
             )
             if not resp["Items"]:
                 return None
             for item in resp["Items"]:
-                try:
-                    old = self.ddb.delete_item(
-                        TableName=self.table,
-                        Key={"userId": av(user_id), "sk": item["sk"]},
-                        ConditionExpression="attribute_exists(sk)",
-                        ReturnValues="ALL_OLD",
-                    )["Attributes"]
-                except ClientError as exc:
-                    if is_conditional_failure(exc):
-                        continue  # another fetch took it
-                    raise
+                taken = conditional_or_none(
+                    self.ddb.delete_item,
+                    TableName=self.table,
+                    Key={"userId": av(user_id), "sk": item["sk"]},
+                    ConditionExpression="attribute_exists(sk)",
+                    ReturnValues="ALL_OLD",
+                )
+                if taken is None:
+                    continue  # another fetch took it
+                old = taken["Attributes"]
                 return PreKey(key_id=int(old["keyId"]["N"]), public_key=old["publicKey"]["S"])
             # Every key of the page went to others; the next query no longer sees them.
+
+    def _one_time_query(self, user_id: str, device_id: str, **request: Any) -> dict[str, Any]:
+        """The Query of the device's unused one-time prekeys, read consistently."""
+        return ONE_TIME.query(self.table, ("userId", user_id), device_id, ConsistentRead=True, **request)
 
     @staticmethod
     def _key(user_id: str, sk: str) -> dict[str, Any]:

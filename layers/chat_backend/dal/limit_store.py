@@ -14,11 +14,11 @@ same as no attribute): each write removes those it knows of, so an item never gr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, client, is_conditional_failure
+from chat_backend.dal.aws import TableStore, av
+from chat_backend.dal.conditional import ConditionFailed, conditional
+from chat_backend.errors import LimitRaced
 
 KEY_ATTRS = frozenset({"key", "bucket", "expiresAt"})
 
@@ -34,19 +34,7 @@ class Step:
     max_tat: int
 
 
-class LimitRaced(Exception):
-    """A step's guess or bound did not hold: nothing was written. `tats` is the item as it is."""
-
-    def __init__(self, tats: dict[str, int]) -> None:
-        super().__init__("rate-limit bucket moved")
-        self.tats = tats
-
-
-class LimitStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class LimitStore(TableStore):
     def advance(
         self, key: str, bucket: str, steps: list[Step], spent: list[str], now_ms: int, expires_at: int
     ) -> dict[str, int]:
@@ -70,7 +58,8 @@ class LimitStore:
             conditions.append(f"(attribute_not_exists(#s{i}) OR #s{i} <= :now)")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
-            response = self.ddb.update_item(
+            response = conditional(
+                self.ddb.update_item,
                 TableName=self.table,
                 Key={"key": av(key), "bucket": av(bucket)},
                 UpdateExpression=expression,
@@ -80,10 +69,8 @@ class LimitStore:
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                raise LimitRaced(_tats(cast(dict[str, Any], exc.response.get("Item") or {}))) from exc
-            raise
+        except ConditionFailed as exc:
+            raise LimitRaced(_tats(exc.item or {})) from exc
         return _tats(response.get("Attributes") or {})
 
 

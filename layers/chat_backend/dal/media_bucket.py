@@ -13,12 +13,9 @@ from typing import Any, cast
 from botocore.exceptions import ClientError
 
 from chat_backend.dal.aws import client
+from chat_backend.errors import BlobMissing
 
 PENDING_TAGGING = "<Tagging><TagSet><Tag><Key>state</Key><Value>pending</Value></Tag></TagSet></Tagging>"
-
-
-class BlobMissing(Exception):
-    """A media id's blob was never uploaded (or is gone)."""
 
 
 @dataclass(frozen=True)

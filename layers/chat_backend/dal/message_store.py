@@ -11,22 +11,15 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, cancellation_codes, client, from_item, is_conditional_failure, to_item
-from chat_backend.dal.chat_keys import media_sk
+from chat_backend.dal.aws import av, client, from_item, to_item
+from chat_backend.dal.batching import query_items
+from chat_backend.dal.chat_keys import MEDIA
+from chat_backend.dal.conditional import ConditionFailed, TransactionCancelled, put_new, put_op, transact
+from chat_backend.errors import MediaNotInChat, SeqTaken
 from chat_backend.models.common import MAX_SEQ, SYSTEM_SENDER
 from chat_backend.models.records import Stored, StoredMessage, StoredVoid
 
 VOID = "VOID"  # the `kind` of a seq that carries no message
-
-
-class SeqTaken(Exception):
-    """The seq already holds an item (a VOID that beat a slow writer, or the message itself)."""
-
-
-class MediaNotInChat(Exception):
-    """A send named a mediaId that is not a MEDIA# item of its chat (unknown, or another chat's)."""
 
 
 def stored_from_item(item: dict[str, Any]) -> Stored:
@@ -87,6 +80,18 @@ def void_values(void: StoredVoid) -> dict[str, Any]:
     }
 
 
+def seq_range(table: str, chat_id: str, first: int, last: int, **request: Any) -> dict[str, Any]:
+    """A Query request for the chat's items with first <= seq <= last, read consistently and in
+    ascending order unless `request` (which adds the rest) says otherwise."""
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "chatId = :c AND seq BETWEEN :first AND :last",
+        "ExpressionAttributeValues": {":c": av(chat_id), ":first": av(first), ":last": av(last)},
+        "ConsistentRead": True,
+        **request,
+    }
+
+
 class MessageStore:
     def __init__(self, messages_table: str, chats_table: str, ddb: Any | None = None) -> None:
         self.messages_table = messages_table
@@ -97,24 +102,18 @@ class MessageStore:
         """Store the message at its seq if that seq is free (else SeqTaken). Attached media are
         marked in the same transaction, each only if it is a MEDIA# item of this very chat (else a
         member could attach, then download, another chat's media): MediaNotInChat, nothing stored."""
-        put = {
-            "TableName": self.messages_table,
-            "Item": to_item(message_values(message)),
-            "ConditionExpression": "attribute_not_exists(seq)",
-        }
+        item = to_item(message_values(message))
         if not message.media_ids:
             try:
-                self.ddb.put_item(**put)
-            except ClientError as exc:
-                if is_conditional_failure(exc):
-                    raise SeqTaken() from exc
-                raise
+                put_new(self.ddb, self.messages_table, item, sort_key="seq")
+            except ConditionFailed as exc:
+                raise SeqTaken() from exc
             return
         media_updates = [
             {
                 "Update": {
                     "TableName": self.chats_table,
-                    "Key": {"chatId": av(message.chat_id), "sk": av(media_sk(media_id))},
+                    "Key": {"chatId": av(message.chat_id), "sk": av(MEDIA.sk(media_id))},
                     # attachedSeqs: which members may download it (those whose window holds one)
                     "UpdateExpression": "SET attached = :t ADD attachedSeqs :seq REMOVE expiresAt",
                     "ConditionExpression": "attribute_exists(sk)",
@@ -124,14 +123,13 @@ class MessageStore:
             for media_id in dict.fromkeys(message.media_ids)  # one operation per item in a transaction
         ]
         try:
-            self.ddb.transact_write_items(TransactItems=[{"Put": put}, *media_updates])
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes is None:
-                raise
-            if codes and codes[0] == "ConditionalCheckFailed":
+            transact(
+                self.ddb, [put_op(self.messages_table, item, "attribute_not_exists(seq)"), *media_updates]
+            )
+        except TransactionCancelled as exc:
+            if 0 in exc.failed_conditions:
                 raise SeqTaken() from exc
-            if "ConditionalCheckFailed" in codes[1:]:
+            if exc.failed_conditions:
                 raise MediaNotInChat() from exc
             raise
 
@@ -139,14 +137,8 @@ class MessageStore:
         """Put a VOID at the seq unless something is there already; returns what the seq holds now
         (the VOID, or the message that got there first)."""
         try:
-            self.ddb.put_item(
-                TableName=self.messages_table,
-                Item=to_item(void_values(void)),
-                ConditionExpression="attribute_not_exists(seq)",
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+            put_new(self.ddb, self.messages_table, to_item(void_values(void)), sort_key="seq")
+        except ConditionFailed as exc:
             found = self.at(void.chat_id, void.seq)
             if found is None:  # cannot be: conditional puts are never undone
                 raise RuntimeError(f"{void.chat_id}#{void.seq} was taken, then vanished") from exc
@@ -178,31 +170,20 @@ class MessageStore:
 
     def after(self, chat_id: str, cursor: int, limit: int, up_to: int = MAX_SEQ) -> list[Stored]:
         """Up to `limit` items with cursor < seq <= up_to, ascending (a hole is simply not there)."""
-        resp = self.ddb.query(
-            TableName=self.messages_table,
-            KeyConditionExpression="chatId = :c AND seq BETWEEN :lo AND :hi",
-            ExpressionAttributeValues={":c": av(chat_id), ":lo": av(cursor + 1), ":hi": av(up_to)},
-            Limit=limit,
-            ConsistentRead=True,
-        )
+        resp = self.ddb.query(**seq_range(self.messages_table, chat_id, cursor + 1, up_to, Limit=limit))
         return [stored_from_item(i) for i in resp["Items"]]
 
     def announcements_after(self, chat_id: str, seq: int) -> Iterator[StoredMessage]:
         """The system messages (membership changes) after `seq`, ascending. Reads the messages in
         between (filtered server-side): only used when a stream consumer lags a membership change."""
-        kwargs: dict[str, Any] = {
+        request = {
             "TableName": self.messages_table,
             "KeyConditionExpression": "chatId = :c AND seq > :s",
             "FilterExpression": "sender = :system",
             "ExpressionAttributeValues": {":c": av(chat_id), ":s": av(seq), ":system": av(SYSTEM_SENDER)},
             "ConsistentRead": True,
         }
-        while True:
-            resp = self.ddb.query(**kwargs)
-            for item in resp["Items"]:
-                stored = stored_from_item(item)
-                if isinstance(stored, StoredMessage):
-                    yield stored
-            if "LastEvaluatedKey" not in resp:
-                return
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        for item in query_items(self.ddb, request):
+            stored = stored_from_item(item)
+            if isinstance(stored, StoredMessage):
+                yield stored

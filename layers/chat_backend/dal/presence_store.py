@@ -16,25 +16,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
-from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get, batch_write
+from chat_backend.dal.aws import TableStore, av, from_item
+from chat_backend.dal.batching import batch_get, batch_write, query_items
+from chat_backend.dal.conditional import ConditionFailed, conditional, conditional_or_none
 from chat_backend.dal.delivery_queue import FifoQueue, QueuedMessage
+from chat_backend.dal.item_kinds import ItemKind
 
 STATE = "STATE"
-SUB_PREFIX = "SUB#"
-WATCH_PREFIX = "WATCH#"
+SUB = ItemKind("SUB#")  # SUB#<subscriber>#<device>
+WATCH = ItemKind("WATCH#")  # WATCH#<device>
 
 Status = Literal["ONLINE", "OFFLINE"]
-
-
-def sub_sk(subscriber: str, device_id: str) -> str:
-    return f"{SUB_PREFIX}{subscriber}#{device_id}"
-
-
-def watch_sk(device_id: str) -> str:
-    return f"{WATCH_PREFIX}{device_id}"
 
 
 @dataclass(frozen=True)
@@ -63,30 +55,19 @@ def _state(item: dict[str, Any]) -> PresenceState:
     )
 
 
-class PresenceStore:
-    def __init__(self, table: str, ddb: Any | None = None) -> None:
-        self.table = table
-        self.ddb = ddb or client("dynamodb")
-
+class PresenceStore(TableStore):
     # --- status ----------------------------------------------------------------------------------
 
     def renew_lease(self, user_id: str, now_ms: int, lease_until_ms: int) -> PresenceState | None:
         """ONLINE with a lease until `lease_until_ms`; returns the state before (None: first time)."""
         resp = self.ddb.update_item(
-            TableName=self.table,
-            Key=self._key(user_id, STATE),
-            UpdateExpression=(
-                "SET #s = :online, leaseUntil = :lease, lastActive = :now, "
-                "version = if_not_exists(version, :zero) + :one"
+            **self._state_update(
+                user_id,
+                "SET #s = :online, leaseUntil = :lease, lastActive = :now",
+                online="ONLINE",
+                lease=lease_until_ms,
+                now=now_ms,
             ),
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":online": av("ONLINE"),
-                ":lease": av(lease_until_ms),
-                ":now": av(now_ms),
-                ":zero": av(0),
-                ":one": av(1),
-            },
             ReturnValues="ALL_OLD",
         )
         old = resp.get("Attributes")
@@ -98,48 +79,31 @@ class PresenceStore:
         (it must not come back to life). Returns the state after, or as it stands when nothing was
         written; None when the user has no state."""
         try:
-            resp = self.ddb.update_item(
-                TableName=self.table,
-                Key=self._key(user_id, STATE),
-                UpdateExpression="SET leaseUntil = :grace, lastActive = :now, version = version + :one",
+            resp = conditional(
+                self.ddb.update_item,
+                **self._state_update(
+                    user_id,
+                    "SET leaseUntil = :grace, lastActive = :now",
+                    online="ONLINE",
+                    grace=grace_until_ms,
+                    now=now_ms,
+                ),
                 ConditionExpression="#s = :online AND lastActive <= :now AND leaseUntil > :now",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":online": av("ONLINE"),
-                    ":grace": av(grace_until_ms),
-                    ":now": av(now_ms),
-                    ":one": av(1),
-                },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-            current: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-            return _state(current) if current else None
+        except ConditionFailed as exc:
+            return _state(exc.item) if exc.item else None
         return _state(resp["Attributes"])
 
     def mark_offline(self, state: PresenceState) -> bool:
         """OFFLINE, only if nothing was written since `state` was read."""
-        try:
-            self.ddb.update_item(
-                TableName=self.table,
-                Key=self._key(state.user_id, STATE),
-                UpdateExpression="SET #s = :offline, version = version + :one",
-                ConditionExpression="version = :v",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":offline": av("OFFLINE"),
-                    ":v": av(state.version),
-                    ":one": av(1),
-                },
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        updated = conditional_or_none(
+            self.ddb.update_item,
+            **self._state_update(state.user_id, "SET #s = :offline", offline="OFFLINE", read=state.version),
+            ConditionExpression="version = :read",
+        )
+        return updated is not None
 
     def state_of(self, user_id: str) -> PresenceState | None:
         resp = self.ddb.get_item(TableName=self.table, Key=self._key(user_id, STATE), ConsistentRead=True)
@@ -147,32 +111,24 @@ class PresenceStore:
 
     def states_of(self, user_ids: list[str]) -> dict[str, PresenceState]:
         """userId -> state, for the users that have one."""
-        found: dict[str, PresenceState] = {}
-        for start in range(0, len(user_ids), BATCH_GET_MAX_KEYS):
-            keys = [self._key(u, STATE) for u in user_ids[start : start + BATCH_GET_MAX_KEYS]]
-            for item in batch_get(self.ddb, self.table, {"Keys": keys, "ConsistentRead": True}):
-                state = _state(item)
-                found[state.user_id] = state
-        return found
+        keys = [self._key(u, STATE) for u in user_ids]
+        states = map(_state, batch_get(self.ddb, self.table, {"Keys": keys, "ConsistentRead": True}))
+        return {state.user_id: state for state in states}
 
     # --- subscriptions ---------------------------------------------------------------------------
 
     def subscribers(self, user_id: str, now_s: int) -> list[Subscription]:
         """The devices watching the user now (TTL deletion lags: expired items are skipped here)."""
-        subs: list[Subscription] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "userId = :u AND begins_with(sk, :p)",
-            "FilterExpression": "expiresAt > :now",
-            "ExpressionAttributeValues": {":u": av(user_id), ":p": av(SUB_PREFIX), ":now": av(now_s)},
-            "ProjectionExpression": "subscriber, deviceId",
-        }
-        while True:
-            resp = self.ddb.query(**kwargs)
-            subs.extend(Subscription(i["subscriber"]["S"], i["deviceId"]["S"]) for i in resp["Items"])
-            if "LastEvaluatedKey" not in resp:
-                return subs
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        request = SUB.query(
+            self.table,
+            ("userId", user_id),
+            FilterExpression="expiresAt > :now",
+            ExpressionAttributeValues={":now": av(now_s)},
+            ProjectionExpression="subscriber, deviceId",
+        )
+        return [
+            Subscription(i["subscriber"]["S"], i["deviceId"]["S"]) for i in query_items(self.ddb, request)
+        ]
 
     def watch(self, subscriber: str, device_id: str, targets: list[str], expires_at: int) -> None:
         """The device watches exactly `targets` until `expires_at`: one SUB item per target, and the
@@ -181,7 +137,7 @@ class PresenceStore:
             {
                 "PutRequest": {
                     "Item": {
-                        **self._key(target, sub_sk(subscriber, device_id)),
+                        **self._key(target, SUB.sk(subscriber, device_id)),
                         "subscriber": av(subscriber),
                         "deviceId": av(device_id),
                         "expiresAt": av(expires_at),
@@ -190,7 +146,7 @@ class PresenceStore:
             }
             for target in targets
         )
-        key = self._key(subscriber, watch_sk(device_id))
+        key = self._key(subscriber, WATCH.sk(device_id))
         if targets:
             item = {**key, "targets": av(set(targets)), "expiresAt": av(expires_at)}
             self.ddb.put_item(TableName=self.table, Item=item)
@@ -200,27 +156,21 @@ class PresenceStore:
     def unwatch(self, subscriber: str, device_id: str, targets: Iterable[str]) -> None:
         """Delete the device's SUB items on these users (its WATCH list is rewritten by `watch`)."""
         self._batch_write(
-            {"DeleteRequest": {"Key": self._key(target, sub_sk(subscriber, device_id))}} for target in targets
+            {"DeleteRequest": {"Key": self._key(target, SUB.sk(subscriber, device_id))}} for target in targets
         )
 
     def drop_subscriber(self, user_id: str, subscriber: str) -> None:
         """Delete every device's subscription of `subscriber` on `user_id` (a block ends them)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "userId = :u AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": {":u": av(user_id), ":p": av(f"{SUB_PREFIX}{subscriber}#")},
-            "ProjectionExpression": "sk",
-            "ConsistentRead": True,
-        }
-        keys = [
-            i["sk"]["S"] for page in self.ddb.get_paginator("query").paginate(**kwargs) for i in page["Items"]
-        ]
+        request = SUB.query(
+            self.table, ("userId", user_id), subscriber, ProjectionExpression="sk", ConsistentRead=True
+        )
+        keys = [i["sk"]["S"] for i in query_items(self.ddb, request)]
         self._batch_write({"DeleteRequest": {"Key": self._key(user_id, sk)}} for sk in keys)
 
     def watched_by(self, subscriber: str, device_id: str, now_s: int) -> list[str]:
         """Whom the device watches now ([] once its WATCH list expired, even before TTL deletes it)."""
         resp = self.ddb.get_item(
-            TableName=self.table, Key=self._key(subscriber, watch_sk(device_id)), ConsistentRead=True
+            TableName=self.table, Key=self._key(subscriber, WATCH.sk(device_id)), ConsistentRead=True
         )
         item = resp.get("Item")
         if not item or int(item["expiresAt"]["N"]) <= now_s:
@@ -228,6 +178,19 @@ class PresenceStore:
         return sorted(item["targets"]["SS"])
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _state_update(self, user_id: str, update: str, **values: Any) -> dict[str, Any]:
+        """An UpdateItem request of the user's STATE item: `update` ("#s" is the status, `values`
+        are named without their colon) and the version bump of every write."""
+        return {
+            "TableName": self.table,
+            "Key": self._key(user_id, STATE),
+            "UpdateExpression": f"{update}, version = if_not_exists(version, :zero) + :one",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                f":{name}": av(v) for name, v in (values | {"zero": 0, "one": 1}).items()
+            },
+        }
 
     @staticmethod
     def _key(user_id: str, sk: str) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, client, from_item, is_conditional_failure
-from chat_backend.dal.batching import BATCH_GET_MAX_KEYS, batch_get_tables
-from chat_backend.dal.chat_keys import MEMBER_PREFIX, META, member_sk
-from chat_backend.dal.chat_store import chat_meta
+from chat_backend.dal.aws import TableStore, av, from_item
+from chat_backend.dal.batching import batch_get, batch_get_tables, query_items
+from chat_backend.dal.chat_items import chat_meta
+from chat_backend.dal.chat_keys import MEMBER, META
+from chat_backend.dal.conditional import conditional_or_none
+from chat_backend.dal.message_store import seq_range
 from chat_backend.models.records import ChatMeta
 
 ReceiptKind = Literal["DELIVERED", "READ"]
@@ -83,14 +83,15 @@ def _message_ref(item: dict[str, Any]) -> MessageRef | None:
     )
 
 
-class ReceiptStore:
+class ReceiptStore(TableStore):
+    """The receipts table (`table`), and what receipts read of the chats and messages tables."""
+
     def __init__(
         self, receipts_table: str, chats_table: str, messages_table: str, ddb: Any | None = None
     ) -> None:
-        self.receipts_table = receipts_table
+        super().__init__(receipts_table, ddb)
         self.chats_table = chats_table
         self.messages_table = messages_table
-        self.ddb = ddb or client("dynamodb")
 
     # --- what a receipt is about -----------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class ReceiptStore:
             self.chats_table: {
                 "Keys": [
                     {"chatId": av(chat_id), "sk": av(META)},
-                    {"chatId": av(chat_id), "sk": av(member_sk(user_id))},
+                    {"chatId": av(chat_id), "sk": av(MEMBER.sk(user_id))},
                 ],
                 "ConsistentRead": True,
             }
@@ -116,7 +117,7 @@ class ReceiptStore:
         found = batch_get_tables(self.ddb, requests)
         by_sk = {i["sk"]["S"]: i for i in found[self.chats_table]}
         messages = found.get(self.messages_table, [])
-        member = by_sk.get(member_sk(user_id))
+        member = by_sk.get(MEMBER.sk(user_id))
         return ReceiptContext(
             chat=chat_meta(by_sk[META]) if META in by_sk else None,
             is_member=member is not None,
@@ -127,35 +128,27 @@ class ReceiptStore:
     def members_among(self, chat_id: str, users: list[str]) -> set[str]:
         """Those of `users` who are members of the chat now (their MEMBER items, read consistently,
         100 a call)."""
-        members: set[str] = set()
-        for start in range(0, len(users), BATCH_GET_MAX_KEYS):
-            keys = [
-                {"chatId": av(chat_id), "sk": av(member_sk(u))}
-                for u in users[start : start + BATCH_GET_MAX_KEYS]
-            ]
-            request = {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "sk"}
-            found = batch_get_tables(self.ddb, {self.chats_table: request})[self.chats_table]
-            members.update(item["sk"]["S"].removeprefix(MEMBER_PREFIX) for item in found)
-        return members
+        keys = [{"chatId": av(chat_id), "sk": av(MEMBER.sk(u))} for u in users]
+        request = {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "sk"}
+        return {MEMBER.id_in(item["sk"]["S"]) for item in batch_get(self.ddb, self.chats_table, request)}
 
     def forget(self, chat_id: str, user_id: str) -> None:
         """Delete a member's watermarks (a receipt re-created them after the member's removal)."""
-        self.ddb.delete_item(
-            TableName=self.receipts_table, Key={"chatId": av(chat_id), "userId": av(user_id)}
-        )
+        self.ddb.delete_item(TableName=self.table, Key={"chatId": av(chat_id), "userId": av(user_id)})
 
     def messages_between(self, chat_id: str, after: int, up_to: int, limit: int) -> list[MessageRef]:
         """Messages with after < seq <= up_to, newest first, at most `limit` (seq, id and sender)."""
-        resp = self.ddb.query(
-            TableName=self.messages_table,
-            KeyConditionExpression="chatId = :c AND #seq BETWEEN :lo AND :hi",
-            ExpressionAttributeValues={":c": av(chat_id), ":lo": av(after + 1), ":hi": av(up_to)},
+        request = seq_range(
+            self.messages_table,
+            chat_id,
+            after + 1,
+            up_to,
             ExpressionAttributeNames=_MESSAGE_REF_NAMES,
             ProjectionExpression=_MESSAGE_REF_PROJECTION,
             ScanIndexForward=False,
             Limit=limit,
-            ConsistentRead=True,
         )
+        resp = self.ddb.query(**request)
         return [ref for ref in map(_message_ref, resp["Items"]) if ref is not None]
 
     # --- watermarks ------------------------------------------------------------------------------
@@ -179,37 +172,28 @@ class ReceiptStore:
     ) -> dict[str, Any] | None:
         """The item's old values when the watermark moved, None when the condition held it."""
         up_to, at_attr = WATERMARK_ATTRS[receipt_type]
-        try:
-            resp = self.ddb.update_item(
-                TableName=self.receipts_table,
-                Key={"chatId": av(chat_id), "userId": av(user_id)},
-                UpdateExpression="SET #w = :s, #at = :at, since = if_not_exists(since, :since)",
-                ConditionExpression="attribute_not_exists(#w) OR #w < :s",
-                ExpressionAttributeNames={"#w": up_to, "#at": at_attr},
-                ExpressionAttributeValues={":s": av(seq), ":at": av(at), ":since": av(since)},
-                ReturnValues="ALL_OLD",
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
-        return from_item(resp.get("Attributes", {}))
+        resp = conditional_or_none(
+            self.ddb.update_item,
+            TableName=self.table,
+            Key={"chatId": av(chat_id), "userId": av(user_id)},
+            UpdateExpression="SET #w = :s, #at = :at, since = if_not_exists(since, :since)",
+            ConditionExpression="attribute_not_exists(#w) OR #w < :s",
+            ExpressionAttributeNames={"#w": up_to, "#at": at_attr},
+            ExpressionAttributeValues={":s": av(seq), ":at": av(at), ":since": av(since)},
+            ReturnValues="ALL_OLD",
+        )
+        return None if resp is None else from_item(resp.get("Attributes", {}))
 
     def watermarks(self, chat_id: str, page_size: int = 1000) -> Iterator[Watermark]:
         """Every member's watermarks in the chat (all pages)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.receipts_table,
+        request = {
+            "TableName": self.table,
             "KeyConditionExpression": "chatId = :c",
             "ExpressionAttributeValues": {":c": av(chat_id)},
             "ProjectionExpression": "userId, deliveredUpTo, readUpTo, since",
-            "Limit": page_size,
+            "PaginationConfig": {"PageSize": page_size},
         }
-        while True:
-            resp = self.ddb.query(**kwargs)
-            yield from (_watermark(i) for i in resp["Items"])
-            if "LastEvaluatedKey" not in resp:
-                return
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        yield from map(_watermark, query_items(self.ddb, request))
 
     def covering(
         self, chat_id: str, seq: int, after_user: str | None, limit: int
@@ -218,7 +202,7 @@ class ReceiptStore:
         `after_user`: at most `limit`, and the userId to continue after (None: no more).
         A non-None cursor may lead to an empty last page (DynamoDB cannot tell in advance)."""
         kwargs: dict[str, Any] = {
-            "TableName": self.receipts_table,
+            "TableName": self.table,
             "KeyConditionExpression": "chatId = :c",
             # a member added after the message never had it, whatever its watermark says
             "FilterExpression": "(deliveredUpTo >= :s OR readUpTo >= :s) AND "
@@ -228,6 +212,7 @@ class ReceiptStore:
         }
         if after_user is not None:
             kwargs["ExclusiveStartKey"] = {"chatId": av(chat_id), "userId": av(after_user)}
+        # One page, not a full read: followed by hand only while the filter leaves it short.
         page: list[Watermark] = []
         while True:
             resp = self.ddb.query(**kwargs)

@@ -11,14 +11,13 @@ the claim over once the lease has run out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, client, from_item, is_conditional_failure, to_item
+from chat_backend.dal.aws import av, client, from_item, to_item
 from chat_backend.dal.batching import batch_get
-from chat_backend.dal.chat_keys import META, dedup_sk, media_sk, member_sk
-from chat_backend.dal.chat_store import chat_meta
+from chat_backend.dal.chat_items import chat_meta
+from chat_backend.dal.chat_keys import DEDUP, MEDIA, MEMBER, META
+from chat_backend.dal.conditional import ConditionFailed, conditional_or_none, put_new
 from chat_backend.models.records import ChatMeta, SendRecord
 
 
@@ -54,7 +53,8 @@ class SendStore:
         """Chat, the sender's role, any claim on this clientMsgId and the attached media: one
         consistent round trip."""
         media = list(dict.fromkeys(media_ids))
-        keys = [META, member_sk(user_id), dedup_sk(user_id, client_msg_id), *(media_sk(m) for m in media)]
+        claim_sk = DEDUP.sk(user_id, client_msg_id)
+        keys = [META, MEMBER.sk(user_id), claim_sk, *(MEDIA.sk(m) for m in media)]
         items = batch_get(
             self.ddb,
             self.chats_table,
@@ -62,13 +62,13 @@ class SendStore:
         )
         by_sk = {i["sk"]["S"]: i for i in items}
         meta = by_sk.get(META)
-        member = by_sk.get(member_sk(user_id))
-        dedup = by_sk.get(dedup_sk(user_id, client_msg_id))
+        member = by_sk.get(MEMBER.sk(user_id))
+        dedup = by_sk.get(claim_sk)
         return SendContext(
             chat=chat_meta(meta) if meta else None,
             role=member["role"]["S"] if member else None,
             claim=_claim(dedup) if dedup else None,
-            missing_media=[m for m in media if media_sk(m) not in by_sk],
+            missing_media=[m for m in media if MEDIA.sk(m) not in by_sk],
         )
 
     def claim(
@@ -78,26 +78,16 @@ class SendStore:
         item = to_item(
             {
                 "chatId": chat_id,
-                "sk": dedup_sk(user_id, client_msg_id),
+                "sk": DEDUP.sk(user_id, client_msg_id),
                 "lease": lease,
                 "leaseUntil": lease_until_ms,
                 "expiresAt": expires_at,
             }
         )
         try:
-            self.ddb.put_item(
-                TableName=self.chats_table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(sk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-            existing = cast(
-                dict[str, Any] | None, exc.response.get("Item")
-            )  # ReturnValuesOnConditionCheckFailure
-            return _claim(existing) if existing else self.claim_of(chat_id, user_id, client_msg_id)
+            put_new(self.ddb, self.chats_table, item, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ConditionFailed as exc:
+            return _claim(exc.item) if exc.item else self.claim_of(chat_id, user_id, client_msg_id)
         return None
 
     def record(self, chat_id: str, user_id: str, client_msg_id: str, lease: str, record: SendRecord) -> bool:
@@ -142,16 +132,13 @@ class SendStore:
     def release(self, chat_id: str, user_id: str, client_msg_id: str, lease: str) -> None:
         """Drop our claim (the send was refused after claiming): a refused send leaves nothing. Only
         called before our message is stored (a seq it recorded holds nothing of ours, or a VOID)."""
-        try:
-            self.ddb.delete_item(
-                TableName=self.chats_table,
-                Key=self._key(chat_id, user_id, client_msg_id),
-                ConditionExpression="lease = :lease",
-                ExpressionAttributeValues={":lease": av(lease)},
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        conditional_or_none(  # not ours any more: nothing to drop
+            self.ddb.delete_item,
+            TableName=self.chats_table,
+            Key=self._key(chat_id, user_id, client_msg_id),
+            ConditionExpression="lease = :lease",
+            ExpressionAttributeValues={":lease": av(lease)},
+        )
 
     def claim_of(self, chat_id: str, user_id: str, client_msg_id: str) -> SendClaim | None:
         resp = self.ddb.get_item(
@@ -168,19 +155,15 @@ class SendStore:
         condition: str,
         values: dict[str, Any],
     ) -> bool:
-        try:
-            self.ddb.update_item(
-                TableName=self.chats_table,
-                Key=self._key(chat_id, user_id, client_msg_id),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        updated = conditional_or_none(
+            self.ddb.update_item,
+            TableName=self.chats_table,
+            Key=self._key(chat_id, user_id, client_msg_id),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+        return updated is not None
 
     def _key(self, chat_id: str, user_id: str, client_msg_id: str) -> dict[str, Any]:
-        return {"chatId": av(chat_id), "sk": av(dedup_sk(user_id, client_msg_id))}
+        return {"chatId": av(chat_id), "sk": av(DEDUP.sk(user_id, client_msg_id))}

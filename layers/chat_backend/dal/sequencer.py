@@ -9,7 +9,7 @@ come after sees the condition fail and checks its membership again.
 
 A membership change reserves its seq the same way, bumps `membersVersion` and marks itself in
 flight (`changeToken` / `changeSeq` / `changeAt`) until its transaction commits
-(`ChatStore.commit_change`) or someone abandons it (`clear_change`).
+(`MemberStore.commit_change`) or someone abandons it (`clear_change`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chat_backend.dal.aws import av, client, is_conditional_failure
+from chat_backend.dal.aws import av, client
+from chat_backend.dal.chat_items import chat_meta
 from chat_backend.dal.chat_keys import META
-from chat_backend.dal.chat_store import chat_meta
+from chat_backend.dal.conditional import (
+    TRANSACTION_CONFLICT,
+    ConditionFailed,
+    conditional,
+    conditional_or_none,
+)
+from chat_backend.errors import MembershipMoved
 from chat_backend.models.records import ChatMeta
 
-# A single write that meets an ongoing transaction on its item is refused with this (nothing
-# written): for us, the same as "the membership moved" (re-read and try again).
-TRANSACTION_CONFLICT = "TransactionConflictException"
 CHANGE_ATTRS = "changeToken, changeSeq, changeAt"
 
 
@@ -45,10 +47,6 @@ def archive_shard(chat_id: str) -> str:
 
 def _hot_values(chat_id: str) -> dict[str, Any]:
     return {":shard": av(archive_shard(chat_id))}
-
-
-class MembershipMoved(Exception):
-    """The chat's membership changed, or a change is in flight, since the caller read it."""
 
 
 class Sequencer:
@@ -88,23 +86,22 @@ class Sequencer:
     def clear_change(self, chat_id: str, token: str) -> bool:
         """Abandon the change `token` (its seq must already hold a VOID, so it can never commit).
         False when it is no longer the change in flight."""
-        try:
-            self.ddb.update_item(
-                TableName=self.chats_table,
-                Key=self._meta_key(chat_id),
-                UpdateExpression=f"REMOVE {CHANGE_ATTRS}",
-                ConditionExpression="changeToken = :token",
-                ExpressionAttributeValues={":token": av(token)},
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        cleared = conditional_or_none(
+            self.ddb.update_item,
+            TableName=self.chats_table,
+            Key=self._meta_key(chat_id),
+            UpdateExpression=f"REMOVE {CHANGE_ATTRS}",
+            ConditionExpression="changeToken = :token",
+            ExpressionAttributeValues={":token": av(token)},
+        )
+        return cleared is not None
 
     def _advance(self, chat_id: str, update: str, values: dict[str, Any], returned: str) -> dict[str, Any]:
         try:
-            resp = self.ddb.update_item(
+            resp = conditional(
+                self.ddb.update_item,
+                # meeting an ongoing transaction on META: for us, the membership moved
+                also_refused=(TRANSACTION_CONFLICT,),
                 TableName=self.chats_table,
                 Key=self._meta_key(chat_id),
                 UpdateExpression=update,
@@ -112,10 +109,8 @@ class Sequencer:
                 ExpressionAttributeValues=values,
                 ReturnValues=returned,
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc) or exc.response["Error"]["Code"] == TRANSACTION_CONFLICT:
-                raise MembershipMoved(chat_id) from exc
-            raise
+        except ConditionFailed as exc:
+            raise MembershipMoved(chat_id) from exc
         return dict(resp["Attributes"])
 
     def _meta_key(self, chat_id: str) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def members_for_send(chats: ChatStore, cache: MemberListCache, chat: ChatMeta) -
     if chat.pair is not None:
         return list(chat.pair)
     cached = cache.get(chat.chat_id, chat.members_version)
-    return cached if cached is not None else [u for page in chats.member_pages(chat.chat_id) for u in page]
+    return cached if cached is not None else [u for page in chats.members.pages(chat.chat_id) for u in page]
 
 
 def members_now(chats: ChatStore, cache: MemberListCache, chat: ChatMeta) -> list[str]:
@@ -129,7 +129,7 @@ def _stable_members(chats: ChatStore, chat_id: str) -> tuple[int, list[str]]:
     one is in flight the items are still those of the version before it)."""
     for _ in range(STABLE_READ_ATTEMPTS):
         before = chats.get_chat(chat_id)
-        members = [u for page in chats.member_pages(chat_id) for u in page]
+        members = [u for page in chats.members.pages(chat_id) for u in page]
         after = chats.get_chat(chat_id)
         if before is None or after is None:
             return 0, members

@@ -8,10 +8,10 @@ from typing import Literal
 
 from chat_backend.dal.chat_keys import direct_chat_id
 from chat_backend.dal.chat_listing import ChatListing
-from chat_backend.dal.chat_store import ChatExists, ChatStore
+from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.delivery_queue import FifoQueue
-from chat_backend.errors import BadRequest, GroupFull, NotFound
+from chat_backend.errors import BadRequest, ChatExists, GroupFull, NotFound
 from chat_backend.logic.consent import addable, mark_blocks
 from chat_backend.logic.member_jobs import MARGIN_S, TimeLeft, enqueue_adds, no_deadline
 from chat_backend.models.client_frames import CreateChatFrame, ListChatsFrame
@@ -78,7 +78,7 @@ def create_chat(
     except ChatExists:
         # Only a direct chat's id can collide: answer with the chat both sides already have.
         existing = store.get_chat(chat_id)
-        existing_role = store.role_of(chat_id, caller.user_id)
+        existing_role = store.members.role_of(chat_id, caller.user_id)
         if existing is None or existing_role is None:
             raise NotFound("chat could not be read back") from None
         meta, role = existing, existing_role

@@ -64,6 +64,6 @@ def beat(store: ChatStore, presence: PresenceStore, pusher: Pusher, caller: Call
     since_ms = pusher.registry.beat(caller.user_id, caller.device_id, caller.connection_id, int(now * 1000))
     if since_ms is None:
         return PongFrame()
-    moved = store.heads.moved_heads(caller.user_id, sorted(store.chat_ids_of(caller.user_id)), since_ms)
+    moved = store.heads.moved_heads(caller.user_id, sorted(store.listing.chat_ids(caller.user_id)), since_ms)
     heads = dict(sorted(moved.items())[:PONG_HEADS_MAX])
     return PongFrame(heads=heads or None)

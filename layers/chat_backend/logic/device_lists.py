@@ -58,10 +58,10 @@ def get_chat_devices(
     resumes after the last one listed (null on the last page). FORBIDDEN to all but members."""
     after_user, _, after_device = (frame.cursor or "").partition(".")
     inside = [after_user] if after_device else []
-    context = chats.membership(frame.chat_id, [caller.user_id, *inside])
+    context = chats.members.membership(frame.chat_id, [caller.user_id, *inside])
     if context.chat is None or caller.user_id not in context.roles:
         raise Forbidden(f"not a member of {frame.chat_id}")
-    page, last_member = chats.member_page(frame.chat_id, after_user or None, MEMBERS_PER_PAGE)
+    page, last_member = chats.members.page(frame.chat_id, after_user or None, MEMBERS_PER_PAGE)
     # The member the previous page stopped inside of (unless it has left since), then the next ones.
     users = [u for u in inside if u in context.roles] + [u for u, _ in page]
     listed = pool.map(
@@ -158,4 +158,4 @@ def sharers(listing: ChatListing, chats: ChatStore, pool: Executor, user_id: str
 
 
 def _members(chats: ChatStore, chat_id: str) -> Iterable[str]:
-    return [u for page in chats.member_pages(chat_id, NEWS_GROUP_MAX) for u in page]
+    return [u for page in chats.members.pages(chat_id, NEWS_GROUP_MAX) for u in page]

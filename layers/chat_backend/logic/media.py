@@ -54,11 +54,11 @@ def upload_media(
 ) -> MediaUploadAnswer:
     if frame.size > MAX_MEDIA_BYTES:
         raise TooLarge(f"media is {frame.size} bytes; at most {MAX_MEDIA_BYTES}")
-    if store.role_of(frame.chat_id, caller.user_id) is None:
+    if store.members.role_of(frame.chat_id, caller.user_id) is None:
         raise Forbidden(f"not a member of {frame.chat_id}")
     mib = -(-frame.size // MIB)
     limiter.take(f"u#{caller.user_id}", "media-bytes", [Party("mib", MEDIA_UPLOAD_QUOTA_MIB, mib)])
-    # A fresh 128-bit id: put_media still refuses (MediaExists) rather than overwrite an item.
+    # A fresh 128-bit id: media.put still refuses (MediaExists) rather than overwrite an item.
     media = StoredMedia(
         chat_id=frame.chat_id,
         media_id=new_media_id(),
@@ -68,7 +68,7 @@ def upload_media(
         created_at=now_iso(),
         expires_at=int(time.time()) + UNATTACHED_TTL_S,
     )
-    store.put_media(media)
+    store.media.put(media)
     expires_at = iso_at(time.time() + URL_TTL_S)
     post = bucket.presign_upload(media.key, media.content_type, media.size, URL_TTL_S)
     return MediaUploadAnswer(
@@ -86,7 +86,7 @@ def download_media(
     window = store.heads.window(frame.chat_id, caller.user_id)
     if window is None:
         raise Forbidden(f"not a member of {frame.chat_id}")
-    media = store.get_media(frame.chat_id, frame.media_id)
+    media = store.media.get(frame.chat_id, frame.media_id)
     if media is None or not any(window.holds(seq) for seq in media.attached_seqs):
         raise NotFound(f"no media {frame.media_id} in {frame.chat_id}")
     expires_at = iso_at(time.time() + URL_TTL_S)

@@ -37,7 +37,7 @@ def add_members(
     """Those the caller may not add (a block, their `groupAdd`) are left out and listed in
     `notAdded`; members already in change nothing. What cannot be added before the invocation's
     time runs out goes to a member job (`logic/member_jobs.py`), counted in `pendingMembers`."""
-    context = ledger.chats.membership(frame.chat_id, [caller.user_id, *frame.members])
+    context = ledger.chats.members.membership(frame.chat_id, [caller.user_id, *frame.members])
     chat = check_can_change(context.chat, context.roles, caller.user_id, frame.chat_id, self_leave=False)
     users, not_added = addable(
         consent, ledger.chats, pool, caller.user_id, [u for u in frame.members if u not in context.roles]
@@ -66,9 +66,9 @@ def remove_members(ledger: Ledger, caller: Caller, frame: RemoveMembersFrame, gr
 
 
 def get_members(store: ChatStore, caller: Caller, frame: GetMembersFrame) -> MembersFrame:
-    if store.role_of(frame.chat_id, caller.user_id) is None:
+    if store.members.role_of(frame.chat_id, caller.user_id) is None:
         raise Forbidden(f"not a member of {frame.chat_id}")
-    page, last = store.member_page(frame.chat_id, frame.cursor, MEMBERS_PAGE)
+    page, last = store.members.page(frame.chat_id, frame.cursor, MEMBERS_PAGE)
     return MembersFrame(
         request_id=frame.request_id,
         chat_id=frame.chat_id,

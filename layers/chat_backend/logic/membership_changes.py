@@ -13,15 +13,22 @@ member is sequenced after its removal, and the 10,000-member limit holds under c
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable
 from typing import Literal
 
-from chat_backend.dal.chat_store import ChangeConflict, ChangeLost, ChatStore
-from chat_backend.dal.sequencer import MembershipMoved
-from chat_backend.errors import BadRequest, Forbidden, GroupFull, RateLimited
+from chat_backend.backoff import Backoff, Sleep
+from chat_backend.dal.chat_store import ChatStore
+from chat_backend.errors import (
+    BadRequest,
+    ChangeConflict,
+    ChangeLost,
+    Forbidden,
+    GroupFull,
+    MembershipMoved,
+    RateLimited,
+)
 from chat_backend.logic import holes
 from chat_backend.logic.send import Ledger, new_server_msg_id
 from chat_backend.models.common import MAX_GROUP_MEMBERS, SYSTEM_SENDER, iso_at
@@ -33,9 +40,9 @@ MEMBERS_PER_ADD = 95
 MEMBERS_PER_REMOVAL = 32
 MAX_ATTEMPTS = 12
 COMMIT_ATTEMPTS = 4  # a change's transaction meeting another operation on its items
+RETRY = Backoff(first_s=0.005, max_s=0.2)  # before deciding or committing again
 
 MembershipEvent = Literal["added", "removed"]
-Sleep = Callable[[float], None]
 
 
 def announcement(
@@ -81,13 +88,13 @@ def change_members(
     membership, commit; decide again if the membership moved or the change could not commit."""
     self_leave = event == "removed" and users == [by]
     for attempt in range(MAX_ATTEMPTS):
-        context = ledger.chats.membership(chat_id, [by, *users])
+        context = ledger.chats.members.membership(chat_id, [by, *users])
         chat = check_can_change(context.chat, context.roles, by, chat_id, self_leave)
         if chat.change is not None:  # another change in flight: wait for it, or end it if it died
             if not holes.abandon_stale_change(
                 ledger.messages, ledger.sequencer, chat, int(clock() * 1000), grace_s
             ):
-                _pause(sleep, attempt)
+                RETRY.pause(attempt, sleep)
             continue
         if event == "added":
             changed = [u for u in users if u not in context.roles]
@@ -101,7 +108,7 @@ def change_members(
         try:
             seq = ledger.sequencer.begin_change(chat_id, chat.members_version, token, int(clock() * 1000))
         except MembershipMoved:
-            _pause(sleep, attempt)
+            RETRY.pause(attempt, sleep)
             continue
         # Read while our change is the one in flight: no other change can move the members now.
         promoted = _successor(ledger.chats, chat_id, set(changed)) if event == "removed" else None
@@ -124,7 +131,9 @@ def change_members(
 def _successor(chats: ChatStore, chat_id: str, leaving: set[str]) -> str | None:
     """When the last admin leaves, the longest-standing member who stays becomes admin (the
     earliest join; the creation's members by userId); None when an admin stays or nobody does."""
-    staying = [(joined, user, role) for joined, user, role in chats.standings(chat_id) if user not in leaving]
+    staying = [
+        (joined, user, role) for joined, user, role in chats.members.standings(chat_id) if user not in leaving
+    ]
     if not staying or any(role == "admin" for _, _, role in staying):
         return None
     return staying[0][1]
@@ -145,12 +154,12 @@ def _commit(
     change that cannot commit fills its own seq (so nothing can land there later) and ends."""
     for attempt in range(COMMIT_ATTEMPTS):
         try:
-            ledger.chats.commit_change(chat, token, message, added, removed, promoted)
+            ledger.chats.members.commit_change(chat, token, message, added, removed, promoted)
             return True
         except ChangeLost:
             return False
         except ChangeConflict:
-            _pause(sleep, attempt)
+            RETRY.pause(attempt, sleep)
     pending = chat.model_copy(update={"change": _pending(token, message.seq)})
     holes.fill_hole(ledger.messages, ledger.sequencer, pending, message.seq, int(clock() * 1000))
     return False
@@ -158,10 +167,6 @@ def _commit(
 
 def _pending(token: str, seq: int) -> PendingChange:
     return PendingChange(token=token, seq=seq, at_ms=0)
-
-
-def _pause(sleep: Sleep, attempt: int) -> None:
-    sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
 
 
 def check_can_change(

@@ -28,8 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chat_backend.dal.limit_store import LimitRaced, LimitStore, Step
-from chat_backend.errors import RateLimited
+from chat_backend.dal.limit_store import LimitStore, Step
+from chat_backend.errors import LimitRaced, RateLimited
 from chat_backend.wiring import Rate, RouteLimit
 
 # DynamoDB's TTL deletes a bucket item this long after its last write (longer when a bucket in it

@@ -24,13 +24,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat_backend.backoff import Backoff, Sleep
 from chat_backend.dal.chat_store import ChatStore
-from chat_backend.dal.media_bucket import BlobMissing, MediaBucket
+from chat_backend.dal.media_bucket import MediaBucket
 from chat_backend.dal.message_archive import MessageArchive
-from chat_backend.dal.message_store import MediaNotInChat, MessageStore, SeqTaken
+from chat_backend.dal.message_store import MessageStore
 from chat_backend.dal.send_store import SendClaim, SendContext, SendStore
-from chat_backend.dal.sequencer import MembershipMoved, Sequencer
-from chat_backend.errors import ChatError, Forbidden, NotFound, RateLimited
+from chat_backend.dal.sequencer import Sequencer
+from chat_backend.errors import (
+    BlobMissing,
+    ChatError,
+    Forbidden,
+    MediaNotInChat,
+    MembershipMoved,
+    NotFound,
+    RateLimited,
+    SeqTaken,
+)
 from chat_backend.logic import holes
 from chat_backend.logic.audience import MemberListCache, MembershipCache, members_for_send
 from chat_backend.models.client_frames import SendFrame
@@ -40,7 +50,8 @@ from chat_backend.models.records import ChatMeta, SendRecord, StoredMessage, med
 from chat_backend.models.server_frames import AckFrame
 
 MAX_ATTEMPTS = 12  # membership changes or lost seqs in a row before giving up (RATE_LIMITED)
-CHANGE_POLL_S = 0.01  # first wait for a membership change in flight to commit (doubles, to 0.2 s)
+# How a send waits for a membership change in flight to commit, or for a duplicate's claimant.
+POLL = Backoff(first_s=0.01, max_s=0.2, jitter=False)
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,6 @@ class Sent:
 
 
 Clock = Callable[[], float]
-Sleep = Callable[[float], None]
 
 
 def new_server_msg_id(seq: int) -> str:
@@ -200,7 +210,7 @@ class _Send:
     def _settled(self, chat: ChatMeta | None) -> ChatMeta:
         """The chat with no membership change in flight: wait for one to commit, or abandon it
         after the hole grace (its writer died). Membership is checked again after either."""
-        delay = CHANGE_POLL_S
+        waits = 0
         give_up = self.clock() + self.policy.hole_grace_s + self.policy.wait_s
         while True:
             if chat is None:
@@ -212,8 +222,8 @@ class _Send:
             if not holes.abandon_stale_change(
                 self.ledger.messages, self.ledger.sequencer, chat, self._now_ms(), self.policy.hole_grace_s
             ):
-                self.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                POLL.pause(waits, self.sleep)
+                waits += 1
             chat = self._context().chat
 
     # --- a duplicate -------------------------------------------------------------------------------
@@ -221,7 +231,7 @@ class _Send:
     def _await_answer(self, claim: SendClaim | None) -> Sent:
         """Someone holds the claim on this clientMsgId: return its answer once the message is
         stored, or take the claim over once its lease has run out (the claimant died or stalled)."""
-        delay = CHANGE_POLL_S
+        waits = 0
         while True:
             if claim is None:  # the claimant was refused and let go: try as a new send
                 return self.run()
@@ -238,8 +248,8 @@ class _Send:
                 wait_ms = max(1, claim.lease_until_ms - self._now_ms())
                 raise RateLimited("this clientMsgId is being sent; retry with the same clientMsgId", wait_ms)
             else:
-                self.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                POLL.pause(waits, self.sleep)
+                waits += 1
             claim = self._claim()
 
     def _take_over(self, claim: SendClaim, seq_empty: bool) -> Sent | None:

@@ -45,7 +45,7 @@ def sync(
     Cursors naming chats the caller is not in are ignored: they yield nothing and are not listed
     in heads, so a non-member learns nothing about them. A chat the caller was removed from is
     replayed, when a cursor names it, through the removal, and listed at that head."""
-    chat_ids = sorted(ledger.chats.chat_ids_of(caller.user_id))
+    chat_ids = sorted(ledger.chats.listing.chat_ids(caller.user_id))
     former = sorted(set(frame.cursors) - set(chat_ids))
     # A user in more than MAX_SYNC_HEADS chats gets (and is replayed) the chats it names; it pages
     # the rest with listChats. So does a sync that asks for `only` those.

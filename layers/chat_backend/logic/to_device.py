@@ -86,7 +86,7 @@ def _check_recipients(chats: ChatStore, pool: Executor, caller: Caller, frame: S
     if not others:
         return  # the caller's own devices
     if frame.chat_id is not None:
-        context = chats.membership(frame.chat_id, [caller.user_id, *others])
+        context = chats.members.membership(frame.chat_id, [caller.user_id, *others])
         if context.chat is None or not {caller.user_id, *others} <= set(context.roles):
             raise Forbidden(f"every recipient and the sender must be members of {frame.chat_id}")
         return

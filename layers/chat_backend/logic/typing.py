@@ -39,7 +39,7 @@ def relay_typing(
     frame: TypingFrame,
     direct_push_max_members: int,
 ) -> None:
-    context = chats.membership(frame.chat_id, [caller.user_id])
+    context = chats.members.membership(frame.chat_id, [caller.user_id])
     chat = context.chat
     if chat is None or caller.user_id not in context.roles:
         raise Forbidden(f"not a member of {frame.chat_id}")
