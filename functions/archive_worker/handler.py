@@ -32,4 +32,4 @@ def archive_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     count("ArchiveChatsListed", report.listed)
 
 
-handler = record_handler(BatchProcessor(event_type=EventType.SQS), archive_record)
+handler = record_handler("archive_worker", BatchProcessor(event_type=EventType.SQS), archive_record)

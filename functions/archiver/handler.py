@@ -26,7 +26,7 @@ def event_time_ms(event: dict[str, Any]) -> int:
     return int(datetime.fromisoformat(str(at).replace("Z", "+00:00")).timestamp() * 1000)
 
 
-@lambda_handler
+@lambda_handler("archiver")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     detail = event.get("detail") or {}

@@ -18,7 +18,7 @@ from chat_backend.observability import count, logger
 from chat_backend.services import services
 
 
-@lambda_handler
+@lambda_handler("authorizer")
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     query = event.query_string_parameters or {}

@@ -44,4 +44,4 @@ def chat_routes(s: Services, context: LambdaContext) -> RouteTable:
     }
 
 
-handler = route_handler(chat_routes)
+handler = route_handler("chats", chat_routes)

@@ -14,7 +14,7 @@ from chat_backend.observability import count
 from chat_backend.services import services
 
 
-@lambda_handler
+@lambda_handler("connect")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     if event["requestContext"]["routeKey"] == "$connect":

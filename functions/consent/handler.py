@@ -24,4 +24,4 @@ def consent_routes(s: Services, context: LambdaContext) -> RouteTable:
     }
 
 
-handler = route_handler(consent_routes)
+handler = route_handler("consent", consent_routes)

@@ -9,6 +9,6 @@ from chat_backend.routes import unknown_route
 from chat_backend.services import services
 
 
-@lambda_handler
+@lambda_handler("default")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return unknown_route(event, services().guard)

@@ -23,4 +23,4 @@ def deliver_record(record: SQSRecord) -> None:
         raise RuntimeError(f"{result.unqueued} failed recipients could not be queued for a retry")
 
 
-handler = record_handler(BatchProcessor(event_type=EventType.SQS), deliver_record)
+handler = record_handler("deliver", BatchProcessor(event_type=EventType.SQS), deliver_record)

@@ -36,4 +36,4 @@ def device_routes(s: Services, context: LambdaContext) -> RouteTable:
     }
 
 
-handler = route_handler(device_routes)
+handler = route_handler("devices", device_routes)

@@ -21,7 +21,7 @@ from chat_backend.observability import count, logger
 from chat_backend.services import services
 
 
-@lambda_handler
+@lambda_handler("fanout")
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
     items = [

@@ -42,4 +42,4 @@ def key_routes(svc: Services, context: LambdaContext) -> RouteTable:
     }
 
 
-handler = route_handler(key_routes)
+handler = route_handler("keys", key_routes)

@@ -24,4 +24,4 @@ def media_routes(s: Services, context: LambdaContext) -> RouteTable:
     }
 
 
-handler = route_handler(media_routes)
+handler = route_handler("media", media_routes)

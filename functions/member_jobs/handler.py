@@ -28,4 +28,4 @@ def run_job(record: SQSRecord, lambda_context: LambdaContext) -> None:
     count("MemberJobsContinued", 1 if left else 0)
 
 
-handler = record_handler(BatchProcessor(event_type=EventType.SQS), run_job)
+handler = record_handler("member_jobs", BatchProcessor(event_type=EventType.SQS), run_job)

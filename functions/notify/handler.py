@@ -21,4 +21,4 @@ def notify_record(record: SQSRecord) -> None:
     count("PushRoundsSkipped", result.skipped)
 
 
-handler = record_handler(BatchProcessor(event_type=EventType.SQS), notify_record)
+handler = record_handler("notify", BatchProcessor(event_type=EventType.SQS), notify_record)

@@ -38,4 +38,4 @@ def presence_routes(s: Services, context: LambdaContext) -> RouteTable:
     }
 
 
-handler = route_handler(presence_routes)
+handler = route_handler("presence", presence_routes)

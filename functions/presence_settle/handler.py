@@ -19,4 +19,4 @@ def settle_record(record: SQSRecord) -> None:
         count("PresenceOfflinePushes")
 
 
-handler = record_handler(SqsFifoPartialProcessor(skip_group_on_error=True), settle_record)
+handler = record_handler("presence_settle", SqsFifoPartialProcessor(skip_group_on_error=True), settle_record)

@@ -26,4 +26,4 @@ def receipt_routes(s: Services, context: LambdaContext) -> RouteTable:
     }
 
 
-handler = route_handler(receipt_routes)
+handler = route_handler("receipts", receipt_routes)

@@ -15,7 +15,7 @@ from chat_backend.routes import handle_route
 from chat_backend.services import services
 
 
-@lambda_handler
+@lambda_handler("send")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
 

@@ -18,7 +18,7 @@ from chat_backend.observability import count, logger
 from chat_backend.services import services
 
 
-@lambda_handler
+@lambda_handler("summaries")
 @event_source(data_class=SQSEvent)
 def handler(event: SQSEvent, context: LambdaContext) -> dict[str, Any]:
     jobs = [SummaryJob.model_validate_json(record.body) for record in event.records]

@@ -12,7 +12,7 @@ from chat_backend.routes import handle_pushing_route
 from chat_backend.services import services
 
 
-@lambda_handler
+@lambda_handler("sync")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s = services()
     return handle_pushing_route(

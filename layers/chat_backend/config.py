@@ -1,13 +1,22 @@
-"""Configuration, read once from the environment into a settings model.
+"""Configuration, read once from the environment: a function's resources and its settings.
 
-Variable names come from the wiring table, so what the CDK stack and the local stack set is
-exactly what is read here. Only handlers and the service container read settings; logic is
-given plain values.
+`Resources`: the physical names (table names, queue URLs, bucket names) of exactly the resources
+the function's wiring entry `uses`, each required: a missing one fails the function's first
+invocation (its cold start), never a request later, and there is no default name to fall back to.
+A resource the function does not use gets a name that says so, which any call refuses (AWS's IAM
+policy and the local stack's alike): the local stack runs every function in one process with one
+environment, and this keeps each function to its own grants there too.
+
+`Settings`: the tunables, each with the default the deployment uses. Variable names come from the
+wiring table, so what the CDK stack and the local stack set is exactly what is read here. Only
+handlers and the service container read configuration; logic is given plain values.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -15,6 +24,38 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat_backend import wiring
+
+
+class MissingResource(RuntimeError):
+    """A function's environment lacks the name of a resource its wiring entry uses: a broken
+    deployment (or a local stack started without bootstrap)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Logical name (the wiring table's) -> physical name or URL, for the resources one function
+    uses. `function` None: every resource of the wiring (tests and tools outside any function)."""
+
+    function: str | None
+    names: Mapping[str, str]
+
+    def __getitem__(self, logical: str) -> str:
+        name = self.names.get(logical)
+        if name is not None:
+            return name
+        # Not used by this function: a name no grant covers, so a call fails where it is made.
+        return f"{logical}-not-granted-to-{self.function}"
+
+    @classmethod
+    def of(cls, function: str | None, environ: Mapping[str, str]) -> Resources:
+        # Secrets are left out: a stack may deploy without one (Settings reads those it was given).
+        resources = {r.name for r in (*wiring.TABLES, *wiring.QUEUES, *wiring.BUCKETS)}
+        uses = resources if function is None else resources & set(wiring.function(function).uses)
+        env_vars = {logical: wiring.resource_env_var(logical) for logical in sorted(uses)}
+        missing = sorted(var for var in env_vars.values() if not environ.get(var))
+        if missing and function is not None:
+            raise MissingResource(f"function {function}: {', '.join(missing)} not set")
+        return cls(function, {logical: environ[var] for logical, var in env_vars.items() if environ.get(var)})
 
 
 @dataclass(frozen=True)
@@ -30,24 +71,6 @@ class MediaCdn:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    chats_table: str = Field("chats", validation_alias=wiring.table("chats").env_var)
-    messages_table: str = Field("messages", validation_alias=wiring.table("messages").env_var)
-    connections_table: str = Field("connections", validation_alias=wiring.table("connections").env_var)
-    receipts_table: str = Field("receipts", validation_alias=wiring.table("receipts").env_var)
-    presence_table: str = Field("presence", validation_alias=wiring.table("presence").env_var)
-    keys_table: str = Field("keys", validation_alias=wiring.table("keys").env_var)
-    inbox_table: str = Field("inbox", validation_alias=wiring.table("inbox").env_var)
-    consent_table: str = Field("consent", validation_alias=wiring.table("consent").env_var)
-    limits_table: str = Field("limits", validation_alias=wiring.table("limits").env_var)
-    media_bucket: str = Field("media", validation_alias=wiring.bucket("media").env_var)
-    archive_bucket: str = Field("archive", validation_alias=wiring.bucket("archive").env_var)
-    delivery_queue_url: str = Field("", validation_alias=wiring.queue("delivery").env_var)
-    summaries_queue_url: str = Field("", validation_alias=wiring.queue("summaries").env_var)
-    member_jobs_queue_url: str = Field("", validation_alias=wiring.queue("member_jobs").env_var)
-    presence_settle_queue_url: str = Field("", validation_alias=wiring.queue("presence_settle").env_var)
-    notify_queue_url: str = Field("", validation_alias=wiring.queue("notify").env_var)
-    archive_jobs_queue_url: str = Field("", validation_alias=wiring.queue("archive_jobs").env_var)
-    push_table: str = Field("push", validation_alias=wiring.table("push").env_var)
     # platform -> SNS platform application ARN; a platform not named cannot register for push.
     push_platforms: dict[str, str] = Field(default_factory=dict, validation_alias=wiring.PUSH_PLATFORMS_ENV)
     callback_url: str = Field("", validation_alias=wiring.CALLBACK_URL_ENV)
@@ -115,3 +138,8 @@ class Settings(BaseSettings):
 @cache
 def settings() -> Settings:
     return Settings()
+
+
+@cache
+def resources(function: str | None) -> Resources:
+    return Resources.of(function, os.environ)

@@ -6,14 +6,16 @@ environment before the first call and Lambda reuses everything across warm invoc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import TypeVar
 
 from chat_backend import wiring
-from chat_backend.config import Settings, settings
+from chat_backend.config import MissingResource, Resources, Settings, resources, settings
 from chat_backend.dal.chat_listing import ChatListing
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.connection_poster import ConnectionPoster
@@ -43,53 +45,52 @@ from chat_backend.logic.send import Ledger, SendPolicy
 T = TypeVar("T")
 
 
-def _from_settings(build: Callable[[Settings], T]) -> cached_property[T]:
-    """A service built once, from the settings alone."""
-    return cached_property(lambda services: build(services.settings))
+def _from_config(build: Callable[[Resources, Settings], T]) -> cached_property[T]:
+    """A service built once, from the function's resources and settings alone."""
+    return cached_property(lambda services: build(services.resources, services.settings))
 
 
 @dataclass
 class Services:
+    resources: Resources
     settings: Settings
 
     # --- repositories and clients: one table, queue, bucket or API each ---------------------------
 
-    store = _from_settings(
-        lambda s: ChatStore(s.chats_table, s.messages_table, receipts_table=s.receipts_table)
-    )
-    messages = _from_settings(lambda s: MessageStore(s.messages_table, s.chats_table))
-    archive = _from_settings(lambda s: MessageArchive(s.archive_bucket, s.chats_table, s.messages_table))
-    receipts = _from_settings(lambda s: ReceiptStore(s.receipts_table, s.chats_table, s.messages_table))
-    registry = _from_settings(lambda s: ConnectionRegistry(s.connections_table))
-    presence = _from_settings(lambda s: PresenceStore(s.presence_table))
-    keys = _from_settings(lambda s: KeyStore(s.keys_table))
-    inbox = _from_settings(lambda s: InboxStore(s.inbox_table))
-    consent = _from_settings(lambda s: ConsentStore(s.consent_table))
-    push_registry = _from_settings(lambda s: PushRegistry(s.push_table))
-    media = _from_settings(lambda s: MediaBucket(s.media_bucket))
+    store = _from_config(lambda r, s: ChatStore(r["chats"], r["messages"], receipts_table=r["receipts"]))
+    messages = _from_config(lambda r, s: MessageStore(r["messages"], r["chats"]))
+    archive = _from_config(lambda r, s: MessageArchive(r["archive"], r["chats"], r["messages"]))
+    receipts = _from_config(lambda r, s: ReceiptStore(r["receipts"], r["chats"], r["messages"]))
+    registry = _from_config(lambda r, s: ConnectionRegistry(r["connections"]))
+    presence = _from_config(lambda r, s: PresenceStore(r["presence"]))
+    keys = _from_config(lambda r, s: KeyStore(r["keys"]))
+    inbox = _from_config(lambda r, s: InboxStore(r["inbox"]))
+    consent = _from_config(lambda r, s: ConsentStore(r["consent"]))
+    push_registry = _from_config(lambda r, s: PushRegistry(r["push"]))
+    media = _from_config(lambda r, s: MediaBucket(r["media"]))
 
-    queue = _from_settings(lambda s: DeliveryQueue(s.delivery_queue_url))
-    notify_queue = _from_settings(lambda s: NotifyQueue(s.notify_queue_url))
-    archive_queue = _from_settings(lambda s: ArchiveQueue(s.archive_jobs_queue_url))
-    settle_queue = _from_settings(lambda s: SettleQueue(s.presence_settle_queue_url))
-    summaries_queue = _from_settings(lambda s: FifoQueue(s.summaries_queue_url))
-    member_jobs = _from_settings(lambda s: FifoQueue(s.member_jobs_queue_url))
+    queue = _from_config(lambda r, s: DeliveryQueue(r["delivery"]))
+    notify_queue = _from_config(lambda r, s: NotifyQueue(r["notify"]))
+    archive_queue = _from_config(lambda r, s: ArchiveQueue(r["archive_jobs"]))
+    settle_queue = _from_config(lambda r, s: SettleQueue(r["presence_settle"]))
+    summaries_queue = _from_config(lambda r, s: FifoQueue(r["summaries"]))
+    member_jobs = _from_config(lambda r, s: FifoQueue(r["member_jobs"]))
 
-    poster = _from_settings(lambda s: ConnectionPoster(s.callback_url))
-    push_sender = _from_settings(lambda s: PushSender(s.push_platforms))
+    poster = _from_config(lambda r, s: ConnectionPoster(callback_url(s)))
+    push_sender = _from_config(lambda r, s: PushSender(s.push_platforms))
 
     # --- what the use cases are handed -----------------------------------------------------------
 
-    send_policy = _from_settings(
-        lambda s: SendPolicy(
+    send_policy = _from_config(
+        lambda r, s: SendPolicy(
             dedup_ttl_s=s.dedup_ttl_s,
             lease_s=s.send_lease_s,
             hole_grace_s=s.hole_grace_s,
             direct_push_max_members=s.direct_push_max_members,
         )
     )
-    verifier = _from_settings(
-        lambda s: TokenVerifier(
+    verifier = _from_config(
+        lambda r, s: TokenVerifier(
             secret=s.jwt_secret, jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience
         )
     )
@@ -100,7 +101,7 @@ class Services:
 
     @cached_property
     def ledger(self) -> Ledger:
-        chats_table = self.settings.chats_table
+        chats_table = self.resources["chats"]
         return Ledger(
             chats=self.store,
             sends=SendStore(chats_table),
@@ -137,7 +138,7 @@ class Services:
 
     @cached_property
     def limiter(self) -> RateLimiter:
-        return RateLimiter(LimitStore(self.settings.limits_table))
+        return RateLimiter(LimitStore(self.resources["limits"]))
 
     @cached_property
     def guard(self) -> RouteGuard:
@@ -149,6 +150,42 @@ class Services:
         return ThreadPoolExecutor(max_workers=self.settings.io_concurrency, thread_name_prefix="io")
 
 
-@cache
+def callback_url(s: Settings) -> str:
+    """The @connections endpoint, which a function posting to connections cannot do without."""
+    if not s.callback_url:
+        raise MissingResource(f"{wiring.CALLBACK_URL_ENV} not set")
+    return s.callback_url
+
+
+_running: ContextVar[str | None] = ContextVar("chat_function", default=None)
+
+
+@contextmanager
+def running(function: str) -> Iterator[None]:
+    """Within it, `services()` are those of `function` (the wiring name of the function being
+    invoked; handler_kit sets it around each invocation)."""
+    token = _running.set(function)
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
 def services() -> Services:
-    return Services(settings())
+    """The services of the function being invoked (built on its first invocation in this process,
+    from its own resources), or, outside any invocation, those of every resource (tests, tools)."""
+    return services_of(_running.get())
+
+
+@cache
+def services_of(function: str | None) -> Services:
+    """The services of the wiring table's `function` (None: of every resource)."""
+    return Services(resources(function), settings())
+
+
+def forget() -> None:
+    """Drop the configuration and services built so far: the next `services()` reads the
+    environment again (tests change it between cases)."""
+    settings.cache_clear()
+    resources.cache_clear()
+    services_of.cache_clear()

@@ -27,7 +27,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chat_backend import config, services, wiring
+from chat_backend import services, wiring
 from chat_backend.dal import aws
 from chat_backend.dal.chat_keys import direct_chat_id
 from chat_backend.dal.chat_store import ChatStore
@@ -58,8 +58,7 @@ def physical_name(logical: str) -> str:
 
 
 def clear_caches() -> None:
-    config.settings.cache_clear()
-    services.services.cache_clear()
+    services.forget()
     aws.client.cache_clear()
     session = getattr(aws, "session", None)  # the shared boto3 session, where there is one
     if session is not None and hasattr(session, "cache_clear"):

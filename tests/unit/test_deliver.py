@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from chat_backend import config, services
+from chat_backend import services
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
@@ -362,8 +362,7 @@ def serial_io(monkeypatch: pytest.MonkeyPatch, aws_env: Any) -> None:
     """The functions post one at a time, so the Stubber's queue sees recipient order (the services
     built before are dropped: the functions build them again, with this)."""
     monkeypatch.setenv("CHAT_IO_CONCURRENCY", "1")
-    config.settings.cache_clear()
-    services.services.cache_clear()
+    services.forget()
 
 
 def sqs_record(message_id: str, env: DeliveryEnvelope) -> dict[str, Any]:

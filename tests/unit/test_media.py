@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chat_backend.models.common import MAX_MEDIA_BYTES
-from chat_backend.services import services
+from chat_backend.services import services, services_of
 from tests.unit.helpers import add, caller, remove
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -115,7 +115,7 @@ def test_uploads_past_the_daily_quota_are_rate_limited_until_it_refills(
 ) -> None:
     # Given alice's chat, and a quota of 2 GiB a day
     chat_id = make_chat("u_alice", "u_bob")
-    services().limiter.clock = lambda: 1_800_000_000.0  # every upload at one instant
+    services_of("media").limiter.clock = lambda: 1_800_000_000.0  # every upload at one instant
     # When she announces 20 uploads of 100 MiB, then one more
     answers = [call("u_alice", upload(chat_id, size=MAX_MEDIA_BYTES)) for _ in range(21)]
     # Then the first 20 (2,000 MiB) get their URLs and the 21st is RATE_LIMITED, with the wait

@@ -13,7 +13,7 @@ from chat_backend import wiring
 from chat_backend.dal.limit_store import LimitStore
 from chat_backend.errors import RateLimited
 from chat_backend.logic.rate_limits import LIMIT_ITEM_TTL_S, Party, RateLimiter, RouteGuard
-from chat_backend.services import services
+from chat_backend.services import services, services_of
 from chat_backend.wiring import Rate, RouteLimit
 from tests.unit.conftest import AwsEnv
 from tests.unit.helpers import CountingDdb, FakeClock, Route
@@ -140,7 +140,7 @@ def test_a_send_over_the_limit_is_rate_limited_with_its_wait_and_stores_nothing(
     route: Route, chat_id: str, aws_env: AwsEnv
 ) -> None:
     # Given alice's connection has sent its burst of 100, all at one instant
-    services().limiter.clock = FakeClock(T0)
+    services_of("send").limiter.clock = FakeClock(T0)
     burst = wiring.RATE_LIMITS["send"].connection
     assert burst is not None
     for n in range(burst.burst):

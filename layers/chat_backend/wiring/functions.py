@@ -192,4 +192,7 @@ FUNCTIONS: tuple[Function, ...] = (
 
 
 def function(name: str) -> Function:
-    return next(f for f in FUNCTIONS if f.name == name)
+    found = [f for f in FUNCTIONS if f.name == name]
+    if not found:
+        raise KeyError(f"no function {name!r} in the wiring table")
+    return found[0]
