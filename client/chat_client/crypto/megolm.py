@@ -7,7 +7,7 @@ What a receiver checks: the room key came over Olm from the device the message n
 (`from` / `fromDevice`), for this very chat; a (session, index) decrypts once (a replay is
 refused); a message whose key has not arrived yet is PendingKey, not a failure.
 
-Rotation (shared/E2E.md, done lazily before the sender's next message): when a member or device
+Rotation (docs/E2E.md, done lazily before the sender's next message): when a member or device
 left, after ROTATE_AFTER_MESSAGES messages (ROTATE_AFTER_MESSAGES_LARGE in groups of more than
 LARGE_GROUP devices), or after ROTATE_AFTER_S. Not on a join: a new member gets the current key
 at its current index and cannot read what came before.

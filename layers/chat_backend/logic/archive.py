@@ -1,5 +1,5 @@
 """The archiver: messages older than the hot window leave the messages table for the archive
-bucket, without ever losing one (README "How it works", Archive).
+bucket, without ever losing one (docs/ARCHITECTURE.md, "Hot and archived history").
 
 The hourly scheduled run fans out through the archive queue (many invocations at once, none
 walking the whole index): one job a shard of the archiveDue index; a shard's job lists the chats

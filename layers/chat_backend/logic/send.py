@@ -1,6 +1,6 @@
 """send: give the message the chat's next seq and store it there, exactly once per clientMsgId.
 
-Sequencing v2 (docs: README "How it works"), one writer never waiting on another:
+Sequencing v2 (docs/ARCHITECTURE.md), one writer never waiting on another:
 1. One consistent read: the chat (head, membership version, any change in flight), the sender's
    membership, any claim on this clientMsgId, the attached media. Not a member: FORBIDDEN;
    unknown media: NOT_FOUND; a finished claim: the stored ACK. Nothing is written for any of these.
