@@ -62,13 +62,13 @@ def list_all(route: Route, user: str) -> tuple[list[dict[str, Any]], list[int]]:
 def small(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 5 chats, heads for at most 10, CHATS frames of at most 2 KB."""
     monkeypatch.setattr(chats_logic, "CHATS_PAGE", 5)
-    monkeypatch.setattr(chats_logic, "CHATS_FRAME_BUDGET", 2 * 1024)
+    monkeypatch.setattr(chats_logic, "ANSWER_BUDGET_BYTES", 2 * 1024)
     monkeypatch.setattr(sync_logic, "MAX_SYNC_HEADS", 10)
 
 
 def test_the_protocols_limits() -> None:
     assert (chats_logic.CHATS_PAGE, sync_logic.MAX_SYNC_HEADS) == (500, 1000)
-    assert chats_logic.CHATS_FRAME_BUDGET < MAX_FRAME
+    assert chats_logic.ANSWER_BUDGET_BYTES < MAX_FRAME
 
 
 def test_list_chats_pages_every_chat_once_with_head_and_role(

@@ -14,8 +14,8 @@ import pytest
 from chat_backend.dal.chat_store import ChatStore
 from chat_backend.dal.send_store import SendContext
 from chat_backend.errors import Forbidden, NotFound
-from chat_backend.logic.send import Ledger, new_server_msg_id, send_message, seq_of_server_msg_id
-from chat_backend.models.common import now_iso
+from chat_backend.logic.send import Ledger, send_message
+from chat_backend.models.common import new_server_msg_id, now_iso, seq_of_server_msg_id
 from chat_backend.models.records import StoredMedia, StoredMessage
 from chat_backend.models.server_frames import AckFrame
 from tests.unit.helpers import (

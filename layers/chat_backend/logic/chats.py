@@ -15,13 +15,10 @@ from chat_backend.errors import BadRequest, ChatExists, GroupFull, NotFound
 from chat_backend.logic.consent import addable, mark_blocks
 from chat_backend.logic.member_jobs import MARGIN_S, TimeLeft, enqueue_adds, no_deadline
 from chat_backend.models.client_frames import CreateChatFrame, ListChatsFrame
-from chat_backend.models.common import MAX_GROUP_MEMBERS, now_iso
+from chat_backend.models.common import ANSWER_BUDGET_BYTES, CHATS_PAGE, MAX_GROUP_MEMBERS, now_iso
 from chat_backend.models.events import Caller
 from chat_backend.models.records import ChatMeta
 from chat_backend.models.server_frames import ChatEntry, ChatFrame, ChatsFrame, fitting
-
-CHATS_PAGE = 500  # chats per CHATS page at most (PROTOCOL.md v1.1)
-CHATS_FRAME_BUDGET = 120 * 1024  # and never a frame over API Gateway's 128 KiB
 
 
 def create_chat(
@@ -90,7 +87,7 @@ def create_chat(
 
 def list_chats(listing: ChatListing, pool: Executor, caller: Caller, frame: ListChatsFrame) -> ChatsFrame:
     """A page of the caller's chats (PROTOCOL.md v1.1): at most CHATS_PAGE, and fewer when their
-    names would take the frame past CHATS_FRAME_BUDGET bytes (`next` then resumes after the last)."""
+    names would take the frame past ANSWER_BUDGET_BYTES bytes (`next` then resumes after the last)."""
     listed, last = listing.page(caller.user_id, frame.cursor, CHATS_PAGE, pool)
     entries = [
         ChatEntry(
@@ -103,7 +100,7 @@ def list_chats(listing: ChatListing, pool: Executor, caller: Caller, frame: List
         for chat in listed
     ]
     empty = ChatsFrame(request_id=frame.request_id, chats=[], next=frame.cursor)
-    fit = fitting(empty, entries, CHATS_FRAME_BUDGET)
+    fit = fitting(empty, entries, ANSWER_BUDGET_BYTES)
     if fit < len(entries):
         entries = entries[:fit]
         last = entries[-1].chat_id if entries else frame.cursor

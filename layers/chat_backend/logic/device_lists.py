@@ -4,7 +4,7 @@ changed.
 
 `getChatDevices` pages every device (public keys) of every current member: at most
 `MEMBERS_PER_PAGE` members' devices and `DEVICES_PER_PAGE` devices a page, fewer when long keys
-would take the frame past `FRAME_BUDGET` bytes. A cursor is where the previous page stopped,
+would take the frame past `ANSWER_BUDGET_BYTES` bytes. A cursor is where the previous page stopped,
 `<userId>` or `<userId>.<deviceId>` (a member with more devices than a page holds goes on on the
 next one). Like queryDevices, no block hides a device: the members of a group two users share
 still read each other's messages, so each must be able to encrypt for the other.
@@ -30,11 +30,10 @@ from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.dal.key_store import DeviceChange, KeyStore
 from chat_backend.errors import Forbidden, RateLimited
 from chat_backend.logic.audience import recipients_of
-from chat_backend.logic.chats import CHATS_FRAME_BUDGET, CHATS_PAGE
-from chat_backend.logic.direct import push_to_members
-from chat_backend.logic.push import Pusher, envelopes
+from chat_backend.logic.push import Pusher, envelopes, push_to_members
 from chat_backend.logic.rate_limits import Party, RateLimiter
 from chat_backend.models.client_frames import GetChatDevicesFrame
+from chat_backend.models.common import ANSWER_BUDGET_BYTES, CHATS_PAGE
 from chat_backend.models.events import Caller
 from chat_backend.models.server_frames import ChatDevice, ChatDevicesFrame, DevicesChangedFrame, fitting
 from chat_backend.observability import count, logger
@@ -42,7 +41,6 @@ from chat_backend.wiring import DEVICE_ANNOUNCEMENTS
 
 MEMBERS_PER_PAGE = 250  # members whose devices one page reads (a 10,000-member group: 40 pages)
 DEVICES_PER_PAGE = 500  # devices a page lists at most
-FRAME_BUDGET = CHATS_FRAME_BUDGET  # bytes of a page at most (API Gateway carries 128 KiB)
 LONGEST_CURSOR = "u" * 64 + "." + "d" * 64  # what a page's frame is measured with
 
 NEWS_MAX_CHATS = 2 * CHATS_PAGE  # the user's chats looked at per announcement (chatId order)
@@ -77,7 +75,7 @@ def get_chat_devices(
     empty = ChatDevicesFrame(
         request_id=frame.request_id, chat_id=frame.chat_id, devices=[], next=LONGEST_CURSOR
     )
-    fit = min(fitting(empty, devices, FRAME_BUDGET), DEVICES_PER_PAGE)
+    fit = min(fitting(empty, devices, ANSWER_BUDGET_BYTES), DEVICES_PER_PAGE)
     next_cursor = last_member
     if fit < len(devices):
         devices = devices[:fit]

@@ -10,33 +10,14 @@ the ACK is answered after the message is stored, whatever happens to the pushes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from chat_backend.dal.delivery_queue import NotifyQueue
-from chat_backend.logic.audience import Devices, members_at, recipients_of
+from chat_backend.logic.audience import members_at
 from chat_backend.logic.notifications import enqueue_offline, offline_jobs
-from chat_backend.logic.push import Pusher, PushResult
+from chat_backend.logic.push import Pusher, PushResult, push_to_connected, push_to_members
 from chat_backend.logic.send import Ledger, SendPolicy, Sent, send_message
 from chat_backend.models.client_frames import SendFrame
 from chat_backend.models.events import Caller
 from chat_backend.models.server_frames import AckFrame, VoidFrame
-
-
-def push_to_members(
-    pusher: Pusher, frame: str, members: Sequence[str], sender: str | None, sender_device: str | None
-) -> PushResult:
-    """`frame` to every connected device of `members` but the sending device."""
-    return _push_to(pusher, frame, members, sender, sender_device)[0]
-
-
-def _push_to(
-    pusher: Pusher, frame: str, members: Sequence[str], sender: str | None, sender_device: str | None
-) -> tuple[PushResult, Devices]:
-    """The push, and the connected devices it found. The connections are read consistently, after
-    whatever the frame announces was stored: a device that registers later syncs on connect and
-    finds it there."""
-    devices = pusher.registry.devices_of(list(members), pusher.pool, consistent=True)
-    return pusher.push(frame, recipients_of(members, devices, sender, sender_device)), devices
 
 
 def send_and_push(
@@ -63,7 +44,7 @@ def push_sent(ledger: Ledger, pusher: Pusher, sent: Sent, notify: NotifyQueue | 
             ledger.chats, ledger.messages, ledger.member_lists, message.chat_id, version, message.seq
         )
     shown = [m for m in audience if m not in message.hidden_from]
-    result, devices = _push_to(
+    result, devices = push_to_connected(
         pusher, message.to_frame().to_json(), shown, message.sender, message.sender_device
     )
     if notify is not None:

@@ -30,8 +30,8 @@ from chat_backend.errors import (
     RateLimited,
 )
 from chat_backend.logic import holes
-from chat_backend.logic.send import Ledger, new_server_msg_id
-from chat_backend.models.common import MAX_GROUP_MEMBERS, SYSTEM_SENDER, iso_at
+from chat_backend.logic.send import Ledger
+from chat_backend.models.common import MAX_GROUP_MEMBERS, SYSTEM_SENDER, iso_at, new_server_msg_id
 from chat_backend.models.records import ChatMeta, PendingChange, StoredMessage
 
 # One transaction holds the META update, the announcement and the member items (100 at most);

@@ -19,6 +19,7 @@ from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.dal.delivery_queue import DeliveryQueue
 from chat_backend.errors import ConnectionGone
+from chat_backend.logic.audience import Devices, recipients_of
 from chat_backend.models.common import iso_at
 from chat_backend.models.queue_payloads import DeliveryEnvelope, PresenceGuard, Recipient
 
@@ -143,3 +144,20 @@ def envelopes(
         )
         for start in range(0, len(recipients), RECIPIENTS_PER_ENVELOPE)
     ]
+
+
+def push_to_members(
+    pusher: Pusher, frame: str, members: Sequence[str], sender: str | None, sender_device: str | None
+) -> PushResult:
+    """`frame` to every connected device of `members` but the sending device."""
+    return push_to_connected(pusher, frame, members, sender, sender_device)[0]
+
+
+def push_to_connected(
+    pusher: Pusher, frame: str, members: Sequence[str], sender: str | None, sender_device: str | None
+) -> tuple[PushResult, Devices]:
+    """The push, and the connected devices it found. The connections are read consistently, after
+    whatever the frame announces was stored: a device that registers later syncs on connect and
+    finds it there."""
+    devices = pusher.registry.devices_of(list(members), pusher.pool, consistent=True)
+    return pusher.push(frame, recipients_of(members, devices, sender, sender_device)), devices

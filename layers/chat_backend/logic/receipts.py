@@ -33,9 +33,8 @@ from chat_backend.errors import BadRequest, Forbidden, NotFound
 from chat_backend.logic.audience import recipients_of
 from chat_backend.logic.consent import blockers_of
 from chat_backend.logic.push import Pusher, PushResult
-from chat_backend.logic.send import seq_of_server_msg_id
 from chat_backend.models.client_frames import ReceiptFrame, ReceiptsQueryFrame
-from chat_backend.models.common import SYSTEM_SENDER, now_iso
+from chat_backend.models.common import SYSTEM_SENDER, now_iso, seq_of_server_msg_id
 from chat_backend.models.events import Caller
 from chat_backend.models.queue_payloads import SummaryJob
 from chat_backend.models.records import ChatMeta

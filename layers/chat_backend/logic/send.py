@@ -44,7 +44,7 @@ from chat_backend.errors import (
 from chat_backend.logic import holes
 from chat_backend.logic.audience import MemberListCache, MembershipCache, members_for_send
 from chat_backend.models.client_frames import SendFrame
-from chat_backend.models.common import Fanout, iso_at
+from chat_backend.models.common import Fanout, iso_at, new_server_msg_id
 from chat_backend.models.events import Caller
 from chat_backend.models.records import ChatMeta, SendRecord, StoredMessage, media_key
 from chat_backend.models.server_frames import AckFrame
@@ -85,20 +85,6 @@ class Sent:
 
 
 Clock = Callable[[], float]
-
-
-def new_server_msg_id(seq: int) -> str:
-    """`m_<seq>_<random>`: a per-message receipt names a message by this id alone, and the seq in
-    it locates the message with one key read (the stored id must match), with no index on ids."""
-    return f"m_{seq}_{uuid.uuid4().hex[:24]}"
-
-
-def seq_of_server_msg_id(server_msg_id: str) -> int | None:
-    """The seq a server message id claims (to be checked against the stored message)."""
-    parts = server_msg_id.split("_")
-    if len(parts) == 3 and parts[0] == "m" and parts[1].isdigit():
-        return int(parts[1])
-    return None
 
 
 def send_message(

@@ -19,8 +19,7 @@ from chat_backend.dal.consent_store import ConsentStore
 from chat_backend.errors import Forbidden, RateLimited
 from chat_backend.logic.audience import MemberListCache, members_now, recipients_of
 from chat_backend.logic.consent import blockers_of
-from chat_backend.logic.direct import push_to_members
-from chat_backend.logic.push import Pusher, envelopes
+from chat_backend.logic.push import Pusher, envelopes, push_to_members
 from chat_backend.logic.rate_limits import Party, RateLimiter
 from chat_backend.models.client_frames import TypingFrame
 from chat_backend.models.events import Caller

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
 MAX_FRAME_BYTES = 128 * 1024
+# What a paged answer fills at most, so that it never goes over MAX_FRAME_BYTES.
+ANSWER_BUDGET_BYTES = 120 * 1024
+CHATS_PAGE = 500  # chats per CHATS page at most (PROTOCOL.md v1.1)
 MAX_CIPHERTEXT_BYTES = 64 * 1024
 MAX_SYNC_LIMIT = 1000
 DEFAULT_SYNC_LIMIT = 500
@@ -49,3 +53,20 @@ def now_iso() -> str:
 def epoch_ms(iso: str) -> int:
     """The epoch milliseconds of a time written by `iso_at`."""
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+# --- server message ids -------------------------------------------------------------------------
+
+
+def new_server_msg_id(seq: int) -> str:
+    """`m_<seq>_<random>`: a per-message receipt names a message by this id alone, and the seq in
+    it locates the message with one key read (the stored id must match), with no index on ids."""
+    return f"m_{seq}_{uuid.uuid4().hex[:24]}"
+
+
+def seq_of_server_msg_id(server_msg_id: str) -> int | None:
+    """The seq a server message id claims (to be checked against the stored message)."""
+    parts = server_msg_id.split("_")
+    if len(parts) == 3 and parts[0] == "m" and parts[1].isdigit():
+        return int(parts[1])
+    return None
