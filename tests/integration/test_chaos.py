@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from chaos.fuzzer import run_fuzzer, valid_frames
+from chaos.fuzzer import run_fuzzer
 from chaos.history import FAULT_KINDS, run_history
+from chaos.mutations import valid_frames
 from chaos.state import snapshotter
 from chat_backend import wiring
 from local_stack.child import RunningStack, start_local_stack

@@ -1,7 +1,9 @@
 """Shared fixtures of the unit tests: moto-backed tables and queue built from the wiring table, the
 functions' repositories (store, registry, queue, ledger, receipts), seeded chats, API Gateway
-WebSocket events, a fake Lambda context, the real handler files (`route` sends one a frame), and
-plain fakes (a recording poster, a Pusher posting to it). Plain helpers are in helpers.py.
+WebSocket events, a fake Lambda context, the real handler files (`route` sends one a frame), plain
+fakes (a recording poster, a Pusher posting to it), a Stubber on the management API with the
+delivery queue's retries recorded, and the presence tests' world. Plain helpers are in helpers.py,
+the events and handler files themselves in lambda_events.py.
 
 Nothing here is autouse except a guard that keeps every test away from real AWS (fake credentials,
 no endpoint overrides) and clears the process-wide caches, so it is harmless for tests that never
@@ -10,21 +12,18 @@ touch the backend.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from chat_backend import services, wiring
@@ -37,17 +36,20 @@ from chat_backend.dal.receipt_store import ReceiptStore
 from chat_backend.logic.push import Pusher
 from chat_backend.logic.send import Ledger
 from chat_backend.models.common import now_iso
+from chat_backend.models.queue_payloads import DeliveryEnvelope
 from chat_backend.models.records import ChatMeta
 from local_stack.bootstrap import create_table
 from tests.unit.helpers import MakeChat, Receipting
+from tests.unit.lambda_events import (
+    CALLBACK_URL,
+    REGION,
+    FakeLambdaContext,
+    connect_event,
+    load_handler,
+    message_event,
+)
+from tests.unit.presence_world import BOB_PHONE, T0, World
 
-REPO = Path(__file__).resolve().parents[2]
-FUNCTIONS_DIR = REPO / "functions"
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
-API_ID = "abc123defg"
-STAGE = "test"
-CALLBACK_URL = f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/{STAGE}"
 # At least 32 bytes, so PyJWT does not warn about a short HMAC key.
 JWT_SECRET = "unit-test-secret-0123456789abcdef0123456789"
 
@@ -250,70 +252,6 @@ def group_id(make_chat: MakeChat) -> str:
 # --- events and handlers -------------------------------------------------------------------------
 
 
-def _request_context(route_key: str, event_type: str, connection_id: str) -> dict[str, Any]:
-    # Shaped like powertools' sample apiGatewayWebSocketApi{Connect,Disconnect,Message}.json.
-    return {
-        "routeKey": route_key,
-        "eventType": event_type,
-        "extendedRequestId": "BFaVtH2HoAMFZEQ=",
-        "requestTime": "28/Nov/2026:03:21:07 +0000",
-        "messageDirection": "IN",
-        "stage": STAGE,
-        "connectedAt": 1795836067000,
-        "requestTimeEpoch": 1795836067123,
-        "identity": {"sourceIp": "203.0.113.7"},
-        "requestId": "BFaVtH2HoAMFZEQ=",
-        "domainName": f"{API_ID}.execute-api.{REGION}.amazonaws.com",
-        "connectionId": connection_id,
-        "apiId": API_ID,
-    }
-
-
-def _authorizer(user_id: str, device_id: str) -> dict[str, str]:
-    return {"principalId": user_id, "userId": user_id, "deviceId": device_id}
-
-
-def message_event(
-    body: Any,
-    *,
-    user_id: str = "u_alice",
-    device_id: str = "d_phone",
-    connection_id: str | None = None,
-    route_key: str | None = None,
-) -> dict[str, Any]:
-    """A WebSocket MESSAGE event; `body` is sent as is when a str, else JSON-encoded."""
-    raw = body if body is None or isinstance(body, str) else json.dumps(body)
-    if route_key is None:
-        route_key = body.get("action", "$default") if isinstance(body, dict) else "$default"
-    context = _request_context(route_key, "MESSAGE", connection_id or f"conn-{user_id}-{device_id}")
-    context["messageId"] = "BFaVtfGSIAMCKug="
-    context["authorizer"] = _authorizer(user_id, device_id)
-    return {"requestContext": context, "body": raw, "isBase64Encoded": False}
-
-
-def connect_event(user_id: str, device_id: str, connection_id: str) -> dict[str, Any]:
-    context = _request_context("$connect", "CONNECT", connection_id)
-    context["authorizer"] = _authorizer(user_id, device_id)
-    host = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
-    return {
-        "headers": {"Host": host},
-        "multiValueHeaders": {"Host": [host]},
-        "requestContext": context,
-        "isBase64Encoded": False,
-    }
-
-
-def disconnect_event(user_id: str, device_id: str, connection_id: str) -> dict[str, Any]:
-    event = connect_event(user_id, device_id, connection_id)
-    event["requestContext"].update(
-        routeKey="$disconnect",
-        eventType="DISCONNECT",
-        disconnectStatusCode=1005,
-        disconnectReason="Client-side close frame status not set",
-    )
-    return event
-
-
 @pytest.fixture
 def make_message_event() -> Callable[..., dict[str, Any]]:
     return message_event
@@ -324,32 +262,9 @@ def make_connect_event() -> Callable[..., dict[str, Any]]:
     return connect_event
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "chat-unit-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:chat-unit-test"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
-
-
-@cache
-def load_handler(name: str) -> ModuleType:
-    """functions/<name>/handler.py, the file that deploys, under a module name unique to it."""
-    module_name = f"unit_function_{name}_handler"
-    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS_DIR / name / "handler.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -398,6 +313,35 @@ def pusher(
     return Pusher(poster, registry, queue, io_pool)  # type: ignore[arg-type]
 
 
+class Enqueued:
+    """Every SendMessageBatch entry the functions' SQS client sends, as (envelope, DelaySeconds)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.entries: list[dict[str, Any]] = []
+        sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", self._record)
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self.entries.extend(params["Entries"])
+
+    def envelopes(self) -> list[tuple[DeliveryEnvelope, int]]:
+        return [
+            (DeliveryEnvelope.model_validate_json(e["MessageBody"]), e["DelaySeconds"]) for e in self.entries
+        ]
+
+
+@pytest.fixture
+def stub(management_api: Any) -> Iterator[Stubber]:
+    """A botocore Stubber on the functions' management API: each post must be one it expects."""
+    with Stubber(management_api) as stubber:
+        yield stubber
+
+
+@pytest.fixture
+def enqueued(queue: DeliveryQueue) -> Enqueued:
+    """What the functions send to the delivery queue (the Pusher's retries)."""
+    return Enqueued(queue.sqs)
+
+
 # --- receipts ------------------------------------------------------------------------------------
 
 
@@ -411,3 +355,31 @@ def receipt(receipts: ReceiptStore, pusher: Pusher, poster: RecordingPoster) -> 
     """Records a receipt the way the receipts function does, pushing to `poster`."""
     summaries: FifoQueue = services.services().summaries_queue
     return Receipting(receipts, pusher, summaries, poster)
+
+
+# --- presence ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(
+    aws_env: AwsEnv,
+    store: ChatStore,
+    registry: ConnectionRegistry,
+    queue: DeliveryQueue,
+    io_pool: ThreadPoolExecutor,
+    poster: RecordingPoster,
+) -> World:
+    """presence_world.py's World on the functions' presence store and settle queue."""
+    built = services.services()
+    return World(aws_env, store, registry, built.presence, queue, built.settle_queue, io_pool, poster)
+
+
+@pytest.fixture
+def bob_watches_alice(world: World, make_chat: MakeChat) -> World:
+    """Alice and Bob chat directly (both chose it); Bob is online and subscribed to Alice, who has
+    never connected."""
+    make_chat("u_alice", "u_bob", kind="direct")
+    world.connect(BOB_PHONE, T0)
+    world.subscribe(BOB_PHONE, ["u_alice"], T0)
+    world.poster.posts.clear()
+    return world

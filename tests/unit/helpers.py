@@ -167,6 +167,15 @@ def claims(aws_env: Any, chat_id: str) -> list[dict[str, Any]]:
     return [i for i in aws_env.scan("chats") if i["chatId"] == chat_id and i["sk"].startswith("DEDUP#")]
 
 
+def announcements(aws_env: Any, chat_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """(seq, body) of each membership change announced in the chat (a message from "system")."""
+    return [
+        (int(m["seq"]), json.loads(bytes(m["ciphertext"])))
+        for m in aws_env.messages(chat_id)
+        if m.get("sender") == "system"
+    ]
+
+
 def layout(aws_env: Any, chat_id: str) -> list[tuple[int, str]]:
     """What each stored seq of the chat holds: a sender, or VOID."""
     return [(int(m["seq"]), m.get("kind") or m["sender"]) for m in aws_env.messages(chat_id)]

@@ -1,6 +1,10 @@
 """Hot and archived history (logic/archive.py, dal/message_archive.py, logic/sync.py): messages past
 the hot window move to the archive bucket, written and read back before they leave the messages
-table; sync replays across both as if nothing had moved."""
+table; sync replays across both as if nothing had moved.
+
+It stays whole: what the archiver moves and that reads across the archive see nothing moved are
+one contract, checked over one seeded chat, one archiver run and one set of read-backs
+(hourly_run, all_frames, objects); split, each half would need all of the other's."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import pytest
 from chat_backend.dal.connections import ConnectionRegistry
 from chat_backend.logic.connections import connect
 from chat_backend.models.common import epoch_ms
-from tests.unit.conftest import connect_event, disconnect_event, load_handler
 from tests.unit.helpers import caller
+from tests.unit.lambda_events import connect_event, disconnect_event, load_handler
 
 TTL_S = 7200
 

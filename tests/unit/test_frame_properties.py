@@ -15,8 +15,8 @@ from chat_backend.models import client_frames
 from chat_backend.models.client_frames import ClientFrame
 from chat_backend.models.frame_parsing import decode_body, parse_frame
 from chat_backend.routes import handle_route
-from tests.unit.conftest import message_event
 from tests.unit.helpers import no_limits
+from tests.unit.lambda_events import message_event
 
 FRAME_MODELS: list[type[ClientFrame]] = [
     model

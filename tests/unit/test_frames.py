@@ -23,8 +23,8 @@ from chat_backend.models.common import MAX_CIPHERTEXT_BYTES, MAX_FRAME_BYTES
 from chat_backend.models.frame_parsing import decode_body, echo_ids, parse_frame
 from chat_backend.models.server_frames import ErrorFrame
 from chat_backend.routes import handle_route
-from tests.unit.conftest import message_event
 from tests.unit.helpers import no_limits
+from tests.unit.lambda_events import message_event
 
 
 def b64(data: bytes) -> str:

@@ -20,8 +20,8 @@ from chat_backend.models.common import MAX_FRAME_BYTES
 from chat_backend.models.events import Caller
 from chat_backend.models.server_frames import OkFrame
 from chat_backend.routes import handle_route, http_response, is_http
-from tests.unit.conftest import load_handler, message_event
 from tests.unit.helpers import GRACE_S, MakeChat, no_limits
+from tests.unit.lambda_events import load_handler, message_event
 
 
 def http_event(

@@ -15,8 +15,9 @@ import pytest
 
 from chat_backend.dal.key_store import KeyStore, PreKey, SignedPreKeyRecord
 from chat_backend.services import services
-from tests.unit.conftest import AwsEnv, message_event
+from tests.unit.conftest import AwsEnv
 from tests.unit.helpers import LockedDdb
+from tests.unit.lambda_events import message_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

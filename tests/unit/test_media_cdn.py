@@ -29,7 +29,8 @@ from chat_backend.dal import aws
 from local_stack.faults import running_as
 from local_stack.iam import AccessGuard
 from tests.unit import test_media
-from tests.unit.conftest import REGION, clear_caches
+from tests.unit.conftest import clear_caches
+from tests.unit.lambda_events import REGION
 from tests.unit.test_media import download, send, uploaded
 
 call = test_media.call  # the media / send handlers, answering frames
