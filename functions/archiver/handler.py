@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat_backend.handler_kit import lambda_handler
-from chat_backend.logic.archive import ArchivePolicy, archive_due, plan_archive
+from chat_backend.logic.archive import ArchivePolicy, archive_chats, plan_archive
 from chat_backend.observability import count, logger
 from chat_backend.services import services
 
@@ -36,7 +36,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.info("archive planned", extra={"jobs": jobs})
         return {"jobs": jobs}
     policy = ArchivePolicy(hot_days=s.settings.hot_days, grace_s=s.settings.hole_grace_s)
-    report = archive_due(
+    report = archive_chats(
         s.ledger,
         s.archive,
         policy,

@@ -52,10 +52,11 @@ class Resources:
         resources = {r.name for r in (*wiring.TABLES, *wiring.QUEUES, *wiring.BUCKETS)}
         uses = resources if function is None else resources & set(wiring.function(function).uses)
         env_vars = {logical: wiring.resource_env_var(logical) for logical in sorted(uses)}
-        missing = sorted(var for var in env_vars.values() if not environ.get(var))
+        names = {logical: environ[var] for logical, var in env_vars.items() if environ.get(var)}
+        missing = [var for logical, var in env_vars.items() if logical not in names]
         if missing and function is not None:
-            raise MissingResource(f"function {function}: {', '.join(missing)} not set")
-        return cls(function, {logical: environ[var] for logical, var in env_vars.items() if environ.get(var)})
+            raise MissingResource(f"function {function}: {', '.join(sorted(missing))} not set")
+        return cls(function, names)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from chat_backend.logic.archive import (
     DAY_MS,
     ArchivePolicy,
     ArchiveReport,
-    archive_due,
+    archive_chats,
     plan_archive,
     run_archive_job,
 )
@@ -97,7 +97,7 @@ def pages_budget(pages: int) -> Callable[[], bool]:
 
 
 def operators_run(ledger: Ledger, archive: MessageArchive, now_ms: int, chat_ids: list[str]) -> ArchiveReport:
-    return archive_due(ledger, archive, POLICY, now_ms, lambda: True, chat_ids)
+    return archive_chats(ledger, archive, POLICY, now_ms, lambda: True, chat_ids)
 
 
 def syncing(

@@ -101,7 +101,7 @@ def run_archive_job(
     into jobs of `policy.chats_per_job` chats; a listing that runs out of time goes on in a new job
     from where it stopped. Every step is idempotent: SQS may deliver a job twice."""
     if job.shard is None:
-        return archive_due(ledger, archive, policy, job.now_ms, keep_going, job.chat_ids)
+        return archive_chats(ledger, archive, policy, job.now_ms, keep_going, job.chat_ids)
     report, start = ArchiveReport(), job.start
     while True:
         chat_ids, start = archive.due_page(
@@ -118,7 +118,7 @@ def run_archive_job(
             return report
 
 
-def archive_due(
+def archive_chats(
     ledger: Ledger,
     archive: MessageArchive,
     policy: ArchivePolicy,

@@ -15,9 +15,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import Enum
 
+from chat_backend.backoff import Backoff
 from chat_backend.dal.connection_poster import ConnectionPoster
 from chat_backend.dal.connections import ConnectionRegistry
-from chat_backend.dal.delivery_queue import DeliveryQueue
+from chat_backend.dal.delivery_queue import MAX_DELAY_S, DeliveryQueue
 from chat_backend.errors import ConnectionGone
 from chat_backend.logic.audience import Devices, recipients_of
 from chat_backend.models.common import iso_at
@@ -36,7 +37,7 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int) -> int:
         """The wait before push number `attempt + 1` (attempt >= 1 pushes already failed)."""
-        return self.base_delay_s * 2 ** (attempt - 1)
+        return int(Backoff(self.base_delay_s, MAX_DELAY_S, jitter=False).delay_s(attempt - 1))
 
 
 class Outcome(Enum):
